@@ -1,0 +1,111 @@
+# xgate build. `make` builds everything into $(BUILD); `make test` also installs
+# what is missing, then runs unit, BPF and end-to-end suites, plain and sanitized.
+BUILD     ?= build
+SAN       ?= 0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+VERSION   := 0.1.0
+
+CC        ?= gcc
+CLANG     ?= clang
+BPFTOOL   ?= bpftool
+PYTHON    := /usr/bin/python3
+
+PKGS      := libbpf libxdp liburing jansson openssl zlib
+CPPFLAGS  += -D_GNU_SOURCE -DXGATE_VERSION='"$(VERSION)"' -Iuserspace -I. -I$(BUILD)/bpf
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
+             -fno-strict-aliasing -pthread $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+ifeq ($(SAN),1)
+CFLAGS    += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+endif
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+BPF_SKELS := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.skel.h,$(BPF_SRCS))
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -I. -I/usr/include/$(shell uname -m)-linux-gnu \
+             -D__TARGET_ARCH_x86
+
+LIB_SRCS  := $(sort $(shell find userspace -name '*.c' -not -path 'userspace/xgate/*' \
+                        -not -path 'userspace/xgatectl/*'))
+LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+XGATE_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard userspace/xgate/*.c))
+CTL_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard userspace/xgatectl/*.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c tests/bpf/test_*.c)
+UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+.PHONY: all deps test unit-test e2e-test asan-test run bench clean install format
+all: $(BUILD)/xgate $(BUILD)/xgatectl $(UNIT_BINS) $(BENCH_BINS)
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h maps/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/%.o: %.c $(BPF_SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libxgate.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/xgate: $(XGATE_OBJS) $(BUILD)/libxgate.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/xgatectl: $(CTL_OBJS) $(BUILD)/libxgate.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c tests/unit/check.h $(BUILD)/libxgate.a $(BPF_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libxgate.a $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libxgate.a $(BPF_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libxgate.a $(LDLIBS) -o $@
+
+# Unit and BPF tests: each binary prints "NAME: N passed, N failed" and exits non-zero on failure.
+unit-test: all
+	@BUILD=$(BUILD) bash scripts/run-unit-tests.sh $(UNIT_BINS)
+
+e2e-test: all
+	XGATE_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+asan-test:
+	$(MAKE) BUILD=build/asan SAN=1 unit-test e2e-test
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit-test
+	$(MAKE) e2e-test
+	$(MAKE) asan-test
+
+run: deps all
+	bash scripts/demo.sh
+
+bench: deps all
+	bash bench/run.sh
+
+install: $(BUILD)/xgate $(BUILD)/xgatectl
+	install -D -m 0755 $(BUILD)/xgate $(DESTDIR)$(PREFIX)/bin/xgate
+	install -D -m 0755 $(BUILD)/xgatectl $(DESTDIR)$(PREFIX)/bin/xgatectl
+	install -D -m 0644 config/xgate.json $(DESTDIR)/etc/xgate/xgate.json
+	install -D -m 0644 scripts/xgate.service $(DESTDIR)/lib/systemd/system/xgate.service
+	for m in docs/*.8; do [ -f "$$m" ] && install -D -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/$$(basename $$m); done; true
+
+format:
+	clang-format -i $$(find userspace tests bpf maps bench -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

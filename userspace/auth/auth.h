@@ -1,0 +1,81 @@
+/*
+ * Authentication and authorization: JWT (compact JWS, every JOSE algorithm through OpenSSL 3
+ * EVP, keys from a JWKS file that is re-read when it changes), API keys identifying
+ * consumers, route roles/scopes, route schedules (time windows in a tz zone).
+ */
+#ifndef XGATE_AUTH_AUTH_H
+#define XGATE_AUTH_AUTH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/cfg.h"
+#include "http/http.h"
+
+struct auth_config; /* global "auth" + "consumers" */
+struct route_auth;  /* a route's "auth" (+ "schedule") */
+struct jwt_cache;   /* per-worker verified-token cache */
+
+/* Why a request was refused: the label of xgate_auth_failures_total{reason}. */
+enum auth_reason {
+	AUTH_OK = 0,
+	AUTH_MISSING,	       /* no credentials */
+	AUTH_MALFORMED,	       /* not a parseable token / bad base64url / bad JSON */
+	AUTH_BAD_ALG,	       /* none, not allowed, key type mismatch */
+	AUTH_UNKNOWN_KID,
+	AUTH_BAD_SIGNATURE,
+	AUTH_EXPIRED,
+	AUTH_NOT_YET_VALID,    /* nbf / iat in the future */
+	AUTH_BAD_ISSUER,
+	AUTH_BAD_AUDIENCE,
+	AUTH_BAD_API_KEY,
+	AUTH_FORBIDDEN_ROLE,   /* 403 */
+	AUTH_FORBIDDEN_SCOPE,  /* 403 */
+	AUTH_FORBIDDEN_SCHEDULE, /* 403 */
+	AUTH_REASON_COUNT
+};
+const char *auth_reason_name(enum auth_reason r);
+
+#define AUTH_MAX_FORWARD 16
+
+struct auth_result {
+	int status; /* 0 allowed, 401 or 403 */
+	enum auth_reason reason;
+	char consumer[128]; /* API-key consumer name or JWT sub; "" when anonymous */
+	/* Headers to add upstream (forward_claims, X-Consumer); strings owned by the result. */
+	int nforward;
+	struct {
+		char name[64];
+		char value[512];
+	} forward[AUTH_MAX_FORWARD];
+	/* For "hash_on": "claim:NAME" */
+	const char *(*claim)(const struct auth_result *r, const char *name);
+	void *priv;
+};
+
+/* Parses top-level "auth" and "consumers" (either may be NULL). */
+struct auth_config *auth_config_parse(json_t *auth, json_t *consumers, struct cfg_errs *errs);
+void auth_config_free(struct auth_config *a);
+/* Re-reads the JWKS file if it changed on disk; called about once a second by the main thread. */
+void auth_config_tick(struct auth_config *a);
+
+/* Parses a route's "auth" and optional "schedule" (NULL when absent or "none" and no schedule). */
+struct route_auth *route_auth_parse(json_t *auth, json_t *schedule, const char *route_path,
+				    const struct auth_config *a, struct cfg_errs *errs);
+void route_auth_free(struct route_auth *ra);
+
+struct jwt_cache *jwt_cache_new(size_t capacity);
+void jwt_cache_free(struct jwt_cache *c);
+
+/* Evaluates a route's policy for a parsed request. `now` is wall-clock time. */
+void auth_check(const struct auth_config *a, const struct route_auth *ra, struct jwt_cache *cache,
+		const struct http_request *req, time_t now, struct auth_result *out);
+void auth_result_release(struct auth_result *r);
+
+/* True for headers clients must never supply themselves (forward_claims targets, X-Consumer). */
+bool auth_is_identity_header(const struct auth_config *a, struct http_str name);
+
+#endif

@@ -1,0 +1,164 @@
+/*
+ * The whole gateway configuration as one immutable, refcounted snapshot. A reload
+ * builds and validates a new snapshot, then publishes it; connections keep a reference
+ * to the snapshot they started with until they finish.
+ *
+ * Section parsers live with their concern (auth/, tls/, edge/, ...) and are called
+ * from config.c; each reports errors with their JSON path into a struct cfg_errs.
+ */
+#ifndef XGATE_CONFIG_CONFIG_H
+#define XGATE_CONFIG_CONFIG_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/cfg.h"
+
+struct auth_config;   /* auth/auth.h */
+struct route_auth;    /* auth/auth.h */
+struct tls_listener;  /* tls/tls.h */
+struct edge_config;   /* edge/edge.h */
+struct router;	      /* router/router.h */
+struct ratelimit_policy; /* ratelimit/ratelimit.h */
+struct target_state;  /* upstream/target_state.h */
+
+enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
+enum splice_mode { SPLICE_AUTO, SPLICE_OFF };
+
+struct sni_route {
+	char *host; /* lower-case; "*.example.com" wildcard allowed */
+	int upstream;
+};
+
+struct listener_config {
+	char *name;
+	char *address_text;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum listener_mode mode;
+	enum splice_mode splice;
+	struct tls_listener *tls; /* NULL: plain */
+	int upstream;		  /* tcp mode: default pool index, -1 none */
+	struct sni_route *sni_routes;
+	int nsni_routes;
+	int metrics_slot;
+};
+
+struct limits_config {
+	uint32_t max_header_bytes;
+	uint32_t max_request_line;
+	uint64_t max_body_bytes;
+	uint32_t header_timeout_ms;
+	uint32_t idle_timeout_ms;
+	uint32_t max_connections;
+	uint32_t drain_timeout_ms;
+};
+
+enum balance_kind { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_HASH };
+enum hash_on_kind { HASH_ON_IP, HASH_ON_HEADER, HASH_ON_CLAIM };
+
+struct target_config {
+	char *address_text;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	uint32_t weight;
+	struct target_state *state; /* shared runtime state, survives reloads */
+	int metrics_slot;
+};
+
+struct health_check_config {
+	bool enabled;
+	char *path;
+	uint32_t interval_ms, timeout_ms;
+	uint32_t unhealthy_after, healthy_after;
+};
+
+struct breaker_config {
+	bool enabled;
+	uint32_t failures; /* consecutive failures that open it */
+	uint32_t open_ms;  /* then one probe request is let through (half-open) */
+};
+
+struct upstream_config {
+	char *name;
+	enum balance_kind balance;
+	enum hash_on_kind hash_on;
+	char *hash_key; /* header or claim name */
+	struct target_config *targets;
+	int ntargets;
+	struct hash_ring *ring; /* upstream/balance.h, for BALANCE_HASH */
+	uint32_t keepalive;
+	uint32_t connect_timeout_ms, read_timeout_ms;
+	uint32_t retries;
+	struct health_check_config health;
+	struct breaker_config breaker;
+	int metrics_slot;
+};
+
+struct header_match {
+	char *name;
+	char *value; /* exact match; NULL: header must be present */
+};
+
+struct route_config {
+	char *name;
+	char **paths;
+	int npaths;
+	uint32_t methods; /* bitmask of 1 << enum http_method; 0 = any */
+	char **hosts;	  /* lower-case; empty = any */
+	int nhosts;
+	struct header_match *headers;
+	int nheaders;
+	int upstream; /* index into config.upstreams */
+	bool strip_prefix;
+	struct route_auth *auth;	    /* NULL: open */
+	struct ratelimit_policy *rate_limit; /* NULL: none */
+	uint32_t cache_ttl_s;		    /* 0: no caching */
+	int metrics_slot;
+};
+
+struct access_log_config {
+	bool enabled;
+	char *path; /* "-" = stderr */
+};
+
+struct admin_config {
+	bool enabled;
+	char *address_text;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+struct xg_config {
+	atomic_int refs;
+	uint64_t generation;
+	int64_t loaded_at; /* unix seconds */
+	char *path;
+	json_t *raw; /* as read from the file, before ${ENV} substitution: for GET /config */
+	int workers;
+	struct listener_config *listeners;
+	int nlisteners;
+	struct admin_config admin;
+	struct limits_config limits;
+	struct upstream_config *upstreams;
+	int nupstreams;
+	struct route_config *routes;
+	int nroutes;
+	struct router *router;
+	struct auth_config *auth;
+	struct edge_config *edge; /* NULL: no XDP */
+	struct access_log_config access_log;
+};
+
+/* Loads and validates; NULL with every error in errs. Generation is set by the caller. */
+struct xg_config *config_load_file(const char *path, struct cfg_errs *errs);
+struct xg_config *config_load_json(json_t *root, const char *path, struct cfg_errs *errs);
+struct xg_config *config_get(struct xg_config *cfg);
+void config_put(struct xg_config *cfg);
+
+int config_upstream_index(const struct xg_config *cfg, const char *name);
+
+#endif

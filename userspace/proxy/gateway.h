@@ -1,0 +1,47 @@
+/*
+ * Process-wide gateway state shared by the main thread, workers and the admin thread.
+ */
+#ifndef XGATE_PROXY_GATEWAY_H
+#define XGATE_PROXY_GATEWAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+struct edge;
+struct splice;
+struct health_checker;
+
+struct gateway_features {
+	bool io_uring_single_issuer, io_uring_defer_taskrun;
+	bool ktls;     /* TLS ULP present */
+	bool sockmap;  /* splice programs loaded */
+	char xdp[256]; /* edge_describe() or "off" */
+};
+
+struct gateway {
+	_Atomic(struct xg_config *) config; /* current snapshot; workers take refs */
+	const char *config_path;
+	int64_t started_at;
+	int nworkers;
+	struct gateway_features features;
+	struct edge *edge;
+	struct splice *splice;
+	struct health_checker *health;
+	atomic_bool stopping;
+	int last_reload_ok;
+	char last_reload_errors[4096];
+};
+
+/* Validates and swaps in the config file (SIGHUP, POST /reload). 0 on success; on failure
+ * the old config keeps serving and errs holds every problem. Serialized internally. */
+int gateway_reload(struct gateway *gw, struct cfg_errs *errs);
+/* Takes a reference to the current config; release with config_put(). */
+struct xg_config *gateway_config(struct gateway *gw);
+/* Live connection/worker numbers for /status. */
+void gateway_worker_stats(struct gateway *gw, unsigned long *connections_active);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * Upstream target selection and shared target state.
+ *
+ * struct target_state lives in a process-wide registry keyed by (upstream name, target
+ * address) so health, breaker and connection counts survive config reloads. Fields are
+ * atomics: every worker and the health checker touch them without locks.
+ */
+#ifndef XGATE_UPSTREAM_UPSTREAM_H
+#define XGATE_UPSTREAM_UPSTREAM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+#define UPSTREAM_MAX_TARGETS 64
+
+enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN };
+
+struct target_state {
+	atomic_bool up;		      /* health-check verdict (true when checks are off) */
+	atomic_int active;	      /* in-flight requests, all workers (least_conn) */
+	atomic_uint consecutive_fail; /* breaker input */
+	atomic_int breaker;	      /* enum breaker_state */
+	atomic_uint_least64_t open_until_ms;
+	atomic_bool probe_in_flight; /* half-open: one request at a time */
+	atomic_uint health_ok_streak, health_fail_streak;
+};
+
+/* Stable pointer for the life of the process; NULL on allocation failure. */
+struct target_state *target_state_get(const char *upstream, const char *address);
+
+/* Health and breaker both allow a request now (may claim the half-open probe slot). */
+bool target_available(struct target_state *t, const struct breaker_config *b, uint64_t now_ms);
+/* Outcome of a request for the breaker: success closes, failures count towards opening. */
+void target_report(struct target_state *t, const struct breaker_config *b, bool success,
+		   uint64_t now_ms);
+
+/* Consistent-hash ring (weighted virtual nodes): removing one of N targets remaps ~1/N keys. */
+struct hash_ring *hash_ring_build(const struct target_config *targets, int ntargets);
+void hash_ring_free(struct hash_ring *ring);
+
+/* Per-worker, per-upstream smooth weighted round-robin state. */
+struct balance_rr {
+	int64_t current[UPSTREAM_MAX_TARGETS];
+};
+
+/*
+ * Picks a target index or -1 when no available target is left. `skip_mask` has bit i set
+ * for targets already tried for this request. For BALANCE_HASH, `hash` is the 64-bit hash
+ * of the key (hash_key64); when the owner is unavailable the next ring node is used.
+ */
+int balance_pick(const struct upstream_config *u, struct balance_rr *rr, uint64_t hash,
+		 uint64_t skip_mask, uint64_t now_ms);
+uint64_t hash_key64(const void *data, size_t len);
+
+/*
+ * Active health checks: one thread, HTTP GET health.path on each target every interval,
+ * marking targets down after unhealthy_after failures and up after healthy_after passes.
+ * health_checker_update() swaps in the targets of a new config (on reload).
+ */
+struct health_checker;
+struct health_checker *health_checker_start(struct xg_config *cfg);
+void health_checker_update(struct health_checker *hc, struct xg_config *cfg);
+void health_checker_stop(struct health_checker *hc);
+
+#endif
