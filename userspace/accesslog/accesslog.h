@@ -6,6 +6,7 @@
 #define XGATE_ACCESSLOG_ACCESSLOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -24,11 +25,30 @@ struct access_entry {
 	const char *consumer; /* "" when anonymous */
 };
 
-/* path "-" is stderr. Safe to call again on reload with a new path. 0 or -errno. */
+#define ACCESSLOG_MAX_WORKERS 256
+
+/*
+ * path "-" is stderr. Safe to call again on reload with a new path (lines already
+ * buffered go to the new file). Starts the writer thread on first use. 0 or -errno.
+ */
 int accesslog_open(const char *path);
+/* Writes out what is buffered, stops the writer, closes the file. */
 void accesslog_close(void);
 bool accesslog_enabled(void);
-void accesslog_reopen(void); /* SIGUSR1 (async-signal-safe: only sets a flag) */
+/* SIGUSR1 (async-signal-safe: sets a flag and wakes the writer, which reopens the file). */
+void accesslog_reopen(void);
+/* Worker `worker` (0..ACCESSLOG_MAX_WORKERS-1) only; never blocks: drops when full. */
 void accesslog_write(int worker, const struct access_entry *e);
+/* Lines dropped because a worker's buffer was full (for metrics). */
+uint64_t accesslog_dropped(void);
+/* Waits (up to timeout_ms) until every line written so far reached the file. 0 or -ETIMEDOUT. */
+int accesslog_flush(int timeout_ms);
+
+/*
+ * Formats one entry as a JSON line (with '\n') into out; strings are escaped (control
+ * characters, quotes, bytes that are not valid UTF-8 as \u00XX) and truncated so the
+ * line always fits. Returns the line length (< outlen); outlen must be >= 1024.
+ */
+size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e);
 
 #endif

@@ -35,9 +35,16 @@ enum auth_reason {
 	AUTH_FORBIDDEN_ROLE,   /* 403 */
 	AUTH_FORBIDDEN_SCOPE,  /* 403 */
 	AUTH_FORBIDDEN_SCHEDULE, /* 403 */
+	AUTH_TOKEN_TOO_LARGE,  /* over auth.jwt.max_token_bytes */
+	AUTH_CRIT,	       /* "crit" header: we implement no JWS extensions */
 	AUTH_REASON_COUNT
 };
 const char *auth_reason_name(enum auth_reason r);
+/* 0 for AUTH_OK, 403 for the AUTH_FORBIDDEN_* reasons, 401 for all others. */
+int auth_reason_status(enum auth_reason r);
+
+/* Header value for every 401 the gateway makes (SPEC). */
+#define AUTH_WWW_AUTHENTICATE "Bearer error=\"invalid_token\""
 
 #define AUTH_MAX_FORWARD 16
 
@@ -67,10 +74,27 @@ struct route_auth *route_auth_parse(json_t *auth, json_t *schedule, const char *
 				    const struct auth_config *a, struct cfg_errs *errs);
 void route_auth_free(struct route_auth *ra);
 
+/* Per-worker cache entries to create (auth.jwt.cache_size; 0 = the cache is disabled). */
+size_t auth_cache_size(const struct auth_config *a);
+/* Generation of the keyset in use; changes on every successful JWKS/PEM re-read. */
+uint64_t auth_keyset_generation(const struct auth_config *a);
+
+/* NULL on allocation failure or capacity 0 (auth_check then verifies every token). */
 struct jwt_cache *jwt_cache_new(size_t capacity);
 void jwt_cache_free(struct jwt_cache *c);
 
-/* Evaluates a route's policy for a parsed request. `now` is wall-clock time. */
+struct jwt_cache_stats {
+	uint64_t hits;		/* tokens accepted from the cache */
+	uint64_t verifications; /* tokens whose signature was checked (cache misses) */
+	uint64_t evictions;	/* live entries dropped to make room */
+};
+void jwt_cache_get_stats(const struct jwt_cache *c, struct jwt_cache_stats *out);
+
+/*
+ * Evaluates a route's policy for a parsed request. `now` is wall-clock time. `ra` NULL means
+ * an open route (out->status 0). `cache` may be NULL. Call auth_result_release() after the
+ * request is done with out (out->claim stays valid until then).
+ */
 void auth_check(const struct auth_config *a, const struct route_auth *ra, struct jwt_cache *cache,
 		const struct http_request *req, time_t now, struct auth_result *out);
 void auth_result_release(struct auth_result *r);

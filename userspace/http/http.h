@@ -15,6 +15,11 @@
 #include <sys/types.h>
 
 #define HTTP_MAX_HEADERS 100
+/* Used when limits is NULL or max_header_bytes is 0 (SPEC default). */
+#define HTTP_DEFAULT_MAX_HEADER_BYTES 16384
+/* Chunked framing bounds: one size/extension or trailer line; the whole trailer section. */
+#define HTTP_CHUNK_LINE_MAX 4096
+#define HTTP_CHUNK_TRAILER_MAX 16384
 
 enum http_method {
 	HTTP_OTHER = 0, /* a valid token we do not know: passed through */
@@ -52,28 +57,35 @@ enum {
 	HTTP_ERR_BAD = -400,	       /* malformed or ambiguous: respond 400 and close */
 	HTTP_ERR_URI_TOO_LONG = -414,  /* request line longer than the limit */
 	HTTP_ERR_HEADERS_TOO_LARGE = -431,
-	HTTP_ERR_NOT_IMPLEMENTED = -501, /* e.g. Transfer-Encoding other than chunked */
+	HTTP_ERR_NOT_IMPLEMENTED = -501, /* reserved; the parser itself never returns it */
 	HTTP_ERR_VERSION = -505,	 /* not HTTP/1.0 or HTTP/1.1 */
 };
 
 struct http_limits {
-	size_t max_request_line; /* 414 beyond; 0 = max_header_bytes */
-	size_t max_header_bytes; /* 431 beyond (whole head incl. request line) */
+	size_t max_request_line; /* 414 beyond (without CRLF); 0 = max_header_bytes */
+	size_t max_header_bytes; /* 431 beyond (whole head incl. request line and final CRLF);
+				    0 = HTTP_DEFAULT_MAX_HEADER_BYTES; capped at 1 GiB */
 };
 
 struct http_request {
 	enum http_method method;
 	struct http_str method_str;
 	struct http_str target; /* request-target as sent (origin-form or absolute-form) */
-	struct http_str path;	/* path part of target, never empty ("/" at least) */
-	struct http_str query;	/* after '?', without it; len 0 when absent */
+	/*
+	 * Path part of target, never empty. Points into the buffer except for absolute-form
+	 * without a path, where it is a static "/" (http_path_normalize never writes to an
+	 * already normal path). For OPTIONS * it is "*", for CONNECT the authority: both
+	 * fail http_path_normalize, so they cannot match a route by accident.
+	 */
+	struct http_str path;
+	struct http_str query; /* after '?', without it; len 0 when absent */
 	int minor_version;	/* 0 or 1 */
 	struct http_header headers[HTTP_MAX_HEADERS];
 	int nheaders;
-	struct http_str host; /* Host header value (or authority from absolute-form) */
+	struct http_str host; /* Host header value (or authority from absolute-form); "" if none */
 	enum http_body body;
-	uint64_t content_length;
-	bool keep_alive;      /* after Connection/version rules */
+	uint64_t content_length; /* valid for HTTP_BODY_LENGTH (0 is a LENGTH body of 0) */
+	bool keep_alive;	 /* after Connection/version rules */
 	bool expect_continue; /* Expect: 100-continue */
 	bool upgrade;	      /* Connection: upgrade + Upgrade header present */
 	struct http_str upgrade_proto;
@@ -99,13 +111,35 @@ struct http_response {
  * line or in header names/values, missing Host in HTTP/1.1, several Host headers,
  * invalid method/header tokens, a request-target that is not origin-form (absolute-form
  * is accepted and split; authority-form only for CONNECT; "*" only for OPTIONS).
+ *
+ * Decisions beyond RFC 9112 minimums (all HTTP_ERR_BAD unless noted):
+ * - Content-Length: 1*DIGIT up to INT64_MAX. Identical duplicate fields are collapsed;
+ *   comma lists ("5, 5"), signs, spaces inside, differing duplicates are rejected.
+ * - Transfer-Encoding: exactly one field whose value is "chunked" (any case); lists
+ *   ("gzip, chunked", "chunked, chunked"), repeats, other codings and any TE in an
+ *   HTTP/1.0 message are rejected. The message body length is then unambiguous.
+ * - Exactly one each of Host, Connection, Upgrade, Expect; Host must be reg-name/IP
+ *   literal/port characters (no userinfo). Absolute-form: http/https only, no userinfo,
+ *   and the Host header must equal the authority (case-insensitive).
+ * - Expect other than "100-continue" (417-worthy) is rejected; ignored in HTTP/1.0.
+ * - Path: RFC 3986 pchar and "/" only, with valid %XX; query: any VCHAR except '#'.
+ * - Versions other than HTTP/1.0 and HTTP/1.1 (well-formed "HTTP/d.d"): HTTP_ERR_VERSION.
+ *   Malformed versions ("HTTP/1.10", "http/1.1"): HTTP_ERR_BAD.
+ * - More than HTTP_MAX_HEADERS fields: HTTP_ERR_HEADERS_TOO_LARGE.
+ * - Empty lines (CRLF) before the request line are skipped (RFC 9112 2.2); they count
+ *   toward the returned length, so the head to forward starts at method_str.p.
+ * Errors are reported as soon as the bytes received prove them, even before the head is
+ * complete; a valid head gives HTTP_INCOMPLETE for every proper prefix.
  */
 int http_parse_request(const char *buf, size_t len, const struct http_limits *limits,
 		       struct http_request *req);
 
 /*
  * Parses a response head. `request_method` decides bodiless responses (HEAD, 2xx to CONNECT);
- * 1xx, 204, 304 never have a body. Same strictness as requests.
+ * 1xx, 204, 304 never have a body. Same strictness as requests (CL+TE, differing CL, TE
+ * other than "chunked" are HTTP_ERR_BAD; map them to 502). The SP before an empty reason
+ * may be omitted. A body delimited by close (HTTP_BODY_EOF) clears keep_alive. The status
+ * line counts toward max_header_bytes (431); max_request_line does not apply.
  */
 int http_parse_response(const char *buf, size_t len, const struct http_limits *limits,
 			enum http_method request_method, struct http_response *resp);
@@ -133,16 +167,21 @@ struct http_chunked {
 	int state;	       /* internal */
 	uint64_t remaining;    /* data bytes left in the current chunk */
 	size_t line_len;       /* bytes of the current size/trailer line so far (bounded) */
-	uint64_t total;	       /* decoded data bytes so far */
+	uint64_t total;	       /* decoded data bytes so far (counted when a size line ends) */
+	size_t trailer_bytes;  /* trailer section so far, bounded by HTTP_CHUNK_TRAILER_MAX */
 	bool done;	       /* the final CRLF after last-chunk and trailers was seen */
 };
 void http_chunked_init(struct http_chunked *c);
 /*
  * Consumes up to len bytes of chunked body; returns bytes that belong to this body
- * (< len only when done), or -1 on a framing error (bad hex, size overflow, missing CRLF,
- * bare LF, line too long). Optional `data` receives (offset, length) spans of payload
- * bytes within buf so a caller can decode instead of forward (up to *ndata entries; the
- * call stops early rather than overflow them).
+ * (< len only when done or when `data` is full), or -1 on a framing error (bad hex, more
+ * than 16 hex digits, missing CRLF, bare LF, CTL in an extension or trailer, obs-fold in
+ * trailers, line longer than HTTP_CHUNK_LINE_MAX, trailers over HTTP_CHUNK_TRAILER_MAX).
+ * Errors are sticky. Once done it returns 0. Optional `data` receives (offset, length)
+ * spans of payload bytes within buf so a caller can decode instead of forward: *ndata is
+ * the capacity on entry and the count used on return (the call stops early rather than
+ * overflow them). Chunk extensions: after BWS only ';' may follow the size; their content
+ * is any field-value character (no CR/LF/CTL), so they can never hide a line end.
  */
 struct http_span {
 	size_t off, len;
@@ -152,9 +191,11 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
 
 /*
  * Normalizes a request path in place for routing and forwarding: decodes percent-encoded
- * unreserved characters, resolves "." and ".." segments (RFC 3986 5.2.4). Returns the new
- * length, or -1 when the path is invalid (escapes the root, encodes '/', '\\' or NUL, bad
- * percent-encoding).
+ * unreserved characters (other escapes get upper-case hex), resolves "." and ".." segments
+ * (RFC 3986 5.2.4, also when encoded as %2e) and merges repeated slashes. Returns the new
+ * length, or -1 when the path is invalid (not starting with '/', escapes the root, encodes
+ * '/', '\\' or NUL, contains a raw '\\' or NUL, bad percent-encoding). Writes nothing
+ * when the path is already normal.
  */
 ssize_t http_path_normalize(char *path, size_t len);
 

@@ -3,11 +3,13 @@
  * lines on the request path); the admin thread sums the shards when scraped.
  *
  * Label sets are interned into stable slots (metrics_*_slot) while a config is built,
- * by name, so counters survive reloads and a route/upstream keeps its series.
+ * by name, so counters survive reloads and a route/upstream keeps its series. Slot
+ * storage is chunked: interning never moves memory a worker may be writing.
  */
 #ifndef XGATE_METRICS_METRICS_H
 #define XGATE_METRICS_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,15 +24,22 @@ enum upstream_outcome {
 	OUTCOME_RESET,	       /* closed/reset mid-response, or a bad response */
 	OUTCOME_COUNT
 };
+const char *upstream_outcome_name(enum upstream_outcome o);
 
-/* Interning (main thread, at config build). Slot -1 means "no route". */
+/*
+ * Interning (main thread, at config build, before the config is published to workers).
+ * Slot -1 means "no route" (rendered as route=""); -1 is also returned when the name is
+ * empty or the slot space/memory is exhausted, which only loses that series.
+ */
 int metrics_route_slot(const char *route_name);
 int metrics_listener_slot(const char *listener_name);
 int metrics_target_slot(const char *upstream, const char *target);
 
 struct metrics_shard;
-struct metrics_shard *metrics_shard(int worker); /* created on first call for that worker */
+/* Created on first call for that worker (any thread); NULL when worker is out of range. */
+struct metrics_shard *metrics_shard(int worker);
 
+/* Request path: only the shard's own worker calls these. A NULL shard is ignored. */
 void metrics_http_request(struct metrics_shard *m, int route_slot, int status,
 			  uint64_t duration_ns);
 void metrics_upstream_request(struct metrics_shard *m, int target_slot,
@@ -39,15 +48,49 @@ void metrics_connection(struct metrics_shard *m, int listener_slot, int delta);
 void metrics_auth_failure(struct metrics_shard *m, enum auth_reason reason);
 void metrics_rate_limited(struct metrics_shard *m, int route_slot);
 
-/* Process-wide values (main thread). */
+/* Process-wide values (main thread): call at startup and after every reload attempt. */
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok);
+
+/* Histogram upper bounds of xgate_http_request_duration_seconds (+Inf implied). */
+#define METRICS_DURATION_BUCKETS 14
+extern const double metrics_duration_bounds[METRICS_DURATION_BUCKETS];
+
+/*
+ * Values owned by other modules, collected by the caller (admin thread) so rendering
+ * itself needs nothing but this module. A family whose `have_*` is false is omitted.
+ */
+struct metrics_xdp_counter {
+	char reason[48];
+	uint64_t packets;
+};
+
+struct metrics_extra {
+	bool have_tls;
+	unsigned long tls_handshakes, tls_handshake_failures, ktls_tx, ktls_rx;
+	bool have_splice;
+	unsigned long splice_flows_total, splice_flows_active, splice_fallbacks;
+	bool have_xdp; /* edge configured and its stats map readable */
+	const struct metrics_xdp_counter *xdp;
+	int nxdp;
+	uint64_t access_log_dropped;
+};
 
 /*
  * Renders the Prometheus text format into a malloc'd buffer: all counters above, plus
- * target health (from target states of cfg), XDP counters (pinned stats map, when present),
- * TLS and splice counters. Returns NULL on allocation failure.
+ * target health (from the target states of cfg, may be NULL) and the extra values.
+ * Returns NULL on allocation failure.
  */
 struct xg_config;
-char *metrics_render(struct xg_config *cfg, size_t *len);
+char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *extra,
+		     size_t *len);
+
+/* Prometheus label-value escaping (\\, \", \n) appended to a growable buffer. */
+struct metrics_buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+void mbuf_printf(struct metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mbuf_label_value(struct metrics_buf *b, const char *value);
 
 #endif

@@ -14,6 +14,7 @@
 struct edge;
 struct splice;
 struct health_checker;
+struct worker;
 
 struct gateway_features {
 	bool io_uring_single_issuer, io_uring_defer_taskrun;
@@ -31,6 +32,7 @@ struct gateway {
 	struct edge *edge;
 	struct splice *splice;
 	struct health_checker *health;
+	struct worker *workers;
 	atomic_bool stopping;
 	int last_reload_ok;
 	char last_reload_errors[4096];
@@ -43,5 +45,9 @@ int gateway_reload(struct gateway *gw, struct cfg_errs *errs);
 struct xg_config *gateway_config(struct gateway *gw);
 /* Live connection/worker numbers for /status. */
 void gateway_worker_stats(struct gateway *gw, unsigned long *connections_active);
+/* Applies the process-wide parts of cfg (XDP, access log) before it is published. */
+int gateway_apply(struct gateway *gw, struct xg_config *cfg, struct cfg_errs *errs);
+/* Publishes cfg as the current config (takes over the caller's reference). */
+void gateway_publish(struct gateway *gw, struct xg_config *cfg);
 
 #endif

@@ -20,14 +20,26 @@ enum route_result {
 };
 
 struct route_match {
-	int route;	   /* index into config routes */
-	size_t prefix_len; /* bytes of the path the matching prefix covered (for strip_prefix) */
+	int route; /* index into config routes */
+	/*
+	 * Bytes of the path the matching prefix covered (for strip_prefix). A trailing '/' of
+	 * the route path is not counted ("/api/" on "/api/x" gives 4) so the rest keeps its
+	 * leading slash; an empty rest (exact match, or "/api" on "/api") means "/".
+	 */
+	size_t prefix_len;
 	uint32_t allowed_methods; /* for 405: bitmask of 1 << enum http_method */
 };
 
 /*
- * Builds the trie. Paths were validated by the config parser (start with '/'). Later
- * routes with an identical (path, hosts, headers, methods) set are shadowed: reported in err.
+ * Builds the trie. Paths were validated by the config parser (start with '/'). A path
+ * ending in '/' ("/api/") matches only paths that continue below it ("/api/", "/api/x");
+ * "/" is the catch-all. Hosts are exact lower-case names or "*.example.com" (any host
+ * strictly below example.com, not example.com itself). Methods are strict: GET does not
+ * imply HEAD.
+ * A later route whose path, hosts and headers equal an earlier route's and whose methods
+ * are all taken by it can never match: that is an error. Returns NULL with one line in
+ * err ("routes[3].paths[0]: <message>": the JSON path, ": ", the message) on such a route,
+ * on a path not starting with '/', or on allocation failure.
  */
 struct router *router_build(const struct route_config *routes, int nroutes, char *err,
 			    size_t errlen);
@@ -44,7 +56,10 @@ enum route_result router_match(const struct router *r, const struct route_config
 			       const struct http_request *req, const char *path, size_t path_len,
 			       const char *host, size_t host_len, struct route_match *out);
 
-/* Formats an Allow header value ("GET, HEAD, POST") from a method bitmask. */
+/*
+ * Formats an Allow header value ("GET, HEAD, POST") from a method bitmask. Returns the
+ * length of the whole value (like snprintf); out is always NUL-terminated when outlen > 0.
+ */
 size_t router_format_allow(uint32_t methods, char *out, size_t outlen);
 
 #endif

@@ -1,0 +1,13 @@
+"""End-to-end test harness for xgate: upstream server, gateway runner, namespaces."""
+from .gateway import (REPO, Gateway, GatewayError, base_config, build_dir, run_check,
+                      sanitizer_report, xgate_bin, xgatectl_bin)
+from .net import free_port, http_raw, http_request, parse_responses, wait_port
+from .netns import NetNS
+from .upstream import Request, Upstream, pattern_sha256, pattern_stream
+
+__all__ = [
+    "REPO", "Gateway", "GatewayError", "NetNS", "Request", "Upstream", "base_config",
+    "build_dir", "free_port", "http_raw", "http_request", "parse_responses",
+    "pattern_sha256", "pattern_stream", "run_check", "sanitizer_report", "wait_port",
+    "xgate_bin", "xgatectl_bin",
+]

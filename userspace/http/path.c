@@ -1,0 +1,98 @@
+/*
+ * Path normalization for routing and forwarding: the upstream receives exactly the path
+ * the router matched, so "/admin" cannot be reached as "/x/../admin", "/%61dmin" or
+ * "//admin" past a route meant to guard it.
+ */
+#include <string.h>
+
+#include "http/http.h"
+#include "http/http_internal.h"
+
+static const char upper_hex[] = "0123456789ABCDEF";
+
+/* Already normal: no percent-escapes, no empty or dot segments, nothing forbidden. */
+static bool is_normal(const char *path, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = path[i];
+
+		if (c == '%' || c == '\\' || c == '\0')
+			return false;
+		if (c == '/' && i + 1 < len && (path[i + 1] == '/' || path[i + 1] == '.'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Copies the segment starting at path[r] (up to '/' or end) to path[w], decoding
+ * percent-encoded unreserved characters and upper-casing the hex of the others.
+ * Advances *r and *w; false on a forbidden or malformed escape.
+ */
+static bool copy_segment(char *path, size_t len, size_t *r, size_t *w)
+{
+	size_t i = *r, o = *w;
+
+	while (i < len && path[i] != '/') {
+		unsigned char c = path[i];
+
+		if (c == '\\' || c == '\0')
+			return false;
+		if (c != '%') {
+			path[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (len - i < 3 || !http_is(path[i + 1], HTTP_C_HEX) ||
+		    !http_is(path[i + 2], HTTP_C_HEX))
+			return false;
+		c = (unsigned char)(http_hex_value(path[i + 1]) << 4 | http_hex_value(path[i + 2]));
+		if (c == '/' || c == '\\' || c == '\0')
+			return false;
+		if (http_is(c, HTTP_C_UNRESERVED)) {
+			path[o++] = (char)c;
+		} else {
+			path[o++] = '%';
+			path[o++] = upper_hex[c >> 4];
+			path[o++] = upper_hex[c & 15];
+		}
+		i += 3;
+	}
+	*r = i;
+	*w = o;
+	return true;
+}
+
+ssize_t http_path_normalize(char *path, size_t len)
+{
+	size_t r = 0, w = 0;
+
+	if (len == 0 || path[0] != '/')
+		return -1;
+	if (is_normal(path, len))
+		return (ssize_t)len;
+	/* w <= r throughout: output never outgrows the input already consumed */
+	while (r < len) {
+		size_t seg_start = w, seg_len;
+
+		while (r < len && path[r] == '/')
+			r++;
+		path[w++] = '/';
+		if (!copy_segment(path, len, &r, &w))
+			return -1;
+		seg_len = w - seg_start - 1;
+		if (seg_len == 1 && path[seg_start + 1] == '.') {
+			w = seg_start;
+		} else if (seg_len == 2 && path[seg_start + 1] == '.' && path[seg_start + 2] == '.') {
+			if (seg_start == 0)
+				return -1; /* escapes the root */
+			w = (size_t)((char *)memrchr(path, '/', seg_start) - path);
+		} else {
+			continue;
+		}
+		/* a dot segment at the end leaves its directory: "/a/b/.." is "/a/" */
+		if (r >= len)
+			path[w++] = '/';
+	}
+	return (ssize_t)w;
+}

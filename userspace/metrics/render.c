@@ -1,0 +1,336 @@
+/* Prometheus text exposition (format 0.0.4) of the aggregated shards. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "metrics/metrics_internal.h"
+#include "upstream/upstream.h"
+
+void mbuf_printf(struct metrics_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->oom = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 16384;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+void mbuf_label_value(struct metrics_buf *b, const char *value)
+{
+	for (const char *s = value; *s; s++) {
+		if (*s == '\\')
+			mbuf_printf(b, "\\\\");
+		else if (*s == '"')
+			mbuf_printf(b, "\\\"");
+		else if (*s == '\n')
+			mbuf_printf(b, "\\n");
+		else
+			mbuf_printf(b, "%c", *s);
+	}
+}
+
+static void family(struct metrics_buf *b, const char *name, const char *type, const char *help)
+{
+	mbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{l1="v1"[,l2="v2"[,l3="v3"]]} — labels given as NULL-terminated name/value pairs. */
+static void series(struct metrics_buf *b, const char *name, const char *const *labels)
+{
+	mbuf_printf(b, "%s", name);
+	if (!labels || !labels[0]) {
+		mbuf_printf(b, " ");
+		return;
+	}
+	mbuf_printf(b, "{");
+	for (int i = 0; labels[i]; i += 2) {
+		mbuf_printf(b, "%s%s=\"", i ? "," : "", labels[i]);
+		mbuf_label_value(b, labels[i + 1]);
+		mbuf_printf(b, "\"");
+	}
+	mbuf_printf(b, "} ");
+}
+
+static void sample_u64(struct metrics_buf *b, const char *name, const char *const *labels,
+		       uint64_t v)
+{
+	series(b, name, labels);
+	mbuf_printf(b, "%llu\n", (unsigned long long)v);
+}
+
+static void sample_i64(struct metrics_buf *b, const char *name, const char *const *labels,
+		       int64_t v)
+{
+	series(b, name, labels);
+	mbuf_printf(b, "%lld\n", (long long)v);
+}
+
+/* Marks the internal slots the current config uses: their series are shown even at zero. */
+static bool *current_slots(enum slot_kind kind, const struct xg_config *cfg, int n)
+{
+	bool *cur = calloc(n ? n : 1, sizeof(*cur));
+
+	if (!cur || !cfg)
+		return cur;
+	if (kind == KIND_ROUTE) {
+		for (int i = 0; i < cfg->nroutes; i++)
+			if (cfg->routes[i].metrics_slot + 1 > 0 && cfg->routes[i].metrics_slot + 1 < n)
+				cur[cfg->routes[i].metrics_slot + 1] = true;
+	} else if (kind == KIND_LISTENER) {
+		for (int i = 0; i < cfg->nlisteners; i++)
+			if (cfg->listeners[i].metrics_slot >= 0 && cfg->listeners[i].metrics_slot < n)
+				cur[cfg->listeners[i].metrics_slot] = true;
+	}
+	return cur;
+}
+
+static void render_requests(struct metrics_buf *b)
+{
+	int n = metrics_table_count(KIND_ROUTE);
+	char code[16];
+
+	family(b, "xgate_http_requests_total", "counter",
+	       "HTTP requests answered, by route (\"\" when none matched) and status code.");
+	for (int r = 0; r < n; r++) {
+		for (int c = 0; c < NCODES; c++) {
+			uint64_t v = metrics_sum_counter(KIND_ROUTE, r, CODE_OFF(c));
+
+			if (!v)
+				continue;
+			snprintf(code, sizeof(code), "%d", c == CODE_OTHER ? 0 : c + CODE_MIN);
+			sample_u64(b, "xgate_http_requests_total",
+				   (const char *const[]){ "route", metrics_table_label(KIND_ROUTE, r)->a,
+							  "code", code, NULL },
+				   v);
+		}
+	}
+}
+
+static void render_route_histogram(struct metrics_buf *b, int r)
+{
+	const char *route = metrics_table_label(KIND_ROUTE, r)->a;
+	uint64_t cumulative = 0;
+	char le[32];
+
+	for (int i = 0; i < NBUCKETS; i++) {
+		cumulative += metrics_sum_counter(KIND_ROUTE, r, BUCKET_OFF(i));
+		if (i < METRICS_DURATION_BUCKETS)
+			snprintf(le, sizeof(le), "%g", metrics_duration_bounds[i]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		sample_u64(b, "xgate_http_request_duration_seconds_bucket",
+			   (const char *const[]){ "route", route, "le", le, NULL }, cumulative);
+	}
+	series(b, "xgate_http_request_duration_seconds_sum",
+	       (const char *const[]){ "route", route, NULL });
+	mbuf_printf(b, "%.9f\n", metrics_sum_counter(KIND_ROUTE, r, ROUTE_OFF(sum_ns)) / 1e9);
+	sample_u64(b, "xgate_http_request_duration_seconds_count",
+		   (const char *const[]){ "route", route, NULL }, cumulative);
+}
+
+static uint64_t route_count(int r)
+{
+	uint64_t total = 0;
+
+	for (int i = 0; i < NBUCKETS; i++)
+		total += metrics_sum_counter(KIND_ROUTE, r, BUCKET_OFF(i));
+	return total;
+}
+
+static void render_durations_and_limits(struct metrics_buf *b, const struct xg_config *cfg)
+{
+	int n = metrics_table_count(KIND_ROUTE);
+	bool *cur = current_slots(KIND_ROUTE, cfg, n);
+
+	if (!cur) {
+		b->oom = true;
+		return;
+	}
+	family(b, "xgate_http_request_duration_seconds", "histogram",
+	       "Time from request head received to response completed, by route.");
+	for (int r = 0; r < n; r++)
+		if (cur[r] || route_count(r))
+			render_route_histogram(b, r);
+	family(b, "xgate_rate_limited_total", "counter", "Requests refused with 429, by route.");
+	for (int r = 0; r < n; r++) {
+		uint64_t v = metrics_sum_counter(KIND_ROUTE, r, ROUTE_OFF(rate_limited));
+
+		if (cur[r] || v)
+			sample_u64(b, "xgate_rate_limited_total",
+				   (const char *const[]){ "route", metrics_table_label(KIND_ROUTE, r)->a,
+							  NULL },
+				   v);
+	}
+	free(cur);
+}
+
+static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
+{
+	int n = metrics_table_count(KIND_TARGET);
+
+	family(b, "xgate_upstream_requests_total", "counter",
+	       "Requests sent to upstream targets, by outcome.");
+	for (int t = 0; t < n; t++) {
+		const struct slot_label *l = metrics_table_label(KIND_TARGET, t);
+
+		for (int o = 0; o < OUTCOME_COUNT; o++) {
+			uint64_t v = metrics_sum_counter(KIND_TARGET, t, OUTCOME_OFF(o));
+
+			if (v)
+				sample_u64(b, "xgate_upstream_requests_total",
+					   (const char *const[]){ "upstream", l->a, "target", l->b,
+								  "outcome", upstream_outcome_name(o),
+								  NULL },
+					   v);
+		}
+	}
+	family(b, "xgate_upstream_target_up", "gauge",
+	       "1 when the target passes health checks (always 1 without checks).");
+	for (int u = 0; cfg && u < cfg->nupstreams; u++) {
+		const struct upstream_config *up = &cfg->upstreams[u];
+
+		for (int t = 0; t < up->ntargets; t++) {
+			struct target_state *st = up->targets[t].state;
+
+			if (st)
+				sample_u64(b, "xgate_upstream_target_up",
+					   (const char *const[]){ "upstream", up->name, "target",
+								  up->targets[t].address_text,
+								  NULL },
+					   atomic_load(&st->up) ? 1 : 0);
+		}
+	}
+}
+
+static void render_connections(struct metrics_buf *b, const struct xg_config *cfg)
+{
+	int n = metrics_table_count(KIND_LISTENER);
+	bool *cur = current_slots(KIND_LISTENER, cfg, n);
+
+	if (!cur) {
+		b->oom = true;
+		return;
+	}
+	family(b, "xgate_connections_active", "gauge", "Open client connections, by listener.");
+	for (int l = 0; l < n; l++) {
+		int64_t v = metrics_sum_gauge(KIND_LISTENER, l, offsetof(struct listener_ctr, active));
+
+		if (cur[l] || v)
+			sample_i64(b, "xgate_connections_active",
+				   (const char *const[]){ "listener",
+							  metrics_table_label(KIND_LISTENER, l)->a,
+							  NULL },
+				   v);
+	}
+	free(cur);
+}
+
+static void render_auth(struct metrics_buf *b)
+{
+	family(b, "xgate_auth_failures_total", "counter",
+	       "Requests refused by authentication or authorization, by reason.");
+	for (int r = AUTH_OK + 1; r < AUTH_REASON_COUNT; r++) {
+		const char *labels[] = { "reason", auth_reason_name(r), NULL };
+
+		sample_u64(b, "xgate_auth_failures_total", labels, metrics_sum_auth(r));
+	}
+}
+
+static void render_config(struct metrics_buf *b)
+{
+	family(b, "xgate_config_generation", "gauge", "Generation of the config being served.");
+	sample_u64(b, "xgate_config_generation", NULL, atomic_load(&metrics_config_generation));
+	family(b, "xgate_config_last_reload_success", "gauge",
+	       "1 when the last reload attempt succeeded, 0 when it was rejected.");
+	sample_u64(b, "xgate_config_last_reload_success", NULL,
+		   atomic_load(&metrics_config_last_reload_ok));
+	family(b, "xgate_config_last_reload_timestamp_seconds", "gauge",
+	       "Unix time the config being served was loaded.");
+	sample_i64(b, "xgate_config_last_reload_timestamp_seconds", NULL,
+		   atomic_load(&metrics_config_loaded_at));
+}
+
+static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
+{
+	family(b, "xgate_access_log_dropped_total", "counter",
+	       "Access log lines dropped because a worker's buffer was full.");
+	sample_u64(b, "xgate_access_log_dropped_total", NULL, x->access_log_dropped);
+	if (x->have_xdp) {
+		family(b, "xgate_xdp_packets_total", "counter",
+		       "Packets seen by the XDP shield, by verdict reason.");
+		for (int i = 0; i < x->nxdp; i++)
+			sample_u64(b, "xgate_xdp_packets_total",
+				   (const char *const[]){ "reason", x->xdp[i].reason, NULL },
+				   x->xdp[i].packets);
+	}
+	if (x->have_tls) {
+		family(b, "xgate_tls_handshakes_total", "counter", "Completed TLS handshakes.");
+		sample_u64(b, "xgate_tls_handshakes_total", NULL, x->tls_handshakes);
+		family(b, "xgate_tls_handshake_failures_total", "counter", "Failed TLS handshakes.");
+		sample_u64(b, "xgate_tls_handshake_failures_total", NULL, x->tls_handshake_failures);
+		family(b, "xgate_ktls_connections_total", "counter",
+		       "TLS connections whose record layer moved into the kernel, by direction.");
+		sample_u64(b, "xgate_ktls_connections_total",
+			   (const char *const[]){ "direction", "tx", NULL }, x->ktls_tx);
+		sample_u64(b, "xgate_ktls_connections_total",
+			   (const char *const[]){ "direction", "rx", NULL }, x->ktls_rx);
+	}
+	if (x->have_splice) {
+		family(b, "xgate_splice_flows_total", "counter", "Flows spliced in the kernel.");
+		sample_u64(b, "xgate_splice_flows_total", NULL, x->splice_flows_total);
+		family(b, "xgate_splice_flows_active", "gauge", "Flows spliced right now.");
+		sample_u64(b, "xgate_splice_flows_active", NULL, x->splice_flows_active);
+		family(b, "xgate_splice_fallbacks_total", "counter",
+		       "Flows that could not be spliced and were copied in userspace.");
+		sample_u64(b, "xgate_splice_fallbacks_total", NULL, x->splice_fallbacks);
+	}
+}
+
+char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *extra,
+		     size_t *len)
+{
+	static const struct metrics_extra none;
+	struct metrics_buf b = { 0 };
+
+	render_requests(&b);
+	render_durations_and_limits(&b, cfg);
+	render_upstreams(&b, cfg);
+	render_connections(&b, cfg);
+	render_auth(&b);
+	render_config(&b);
+	render_extra(&b, extra ? extra : &none);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	if (len)
+		*len = b.len;
+	return b.p;
+}

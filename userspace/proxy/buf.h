@@ -1,0 +1,86 @@
+/*
+ * Fixed-capacity byte buffer. The storage never moves while it exists, so the kernel may
+ * read from it (an in-flight send) while bytes are appended at the tail; only
+ * buf_compact() moves bytes, and callers do that only with no send in flight.
+ */
+#ifndef XGATE_PROXY_BUF_H
+#define XGATE_PROXY_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct buf {
+	char *data;
+	uint32_t start, end, cap;
+};
+
+static inline size_t buf_len(const struct buf *b)
+{
+	return b->end - b->start;
+}
+
+static inline size_t buf_space(const struct buf *b)
+{
+	return b->cap - b->end;
+}
+
+static inline char *buf_head(const struct buf *b)
+{
+	return b->data + b->start;
+}
+
+/* Allocates the storage on first use. */
+static inline bool buf_ensure(struct buf *b, uint32_t cap)
+{
+	if (b->data)
+		return true;
+	b->data = malloc(cap);
+	if (!b->data)
+		return false;
+	b->cap = cap;
+	b->start = b->end = 0;
+	return true;
+}
+
+static inline void buf_consume(struct buf *b, size_t n)
+{
+	b->start += n;
+	if (b->start == b->end)
+		b->start = b->end = 0;
+}
+
+static inline void buf_compact(struct buf *b)
+{
+	if (!b->start)
+		return;
+	memmove(b->data, b->data + b->start, b->end - b->start);
+	b->end -= b->start;
+	b->start = 0;
+}
+
+static inline bool buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (buf_space(b) < n)
+		return false;
+	memcpy(b->data + b->end, p, n);
+	b->end += n;
+	return true;
+}
+
+static inline void buf_free(struct buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Releases idle storage (keep-alive connections waiting for their next request). */
+static inline void buf_release_if_empty(struct buf *b)
+{
+	if (b->data && b->start == b->end)
+		buf_free(b);
+}
+
+#endif

@@ -1,0 +1,1065 @@
+/*
+ * The HTTP connection state machine. Every completion runs conn_advance(): it makes all
+ * the progress the buffers allow (parse, route, authenticate, move body bytes with their
+ * framing), then arms exactly the I/O still needed. Reads are armed only when there is
+ * room to put the bytes, which is the backpressure in both directions.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <string.h>
+#include <time.h>
+
+#include "accesslog/accesslog.h"
+#include "cache/cache.h"
+#include "common/log.h"
+#include "metrics/metrics.h"
+#include "proxy/proxy.h"
+#include "ratelimit/ratelimit.h"
+#include "router/router.h"
+#include "tls/tls.h"
+
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static const struct listener_config *conn_listener(const struct conn *c)
+{
+	return &c->cfg->listeners[c->listener];
+}
+
+static struct http_limits conn_limits(const struct conn *c)
+{
+	struct http_limits l = {
+		.max_request_line = c->cfg->limits.max_request_line,
+		.max_header_bytes = c->cfg->limits.max_header_bytes,
+	};
+	return l;
+}
+
+static void format_peer(struct conn *c)
+{
+	uint16_t port = 0;
+
+	if (c->peer.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c->peer;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, c->peer_ip, sizeof(c->peer_ip));
+		port = ntohs(s6->sin6_port);
+		snprintf(c->peer_addr, sizeof(c->peer_addr), "[%s]:%u", c->peer_ip, port);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&c->peer;
+
+		inet_ntop(AF_INET, &s4->sin_addr, c->peer_ip, sizeof(c->peer_ip));
+		port = ntohs(s4->sin_port);
+		snprintf(c->peer_addr, sizeof(c->peer_addr), "%s:%u", c->peer_ip, port);
+	}
+}
+
+void conn_accepted(struct worker *w, int fd, int listener)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	const struct listener_config *lc;
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	side_init(&c->cli, w, fd, false);
+	c->cfg = config_get(w->cfg);
+	c->listener = listener;
+	c->peerlen = sizeof(c->peer);
+	getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen);
+	format_peer(c);
+	c->ex.route = c->ex.upstream = c->ex.target = -1;
+	c->next = &w->conns_head;
+	c->prev = w->conns_head.prev;
+	c->prev->next = c;
+	w->conns_head.prev = c;
+	w->nconns++;
+	lc = conn_listener(c);
+	metrics_connection(w->metrics, lc->metrics_slot, +1);
+	c->cli.send_timeout_ms = c->cfg->limits.idle_timeout_ms;
+	if (lc->tls) {
+		c->cli.tls = tls_conn_new(lc->tls, fd);
+		if (!c->cli.tls) {
+			side_close(&c->cli);
+			return;
+		}
+		c->state = CS_TLS_HANDSHAKE;
+		c->deadline_ms = w->now_ms + c->cfg->limits.header_timeout_ms;
+	} else if (lc->mode == LISTENER_TCP) {
+		l4_start(c);
+	} else {
+		c->state = CS_HEAD;
+	}
+	conn_advance(c);
+}
+
+void exchange_reset(struct exchange *ex)
+{
+	free(ex->log_path);
+	buf_free(&ex->head);
+	free(ex->cache_key);
+	buf_free(&ex->cache_copy);
+	memset(ex, 0, sizeof(*ex));
+	ex->route = ex->upstream = ex->target = -1;
+}
+
+void conn_free(struct conn *c)
+{
+	struct worker *w = c->cli.w;
+
+	if (c->up) {
+		c->up->owner = NULL;
+		side_close(&c->up->s);
+		c->up = NULL;
+	}
+	if (c->ex.counted_active && c->ex.target >= 0)
+		atomic_fetch_sub(&c->cfg->upstreams[c->ex.upstream].targets[c->ex.target].state->active, 1);
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	w->nconns--;
+	metrics_connection(w->metrics, conn_listener(c)->metrics_slot, -1);
+	exchange_reset(&c->ex);
+	config_put(c->cfg);
+	free(c);
+}
+
+/* Closes the client connection and whatever upstream connection it holds. */
+void conn_abort(struct conn *c)
+{
+	if (c->up) {
+		c->up->owner = NULL;
+		side_close(&c->up->s);
+		c->up = NULL;
+	}
+	c->state = CS_DEAD;
+	side_close(&c->cli);
+}
+
+static void release_upconn(struct conn *c, bool reusable)
+{
+	struct upconn *u = c->up;
+
+	if (!u)
+		return;
+	c->up = NULL;
+	if (reusable && c->ex.upstream >= 0)
+		pool_put(c->cli.w, u, c->cfg->upstreams[c->ex.upstream].keepalive);
+	else {
+		u->owner = NULL;
+		side_close(&u->s);
+	}
+}
+
+static void record_exchange(struct conn *c)
+{
+	struct worker *w = c->cli.w;
+	struct exchange *ex = &c->ex;
+	const struct route_config *rc = ex->route >= 0 ? &c->cfg->routes[ex->route] : NULL;
+	const struct upstream_config *uc = ex->upstream >= 0 ? &c->cfg->upstreams[ex->upstream] : NULL;
+	uint64_t dur_ns = monotonic_ns() - ex->start_ns;
+	struct access_entry e;
+
+	metrics_http_request(w->metrics, rc ? rc->metrics_slot : -1, ex->status, dur_ns);
+	if (ex->counted_active) {
+		atomic_fetch_sub(&uc->targets[ex->target].state->active, 1);
+		ex->counted_active = false;
+	}
+	if (!accesslog_enabled())
+		return;
+	memset(&e, 0, sizeof(e));
+	e.time_us = ex->start_wall_us;
+	e.request_id = ex->request_id;
+	e.client = (const struct sockaddr *)&c->peer;
+	e.method = ex->method_str;
+	e.path = ex->log_path ? ex->log_path : "";
+	e.path_len = ex->log_path_len;
+	e.route = rc ? rc->name : "";
+	e.target = uc && ex->target >= 0 ? uc->targets[ex->target].address_text : "";
+	e.status = ex->status;
+	e.bytes_in = ex->bytes_in;
+	e.bytes_out = ex->bytes_out;
+	e.duration_us = dur_ns / 1000;
+	e.consumer = ex->consumer;
+	accesslog_write(w->id, &e);
+}
+
+/* The exchange is over: account it, recycle the upstream, move on to the next request. */
+void finish_exchange(struct conn *c, bool upstream_reusable)
+{
+	struct exchange *ex = &c->ex;
+	bool keep = ex->keep_alive && ex->req_done && !c->close_after && !c->cli.w->draining &&
+		    !c->cli.eof;
+
+	record_exchange(c);
+	release_upconn(c, upstream_reusable && ex->req_done && !ex->resp_close);
+	exchange_reset(ex);
+	c->in_exchange = false;
+	c->deadline_ms = 0;
+	if (!keep) {
+		c->state = CS_CLOSING;
+		return;
+	}
+	c->state = CS_HEAD;
+	if (!buf_len(&c->cli.in))
+		buf_release_if_empty(&c->cli.in);
+}
+
+static void begin_exchange(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct timespec ts;
+
+	exchange_reset(ex);
+	c->in_exchange = true;
+	ex->start_ns = monotonic_ns();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ex->start_wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	ex->keep_alive = true;
+	ex->req_done = true;
+	strcpy(ex->method_str, "-");
+}
+
+static void note_request(struct conn *c, const struct http_request *req)
+{
+	struct exchange *ex = &c->ex;
+	const struct http_header *rid = http_find_header(req->headers, req->nheaders,
+							 "x-request-id");
+	size_t n = req->method_str.len < sizeof(ex->method_str) - 1 ? req->method_str.len
+								    : sizeof(ex->method_str) - 1;
+
+	memcpy(ex->method_str, req->method_str.p, n);
+	ex->method_str[n] = '\0';
+	ex->method = req->method;
+	ex->log_path = malloc(req->path.len + 1);
+	if (ex->log_path) {
+		memcpy(ex->log_path, req->path.p, req->path.len);
+		ex->log_path[req->path.len] = '\0';
+		ex->log_path_len = req->path.len;
+	}
+	if (rid && http_request_id_valid(rid->value) && rid->value.len < sizeof(ex->request_id)) {
+		memcpy(ex->request_id, rid->value.p, rid->value.len);
+		ex->request_id[rid->value.len] = '\0';
+	} else {
+		make_request_id(c->cli.w, ex->request_id, sizeof(ex->request_id));
+	}
+	ex->keep_alive = req->keep_alive;
+	ex->req_has_body = req->body != HTTP_BODY_NONE &&
+			   !(req->body == HTTP_BODY_LENGTH && req->content_length == 0);
+}
+
+/*
+ * Answers with a gateway error. The request head (head_len bytes) is consumed; when the
+ * request has a body we did not read, the connection closes after the answer.
+ */
+static void reject(struct conn *c, int status, const char *reason, size_t head_len,
+		   const char *extra_headers)
+{
+	if (head_len)
+		buf_consume(&c->cli.in, head_len);
+	if (c->ex.req_has_body && !c->ex.req_done)
+		c->close_after = true;
+	respond_error(c, status, reason, c->close_after || status == 400 || status == 408 ||
+						 status == 413 || status == 414 || status == 431,
+		      extra_headers);
+}
+
+static bool host_of(const struct http_request *req, char *out, size_t outlen, size_t *len)
+{
+	const char *p = req->host.p;
+	size_t n = req->host.len, i;
+
+	if (n && p[0] == '[') {
+		const char *close = memchr(p, ']', n);
+
+		if (!close)
+			return false;
+		n = close - p + 1;
+	} else {
+		const char *colon = memchr(p, ':', n);
+
+		if (colon)
+			n = colon - p;
+	}
+	if (n >= outlen)
+		return false;
+	for (i = 0; i < n; i++)
+		out[i] = tolower((unsigned char)p[i]);
+	out[n] = '\0';
+	*len = n;
+	return true;
+}
+
+static uint64_t balance_hash(struct conn *c, const struct upstream_config *uc,
+			     const struct http_request *req, const struct auth_result *ar)
+{
+	const struct http_header *h;
+	const char *v;
+
+	switch (uc->hash_on) {
+	case HASH_ON_HEADER:
+		h = http_find_header(req->headers, req->nheaders, uc->hash_key);
+		if (h)
+			return hash_key64(h->value.p, h->value.len);
+		break;
+	case HASH_ON_CLAIM:
+		v = ar && ar->claim ? ar->claim(ar, uc->hash_key) : NULL;
+		if (v)
+			return hash_key64(v, strlen(v));
+		break;
+	case HASH_ON_IP:
+		break;
+	}
+	return hash_key64(c->peer_ip, strlen(c->peer_ip));
+}
+
+static bool check_rate_limit(struct conn *c, const struct route_config *rc,
+			     const struct auth_result *ar, size_t head_len)
+{
+	const char *key = c->peer_ip;
+	uint32_t retry_after = 1;
+	char extra[64];
+
+	if (!rc->rate_limit)
+		return true;
+	switch (ratelimit_policy_by(rc->rate_limit)) {
+	case RL_BY_CONSUMER:
+		if (ar->consumer[0])
+			key = ar->consumer;
+		break;
+	case RL_BY_ROUTE:
+		key = "";
+		break;
+	case RL_BY_IP:
+		break;
+	}
+	if (ratelimit_take(rc->rate_limit, key, strlen(key), monotonic_ns(), &retry_after))
+		return true;
+	metrics_rate_limited(c->cli.w->metrics, rc->metrics_slot);
+	snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry_after ? retry_after : 1);
+	reject(c, 429, "rate limited", head_len, extra);
+	return false;
+}
+
+static bool check_auth(struct conn *c, const struct route_config *rc,
+		       const struct http_request *req, struct auth_result *ar, size_t head_len)
+{
+	memset(ar, 0, sizeof(*ar));
+	if (!rc->auth)
+		return true;
+	auth_check(c->cfg->auth, rc->auth, c->cli.w->jwt_cache, req, time(NULL), ar);
+	if (!ar->status) {
+		snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", ar->consumer);
+		return true;
+	}
+	metrics_auth_failure(c->cli.w->metrics, ar->reason);
+	if (ar->status == 401)
+		reject(c, 401, auth_reason_name(ar->reason), head_len,
+		       "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
+	else
+		reject(c, ar->status, auth_reason_name(ar->reason), head_len, NULL);
+	auth_result_release(ar);
+	return false;
+}
+
+static bool serve_from_cache(struct conn *c, const struct route_config *rc,
+			     const struct http_request *req, const char *path, size_t path_len,
+			     const char *host, size_t head_len)
+{
+	struct worker *w = c->cli.w;
+	struct exchange *ex = &c->ex;
+	const struct cached_response *hit;
+	char key[4096];
+	int n;
+
+	if (!rc->cache_ttl_s || !w->cache || !cache_request_cacheable(req, ex->consumer[0] != 0))
+		return false;
+	n = snprintf(key, sizeof(key), "%d|%s|%s|%.*s?%.*s|%s", ex->route,
+		     req->method == HTTP_HEAD ? "GET" : ex->method_str, host, (int)path_len, path,
+		     (int)req->query.len, req->query.p, ex->consumer);
+	if (n <= 0 || (size_t)n >= sizeof(key))
+		return false;
+	hit = cache_lookup(w->cache, key, n, w->now_ms / 1000);
+	if (!hit) {
+		ex->cacheable = true;
+		ex->cache_key = malloc(n);
+		if (ex->cache_key) {
+			memcpy(ex->cache_key, key, n);
+			ex->cache_key_len = n;
+		}
+		return false;
+	}
+	buf_consume(&c->cli.in, head_len);
+	if (!cache_write_response(hit, w->now_ms / 1000, req->method == HTTP_HEAD,
+				  ex->request_id, &c->cli.out, &ex->status)) {
+		reject(c, 502, "cached response does not fit", 0, NULL);
+		return true;
+	}
+	ex->bytes_out = buf_len(&c->cli.out);
+	ex->resp_started = true;
+	finish_exchange(c, false);
+	return true;
+}
+
+static bool pick_and_connect(struct conn *c);
+
+static bool start_exchange(struct conn *c, const struct http_request *req, size_t head_len)
+{
+	struct exchange *ex = &c->ex;
+	const struct route_config *rc;
+	struct route_match m;
+	struct auth_result ar;
+	char host[256], allow[128], extra[160];
+	char *path;
+	const char *up_path;
+	ssize_t plen;
+	size_t hlen = 0, off, up_len;
+	enum route_result rr;
+	bool ok;
+
+	begin_exchange(c);
+	note_request(c, req);
+	ex->req_done = !ex->req_has_body;
+	path = malloc(req->path.len + 1);
+	if (!path) {
+		reject(c, 503, "out of memory", head_len, NULL);
+		return true;
+	}
+	memcpy(path, req->path.p, req->path.len);
+	plen = http_path_normalize(path, req->path.len);
+	if (plen < 0 || !host_of(req, host, sizeof(host), &hlen)) {
+		free(path);
+		reject(c, 400, plen < 0 ? "invalid path" : "invalid host", head_len, NULL);
+		return true;
+	}
+	rr = router_match(c->cfg->router, c->cfg->routes, req, path, plen, host, hlen, &m);
+	if (rr != ROUTE_MATCH) {
+		free(path);
+		if (rr == ROUTE_NOT_FOUND) {
+			reject(c, 404, "no route", head_len, NULL);
+		} else {
+			router_format_allow(m.allowed_methods, allow, sizeof(allow));
+			snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+			reject(c, 405, "method not allowed", head_len, extra);
+		}
+		return true;
+	}
+	ex->route = m.route;
+	rc = &c->cfg->routes[m.route];
+	ex->upstream = rc->upstream;
+	if (req->body == HTTP_BODY_LENGTH && req->content_length > c->cfg->limits.max_body_bytes) {
+		free(path);
+		reject(c, 413, "request body too large", head_len, NULL);
+		return true;
+	}
+	if (!check_auth(c, rc, req, &ar, head_len) || !check_rate_limit(c, rc, &ar, head_len)) {
+		free(path);
+		return true;
+	}
+	if (serve_from_cache(c, rc, req, path, plen, host, head_len)) {
+		free(path);
+		auth_result_release(&ar);
+		return true;
+	}
+	up_path = path;
+	up_len = plen;
+	if (rc->strip_prefix && m.prefix_len) {
+		off = m.prefix_len;
+		if (path[off - 1] == '/')
+			off--;
+		up_path = path + off;
+		up_len = plen - off;
+		if (!up_len) {
+			up_path = "/";
+			up_len = 1;
+		}
+	}
+	ok = build_upstream_head(c, req, up_path, up_len, &ar, &ex->head);
+	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, &ar);
+	auth_result_release(&ar);
+	free(path);
+	if (!ok) {
+		reject(c, 431, "request headers too large", head_len, NULL);
+		return true;
+	}
+	ex->upgrade = req->upgrade;
+	ex->req_body = req->body;
+	ex->req_remaining = req->content_length;
+	http_chunked_init(&ex->req_chunked);
+	ex->bytes_in = head_len;
+	buf_consume(&c->cli.in, head_len);
+	if (req->expect_continue && ex->req_has_body && !buf_len(&c->cli.in)) {
+		buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes);
+		buf_append(&c->cli.out, continue_100, sizeof(continue_100) - 1);
+	}
+	return pick_and_connect(c);
+}
+
+/* Attaches an upstream connection: a pooled one, or a new connect. */
+static bool pick_and_connect(struct conn *c)
+{
+	struct worker *w = c->cli.w;
+	struct exchange *ex = &c->ex;
+	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
+	struct balance_rr local_rr, *rr = worker_rr(w, c->cfg, ex->upstream);
+	const struct target_config *tc;
+	struct upconn *u;
+	int idx;
+
+	if (!rr) {
+		memset(&local_rr, 0, sizeof(local_rr));
+		rr = &local_rr;
+	}
+	idx = balance_pick(uc, rr, ex->hash, ex->tried_mask, w->now_ms);
+	if (idx < 0) {
+		if (ex->tried_mask)
+			reject(c, 502, "upstream failed", 0, NULL);
+		else
+			reject(c, 503, "no healthy upstream", 0, NULL);
+		return true;
+	}
+	ex->target = idx;
+	ex->tried_mask |= 1ull << idx;
+	ex->attempts++;
+	tc = &uc->targets[idx];
+	if (!ex->counted_active) {
+		atomic_fetch_add(&tc->state->active, 1);
+		ex->counted_active = true;
+	}
+	u = pool_take(w, tc->state);
+	if (!u) {
+		u = upconn_new(w, tc);
+		if (!u) {
+			reject(c, 502, "cannot open upstream socket", 0, NULL);
+			return true;
+		}
+		upconn_connect(u, uc->connect_timeout_ms);
+	} else {
+		u->connected = true;
+	}
+	u->owner = c;
+	c->up = u;
+	u->s.send_timeout_ms = uc->read_timeout_ms;
+	c->state = CS_CONNECTING;
+	return true;
+}
+
+static void count_target(struct conn *c, enum upstream_outcome outcome)
+{
+	const struct upstream_config *uc = &c->cfg->upstreams[c->ex.upstream];
+	const struct target_config *tc = &uc->targets[c->ex.target];
+
+	metrics_upstream_request(c->cli.w->metrics, tc->metrics_slot, outcome);
+	target_report(tc->state, &uc->breaker, outcome == OUTCOME_SUCCESS, c->cli.w->now_ms);
+}
+
+static bool is_idempotent(enum http_method m)
+{
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT ||
+	       m == HTTP_DELETE || m == HTTP_TRACE;
+}
+
+/*
+ * The upstream connection failed before a response reached the client. A connect failure
+ * is retried on another target (nothing was sent). A reused keep-alive connection that the
+ * upstream had closed is retried on a fresh one when the request is idempotent and fully
+ * buffered; anything else is 502, or 504 on timeout.
+ */
+static bool upstream_failed(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
+	struct upconn *u = c->up;
+	bool connect_failed = !u->connected, timed_out = u->s.timed_out;
+	bool stale_reuse = u->reused && !u->s.bytes_received && !timed_out;
+	bool body_intact = !ex->req_has_body || ex->req_body_bytes == 0;
+
+	if (!stale_reuse)
+		count_target(c, timed_out ? OUTCOME_TIMEOUT
+					  : connect_failed ? OUTCOME_CONNECT_ERROR : OUTCOME_RESET);
+	release_upconn(c, false);
+	if (ex->resp_started) {
+		conn_abort(c);
+		return true;
+	}
+	if (stale_reuse && is_idempotent(ex->method) && body_intact) {
+		ex->tried_mask &= ~(1ull << ex->target);
+		ex->head_sent = false;
+		return pick_and_connect(c);
+	}
+	if (connect_failed && ex->attempts <= (int)uc->retries && body_intact &&
+	    (is_idempotent(ex->method) || !ex->req_has_body)) {
+		ex->head_sent = false;
+		return pick_and_connect(c);
+	}
+	if (ex->req_has_body && !ex->req_done)
+		c->close_after = true;
+	if (timed_out)
+		reject(c, 504, connect_failed ? "upstream connect timeout" : "upstream timeout", 0,
+		       NULL);
+	else
+		reject(c, 502, connect_failed ? "upstream connect failed" : "upstream failed", 0,
+		       NULL);
+	return true;
+}
+
+static bool step_connecting(struct conn *c)
+{
+	struct upconn *u = c->up;
+	uint32_t cap = 64 * 1024 + c->cfg->limits.max_header_bytes;
+
+	if (u->s.failed)
+		return c->l4 ? (conn_abort(c), true) : upstream_failed(c);
+	if (!u->connected)
+		return false;
+	if (c->l4) {
+		tunnel_start(c);
+		return true;
+	}
+	if (!buf_ensure(&u->s.out, cap)) {
+		conn_abort(c);
+		return true;
+	}
+	buf_append(&u->s.out, buf_head(&c->ex.head), buf_len(&c->ex.head));
+	c->ex.head_sent = true;
+	c->state = CS_EXCHANGE;
+	return true;
+}
+
+/* Moves request body bytes from the client buffer to the upstream, within framing. */
+static bool pump_request(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *src = &c->cli, *dst = &c->up->s;
+	size_t n = buf_len(&src->in);
+	ssize_t k;
+
+	if (!n)
+		return false;
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	if (n > buf_space(&dst->out))
+		n = buf_space(&dst->out);
+	if (!n)
+		return false;
+	if (ex->req_body == HTTP_BODY_LENGTH) {
+		k = n < ex->req_remaining ? n : ex->req_remaining;
+		ex->req_remaining -= k;
+		ex->req_done = ex->req_remaining == 0;
+	} else {
+		k = http_chunked_scan(&ex->req_chunked, buf_head(&src->in), n, NULL, NULL);
+		if (k < 0) {
+			c->close_after = true;
+			if (!ex->resp_started) {
+				release_upconn(c, false);
+				reject(c, 400, "invalid chunked body", 0, NULL);
+			} else {
+				conn_abort(c);
+			}
+			return true;
+		}
+		ex->req_done = ex->req_chunked.done;
+		if (ex->req_chunked.total > c->cfg->limits.max_body_bytes && !ex->resp_started) {
+			c->close_after = true;
+			release_upconn(c, false);
+			reject(c, 413, "request body too large", 0, NULL);
+			return true;
+		}
+	}
+	buf_append(&dst->out, buf_head(&src->in), k);
+	buf_consume(&src->in, k);
+	ex->req_body_bytes += k;
+	ex->bytes_in += k;
+	return k > 0;
+}
+
+static void cache_capture(struct conn *c, const char *p, size_t n)
+{
+	struct exchange *ex = &c->ex;
+
+	if (!ex->cacheable)
+		return;
+	if (!buf_ensure(&ex->cache_copy, CACHE_MAX_ENTRY_BYTES) || !buf_append(&ex->cache_copy, p, n))
+		ex->cacheable = false;
+}
+
+static bool read_response_head(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *up = &c->up->s;
+	struct http_limits lim = conn_limits(c);
+	struct http_response resp;
+	int n;
+
+	if (!buf_len(&up->in))
+		return false;
+	n = http_parse_response(buf_head(&up->in), buf_len(&up->in), &lim, ex->method, &resp);
+	if (n == HTTP_INCOMPLETE)
+		return false;
+	if (n < 0) {
+		count_target(c, OUTCOME_RESET);
+		release_upconn(c, false);
+		reject(c, 502, "invalid upstream response", 0, NULL);
+		return true;
+	}
+	if (resp.status == 101) {
+		if (!ex->upgrade) {
+			count_target(c, OUTCOME_RESET);
+			release_upconn(c, false);
+			reject(c, 502, "unexpected upgrade from upstream", 0, NULL);
+			return true;
+		}
+	} else if (resp.status < 200) {
+		buf_consume(&up->in, n); /* interim responses: we answered 100-continue ourselves */
+		return true;
+	}
+	if (!c->cli.out.data && !buf_ensure(&c->cli.out, 64 * 1024 + lim.max_header_bytes)) {
+		conn_abort(c);
+		return true;
+	}
+	if (!(c->cli.pending & PEND_SEND))
+		buf_compact(&c->cli.out);
+	ex->status = resp.status;
+	ex->resp_body = resp.body;
+	ex->resp_remaining = resp.content_length;
+	ex->resp_dechunk = resp.body == HTTP_BODY_CHUNKED && ex->client_http10;
+	if (resp.body == HTTP_BODY_EOF || !resp.keep_alive)
+		ex->resp_close = true;
+	if (resp.body == HTTP_BODY_EOF || (ex->client_http10 && resp.body != HTTP_BODY_LENGTH &&
+					   resp.body != HTTP_BODY_NONE))
+		ex->keep_alive = false;
+	if (ex->cacheable && !cache_response_cacheable(&resp, CACHE_MAX_ENTRY_BYTES))
+		ex->cacheable = false;
+	if (ex->cacheable)
+		ex->cache_ttl_s = cache_response_ttl(&resp, c->cfg->routes[ex->route].cache_ttl_s);
+	{
+		size_t before = c->cli.out.end;
+
+		if (!build_client_head(c, &resp, &c->cli.out)) {
+			count_target(c, OUTCOME_RESET);
+			release_upconn(c, false);
+			reject(c, 502, "upstream response headers too large", 0, NULL);
+			return true;
+		}
+		cache_capture(c, c->cli.out.data + before, c->cli.out.end - before);
+		ex->bytes_out += c->cli.out.end - before;
+	}
+	buf_consume(&up->in, n);
+	ex->resp_started = true;
+	count_target(c, OUTCOME_SUCCESS);
+	http_chunked_init(&ex->resp_chunked);
+	ex->resp_done = resp.body == HTTP_BODY_NONE ||
+			(resp.body == HTTP_BODY_LENGTH && resp.content_length == 0);
+	if (resp.status == 101) {
+		tunnel_start(c);
+		return true;
+	}
+	return true;
+}
+
+static ssize_t dechunk_into(struct conn *c, const char *p, size_t n)
+{
+	struct http_span spans[64];
+	size_t nspans = 64;
+	ssize_t k = http_chunked_scan(&c->ex.resp_chunked, p, n, spans, &nspans);
+
+	for (size_t i = 0; k > 0 && i < nspans; i++)
+		buf_append(&c->cli.out, p + spans[i].off, spans[i].len);
+	return k;
+}
+
+/* Moves response body bytes from the upstream buffer to the client, within framing. */
+static bool pump_response(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *src = &c->up->s, *dst = &c->cli;
+	size_t n = buf_len(&src->in), before = dst->out.end;
+	ssize_t k;
+
+	if (!n)
+		return false;
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	if (n > buf_space(&dst->out))
+		n = buf_space(&dst->out);
+	if (!n)
+		return false;
+	switch (ex->resp_body) {
+	case HTTP_BODY_LENGTH:
+		k = n < ex->resp_remaining ? n : ex->resp_remaining;
+		ex->resp_remaining -= k;
+		ex->resp_done = ex->resp_remaining == 0;
+		break;
+	case HTTP_BODY_CHUNKED:
+		if (ex->resp_dechunk) {
+			k = dechunk_into(c, buf_head(&src->in), n);
+		} else {
+			k = http_chunked_scan(&ex->resp_chunked, buf_head(&src->in), n, NULL, NULL);
+		}
+		if (k < 0) {
+			count_target(c, OUTCOME_RESET);
+			conn_abort(c);
+			return true;
+		}
+		ex->resp_done = ex->resp_chunked.done;
+		break;
+	default:
+		k = n;
+		break;
+	}
+	if (!ex->resp_dechunk || ex->resp_body != HTTP_BODY_CHUNKED)
+		buf_append(&dst->out, buf_head(&src->in), k);
+	cache_capture(c, dst->out.data + before, dst->out.end - before);
+	ex->bytes_out += dst->out.end - before;
+	buf_consume(&src->in, k);
+	return k > 0;
+}
+
+static void cache_store_exchange(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+
+	if (!ex->cacheable || !ex->cache_key || ex->status == 0)
+		return;
+	cache_store(c->cli.w->cache, ex->cache_key, ex->cache_key_len, buf_head(&ex->cache_copy),
+		    buf_len(&ex->cache_copy), ex->cache_ttl_s, c->cli.w->now_ms / 1000);
+}
+
+static bool step_exchange(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct upconn *u = c->up;
+	bool progress = false;
+	enum conn_state st = c->state;
+
+	if (!ex->req_done) {
+		progress |= pump_request(c);
+		if (c->state != st || c->up != u)
+			return true;
+	}
+	if (!ex->resp_started) {
+		progress |= read_response_head(c);
+		if (c->state != st || c->up != u)
+			return true;
+	}
+	if (ex->resp_started && !ex->resp_done) {
+		progress |= pump_response(c);
+		if (c->state != st)
+			return true;
+	}
+	if (ex->resp_started && !ex->resp_done && ex->resp_body == HTTP_BODY_EOF && u->s.eof &&
+	    !buf_len(&u->s.in)) {
+		ex->resp_done = true;
+		progress = true;
+	}
+	if (ex->resp_done) {
+		if (!ex->req_done) {
+			c->close_after = true;
+			ex->resp_close = true;
+		}
+		cache_store_exchange(c);
+		finish_exchange(c, !u->s.failed && !u->s.eof && !buf_len(&u->s.out));
+		return true;
+	}
+	if (u->s.failed || (u->s.eof && !buf_len(&u->s.in))) {
+		if (!ex->resp_started)
+			return upstream_failed(c);
+		count_target(c, OUTCOME_RESET);
+		conn_abort(c);
+		return true;
+	}
+	if (!ex->req_done && c->cli.eof && !buf_len(&c->cli.in)) {
+		conn_abort(c); /* the client gave up in the middle of its request body */
+		return true;
+	}
+	return progress;
+}
+
+static bool step_head(struct conn *c)
+{
+	struct side *s = &c->cli;
+	struct http_limits lim = conn_limits(c);
+	struct http_request req;
+	int n;
+
+	if (!buf_len(&s->in)) {
+		c->deadline_ms = 0;
+		if (s->eof || s->failed || c->cli.w->draining) {
+			conn_abort(c);
+			return true;
+		}
+		return false;
+	}
+	if (!c->deadline_ms)
+		c->deadline_ms = c->cli.w->now_ms + c->cfg->limits.header_timeout_ms;
+	n = http_parse_request(buf_head(&s->in), buf_len(&s->in), &lim, &req);
+	if (n == HTTP_INCOMPLETE) {
+		if (s->timed_out) {
+			begin_exchange(c);
+			s->failed = s->timed_out = false;
+			reject(c, 408, "request header timeout", 0, NULL);
+			c->close_after = true;
+			return true;
+		}
+		if (s->eof || s->failed) {
+			conn_abort(c);
+			return true;
+		}
+		if (!buf_space(&s->in) && !s->in.start) {
+			begin_exchange(c);
+			reject(c, 431, "request headers too large", 0, NULL);
+			return true;
+		}
+		return false;
+	}
+	c->deadline_ms = 0;
+	if (n < 0) {
+		begin_exchange(c);
+		c->close_after = true;
+		reject(c, -n, n == HTTP_ERR_URI_TOO_LONG	      ? "request line too long"
+			      : n == HTTP_ERR_HEADERS_TOO_LARGE ? "request headers too large"
+			      : n == HTTP_ERR_NOT_IMPLEMENTED	      ? "not implemented"
+			      : n == HTTP_ERR_VERSION		      ? "http version not supported"
+								      : "malformed request",
+		       0, NULL);
+		return true;
+	}
+	c->ex.client_http10 = req.minor_version == 0;
+	return start_exchange(c, &req, n);
+}
+
+static bool step_tls_handshake(struct conn *c)
+{
+	if (c->cli.failed) {
+		conn_abort(c);
+		return true;
+	}
+	if (!c->cli.tls_done)
+		return false;
+	c->deadline_ms = 0;
+	c->state = CS_HEAD;
+	return true;
+}
+
+static bool step_closing(struct conn *c)
+{
+	if (c->up)
+		release_upconn(c, false);
+	if (buf_len(&c->cli.out) && !c->cli.failed)
+		return false;
+	conn_abort(c);
+	return true;
+}
+
+static bool step(struct conn *c)
+{
+	switch (c->state) {
+	case CS_TLS_HANDSHAKE:
+		return step_tls_handshake(c);
+	case CS_HEAD:
+		return step_head(c);
+	case CS_CONNECTING:
+		if (c->cli.failed) {
+			conn_abort(c);
+			return true;
+		}
+		return step_connecting(c);
+	case CS_EXCHANGE:
+		if (c->cli.failed) {
+			if (c->up)
+				count_target(c, OUTCOME_SUCCESS), release_upconn(c, false);
+			conn_abort(c);
+			return true;
+		}
+		return step_exchange(c);
+	case CS_TUNNEL:
+	case CS_SPLICED:
+		return tunnel_step(c);
+	case CS_SNI_PEEK:
+		return l4_sni_step(c);
+	case CS_CLOSING:
+		return step_closing(c);
+	case CS_DEAD:
+		return false;
+	}
+	return false;
+}
+
+/* Arms the I/O the current state needs; true when a TLS side made progress meanwhile. */
+static bool arm(struct conn *c)
+{
+	struct side *cli = &c->cli;
+	struct upconn *u = c->up;
+	const struct limits_config *lim = &c->cfg->limits;
+	bool progress = false;
+
+	switch (c->state) {
+	case CS_TLS_HANDSHAKE:
+		cli->recv_timeout_ms = lim->header_timeout_ms;
+		return side_tls_pump(cli);
+	case CS_HEAD:
+		if (buf_len(&cli->in) && c->deadline_ms)
+			cli->recv_timeout_ms = c->deadline_ms > cli->w->now_ms
+						       ? c->deadline_ms - cli->w->now_ms
+						       : 1;
+		else
+			cli->recv_timeout_ms = lim->idle_timeout_ms;
+		side_retime_recv(cli);
+		progress |= side_arm_recv(cli);
+		break;
+	case CS_EXCHANGE:
+	case CS_CONNECTING:
+		cli->recv_timeout_ms = c->ex.req_done ? 0 : lim->idle_timeout_ms;
+		if (!c->ex.req_done || buf_len(&cli->in) < lim->max_header_bytes)
+			progress |= side_arm_recv(cli);
+		if (u && c->state == CS_EXCHANGE) {
+			u->s.recv_timeout_ms = c->ex.req_done && !buf_len(&u->s.out)
+						       ? c->cfg->upstreams[c->ex.upstream].read_timeout_ms
+						       : 0;
+			side_retime_recv(&u->s);
+			progress |= side_arm_recv(&u->s);
+			progress |= side_arm_send(&u->s);
+		}
+		break;
+	case CS_TUNNEL:
+		cli->recv_timeout_ms = 0;
+		progress |= side_arm_recv(cli);
+		if (u) {
+			u->s.recv_timeout_ms = 0;
+			progress |= side_arm_recv(&u->s);
+			progress |= side_arm_send(&u->s);
+			if (u->s.want_shut_wr && !buf_len(&u->s.out))
+				side_arm_shutdown(&u->s);
+		}
+		if (cli->want_shut_wr && !buf_len(&cli->out))
+			side_arm_shutdown(cli);
+		break;
+	case CS_SPLICED:
+		tunnel_arm_watch(c);
+		break;
+	case CS_SNI_PEEK:
+		progress |= side_arm_recv(cli);
+		break;
+	default:
+		break;
+	}
+	progress |= side_arm_send(cli);
+	return progress;
+}
+
+void conn_advance(struct conn *c)
+{
+	for (int rounds = 0; rounds < 64; rounds++) {
+		while (c->state != CS_DEAD && step(c))
+			;
+		if (c->state == CS_DEAD || !arm(c))
+			return;
+	}
+}
+
+void conn_on_upconn_event(struct upconn *u)
+{
+	if (u->owner)
+		conn_advance(u->owner);
+	else
+		side_close(&u->s); /* an idle pooled connection has nothing armed: stray event */
+}

@@ -1,0 +1,403 @@
+/*
+ * Socket I/O for both sides of a connection: arming io_uring operations (with linked
+ * timeouts), completing them into the side's buffers, TLS through OpenSSL on the raw fd,
+ * and closing without ever freeing memory an in-flight operation still refers to.
+ */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "proxy/proxy.h"
+#include "proxy/worker.h"
+#include "tls/tls.h"
+
+static uint32_t side_buf_cap(const struct side *s)
+{
+	return 64 * 1024 + s->w->cfg->limits.max_header_bytes;
+}
+
+void side_init(struct side *s, struct worker *w, int fd, bool upstream)
+{
+	memset(s, 0, sizeof(*s));
+	s->w = w;
+	s->fd = fd;
+	s->upstream = upstream;
+	w->live_sides++;
+}
+
+static void set_data(struct io_uring_sqe *sqe, struct side *s, enum op op)
+{
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)s | op);
+	s->inflight++;
+}
+
+static void ms_to_ts(struct __kernel_timespec *ts, uint32_t ms)
+{
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (long long)(ms % 1000) * 1000000;
+}
+
+static void link_timeout(struct side *s, struct io_uring_sqe *op_sqe,
+			 struct __kernel_timespec *ts, uint32_t ms)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ms)
+		return;
+	ms_to_ts(ts, ms);
+	op_sqe->flags |= IOSQE_IO_LINK;
+	sqe = worker_sqe(s->w);
+	io_uring_prep_link_timeout(sqe, ts, 0);
+	set_data(sqe, s, OP_LINK_TIMEOUT);
+}
+
+static bool side_usable(const struct side *s)
+{
+	return !s->closing && !s->failed;
+}
+
+static void arm_poll(struct side *s, uint32_t mask, uint32_t bit, uint32_t timeout_ms,
+		     struct __kernel_timespec *ts)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->pending & bit)
+		return;
+	sqe = worker_sqe(s->w);
+	io_uring_prep_poll_add(sqe, s->fd, mask);
+	set_data(sqe, s, OP_POLL);
+	s->pending |= bit;
+	link_timeout(s, sqe, ts, timeout_ms);
+}
+
+/* Reads and writes what OpenSSL can without blocking; arms polls for the rest. */
+bool side_tls_pump(struct side *s)
+{
+	bool progress = false;
+	enum tls_io r;
+	size_t n;
+
+	if (!side_usable(s))
+		return false;
+	if (!s->tls_done) {
+		r = tls_handshake(s->tls);
+		if (r == TLS_OK) {
+			s->tls_done = true;
+			return true;
+		}
+		if (r == TLS_WANT_READ)
+			arm_poll(s, POLLIN, PEND_POLL_IN, s->recv_timeout_ms, &s->recv_ts);
+		else if (r == TLS_WANT_WRITE)
+			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->recv_timeout_ms, &s->send_ts);
+		else
+			s->failed = true;
+		return s->failed;
+	}
+	while (buf_len(&s->out)) {
+		r = tls_write(s->tls, buf_head(&s->out), buf_len(&s->out), &n);
+		if (r == TLS_OK) {
+			buf_consume(&s->out, n);
+			progress = true;
+			continue;
+		}
+		if (r == TLS_WANT_WRITE)
+			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->send_timeout_ms, &s->send_ts);
+		else if (r == TLS_WANT_READ)
+			arm_poll(s, POLLIN, PEND_POLL_IN, s->send_timeout_ms, &s->recv_ts);
+		else {
+			s->failed = true;
+			return true;
+		}
+		break;
+	}
+	return progress;
+}
+
+static bool tls_read_some(struct side *s)
+{
+	bool progress = false;
+	enum tls_io r;
+	size_t n;
+
+	for (;;) {
+		if (!buf_ensure(&s->in, side_buf_cap(s))) {
+			s->failed = true;
+			return true;
+		}
+		buf_compact(&s->in);
+		if (buf_space(&s->in) < 1024)
+			return progress;
+		r = tls_read(s->tls, s->in.data + s->in.end, buf_space(&s->in), &n);
+		if (r == TLS_OK) {
+			s->in.end += n;
+			progress = true;
+			continue;
+		}
+		if (r == TLS_WANT_READ)
+			arm_poll(s, POLLIN, PEND_POLL_IN, s->recv_timeout_ms, &s->recv_ts);
+		else if (r == TLS_WANT_WRITE)
+			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->recv_timeout_ms, &s->send_ts);
+		else if (r == TLS_CLOSED)
+			s->eof = true;
+		else
+			s->failed = true;
+		return progress || r == TLS_CLOSED || r == TLS_ERROR;
+	}
+}
+
+/* Returns true when the call itself made progress (TLS reads data synchronously). */
+bool side_arm_recv(struct side *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!side_usable(s) || s->eof || (s->pending & (PEND_RECV | PEND_POLL_IN)))
+		return false;
+	if (s->tls)
+		return s->tls_done ? tls_read_some(s) : side_tls_pump(s);
+	if (!buf_ensure(&s->in, side_buf_cap(s))) {
+		s->failed = true;
+		return true;
+	}
+	if (buf_space(&s->in) < RECV_CHUNK)
+		buf_compact(&s->in);
+	if (buf_space(&s->in) < RECV_CHUNK)
+		return false; /* backpressure: the consumer has not caught up */
+	sqe = worker_sqe(s->w);
+	io_uring_prep_recv(sqe, s->fd, NULL, RECV_CHUNK, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = BUF_GROUP;
+	set_data(sqe, s, OP_RECV);
+	s->pending |= PEND_RECV;
+	s->armed_recv_timeout_ms = s->recv_timeout_ms;
+	link_timeout(s, sqe, &s->recv_ts, s->recv_timeout_ms);
+	return false;
+}
+
+/* Replaces an armed recv whose timeout differs from what is wanted now. */
+void side_retime_recv(struct side *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!(s->pending & PEND_RECV) || s->armed_recv_timeout_ms == s->recv_timeout_ms ||
+	    s->cancel_requested)
+		return;
+	sqe = worker_sqe(s->w);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)s | OP_RECV, 0);
+	io_uring_sqe_set_data64(sqe, OP_CANCEL);
+	s->cancel_requested = true;
+}
+
+bool side_arm_send(struct side *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!side_usable(s) || !buf_len(&s->out) || (s->pending & (PEND_SEND | PEND_POLL_OUT)))
+		return false;
+	if (s->tls)
+		return s->tls_done && side_tls_pump(s);
+	sqe = worker_sqe(s->w);
+	s->send_len = buf_len(&s->out);
+	io_uring_prep_send(sqe, s->fd, buf_head(&s->out), s->send_len, MSG_NOSIGNAL);
+	set_data(sqe, s, OP_SEND);
+	s->pending |= PEND_SEND;
+	link_timeout(s, sqe, &s->send_ts, s->send_timeout_ms);
+	return false;
+}
+
+void side_arm_shutdown(struct side *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!side_usable(s) || s->shut_wr || (s->pending & PEND_SHUTDOWN))
+		return;
+	if (s->tls)
+		tls_shutdown(s->tls);
+	sqe = worker_sqe(s->w);
+	io_uring_prep_shutdown(sqe, s->fd, SHUT_WR);
+	set_data(sqe, s, OP_SHUTDOWN);
+	s->pending |= PEND_SHUTDOWN;
+}
+
+bool side_idle(const struct side *s)
+{
+	return !s->pending && !buf_len(&s->out);
+}
+
+static void side_free(struct side *s)
+{
+	struct worker *w = s->w;
+
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->tls)
+		tls_conn_free(s->tls);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	w->live_sides--;
+	if (s->upstream)
+		free((struct upconn *)s);
+	else
+		conn_free((struct conn *)s);
+}
+
+void side_close(struct side *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	if (s->inflight) {
+		sqe = worker_sqe(s->w);
+		io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, OP_CANCEL);
+		return;
+	}
+	side_free(s);
+}
+
+static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
+{
+	s->pending &= ~PEND_RECV;
+	if (cqe->res > 0) {
+		int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+		/* Space for RECV_CHUNK was checked when the recv was armed. */
+		buf_append(&s->in, worker_buf(s->w, bid), cqe->res);
+		worker_buf_return(s->w, bid);
+		s->bytes_received += cqe->res;
+	} else if (cqe->res == 0) {
+		s->eof = true;
+	} else if (cqe->res == -ECANCELED) {
+		if (s->cancel_requested)
+			s->cancel_requested = false;
+		else if (!s->closing)
+			s->failed = s->timed_out = true;
+	} else if (cqe->res != -ENOBUFS && cqe->res != -EAGAIN && cqe->res != -EINTR) {
+		s->failed = true;
+		s->err = -cqe->res;
+	}
+	if (cqe->flags & IORING_CQE_F_BUFFER && cqe->res <= 0)
+		worker_buf_return(s->w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
+static void complete_send(struct side *s, struct io_uring_cqe *cqe)
+{
+	s->pending &= ~PEND_SEND;
+	if (cqe->res > 0) {
+		buf_consume(&s->out, cqe->res);
+		s->bytes_sent += cqe->res;
+	} else if (cqe->res == -ECANCELED && !s->closing) {
+		s->failed = s->timed_out = true;
+	} else if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR) {
+		s->failed = true;
+		s->err = -cqe->res;
+	}
+}
+
+static void complete_connect(struct side *s, struct io_uring_cqe *cqe)
+{
+	struct upconn *u = (struct upconn *)s;
+
+	s->pending &= ~PEND_CONNECT;
+	if (cqe->res == 0) {
+		u->connected = true;
+	} else {
+		s->failed = true;
+		s->timed_out = cqe->res == -ECANCELED;
+		s->err = -cqe->res;
+	}
+}
+
+static void complete_poll(struct side *s, struct io_uring_cqe *cqe)
+{
+	s->pending &= ~(PEND_POLL_IN | PEND_POLL_OUT);
+	if (cqe->res == -ECANCELED && !s->closing)
+		s->failed = s->timed_out = true;
+}
+
+void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
+{
+	s->inflight--;
+	switch (op) {
+	case OP_RECV:
+		complete_recv(s, cqe);
+		break;
+	case OP_SEND:
+		complete_send(s, cqe);
+		break;
+	case OP_CONNECT:
+		complete_connect(s, cqe);
+		break;
+	case OP_POLL:
+		complete_poll(s, cqe);
+		break;
+	case OP_SHUTDOWN:
+		s->pending &= ~PEND_SHUTDOWN;
+		s->shut_wr = true;
+		break;
+	case OP_SPLICE_WATCH:
+		s->pending &= ~PEND_WATCH;
+		s->watch_events |= cqe->res > 0 ? cqe->res : POLLERR;
+		break;
+	default:
+		break;
+	}
+	if (s->closing) {
+		if (!s->inflight)
+			side_free(s);
+		return;
+	}
+	if (op == OP_LINK_TIMEOUT)
+		return;
+	if (s->upstream)
+		conn_on_upconn_event((struct upconn *)s);
+	else
+		conn_advance((struct conn *)s);
+}
+
+struct upconn *upconn_new(struct worker *w, const struct target_config *tc)
+{
+	struct upconn *u;
+	int one = 1;
+	int fd = socket(tc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return NULL;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		close(fd);
+		return NULL;
+	}
+	side_init(&u->s, w, fd, true);
+	u->ts = tc->state;
+	memcpy(&u->addr, &tc->addr, tc->addrlen);
+	u->addrlen = tc->addrlen;
+	return u;
+}
+
+void upconn_connect(struct upconn *u, uint32_t timeout_ms)
+{
+	struct io_uring_sqe *sqe = worker_sqe(u->s.w);
+
+	io_uring_prep_connect(sqe, u->s.fd, (struct sockaddr *)&u->addr, u->addrlen);
+	set_data(sqe, &u->s, OP_CONNECT);
+	u->s.pending |= PEND_CONNECT;
+	link_timeout(&u->s, sqe, &u->s.send_ts, timeout_ms);
+}
+
+void side_arm_watch(struct side *s, uint32_t mask)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!side_usable(s) || (s->pending & PEND_WATCH))
+		return;
+	sqe = worker_sqe(s->w);
+	io_uring_prep_poll_add(sqe, s->fd, mask);
+	set_data(sqe, s, OP_SPLICE_WATCH);
+	s->pending |= PEND_WATCH;
+}

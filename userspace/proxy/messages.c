@@ -1,0 +1,172 @@
+/*
+ * Bytes the gateway writes itself: its error responses, the rewritten request head sent
+ * upstream and the rewritten response head sent to the client.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "proxy/proxy.h"
+
+/* Appends formatted text; remembers overflow instead of writing past the end. */
+struct head_writer {
+	struct buf *b;
+	bool overflow;
+};
+
+static void hw_printf(struct head_writer *hw, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void hw_printf(struct head_writer *hw, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (hw->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(hw->b->data + hw->b->end, buf_space(hw->b), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= buf_space(hw->b))
+		hw->overflow = true;
+	else
+		hw->b->end += n;
+}
+
+static void hw_header(struct head_writer *hw, const struct http_header *h)
+{
+	hw_printf(hw, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
+		  h->value.p);
+}
+
+void make_request_id(struct worker *w, char *out, size_t len)
+{
+	static uint32_t process_salt;
+
+	if (!process_salt && getrandom(&process_salt, sizeof(process_salt), 0) < 0)
+		process_salt = (uint32_t)monotonic_ns();
+	snprintf(out, len, "%08x%02x%014llx", process_salt, w->id & 0xff,
+		 (unsigned long long)++w->req_counter);
+}
+
+static bool drop_request_header(struct conn *c, const struct http_request *req,
+				const struct http_header *h)
+{
+	static const char *const replaced[] = { "content-length", "transfer-encoding",
+						"x-forwarded-for", "x-forwarded-proto",
+						"x-request-id", "expect", NULL };
+
+	for (int i = 0; replaced[i]; i++)
+		if (http_str_eq_nocase(h->name, replaced[i]))
+			return true;
+	return http_is_hop_by_hop(h->name, req->connection) ||
+	       auth_is_identity_header(c->cfg->auth, h->name);
+}
+
+bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
+			 size_t path_len, const struct auth_result *auth, struct buf *out)
+{
+	struct head_writer hw = { .b = out };
+
+	if (!buf_ensure(out, c->cfg->limits.max_header_bytes + 16 * 1024))
+		return false;
+	hw_printf(&hw, "%.*s %.*s%s%.*s HTTP/1.1\r\n", (int)req->method_str.len,
+		  req->method_str.p, (int)path_len, path, req->query.len ? "?" : "",
+		  (int)req->query.len, req->query.p);
+	if (!req->host.len)
+		hw_printf(&hw, "Host: %s\r\n", c->cfg->upstreams[c->ex.upstream].targets[0].address_text);
+	for (int i = 0; i < req->nheaders; i++)
+		if (!drop_request_header(c, req, &req->headers[i]))
+			hw_header(&hw, &req->headers[i]);
+	hw_printf(&hw, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n",
+		  c->peer_ip, c->cli.tls ? "https" : "http", c->ex.request_id);
+	for (int i = 0; auth && i < auth->nforward; i++)
+		hw_printf(&hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
+	if (req->body == HTTP_BODY_LENGTH)
+		hw_printf(&hw, "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
+	else if (req->body == HTTP_BODY_CHUNKED)
+		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
+	if (req->upgrade)
+		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n",
+			  (int)req->upgrade_proto.len, req->upgrade_proto.p);
+	else
+		hw_printf(&hw, "Connection: keep-alive\r\n\r\n");
+	return !hw.overflow;
+}
+
+bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out)
+{
+	struct head_writer hw = { .b = out };
+	const struct exchange *ex = &c->ex;
+	bool has_rid = false;
+	const struct http_header *up;
+
+	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
+		  resp->reason.p);
+	for (int i = 0; i < resp->nheaders; i++) {
+		const struct http_header *h = &resp->headers[i];
+
+		if (http_is_hop_by_hop(h->name, resp->connection))
+			continue;
+		has_rid |= http_str_eq_nocase(h->name, "x-request-id");
+		hw_header(&hw, h);
+	}
+	if (!has_rid)
+		hw_printf(&hw, "X-Request-Id: %s\r\n", ex->request_id);
+	if (resp->body == HTTP_BODY_CHUNKED && !ex->resp_dechunk)
+		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
+	if (resp->status == 101) {
+		up = http_find_header(resp->headers, resp->nheaders, "upgrade");
+		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n",
+			  up ? (int)up->value.len : 9, up ? up->value.p : "websocket");
+	} else if (!ex->keep_alive || c->close_after || c->cli.w->draining) {
+		hw_printf(&hw, "Connection: close\r\n\r\n");
+	} else if (ex->client_http10) {
+		hw_printf(&hw, "Connection: keep-alive\r\n\r\n");
+	} else {
+		hw_printf(&hw, "\r\n");
+	}
+	return !hw.overflow;
+}
+
+void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
+		   const char *extra_headers)
+{
+	struct exchange *ex = &c->ex;
+	struct head_writer hw = { .b = &c->cli.out };
+	char body[256];
+	int blen;
+	size_t before;
+
+	if (close_conn)
+		c->close_after = true;
+	if (!ex->request_id[0])
+		make_request_id(c->cli.w, ex->request_id, sizeof(ex->request_id));
+	blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%s\"}\n",
+			reason, status, ex->request_id);
+	if (!buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes)) {
+		conn_abort(c);
+		return;
+	}
+	if (!(c->cli.pending & PEND_SEND))
+		buf_compact(&c->cli.out);
+	before = c->cli.out.end;
+	hw_printf(&hw,
+		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+		  "X-Request-Id: %s\r\n%s%s\r\n%s",
+		  status, http_status_reason(status), blen, ex->request_id,
+		  extra_headers ? extra_headers : "",
+		  c->close_after || !ex->keep_alive ? "Connection: close\r\n" : "",
+		  ex->method == HTTP_HEAD ? "" : body);
+	if (hw.overflow) {
+		conn_abort(c);
+		return;
+	}
+	ex->status = status;
+	ex->bytes_out += c->cli.out.end - before;
+	ex->resp_started = true;
+	if (!ex->req_has_body)
+		ex->req_done = true;
+	finish_exchange(c, false);
+}

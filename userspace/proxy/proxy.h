@@ -1,0 +1,275 @@
+/*
+ * io_uring proxy internals shared by the worker loop (worker.c), socket I/O (io.c),
+ * the HTTP exchange state machine (exchange.c), tunnels (tunnel.c) and the messages
+ * the gateway writes itself (messages.c).
+ *
+ * Every socket is a `struct side`. Each submitted SQE counts in side->inflight until its
+ * final CQE arrives; a side is freed only when it is closed and nothing is in flight, so
+ * no completion can ever reach freed memory.
+ */
+#ifndef XGATE_PROXY_PROXY_H
+#define XGATE_PROXY_PROXY_H
+
+#include <liburing.h>
+#include <poll.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/auth.h"
+#include "config/config.h"
+#include "http/http.h"
+#include "proxy/buf.h"
+#include "proxy/gateway.h"
+#include "upstream/upstream.h"
+
+#define RECV_CHUNK (16 * 1024)
+#define PROVIDED_BUFS 512
+#define BUF_GROUP 0
+
+enum op {
+	OP_NONE,
+	OP_ACCEPT,
+	OP_RECV,
+	OP_SEND,
+	OP_CONNECT,
+	OP_POLL,
+	OP_LINK_TIMEOUT,
+	OP_SHUTDOWN,
+	OP_CANCEL,
+	OP_SPLICE_WATCH,
+};
+#define OP_MASK 0xfULL
+
+/* Bits of side->pending: operations armed right now. */
+enum {
+	PEND_RECV = 1 << 0,
+	PEND_SEND = 1 << 1,
+	PEND_CONNECT = 1 << 2,
+	PEND_POLL_IN = 1 << 3,
+	PEND_POLL_OUT = 1 << 4,
+	PEND_SHUTDOWN = 1 << 5,
+	PEND_WATCH = 1 << 6,
+};
+
+struct worker;
+struct conn;
+struct upconn;
+struct tls_conn;
+
+struct side {
+	struct worker *w;
+	int fd;
+	bool upstream; /* this side is a struct upconn */
+	struct tls_conn *tls;
+	bool tls_done; /* handshake finished */
+	struct buf in, out;
+	uint32_t pending;
+	int inflight;
+	bool eof;	  /* peer closed its write side */
+	bool failed;	  /* reset, error or timeout: the side is unusable */
+	bool timed_out;	  /* the last failure was a timeout */
+	bool closing;	  /* close requested; freed when inflight reaches 0 */
+	bool shut_wr;	  /* we sent FIN */
+	bool want_shut_wr; /* send FIN once out is flushed */
+	uint32_t send_len;
+	uint32_t recv_timeout_ms; /* timeout for the next armed recv, 0 = none */
+	uint32_t send_timeout_ms;
+	struct __kernel_timespec recv_ts, send_ts;
+	int err; /* last errno */
+	uint32_t armed_recv_timeout_ms;
+	bool cancel_requested; /* we cancelled the armed recv ourselves (to re-time it) */
+	uint32_t watch_events;	/* poll result while spliced */
+	uint64_t bytes_received, bytes_sent;
+	uint64_t relayed; /* tunnel bytes moved from this side's in to the peer */
+} __attribute__((aligned(16)));
+
+enum conn_state {
+	CS_TLS_HANDSHAKE,
+	CS_HEAD,       /* waiting for a request head */
+	CS_CONNECTING, /* waiting for the upstream connection */
+	CS_EXCHANGE,   /* request/response in flight */
+	CS_TUNNEL,     /* upgraded or L4 flow relayed in userspace */
+	CS_SPLICED,    /* flow moved into the kernel (sockmap) */
+	CS_SNI_PEEK,   /* L4 listener waiting for the ClientHello */
+	CS_CLOSING,    /* flushing cli.out, then close */
+	CS_DEAD,
+};
+
+struct exchange {
+	uint64_t start_ns;
+	int64_t start_wall_us;
+	enum http_method method;
+	char method_str[16];
+	char *log_path; /* path as received, for the access log */
+	size_t log_path_len;
+	char request_id[72];
+	char consumer[128];
+	int route;    /* -1 none */
+	int upstream; /* -1 none */
+	int target;   /* -1 none */
+	uint64_t tried_mask;
+	int attempts;
+	uint64_t hash;
+	struct buf head; /* upstream request head, kept for a retry */
+	bool head_sent;
+	bool keep_alive;
+	bool upgrade;
+	bool req_has_body;
+	/* request body: client -> upstream */
+	enum http_body req_body;
+	uint64_t req_remaining;
+	struct http_chunked req_chunked;
+	bool req_done;
+	uint64_t req_body_bytes;
+	/* response: upstream -> client */
+	bool resp_started; /* any byte of the response went to the client */
+	int status;
+	enum http_body resp_body;
+	uint64_t resp_remaining;
+	struct http_chunked resp_chunked;
+	bool resp_dechunk; /* HTTP/1.0 client: strip chunked framing */
+	bool resp_done;
+	bool resp_close; /* the upstream connection cannot be reused */
+	uint64_t bytes_in, bytes_out;
+	bool counted_active; /* target_state.active was incremented */
+	/* response cache */
+	bool client_http10;
+	bool cacheable;
+	uint32_t cache_ttl_s;
+	char *cache_key;
+	size_t cache_key_len;
+	struct buf cache_copy;
+};
+
+struct conn {
+	struct side cli; /* first: a conn is found from its client side */
+	struct xg_config *cfg;
+	int listener;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	char peer_ip[INET6_ADDRSTRLEN];
+	char peer_addr[INET6_ADDRSTRLEN + 8];
+	enum conn_state state;
+	struct upconn *up;
+	struct exchange ex;
+	bool in_exchange;
+	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived */
+	bool close_after;     /* close once cli.out is flushed */
+	bool spliced_pair;
+	bool l4; /* tcp-mode listener: no HTTP */
+	struct conn *next, *prev; /* worker's connection list */
+};
+
+struct upconn {
+	struct side s;
+	struct target_state *ts;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct conn *owner; /* NULL while idle in the pool */
+	bool connected;
+	bool reused;
+	uint64_t idle_since_ms;
+	struct upconn *next_idle;
+	struct upconn **pool_head;
+};
+
+struct pool {
+	struct target_state *ts;
+	struct upconn *idle;
+	uint32_t nidle;
+};
+
+struct listen_sock {
+	char *address; /* listener address text: key across reloads */
+	int fd;
+	int listener; /* index in the worker's current config */
+	bool accept_armed;
+	bool closing;
+	bool stale; /* not in the current config any more */
+};
+
+struct worker {
+	int id;
+	struct gateway *gw;
+	struct io_uring ring;
+	struct io_uring_buf_ring *br;
+	char *bufs;
+	int br_mask;
+	struct xg_config *cfg;
+	struct listen_sock *ls;
+	int nls;
+	struct pool *pools;
+	int npools;
+	struct balance_rr *rr; /* per upstream of cfg */
+	int nrr;
+	struct jwt_cache *jwt_cache;
+	struct resp_cache *cache;
+	struct metrics_shard *metrics;
+	struct conn conns_head; /* sentinel of a circular list */
+	unsigned long nconns;
+	unsigned long max_conns;
+	uint64_t req_counter;
+	uint64_t now_ms; /* CLOCK_MONOTONIC, refreshed every loop iteration */
+	bool draining;
+	uint64_t drain_deadline_ms;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t init_lock;
+	pthread_cond_t init_cond;
+	int init_state; /* 0 starting, 1 running, -1 failed */
+	char init_err[256];
+	unsigned long live_sides; /* allocated sides not yet freed */
+	atomic_ulong active_conns; /* read by /status */
+};
+
+/* worker.c */
+struct io_uring_sqe *worker_sqe(struct worker *w);
+uint64_t monotonic_ms(void);
+uint64_t monotonic_ns(void);
+struct upconn *pool_take(struct worker *w, struct target_state *ts);
+void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive);
+struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream);
+void conn_free(struct conn *c);
+
+/* io.c */
+void side_init(struct side *s, struct worker *w, int fd, bool upstream);
+/* Arm functions return true when they made progress synchronously (TLS). */
+bool side_arm_recv(struct side *s);
+bool side_arm_send(struct side *s);
+void side_retime_recv(struct side *s);
+void side_arm_shutdown(struct side *s);
+void side_arm_watch(struct side *s, uint32_t mask);
+void side_close(struct side *s); /* frees the owning struct once nothing is in flight */
+void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe);
+bool side_idle(const struct side *s);
+void upconn_connect(struct upconn *u, uint32_t timeout_ms);
+struct upconn *upconn_new(struct worker *w, const struct target_config *tc);
+bool side_tls_pump(struct side *s); /* TLS: read/write what it can; true when progress */
+
+/* exchange.c */
+void conn_accepted(struct worker *w, int fd, int listener);
+void conn_advance(struct conn *c);
+void conn_on_upconn_event(struct upconn *u);
+void conn_abort(struct conn *c);
+void finish_exchange(struct conn *c, bool upstream_reusable);
+void exchange_reset(struct exchange *ex);
+
+/* tunnel.c */
+void tunnel_start(struct conn *c);
+bool tunnel_step(struct conn *c);
+void l4_start(struct conn *c);
+bool l4_sni_step(struct conn *c);
+void tunnel_arm_watch(struct conn *c);
+
+/* messages.c */
+void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
+		   const char *extra_headers);
+bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
+			 size_t path_len, const struct auth_result *auth, struct buf *out);
+bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out);
+void make_request_id(struct worker *w, char *out, size_t len);
+
+#endif
