@@ -102,6 +102,10 @@ int splice_verdict(struct __sk_buff *skb)
 	__u32 len = skb->len;
 	long ret;
 
+	/* The FIN arrives as an empty skb; redirected, it would make the peer's psock report
+	 * EPIPE and stop transmitting. Passed, it is the EOF userspace watches for. */
+	if (!len)
+		return SK_PASS;
 	st = bpf_map_lookup_elem(&splice_states, &cookie);
 	if (!st)
 		return SK_PASS;

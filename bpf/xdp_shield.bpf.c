@@ -269,12 +269,12 @@ static __always_inline enum xdp_reason parse(struct xdp_md *ctx, struct pkt *p)
 static __always_inline int in_list(struct pkt *p, void *map_v4, void *map_v6)
 {
 	if (p->family == 4) {
-		struct lpm_v4_key k = { .prefixlen = 32 };
+		struct lpm_v4_key k = {.prefixlen = 32};
 
 		__builtin_memcpy(k.addr, p->src, 4);
 		return bpf_map_lookup_elem(map_v4, &k) != NULL;
 	} else {
-		struct lpm_v6_key k = { .prefixlen = 128 };
+		struct lpm_v6_key k = {.prefixlen = 128};
 
 		__builtin_memcpy(k.addr, p->src, 16);
 		return bpf_map_lookup_elem(map_v6, &k) != NULL;

@@ -8,6 +8,9 @@ Fixtures (each also importable as a plain helper: `from conftest import free_por
   xgate_bin() / xgatectl_bin() -> path under $XGATE_BUILD (default <repo>/build)
   xgatectl(*args) -> CompletedProcess
   NetNS (context manager class), netns (a ready NetNS, cleaned up at teardown)
+Plain helpers: http_request(method, url, body, headers) -> Response (never raises on 4xx/5xx),
+  parse_responses(raw), run_check(config, workdir) -> (code, output) for `xgate -t`,
+  run_wrk(url, duration_s, connections, ...) -> dict, pattern_stream/pattern_sha256(size).
 At teardown every gateway is stopped with SIGTERM; a test fails if the gateway crashed,
 did not exit 0, or printed a sanitizer report (ASan/UBSan/LSan under XGATE_BUILD=build/asan).
 """
@@ -18,12 +21,12 @@ import pytest
 
 from harness import (REPO, Gateway, GatewayError, NetNS, Upstream, base_config, build_dir,
                      free_port, http_raw, http_request, parse_responses, pattern_sha256,
-                     pattern_stream, run_check, wait_port, xgate_bin, xgatectl_bin)
+                     pattern_stream, run_check, run_wrk, wait_port, xgate_bin, xgatectl_bin)
 
 __all__ = [
     "REPO", "Gateway", "GatewayError", "NetNS", "Upstream", "base_config", "build_dir",
     "free_port", "http_raw", "http_request", "parse_responses", "pattern_sha256",
-    "pattern_stream", "run_check", "wait_port", "xgate_bin", "xgatectl_bin", "xgatectl",
+    "pattern_stream", "run_check", "run_wrk", "wait_port", "xgate_bin", "xgatectl_bin", "xgatectl",
 ]
 
 _all_gateways = []

@@ -204,3 +204,27 @@ def test_gateway_fixture_url_and_env(gateway, base_config, fake_gateway_bin):
     assert gw.url("/x") == "http://%s/x" % cfg["listeners"][0]["address"]
     assert gw.admin_url == "http://" + cfg["admin"]["address"]
     assert gw.env["XG_SECRET"] == "s" and gw.alive()
+
+
+def test_run_wrk_reports_requests_and_status_errors(upstream):
+    from conftest import run_wrk
+    up = upstream()
+    result = run_wrk(up.url("/load"), duration_s=1, connections=4, method="POST", body=b"abc",
+                     headers={"X-Load": "1"})
+    assert result["requests"] > 10 and result["status_err"] == 0
+    assert len(up.requests) >= result["requests"]
+    assert up.requests[-1].body == b"abc" and up.requests[-1].headers["x-load"] == "1"
+    failing = upstream(status=503, body=b"no")
+    assert run_wrk(failing.url("/"), duration_s=1, connections=2)["status_err"] > 0
+
+
+def test_upstream_handler_failure_is_visible_and_health_stays_builtin(upstream):
+    def handler(req):
+        raise KeyError("boom")
+
+    up = upstream(handler=handler)
+    out = http_raw(up.port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert parse_responses(out)[0][0] == 500
+    assert any("boom" in e for e in up.errors)
+    out = http_raw(up.port, b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert parse_responses(out)[0][0] == 200

@@ -38,7 +38,7 @@ static struct route_config *routes_make(const struct route_spec *spec, int n)
 			rc->headers = calloc(1, sizeof(*rc->headers));
 			rc->headers[0].name = strdup(spec[i].header_name);
 			rc->headers[0].value =
-				spec[i].header_value ? strdup(spec[i].header_value) : NULL;
+			    spec[i].header_value ? strdup(spec[i].header_value) : NULL;
 			rc->nheaders = 1;
 		}
 	}
@@ -121,13 +121,13 @@ static int match(struct fixture *f, enum http_method method, const char *path)
 static void test_precedence(void)
 {
 	static const struct route_spec spec[] = {
-		{ .paths = { "/api" } },
-		{ .paths = { "/api/users" } },
-		{ .paths = { "/api/users$" } },
-		{ .paths = { "/" } },
-		{ .paths = { "/dup" }, .methods = M(HTTP_GET) },
-		{ .paths = { "/dup" } },
-		{ .paths = { "/api/users/admin" } },
+	    {.paths = {"/api"}},
+	    {.paths = {"/api/users"}},
+	    {.paths = {"/api/users$"}},
+	    {.paths = {"/"}},
+	    {.paths = {"/dup"}, .methods = M(HTTP_GET)},
+	    {.paths = {"/dup"}},
+	    {.paths = {"/api/users/admin"}},
 	};
 	struct fixture f;
 	struct route_match out;
@@ -156,9 +156,9 @@ static void test_precedence(void)
 static void test_boundaries(void)
 {
 	static const struct route_spec spec[] = {
-		{ .paths = { "/api/users" } },
-		{ .paths = { "/docs/" } },
-		{ .paths = { "/a/b", "/c" } },
+	    {.paths = {"/api/users"}},
+	    {.paths = {"/docs/"}},
+	    {.paths = {"/a/b", "/c"}},
 	};
 	struct fixture f;
 	struct route_match out;
@@ -194,12 +194,12 @@ static void test_boundaries(void)
 static void test_exact(void)
 {
 	static const struct route_spec spec[] = {
-		{ .paths = { "/health$" } },
-		{ .paths = { "/$" } },
-		{ .paths = { "/e$" }, .methods = M(HTTP_GET) },
-		{ .paths = { "/e" }, .methods = M(HTTP_POST) },
-		{ .paths = { "/d/$" } },
-		{ .paths = { "/d/" } },
+	    {.paths = {"/health$"}},
+	    {.paths = {"/$"}},
+	    {.paths = {"/e$"}, .methods = M(HTTP_GET)},
+	    {.paths = {"/e"}, .methods = M(HTTP_POST)},
+	    {.paths = {"/d/$"}},
+	    {.paths = {"/d/"}},
 	};
 	struct fixture f;
 	struct route_match out;
@@ -229,9 +229,9 @@ static void test_exact(void)
 static void test_hosts(void)
 {
 	static const struct route_spec spec[] = {
-		{ .paths = { "/api" } },
-		{ .paths = { "/api/users" }, .hosts = { "a.example.com" } },
-		{ .paths = { "/w" }, .hosts = { "*.example.com", "other.test" } },
+	    {.paths = {"/api"}},
+	    {.paths = {"/api/users"}, .hosts = {"a.example.com"}},
+	    {.paths = {"/w"}, .hosts = {"*.example.com", "other.test"}},
 	};
 	struct fixture f;
 	struct route_match out;
@@ -258,9 +258,9 @@ static void test_hosts(void)
 static void test_headers(void)
 {
 	static const struct route_spec spec[] = {
-		{ .paths = { "/h" }, .header_name = "X-Canary", .header_value = "1" },
-		{ .paths = { "/h" }, .header_name = "X-Debug" },
-		{ .paths = { "/h" } },
+	    {.paths = {"/h"}, .header_name = "X-Canary", .header_value = "1"},
+	    {.paths = {"/h"}, .header_name = "X-Debug"},
+	    {.paths = {"/h"}},
 	};
 	struct fixture f;
 	struct route_match out;
@@ -281,10 +281,10 @@ static void test_headers(void)
 static void test_method_not_allowed(void)
 {
 	static const struct route_spec spec[] = {
-		{ .paths = { "/m" }, .methods = M(HTTP_GET) | M(HTTP_HEAD) },
-		{ .paths = { "/m" }, .methods = M(HTTP_POST) },
-		{ .paths = { "/m" }, .methods = M(HTTP_PUT), .header_name = "X-Admin" },
-		{ .paths = { "/" } },
+	    {.paths = {"/m"}, .methods = M(HTTP_GET) | M(HTTP_HEAD)},
+	    {.paths = {"/m"}, .methods = M(HTTP_POST)},
+	    {.paths = {"/m"}, .methods = M(HTTP_PUT), .header_name = "X-Admin"},
+	    {.paths = {"/"}},
 	};
 	struct fixture f;
 	struct route_match out;
@@ -329,27 +329,27 @@ static void test_format_allow(void)
 static void test_build_errors(void)
 {
 	static const struct route_spec shadowed[] = {
-		{ .paths = { "/a" }, .methods = M(HTTP_GET) | M(HTTP_POST), .hosts = { "x", "y" } },
-		{ .paths = { "/b", "/a" }, .methods = M(HTTP_GET), .hosts = { "y", "x" } },
+	    {.paths = {"/a"}, .methods = M(HTTP_GET) | M(HTTP_POST), .hosts = {"x", "y"}},
+	    {.paths = {"/b", "/a"}, .methods = M(HTTP_GET), .hosts = {"y", "x"}},
 	};
 	static const struct route_spec any_shadows[] = {
-		{ .paths = { "/a$" } },
-		{ .paths = { "/a$" }, .methods = M(HTTP_DELETE) },
+	    {.paths = {"/a$"}},
+	    {.paths = {"/a$"}, .methods = M(HTTP_DELETE)},
 	};
 	static const struct route_spec distinct[] = {
-		{ .paths = { "/a" }, .methods = M(HTTP_GET) },
-		{ .paths = { "/a" }, .methods = M(HTTP_GET) | M(HTTP_POST) },
-		{ .paths = { "/a" }, .hosts = { "x" } },
-		{ .paths = { "/a" }, .header_name = "X-A", .header_value = "1" },
-		{ .paths = { "/a" }, .header_name = "X-A" },
-		{ .paths = { "/a$" } },
-		{ .paths = { "/a/" } },
+	    {.paths = {"/a"}, .methods = M(HTTP_GET)},
+	    {.paths = {"/a"}, .methods = M(HTTP_GET) | M(HTTP_POST)},
+	    {.paths = {"/a"}, .hosts = {"x"}},
+	    {.paths = {"/a"}, .header_name = "X-A", .header_value = "1"},
+	    {.paths = {"/a"}, .header_name = "X-A"},
+	    {.paths = {"/a$"}},
+	    {.paths = {"/a/"}},
 	};
 	static const struct route_spec relative[] = {
-		{ .paths = { "api" } },
+	    {.paths = {"api"}},
 	};
 	static const struct route_spec dollar_only[] = {
-		{ .paths = { "$" } },
+	    {.paths = {"$"}},
 	};
 	struct fixture f;
 

@@ -112,7 +112,7 @@ static bool make_fixtures(void)
 
 static void remove_fixtures(void)
 {
-	const char *files[] = { default_crt, default_key, api_crt, api_key, other_key };
+	const char *files[] = {default_crt, default_key, api_crt, api_key, other_key};
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		unlink(files[i]);
@@ -138,7 +138,7 @@ static struct tls_listener *parse_text(const char *text, struct cfg_errs *errs)
 static struct tls_listener *two_cert_listener(const char *extra)
 {
 	char text[2048];
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct tls_listener *t;
 
 	snprintf(text, sizeof(text),
@@ -154,7 +154,7 @@ static struct tls_listener *two_cert_listener(const char *extra)
 
 static bool tcp_pair(int *server, int *client)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct sockaddr_in addr = {.sin_family = AF_INET};
 	socklen_t alen = sizeof(addr);
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	bool ok;
@@ -233,7 +233,7 @@ static void pair_close(struct pair *p)
 static bool pair_handshake(struct pair *p)
 {
 	for (int rounds = 0; rounds < 2000; rounds++) {
-		struct pollfd pfd[2] = { { .fd = p->sfd }, { .fd = p->cfd } };
+		struct pollfd pfd[2] = {{.fd = p->sfd}, {.fd = p->cfd}};
 
 		if (p->server_result == TLS_WANT_READ || p->server_result == TLS_WANT_WRITE)
 			p->server_result = tls_handshake(p->server);
@@ -279,7 +279,7 @@ static bool exchange(struct pair *p, size_t len)
 	for (size_t i = 0; ok && i < len; i++)
 		out[i] = (unsigned char)(i * 7 + 3);
 	for (int rounds = 0; ok && (got < len || sent < len) && rounds < 5000; rounds++) {
-		struct pollfd pfd = { .fd = p->sfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p->sfd, .events = POLLIN};
 
 		if (sent < len) {
 			size_t w;
@@ -300,7 +300,7 @@ static bool exchange(struct pair *p, size_t len)
 	/* Reverse direction, server side through tls_write. */
 	sent = got = 0;
 	for (int rounds = 0; ok && (got < len || sent < len) && rounds < 5000; rounds++) {
-		struct pollfd pfd = { .fd = p->cfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p->cfd, .events = POLLIN};
 
 		if (sent < len) {
 			enum tls_io r = tls_write(p->server, out + sent, len - sent, &n);
@@ -399,13 +399,14 @@ static void test_sni_selection(void)
 static void test_sni_from_config(void)
 {
 	char text[2048];
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct tls_listener *t;
 
-	snprintf(text, sizeof(text),
-		 "{\"certificates\": [{\"cert\": \"%s\", \"key\": \"%s\"},"
-		 " {\"cert\": \"%s\", \"key\": \"%s\", \"sni\": [\"override.test\", \"*.o.test\"]}]}",
-		 default_crt, default_key, api_crt, api_key);
+	snprintf(
+	    text, sizeof(text),
+	    "{\"certificates\": [{\"cert\": \"%s\", \"key\": \"%s\"},"
+	    " {\"cert\": \"%s\", \"key\": \"%s\", \"sni\": [\"override.test\", \"*.o.test\"]}]}",
+	    default_crt, default_key, api_crt, api_key);
 	t = parse_text(text, &errs);
 	CHECK(t != NULL);
 	CHECK_EQ(errs.count, 0);
@@ -495,7 +496,7 @@ static void test_garbage_handshake(void)
 	CHECK(pair_open(&p, t, TLS1_3_VERSION, NULL, NULL));
 	CHECK(write(p.cfd, junk, sizeof(junk) - 1) == (ssize_t)sizeof(junk) - 1);
 	for (int i = 0; i < 100 && r == TLS_WANT_READ; i++) {
-		struct pollfd pfd = { .fd = p.sfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p.sfd, .events = POLLIN};
 
 		poll(&pfd, 1, 20);
 		r = tls_handshake(p.server);
@@ -526,7 +527,7 @@ static void test_incomplete_handshakes(void)
 	SSL_do_handshake(p.client); /* ClientHello out */
 	shutdown(p.cfd, SHUT_WR);
 	for (int i = 0; i < 100 && r == TLS_WANT_READ; i++) {
-		struct pollfd pfd = { .fd = p.sfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p.sfd, .events = POLLIN};
 
 		poll(&pfd, 1, 20);
 		r = tls_handshake(p.server);
@@ -583,7 +584,7 @@ static void test_pending(void)
 	CHECK(total >= 16384 - 100);
 	/* close_notify then EOF reads as TLS_CLOSED. */
 	while (total < sizeof(big)) {
-		struct pollfd pfd = { .fd = p.sfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p.sfd, .events = POLLIN};
 		enum tls_io r = tls_read(p.server, small, sizeof(small), &n);
 
 		if (r == TLS_OK)
@@ -598,7 +599,7 @@ static void test_pending(void)
 	enum tls_io r = TLS_WANT_READ;
 
 	for (int i = 0; i < 100 && r == TLS_WANT_READ; i++) {
-		struct pollfd pfd = { .fd = p.sfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = p.sfd, .events = POLLIN};
 
 		poll(&pfd, 1, 20);
 		r = tls_read(p.server, small, sizeof(small), &n);
@@ -610,7 +611,7 @@ static void test_pending(void)
 
 static void expect_error(const char *text, const char *want)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct tls_listener *t = parse_text(text, &errs);
 
 	CHECK(t == NULL);
@@ -651,7 +652,8 @@ static void test_config_errors(void)
 		 default_crt, default_key, api_key, api_key);
 	expect_error(text, "listeners[1].tls.certificates[1].cert: \"");
 
-	expect_error("{\"certificates\": []}", "listeners[1].tls.certificates: must be a non-empty");
+	expect_error("{\"certificates\": []}",
+		     "listeners[1].tls.certificates: must be a non-empty");
 	expect_error("{}", "listeners[1].tls.certificates: must be a non-empty");
 	expect_error("[]", "listeners[1].tls: must be an object");
 	expect_error("{\"certificates\": [{\"cert\": \"a\"}]}",
@@ -701,7 +703,7 @@ static void test_ktls_probe(void)
 	int err = 0;
 	bool direct = direct_ulp_probe(&err);
 	char text[2048];
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct tls_listener *t;
 
 	printf("kTLS probe: %s (direct setsockopt TCP_ULP: %s)\n",
@@ -716,8 +718,9 @@ static void test_ktls_probe(void)
 		CHECK_EQ(errs.count, 0);
 	} else {
 		CHECK(t == NULL);
-		CHECK(errs.text && strstr(errs.text, "listeners[1].tls.ktls: \"on\" but this kernel "
-							"has no TLS ULP"));
+		CHECK(errs.text &&
+		      strstr(errs.text, "listeners[1].tls.ktls: \"on\" but this kernel "
+					"has no TLS ULP"));
 	}
 	tls_listener_free(t);
 	cfg_errs_free(&errs);
@@ -754,7 +757,7 @@ static size_t capture_client_hello(const char *sni, unsigned char *buf, size_t c
 		SSL_set_tlsext_host_name(ssl, sni);
 	SSL_connect(ssl);
 	for (int i = 0; i < 50; i++) {
-		struct pollfd pfd = { .fd = s, .events = POLLIN };
+		struct pollfd pfd = {.fd = s, .events = POLLIN};
 
 		poll(&pfd, 1, 20);
 		n = read(s, buf + got, cap - got);
@@ -785,7 +788,8 @@ static void test_peek_sni(void)
 	CHECK_STR(host, "api.example.com");
 	/* Every strict prefix of the record: need more bytes, never a misparse. */
 	for (size_t i = 0; i < reclen; i++) {
-		unsigned char *copy = malloc(i ? i : 1); /* exact-size copy: ASan catches overreads */
+		unsigned char *copy =
+		    malloc(i ? i : 1); /* exact-size copy: ASan catches overreads */
 
 		memcpy(copy, hello, i);
 		if (tls_peek_sni(copy, i, host, sizeof(host)) != 0) {

@@ -39,7 +39,7 @@ static pthread_mutex_t fd_lock = PTHREAD_MUTEX_INITIALIZER;    /* writes vs fd s
 static int log_fd = -1;
 static char *log_path;
 static pthread_t writer;
-static bool writer_running;
+static atomic_bool writer_running;
 static atomic_bool enabled, stopping;
 static atomic_int reopen_requested;
 static atomic_int wake_fd = -1;

@@ -47,7 +47,7 @@ int accesslog_flush(int timeout_ms);
 /*
  * Formats one entry as a JSON line (with '\n') into out; strings are escaped (control
  * characters, quotes, bytes that are not valid UTF-8 as \u00XX) and truncated so the
- * line always fits. Returns the line length (< outlen); outlen must be >= 1024.
+ * line always fits. Returns the line length (< outlen); outlen must be >= 2048.
  */
 size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e);
 

@@ -14,8 +14,12 @@ struct line {
 	size_t len, cap;
 };
 
-/* Room kept back for the keys, numbers and punctuation of the rest of the line. */
-#define LINE_RESERVE 512
+/*
+ * Every field but the path is cut at SMALL_MAX escaped bytes, so the fields after the
+ * path need at most TAIL_MAX bytes; the path gets whatever room is left.
+ */
+#define SMALL_MAX 256
+#define TAIL_MAX (4 * (SMALL_MAX + 16) + 4 * 40 + 8)
 
 static void put_raw(struct line *l, const char *s, size_t n)
 {
@@ -67,7 +71,7 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 static void put_json(struct line *l, const char *s, size_t n, size_t limit)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t room = l->cap - l->len - 1 > LINE_RESERVE ? l->cap - l->len - 1 - LINE_RESERVE : 0;
+	size_t room = l->cap - l->len - 1 > 2 ? l->cap - l->len - 1 - 2 : 0;
 	size_t used = 0;
 	char esc[8];
 
@@ -169,26 +173,26 @@ size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e)
 {
 	struct line l = { .p = out, .cap = outlen };
 	char time_text[64], client[INET6_ADDRSTRLEN + 16];
-	size_t small = 1024; /* ids, names and addresses are short; paths may not be */
+	size_t path_room;
 
 	format_time(time_text, sizeof(time_text), e->time_us);
 	format_client(client, sizeof(client), e->client);
 	put_str(&l, "{\"time\":\"");
 	put_str(&l, time_text);
 	put_str(&l, "\"");
-	put_field(&l, "request_id", e->request_id, small);
-	put_field(&l, "client", client, small);
-	put_field(&l, "method", e->method, small);
+	put_field(&l, "request_id", e->request_id, SMALL_MAX);
+	put_field(&l, "client", client, SMALL_MAX);
+	put_field(&l, "method", e->method, SMALL_MAX);
 	put_str(&l, ",\"path\":");
-	put_json(&l, e->path ? e->path : "", e->path ? e->path_len : 0, SIZE_MAX);
-	put_field(&l, "route", e->route, small);
-	put_field(&l, "upstream", e->target, small);
+	path_room = l.cap - l.len > TAIL_MAX + 3 ? l.cap - l.len - TAIL_MAX - 3 : 0;
+	put_json(&l, e->path ? e->path : "", e->path ? e->path_len : 0, path_room);
+	put_field(&l, "route", e->route, SMALL_MAX);
+	put_field(&l, "upstream", e->target, SMALL_MAX);
 	put_num(&l, "status", e->status < 0 ? 0 : (unsigned long long)e->status);
 	put_num(&l, "bytes_in", e->bytes_in);
 	put_num(&l, "bytes_out", e->bytes_out);
 	put_num(&l, "duration_us", e->duration_us);
-	put_field(&l, "consumer", e->consumer, small);
-	/* Every string left LINE_RESERVE bytes, enough for the keys and numbers after it. */
+	put_field(&l, "consumer", e->consumer, SMALL_MAX);
 	put_str(&l, "}\n");
 	out[l.len] = '\0';
 	return l.len;

@@ -6,14 +6,25 @@
 #ifndef XGATE_ADMIN_ADMIN_H
 #define XGATE_ADMIN_ADMIN_H
 
+#include <jansson.h>
+
 struct gateway;
 struct admin;
 
+/*
+ * Binds admin.address of the current config and starts the admin thread. NULL with a
+ * message in err on failure, NULL with err == "" when the config disables the admin API.
+ * The address is read once: a reload that changes it takes effect at the next restart.
+ */
 struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen);
 void admin_stop(struct admin *a);
 
-/* Redacted copy of the raw config (API keys, HMAC secrets, oct JWK "k", env values). */
-#include <jansson.h>
+/*
+ * Redacted deep copy of the raw config: values under keys naming secrets (secret, password,
+ * token, key, credential, private: API keys, HMAC secrets, certificate key paths) and the
+ * private members of JWK objects ("k", "d", ...) become "<redacted>"; a value that is
+ * exactly a "${NAME}" reference is kept (it names the variable, not the secret).
+ */
 json_t *config_redact(json_t *raw);
 
 #endif

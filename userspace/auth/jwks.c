@@ -136,14 +136,19 @@ static int jwk_parse_ec(json_t *obj, const char *crv, struct jwk *key, char *err
 	if (!(x = b64_member(obj, "x", &xlen, err, errlen)) ||
 	    !(y = b64_member(obj, "y", &ylen, err, errlen)))
 		goto out;
-	/* RFC 7518 6.2.1.2: coordinates are full-width, so there is one encoding per key. */
-	if (xlen != clen || ylen != clen) {
-		snprintf(err, errlen, "\"x\" and \"y\" must be %zu bytes for %s", clen, crv);
+	/*
+	 * RFC 7518 6.2.1.2 wants full-width coordinates, but some issuers (PyJWT 2.6 for P-521)
+	 * drop leading zero bytes; a shorter value is the same number, so it is left-padded.
+	 */
+	if (!xlen || !ylen || xlen > clen || ylen > clen) {
+		snprintf(err, errlen, "\"x\" and \"y\" must be at most %zu bytes for %s", clen,
+			 crv);
 		goto out;
 	}
+	memset(point, 0, sizeof(point));
 	point[0] = 0x04; /* uncompressed */
-	memcpy(point + 1, x, clen);
-	memcpy(point + 1 + clen, y, clen);
+	memcpy(point + 1 + clen - xlen, x, xlen);
+	memcpy(point + 1 + 2 * clen - ylen, y, ylen);
 	bld = OSSL_PARAM_BLD_new();
 	if (!bld ||
 	    !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, ec_curves[i].group,
@@ -466,7 +471,8 @@ static bool keyset_load_pem(struct keyset *ks, const struct pem_source *pem, cha
 	return true;
 }
 
-struct keyset *keyset_load(const struct key_sources *src, char *err, size_t errlen)
+struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err,
+			   size_t errlen)
 {
 	struct keyset *ks = calloc(1, sizeof(*ks));
 	bool ok = true;
@@ -478,10 +484,13 @@ struct keyset *keyset_load(const struct key_sources *src, char *err, size_t errl
 		return NULL;
 	}
 	atomic_init(&ks->refs, 1);
+	*bad_source = 0;
 	if (src->jwks_file)
 		ok = keyset_load_jwks(ks, src->jwks_file, err, errlen);
-	for (i = 0; ok && i < src->npems; i++)
+	for (i = 0; ok && i < src->npems; i++) {
+		*bad_source = 1 + i;
 		ok = keyset_load_pem(ks, &src->pems[i], err, errlen);
+	}
 	if (!ok) {
 		keyset_put(ks);
 		return NULL;

@@ -47,8 +47,12 @@ struct key_sources {
  */
 int jwk_parse(json_t *obj, struct jwk *key, char *err, size_t errlen);
 
-/* Loads every source; NULL with a message naming the file and the key on failure. */
-struct keyset *keyset_load(const struct key_sources *src, char *err, size_t errlen);
+/*
+ * Loads every source; NULL with a message naming the file and the key on failure, and
+ * *bad_source the failing source (0 the JWKS file, 1 + i the i-th PEM file).
+ */
+struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err,
+			   size_t errlen);
 struct keyset *keyset_get(struct keyset *ks);
 void keyset_put(struct keyset *ks);
 

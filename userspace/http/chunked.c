@@ -7,9 +7,9 @@
 #include "http/http_internal.h"
 
 enum chunk_state {
-	CH_SIZE,	   /* hex digits of chunk-size */
-	CH_EXT_BWS,	   /* whitespace after the size: only ';' may follow */
-	CH_EXT,		   /* chunk extensions until CR */
+	CH_SIZE,    /* hex digits of chunk-size */
+	CH_EXT_BWS, /* whitespace after the size: only ';' may follow */
+	CH_EXT,	    /* chunk extensions until CR */
 	CH_SIZE_LF,
 	CH_DATA,
 	CH_DATA_CR,

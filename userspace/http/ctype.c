@@ -8,7 +8,7 @@
 #define IS_UNRESERVED(c)                                                                           \
 	(IS_ALPHA(c) || IS_DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~')
 #define IS_SUBDELIM(c)                                                                             \
-	((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||     \
+	((c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||      \
 	 (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=')
 #define IS_TCHAR(c)                                                                                \
 	(IS_ALPHA(c) || IS_DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||     \
@@ -16,17 +16,15 @@
 	 (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
 #define IS_VALUE(c) (IS_VCHAR(c) || (c) >= 0x80 || (c) == ' ' || (c) == '\t')
 #define IS_PATH(c)                                                                                 \
-	(IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' || (c) == '%' ||          \
-	 (c) == '/')
+	(IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == ':' || (c) == '@' || (c) == '%' || (c) == '/')
 #define IS_QUERY(c) (IS_VCHAR(c) && (c) != '#')
 #define IS_HOST(c)                                                                                 \
-	(IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == '%' || (c) == ':' || (c) == '[' ||          \
-	 (c) == ']')
+	(IS_UNRESERVED(c) || IS_SUBDELIM(c) || (c) == '%' || (c) == ':' || (c) == '[' || (c) == ']')
 #define IS_REQUEST_ID(c)                                                                           \
 	(IS_ALPHA(c) || IS_DIGIT(c) || (c) == '.' || (c) == '_' || (c) == ':' || (c) == '-')
 
 #define CT(c)                                                                                      \
-	((IS_TCHAR(c) ? HTTP_C_TCHAR : 0) | (IS_VALUE(c) ? HTTP_C_VALUE : 0) |                    \
+	((IS_TCHAR(c) ? HTTP_C_TCHAR : 0) | (IS_VALUE(c) ? HTTP_C_VALUE : 0) |                     \
 	 (IS_PATH(c) ? HTTP_C_PATH : 0) | (IS_QUERY(c) ? HTTP_C_QUERY : 0) |                       \
 	 (IS_HOST(c) ? HTTP_C_HOST : 0) | (IS_DIGIT(c) || IS_HEXAL(c) ? HTTP_C_HEX : 0) |          \
 	 (IS_UNRESERVED(c) ? HTTP_C_UNRESERVED : 0) | (IS_REQUEST_ID(c) ? HTTP_C_REQUEST_ID : 0))

@@ -17,7 +17,7 @@
 #define HTTP_MAX_HEADERS 100
 /* Used when limits is NULL or max_header_bytes is 0 (SPEC default). */
 #define HTTP_DEFAULT_MAX_HEADER_BYTES 16384
-/* Chunked framing bounds: one size/extension or trailer line; the whole trailer section. */
+/* Chunked framing bounds: one size/extension or trailer line incl. CRLF; all trailers. */
 #define HTTP_CHUNK_LINE_MAX 4096
 #define HTTP_CHUNK_TRAILER_MAX 16384
 
@@ -54,8 +54,8 @@ struct http_header {
 /* Result codes: > 0 is the length of the complete head (through the empty line). */
 enum {
 	HTTP_INCOMPLETE = 0,
-	HTTP_ERR_BAD = -400,	       /* malformed or ambiguous: respond 400 and close */
-	HTTP_ERR_URI_TOO_LONG = -414,  /* request line longer than the limit */
+	HTTP_ERR_BAD = -400,	      /* malformed or ambiguous: respond 400 and close */
+	HTTP_ERR_URI_TOO_LONG = -414, /* request line longer than the limit */
 	HTTP_ERR_HEADERS_TOO_LARGE = -431,
 	HTTP_ERR_NOT_IMPLEMENTED = -501, /* reserved; the parser itself never returns it */
 	HTTP_ERR_VERSION = -505,	 /* not HTTP/1.0 or HTTP/1.1 */
@@ -79,15 +79,15 @@ struct http_request {
 	 */
 	struct http_str path;
 	struct http_str query; /* after '?', without it; len 0 when absent */
-	int minor_version;	/* 0 or 1 */
+	int minor_version;     /* 0 or 1 */
 	struct http_header headers[HTTP_MAX_HEADERS];
 	int nheaders;
 	struct http_str host; /* Host header value (or authority from absolute-form); "" if none */
 	enum http_body body;
 	uint64_t content_length; /* valid for HTTP_BODY_LENGTH (0 is a LENGTH body of 0) */
 	bool keep_alive;	 /* after Connection/version rules */
-	bool expect_continue; /* Expect: 100-continue */
-	bool upgrade;	      /* Connection: upgrade + Upgrade header present */
+	bool expect_continue;	 /* Expect: 100-continue */
+	bool upgrade;		 /* Connection: upgrade + Upgrade header present */
 	struct http_str upgrade_proto;
 	struct http_str connection; /* raw Connection header value, for hop-by-hop tokens */
 };
@@ -164,12 +164,12 @@ const char *http_status_reason(int status);
  * validated, so nothing the upstream sees can be framed differently than we framed it.
  */
 struct http_chunked {
-	int state;	       /* internal */
-	uint64_t remaining;    /* data bytes left in the current chunk */
-	size_t line_len;       /* bytes of the current size/trailer line so far (bounded) */
-	uint64_t total;	       /* decoded data bytes so far (counted when a size line ends) */
-	size_t trailer_bytes;  /* trailer section so far, bounded by HTTP_CHUNK_TRAILER_MAX */
-	bool done;	       /* the final CRLF after last-chunk and trailers was seen */
+	int state;	      /* internal */
+	uint64_t remaining;   /* data bytes left in the current chunk */
+	size_t line_len;      /* bytes of the current size/trailer line so far (bounded) */
+	uint64_t total;	      /* decoded data bytes so far (counted when a size line ends) */
+	size_t trailer_bytes; /* trailer section so far, bounded by HTTP_CHUNK_TRAILER_MAX */
+	bool done;	      /* the final CRLF after last-chunk and trailers was seen */
 };
 void http_chunked_init(struct http_chunked *c);
 /*

@@ -42,6 +42,27 @@ static const char *skip_class(const char *p, const char *end, uint8_t cls)
 	return p;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/*
+ * Field values are long and almost always plain text: test 8 bytes at once for any byte
+ * below 0x20 or equal to 0x7f, and let the table decide only for words that have one
+ * (HTAB, the CR ending the line, or an invalid control).
+ */
+static const char *skip_value(const char *p, const char *end)
+{
+	while (end - p >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		if (((w - ONES * 0x20) | ((w ^ (ONES * 0x7f)) - ONES)) & ~w & HIGHS)
+			break;
+		p += 8;
+	}
+	return skip_class(p, end, HTTP_C_VALUE);
+}
+
 /*
  * Matches `pat` at p, where '#' stands for a digit. Returns 1 on a full match, 0 when the
  * available bytes match a prefix (need more), -1 on a mismatch.
@@ -190,7 +211,7 @@ static int parse_fields(const char *buf, size_t len, const char *p, const struct
 		value = colon + 1;
 		while (value < hend && (*value == ' ' || *value == '\t'))
 			value++;
-		p = skip_class(value, hend, HTTP_C_VALUE);
+		p = skip_value(value, hend);
 		if (p + 1 >= hend)
 			return head_incomplete(len, lim);
 		if (p[0] != '\r' || p[1] != '\n')
@@ -417,6 +438,8 @@ static int request_line(const char *buf, size_t len, const struct head_limits *l
 	const char *line = skip_leading_crlf(buf, hend), *line_end = hend;
 	int r;
 
+	if (line + 1 == hend && *line == '\r')
+		return head_incomplete(len, lim);
 	if ((size_t)(hend - line) > lim->line + 2)
 		line_end = line + lim->line + 2;
 	r = scan_request_line(line, line_end, req, next);
@@ -468,7 +491,9 @@ static int finish_request(struct http_request *req, const struct fields *f)
 		req->keep_alive = !conn_has(f, "close", 5);
 	else
 		req->keep_alive = conn_has(f, "keep-alive", 10) && !conn_has(f, "close", 5);
-	req->upgrade = f->has_upgrade && f->upgrade.len && conn_has(f, "upgrade", 7);
+	/* RFC 9110 7.8: Upgrade in an HTTP/1.0 request is ignored */
+	req->upgrade = req->minor_version == 1 && f->has_upgrade && f->upgrade.len &&
+		       conn_has(f, "upgrade", 7);
 	req->upgrade_proto = req->upgrade ? f->upgrade : (struct http_str){"", 0};
 	return 0;
 }

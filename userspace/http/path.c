@@ -83,7 +83,8 @@ ssize_t http_path_normalize(char *path, size_t len)
 		seg_len = w - seg_start - 1;
 		if (seg_len == 1 && path[seg_start + 1] == '.') {
 			w = seg_start;
-		} else if (seg_len == 2 && path[seg_start + 1] == '.' && path[seg_start + 2] == '.') {
+		} else if (seg_len == 2 && path[seg_start + 1] == '.' &&
+			   path[seg_start + 2] == '.') {
 			if (seg_start == 0)
 				return -1; /* escapes the root */
 			w = (size_t)((char *)memrchr(path, '/', seg_start) - path);

@@ -93,12 +93,16 @@ void conn_accepted(struct worker *w, int fd, int listener)
 	conn_advance(c);
 }
 
-void exchange_reset(struct exchange *ex)
+void exchange_reset(struct conn *c)
 {
+	struct exchange *ex = &c->ex;
+
 	free(ex->log_path);
 	buf_free(&ex->head);
-	free(ex->cache_key);
-	buf_free(&ex->cache_copy);
+	cache_fill_abort(&ex->fill);
+	if (ex->from_cache)
+		cache_release(c->cli.w->cache, &ex->hit);
+	free(ex->cache_key_buf);
 	memset(ex, 0, sizeof(*ex));
 	ex->route = ex->upstream = ex->target = -1;
 }
@@ -118,7 +122,7 @@ void conn_free(struct conn *c)
 	c->next->prev = c->prev;
 	w->nconns--;
 	metrics_connection(w->metrics, conn_listener(c)->metrics_slot, -1);
-	exchange_reset(&c->ex);
+	exchange_reset(c);
 	config_put(c->cfg);
 	free(c);
 }
@@ -192,7 +196,7 @@ void finish_exchange(struct conn *c, bool upstream_reusable)
 
 	record_exchange(c);
 	release_upconn(c, upstream_reusable && ex->req_done && !ex->resp_close);
-	exchange_reset(ex);
+	exchange_reset(c);
 	c->in_exchange = false;
 	c->deadline_ms = 0;
 	if (!keep) {
@@ -209,7 +213,7 @@ static void begin_exchange(struct conn *c)
 	struct exchange *ex = &c->ex;
 	struct timespec ts;
 
-	exchange_reset(ex);
+	exchange_reset(c);
 	c->in_exchange = true;
 	ex->start_ns = monotonic_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -361,43 +365,63 @@ static bool check_auth(struct conn *c, const struct route_config *rc,
 	return false;
 }
 
+#define CACHE_KEY_MAX 4096
+
+/* Looks the request up in the worker's cache; on a hit the exchange is answered from it. */
 static bool serve_from_cache(struct conn *c, const struct route_config *rc,
 			     const struct http_request *req, const char *path, size_t path_len,
-			     const char *host, size_t head_len)
+			     const char *host, size_t host_len, size_t head_len)
 {
 	struct worker *w = c->cli.w;
 	struct exchange *ex = &c->ex;
-	const struct cached_response *hit;
-	char key[4096];
-	int n;
+	size_t n;
 
-	if (!rc->cache_ttl_s || !w->cache || !cache_request_cacheable(req, ex->consumer[0] != 0))
+	if (!rc->cache_ttl_s || !w->cache ||
+	    !cache_request_cacheable(req, rc->auth != NULL && ex->consumer[0]))
 		return false;
-	n = snprintf(key, sizeof(key), "%d|%s|%s|%.*s?%.*s|%s", ex->route,
-		     req->method == HTTP_HEAD ? "GET" : ex->method_str, host, (int)path_len, path,
-		     (int)req->query.len, req->query.p, ex->consumer);
-	if (n <= 0 || (size_t)n >= sizeof(key))
+	ex->cache_key_buf = malloc(CACHE_KEY_MAX);
+	if (!ex->cache_key_buf)
 		return false;
-	hit = cache_lookup(w->cache, key, n, w->now_ms / 1000);
-	if (!hit) {
-		ex->cacheable = true;
-		ex->cache_key = malloc(n);
-		if (ex->cache_key) {
-			memcpy(ex->cache_key, key, n);
-			ex->cache_key_len = n;
-		}
+	n = cache_key_make(&ex->cache_key, ex->cache_key_buf, CACHE_KEY_MAX, req, host, host_len,
+			   path, path_len, ex->route, ex->consumer, strlen(ex->consumer));
+	if (n > CACHE_KEY_MAX) {
+		free(ex->cache_key_buf);
+		ex->cache_key_buf = NULL;
 		return false;
 	}
+	if (!cache_lookup(w->cache, &ex->cache_key, req, w->now_ms, &ex->hit))
+		return false;
+	ex->from_cache = true;
 	buf_consume(&c->cli.in, head_len);
-	if (!cache_write_response(hit, w->now_ms / 1000, req->method == HTTP_HEAD,
-				  ex->request_id, &c->cli.out, &ex->status)) {
+	if (!write_cached_head(c, &ex->hit)) {
 		reject(c, 502, "cached response does not fit", 0, NULL);
 		return true;
 	}
-	ex->bytes_out = buf_len(&c->cli.out);
+	ex->hit_off = req->method == HTTP_HEAD ? ex->hit.body_len : 0;
 	ex->resp_started = true;
-	finish_exchange(c, false);
+	ex->req_done = true;
+	c->state = CS_EXCHANGE;
 	return true;
+}
+
+/* Streams a cached body into the client buffer as space allows. */
+static bool pump_cached(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	size_t n = ex->hit.body_len - ex->hit_off;
+
+	if (!(c->cli.pending & PEND_SEND))
+		buf_compact(&c->cli.out);
+	if (n > buf_space(&c->cli.out))
+		n = buf_space(&c->cli.out);
+	buf_append(&c->cli.out, ex->hit.body + ex->hit_off, n);
+	ex->hit_off += n;
+	ex->bytes_out += n;
+	if (ex->hit_off == ex->hit.body_len) {
+		finish_exchange(c, false);
+		return true;
+	}
+	return n > 0;
 }
 
 static bool pick_and_connect(struct conn *c);
@@ -455,7 +479,7 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 		free(path);
 		return true;
 	}
-	if (serve_from_cache(c, rc, req, path, plen, host, head_len)) {
+	if (serve_from_cache(c, rc, req, path, plen, host, hlen, head_len)) {
 		free(path);
 		auth_result_release(&ar);
 		return true;
@@ -674,12 +698,8 @@ static bool pump_request(struct conn *c)
 
 static void cache_capture(struct conn *c, const char *p, size_t n)
 {
-	struct exchange *ex = &c->ex;
-
-	if (!ex->cacheable)
-		return;
-	if (!buf_ensure(&ex->cache_copy, CACHE_MAX_ENTRY_BYTES) || !buf_append(&ex->cache_copy, p, n))
-		ex->cacheable = false;
+	if (c->ex.fill.entry && n && !cache_fill_append(&c->ex.fill, p, n))
+		cache_fill_abort(&c->ex.fill);
 }
 
 static bool read_response_head(struct conn *c)
@@ -727,10 +747,9 @@ static bool read_response_head(struct conn *c)
 	if (resp.body == HTTP_BODY_EOF || (ex->client_http10 && resp.body != HTTP_BODY_LENGTH &&
 					   resp.body != HTTP_BODY_NONE))
 		ex->keep_alive = false;
-	if (ex->cacheable && !cache_response_cacheable(&resp, CACHE_MAX_ENTRY_BYTES))
-		ex->cacheable = false;
-	if (ex->cacheable)
-		ex->cache_ttl_s = cache_response_ttl(&resp, c->cfg->routes[ex->route].cache_ttl_s);
+	if (ex->cache_key_buf && ex->method == HTTP_GET)
+		cache_fill_begin(c->cli.w->cache, &ex->cache_key, NULL, &resp,
+				 c->cfg->routes[ex->route].cache_ttl_s, c->cli.w->now_ms, &ex->fill);
 	{
 		size_t before = c->cli.out.end;
 
@@ -740,7 +759,6 @@ static bool read_response_head(struct conn *c)
 			reject(c, 502, "upstream response headers too large", 0, NULL);
 			return true;
 		}
-		cache_capture(c, c->cli.out.data + before, c->cli.out.end - before);
 		ex->bytes_out += c->cli.out.end - before;
 	}
 	buf_consume(&up->in, n);
@@ -808,20 +826,10 @@ static bool pump_response(struct conn *c)
 	}
 	if (!ex->resp_dechunk || ex->resp_body != HTTP_BODY_CHUNKED)
 		buf_append(&dst->out, buf_head(&src->in), k);
-	cache_capture(c, dst->out.data + before, dst->out.end - before);
+	cache_capture(c, buf_head(&src->in), k);
 	ex->bytes_out += dst->out.end - before;
 	buf_consume(&src->in, k);
 	return k > 0;
-}
-
-static void cache_store_exchange(struct conn *c)
-{
-	struct exchange *ex = &c->ex;
-
-	if (!ex->cacheable || !ex->cache_key || ex->status == 0)
-		return;
-	cache_store(c->cli.w->cache, ex->cache_key, ex->cache_key_len, buf_head(&ex->cache_copy),
-		    buf_len(&ex->cache_copy), ex->cache_ttl_s, c->cli.w->now_ms / 1000);
 }
 
 static bool step_exchange(struct conn *c)
@@ -831,6 +839,8 @@ static bool step_exchange(struct conn *c)
 	bool progress = false;
 	enum conn_state st = c->state;
 
+	if (ex->from_cache)
+		return pump_cached(c);
 	if (!ex->req_done) {
 		progress |= pump_request(c);
 		if (c->state != st || c->up != u)
@@ -856,7 +866,8 @@ static bool step_exchange(struct conn *c)
 			c->close_after = true;
 			ex->resp_close = true;
 		}
-		cache_store_exchange(c);
+		if (ex->fill.entry)
+			cache_fill_commit(c->cli.w->cache, &ex->fill);
 		finish_exchange(c, !u->s.failed && !u->s.eof && !buf_len(&u->s.out));
 		return true;
 	}

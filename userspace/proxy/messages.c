@@ -3,6 +3,7 @@
  * upstream and the rewritten response head sent to the client.
  */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -169,4 +170,26 @@ void respond_error(struct conn *c, int status, const char *reason, bool close_co
 	if (!ex->req_has_body)
 		ex->req_done = true;
 	finish_exchange(c, false);
+}
+
+bool write_cached_head(struct conn *c, const struct cache_hit *hit)
+{
+	struct head_writer hw = { .b = &c->cli.out };
+	size_t before;
+
+	if (!buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes))
+		return false;
+	if (!(c->cli.pending & PEND_SEND))
+		buf_compact(&c->cli.out);
+	before = c->cli.out.end;
+	hw_printf(&hw, "%.*sAge: %u\r\nX-Request-Id: %s\r\n%s\r\n", (int)hit->head_len, hit->head,
+		  hit->age_s, c->ex.request_id,
+		  !c->ex.keep_alive || c->close_after ? "Connection: close\r\n" : "");
+	if (hw.overflow) {
+		c->cli.out.end = before;
+		return false;
+	}
+	c->ex.status = hit->head_len > 12 ? atoi(hit->head + 9) : 200;
+	c->ex.bytes_out += c->cli.out.end - before;
+	return true;
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
+#include "cache/cache.h"
 #include "config/config.h"
 #include "http/http.h"
 #include "proxy/buf.h"
@@ -137,11 +138,13 @@ struct exchange {
 	bool counted_active; /* target_state.active was incremented */
 	/* response cache */
 	bool client_http10;
-	bool cacheable;
-	uint32_t cache_ttl_s;
-	char *cache_key;
-	size_t cache_key_len;
-	struct buf cache_copy;
+	/* response cache: key of this request, a fill in progress, or a hit being sent */
+	char *cache_key_buf;
+	struct cache_key cache_key;
+	struct cache_fill fill;
+	bool from_cache;
+	struct cache_hit hit;
+	size_t hit_off;
 };
 
 struct conn {
@@ -199,7 +202,7 @@ struct worker {
 	char *bufs;
 	int br_mask;
 	struct xg_config *cfg;
-	struct listen_sock *ls;
+	struct listen_sock **ls;
 	int nls;
 	struct pool *pools;
 	int npools;
@@ -255,7 +258,7 @@ void conn_advance(struct conn *c);
 void conn_on_upconn_event(struct upconn *u);
 void conn_abort(struct conn *c);
 void finish_exchange(struct conn *c, bool upstream_reusable);
-void exchange_reset(struct exchange *ex);
+void exchange_reset(struct conn *c);
 
 /* tunnel.c */
 void tunnel_start(struct conn *c);
@@ -271,5 +274,6 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 			 size_t path_len, const struct auth_result *auth, struct buf *out);
 bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out);
 void make_request_id(struct worker *w, char *out, size_t len);
+bool write_cached_head(struct conn *c, const struct cache_hit *hit);
 
 #endif

@@ -231,6 +231,9 @@ static void adopt_config(struct worker *w, struct xg_config *cfg)
 	}
 	config_put(w->cfg);
 	w->cfg = cfg;
+	/* Cache keys carry route indexes, which a new config renumbers. */
+	if (w->cache)
+		resp_cache_clear(w->cache);
 	free(w->rr);
 	w->rr = rr;
 	w->nrr = cfg->nupstreams;
@@ -466,7 +469,7 @@ static int worker_init(struct worker *w)
 		return -1;
 	}
 	w->jwt_cache = jwt_cache_new(JWT_CACHE_ENTRIES);
-	w->cache = resp_cache_new(RESP_CACHE_BYTES / w->gw->nworkers);
+	w->cache = resp_cache_new(RESP_CACHE_BYTES / w->gw->nworkers, CACHE_MAX_ENTRY_BYTES);
 	w->metrics = metrics_shard(w->id);
 	adopt_config(w, gateway_config(w->gw));
 	if (sync_listeners(w, w->init_err, sizeof(w->init_err)))

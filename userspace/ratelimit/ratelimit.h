@@ -2,6 +2,11 @@
  * Route rate limits ("rate_limit": {"per_s", "burst", "by"}): token buckets shared by all
  * workers (a client spread over workers must not get N times its rate), with the same
  * fixed-point bucket arithmetic the XDP shield uses (maps/token_bucket.h).
+ *
+ * Each policy's keys live in a bounded table split into stripes, each with its own lock
+ * and least-recently-used list, so workers contend only when their keys share a stripe.
+ * Tables are shared by name: a reload whose route keeps its name, per_s, burst and "by"
+ * gets the same table back, so clients do not get a fresh burst on every reload.
  */
 #ifndef XGATE_RATELIMIT_RATELIMIT_H
 #define XGATE_RATELIMIT_RATELIMIT_H
@@ -24,8 +29,20 @@ struct ratelimit_policy *ratelimit_policy_parse(json_t *obj, const char *path,
 void ratelimit_policy_free(struct ratelimit_policy *p);
 enum ratelimit_by ratelimit_policy_by(const struct ratelimit_policy *p);
 
-/* Takes one token for key; false when limited, with the seconds until one is available. */
+/* Takes one token for key; false when limited, with the seconds until one is available
+ * (at least 1). now_ns is CLOCK_MONOTONIC (any clock, as long as it is the same for all
+ * calls). Keys longer than RATELIMIT_KEY_MAX bytes are truncated. Thread-safe. */
 bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, uint64_t now_ns,
 		    uint32_t *retry_after_s);
+
+#define RATELIMIT_KEY_MAX 256
+/* Keys tracked per policy; beyond it the least recently used key is forgotten (its next
+ * request starts with a full bucket). */
+#define RATELIMIT_MAX_KEYS 65536
+
+uint64_t ratelimit_policy_per_s(const struct ratelimit_policy *p);
+uint64_t ratelimit_policy_burst(const struct ratelimit_policy *p);
+/* Number of keys currently tracked (for tests and metrics). */
+size_t ratelimit_policy_keys(const struct ratelimit_policy *p);
 
 #endif

@@ -125,7 +125,8 @@ static int text_append(struct router *r, const char *s, size_t len, size_t *off)
 		r->text = text;
 		r->text_cap = cap;
 	}
-	memcpy(r->text + r->text_len, s, len);
+	if (len)
+		memcpy(r->text + r->text_len, s, len);
 	*off = r->text_len;
 	r->text_len += len;
 	return 0;
@@ -385,8 +386,8 @@ static bool headers_fit(const struct route_config *rc, const struct http_request
 
 			if (h->name.len != name_len || strncasecmp(h->name.p, m->name, name_len))
 				continue;
-			found = !m->value ||
-				(h->value.len == value_len && !memcmp(h->value.p, m->value, value_len));
+			found = !m->value || (h->value.len == value_len &&
+					      !memcmp(h->value.p, m->value, value_len));
 		}
 		if (!found)
 			return false;
@@ -400,7 +401,7 @@ struct match_walk {
 	const char *host;
 	size_t host_len;
 	uint32_t method_bit;
-	size_t level_len;     /* route path length of the level being collected */
+	size_t level_len; /* route path length of the level being collected */
 	bool level_has_candidates;
 	uint32_t level_allowed;
 };
@@ -412,8 +413,8 @@ enum walk_step { WALK_NEXT, WALK_MATCH, WALK_405 };
  * level ("/a$" with "/a"; "/a/$" with "/a/"), so an exact route is preferred by order
  * but a method mismatch on it still lets the prefix route of that path answer.
  */
-static enum walk_step walk_list(struct match_walk *w, const struct route_list *l,
-				size_t level_len, size_t prefix_len, struct route_match *out)
+static enum walk_step walk_list(struct match_walk *w, const struct route_list *l, size_t level_len,
+				size_t prefix_len, struct route_match *out)
 {
 	if (level_len != w->level_len) {
 		if (w->level_has_candidates)
@@ -502,12 +503,12 @@ enum route_result router_match(const struct router *r, const struct route_config
 			       const char *host, size_t host_len, struct route_match *out)
 {
 	struct match_walk w = {
-		.routes = routes,
-		.req = req,
-		.host = host ? host : "",
-		.host_len = host ? host_len : 0,
-		.method_bit = 1u << req->method,
-		.level_len = (size_t)-1,
+	    .routes = routes,
+	    .req = req,
+	    .host = host ? host : "",
+	    .host_len = host ? host_len : 0,
+	    .method_bit = 1u << req->method,
+	    .level_len = (size_t)-1,
 	};
 	bool ends_there;
 	int node;

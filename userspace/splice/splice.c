@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -123,8 +123,8 @@ static void forget(struct splice *s, uint64_t cookie)
 
 static int add_cookie(struct splice *s, int fd, uint64_t cookie)
 {
-	struct splice_state st = { 0 };
-	struct splice_ctl ctl = { 0 };
+	struct splice_state st = {0};
+	struct splice_ctl ctl = {0};
 	uint64_t sock = fd;
 
 	/* State and control entries exist before the socket can reach the program. */
@@ -171,13 +171,14 @@ static int ensure_enrolled(struct splice *s, int fd, uint64_t cookie, uint64_t h
 static int set_ctl(struct splice *s, uint64_t cookie, uint64_t peer_cookie, uint64_t handled,
 		   int peer_fd)
 {
-	struct splice_ctl ctl = { .peer_cookie = peer_cookie,
-				  .handled = handled,
-				  .handled_base = handled };
-	int err = bytes_written(peer_fd, &ctl.peer_written_base);
+	struct splice_ctl ctl = {
+	    .peer_cookie = peer_cookie, .handled = handled, .handled_base = handled};
+	uint64_t base;
+	int err = bytes_written(peer_fd, &base);
 
 	if (err)
 		return err;
+	ctl.peer_written_base = base;
 	if (bpf_map_update_elem(s->ctls_fd, &cookie, &ctl, BPF_EXIST))
 		return -errno;
 	return 0;
@@ -185,7 +186,7 @@ static int set_ctl(struct splice *s, uint64_t cookie, uint64_t peer_cookie, uint
 
 int splice_pair(struct splice *s, int fd_a, uint64_t handled_a, int fd_b, uint64_t handled_b)
 {
-	struct splice_ctl unpaired = { 0 };
+	struct splice_ctl unpaired = {0};
 	uint64_t ca, cb;
 	int err;
 
@@ -228,7 +229,7 @@ int splice_handled(struct splice *s, int fd, uint64_t handled_total)
 
 void splice_unpair(struct splice *s, int fd_a, int fd_b)
 {
-	int fds[2] = { fd_a, fd_b };
+	int fds[2] = {fd_a, fd_b};
 	bool paired = false;
 
 	for (int i = 0; i < 2; i++) {
@@ -267,10 +268,19 @@ int splice_poll(struct splice *s, int fd, int peer_fd, struct splice_status *out
 		taken = written - ctl.peer_written_base - (ctl.handled - ctl.handled_base);
 		out->queued = st.redirected > taken ? st.redirected - taken : 0;
 	}
-	if (!(st.flags & SPLICE_F_FALLBACK))
+	if (!(st.flags & SPLICE_F_FALLBACK)) {
 		out->state = SPLICE_KERNEL;
-	else
-		out->state = out->queued ? SPLICE_DRAINING : SPLICE_RELAY;
+	} else if (!out->queued) {
+		out->state = SPLICE_RELAY;
+	} else {
+		int outq = 0;
+
+		/* Bytes still queued for a peer whose send queue is empty: the kernel is not
+		 * pushing them (seen on 6.18 after the psock met a full send buffer). */
+		if (ioctl(peer_fd, SIOCOUTQ, &outq))
+			return -errno;
+		out->state = outq ? SPLICE_DRAINING : SPLICE_STALLED;
+	}
 	return 0;
 }
 

@@ -55,7 +55,14 @@
  *                       socket and re-check in a few ms (a receiver that never reads leaves
  *                       it here until the idle timeout closes the flow);
  *      SPLICE_RELAY     fell back and drained: relay this direction in userspace (read
- *                       this socket, write the peer, with normal backpressure) until close.
+ *                       this socket, write the peer, with normal backpressure) until close;
+ *      SPLICE_STALLED   like DRAINING, but the peer's send queue is empty, so the kernel
+ *                       is not moving the queued bytes. Transient right after a send-buffer
+ *                       stall; if it persists for a second, reset both sockets: measured on
+ *                       6.18, a psock whose redirects met a full send buffer can stop
+ *                       pushing for good (tests/bpf/test_splice.c reports when it does).
+ *    Only a receiver that stops reading reaches the bound: the fallback then keeps memory
+ *    bounded, and the worst case is that this flow (only) is reset.
  */
 #ifndef XGATE_SPLICE_SPLICE_H
 #define XGATE_SPLICE_SPLICE_H
@@ -87,7 +94,7 @@ int splice_handled(struct splice *s, int fd, uint64_t handled_total);
 /* Removes both sockets (on close). */
 void splice_unpair(struct splice *s, int fd_a, int fd_b);
 
-enum splice_dir_state { SPLICE_KERNEL, SPLICE_DRAINING, SPLICE_RELAY };
+enum splice_dir_state { SPLICE_KERNEL, SPLICE_DRAINING, SPLICE_RELAY, SPLICE_STALLED };
 
 /* The direction "fd -> its peer". */
 struct splice_status {

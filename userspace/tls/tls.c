@@ -77,7 +77,7 @@ static void conn_ex_init(void)
 
 static bool probe_tls_ulp(void)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct sockaddr_in addr = {.sin_family = AF_INET};
 	socklen_t alen = sizeof(addr);
 	int lfd, cfd = -1, afd = -1;
 	bool ok = false;
@@ -152,7 +152,8 @@ static bool name_matches(const char *pattern, const char *host)
 		return !strcmp(pattern, host);
 	if (pattern[1] != '.')
 		return false;
-	/* "*.example.com" covers exactly one label: a.example.com, not example.com or a.b.example.com. */
+	/* "*.example.com" covers exactly one label: a.example.com, not example.com or
+	 * a.b.example.com. */
 	dot = strchr(host, '.');
 	return dot && dot != host && !strcmp(dot, pattern + 1);
 }
@@ -165,7 +166,8 @@ static int select_cert(const struct tls_listener *t, const char *host)
 				return i;
 	for (int i = 0; i < t->ncerts; i++)
 		for (int j = 0; j < t->certs[i].nnames; j++)
-			if (t->certs[i].names[j][0] == '*' && name_matches(t->certs[i].names[j], host))
+			if (t->certs[i].names[j][0] == '*' &&
+			    name_matches(t->certs[i].names[j], host))
 				return i;
 	return 0;
 }
@@ -268,15 +270,18 @@ static bool names_from_config(struct tls_cert *cert, json_t *sni, const char *pa
 	size_t i;
 	json_t *v;
 
-	json_array_foreach(sni, i, v) {
+	json_array_foreach(sni, i, v)
+	{
 		char name[256];
 
 		cfg_path_idx(p, path, i);
-		if (!json_is_string(v) || !normalize_host(json_string_value(v), name, sizeof(name))) {
+		if (!json_is_string(v) ||
+		    !normalize_host(json_string_value(v), name, sizeof(name))) {
 			cfg_err(errs, p, "must be a host name string");
 			return false;
 		}
-		if (strchr(name, '*') && (name[0] != '*' || name[1] != '.' || strchr(name + 1, '*'))) {
+		if (strchr(name, '*') &&
+		    (name[0] != '*' || name[1] != '.' || strchr(name + 1, '*'))) {
 			cfg_err(errs, p, "wildcard must be a leading \"*.\" label");
 			return false;
 		}
@@ -310,8 +315,8 @@ static SSL_CTX *new_ctx(struct tls_listener *t, const struct tls_opts *o, const 
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	static const unsigned char sid_ctx[] = "xgate";
-	uint64_t opts = SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
-			SSL_OP_NO_COMPRESSION;
+	uint64_t opts =
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION;
 
 	if (!ctx) {
 		cfg_err(errs, path, "cannot create TLS context");
@@ -322,7 +327,7 @@ static SSL_CTX *new_ctx(struct tls_listener *t, const struct tls_opts *o, const 
 	SSL_CTX_set_options(ctx, opts);
 	/* Partial writes and a moving buffer let the worker retry from its own queue. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+				  SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_min_proto_version(ctx, o->min_version);
 	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 	/* Stateless tickets only: nothing per-context to lose on reload, no cross-thread lock. */
@@ -353,7 +358,7 @@ fail:
 static bool load_cert(struct tls_listener *t, struct tls_cert *cert, json_t *obj,
 		      const struct tls_opts *o, const char *path, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "cert", "key", "sni", NULL };
+	static const char *const keys[] = {"cert", "key", "sni", NULL};
 	char p[CFG_PATH_MAX], *certfile = NULL, *keyfile = NULL;
 	json_t *sni;
 	bool ok = false;
@@ -414,8 +419,7 @@ out:
 	return ok;
 }
 
-static bool parse_alpn(struct tls_listener *t, json_t *tls, const char *path,
-		       struct cfg_errs *errs)
+static bool parse_alpn(struct tls_listener *t, json_t *tls, const char *path, struct cfg_errs *errs)
 {
 	json_t *arr = json_object_get(tls, "alpn"), *v;
 	char p[CFG_PATH_MAX];
@@ -435,20 +439,23 @@ static bool parse_alpn(struct tls_listener *t, json_t *tls, const char *path,
 		cfg_err(errs, p, "must be a non-empty array of protocol names");
 		return false;
 	}
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		size_t n = json_is_string(v) ? strlen(json_string_value(v)) : 0;
 
 		if (!n || n > 255) {
 			char q[CFG_PATH_MAX];
 
-			cfg_err(errs, cfg_path_idx(q, p, i), "must be a protocol name (1-255 bytes)");
+			cfg_err(errs, cfg_path_idx(q, p, i),
+				"must be a protocol name (1-255 bytes)");
 			return false;
 		}
 		total += n + 1;
 	}
 	if (!(t->alpn = malloc(total)))
 		return false;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		size_t n = strlen(json_string_value(v));
 
 		t->alpn[t->alpn_len++] = n;
@@ -458,10 +465,9 @@ static bool parse_alpn(struct tls_listener *t, json_t *tls, const char *path,
 	return true;
 }
 
-static bool parse_ktls(struct tls_listener *t, json_t *tls, const char *path,
-		       struct cfg_errs *errs)
+static bool parse_ktls(struct tls_listener *t, json_t *tls, const char *path, struct cfg_errs *errs)
 {
-	static const char *const modes[] = { "auto", "off", "on", NULL };
+	static const char *const modes[] = {"auto", "off", "on", NULL};
 	char p[CFG_PATH_MAX];
 	int mode;
 
@@ -478,10 +484,10 @@ static bool parse_ktls(struct tls_listener *t, json_t *tls, const char *path,
 	return true;
 }
 
-static bool parse_options(struct tls_listener *t, json_t *tls, const char *path,
-			  struct tls_opts *o, char **ciphers, char **suites, struct cfg_errs *errs)
+static bool parse_options(struct tls_listener *t, json_t *tls, const char *path, struct tls_opts *o,
+			  char **ciphers, char **suites, struct cfg_errs *errs)
 {
-	static const char *const versions[] = { "1.2", "1.3", NULL };
+	static const char *const versions[] = {"1.2", "1.3", NULL};
 	int ver;
 	bool ok = true;
 
@@ -499,11 +505,11 @@ static bool parse_options(struct tls_listener *t, json_t *tls, const char *path,
 
 struct tls_listener *tls_listener_parse(json_t *tls, const char *path, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "certificates", "ktls", "min_version", "alpn",
-					    "ciphers", "ciphersuites", NULL };
+	static const char *const keys[] = {"certificates", "ktls",	   "min_version", "alpn",
+					   "ciphers",	   "ciphersuites", NULL};
 	char p[CFG_PATH_MAX], q[CFG_PATH_MAX], *ciphers = NULL, *suites = NULL;
 	struct tls_listener *t;
-	struct tls_opts o = { 0 };
+	struct tls_opts o = {0};
 	json_t *certs, *v;
 	size_t i;
 	int errs_before = errs->count;

@@ -63,9 +63,13 @@ def http_raw(port, data, timeout=5, host="127.0.0.1", shutdown_write=False):
     deadline = time.monotonic() + timeout
     chunks = []
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(data)
-        if shutdown_write:
-            sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(data)
+            if shutdown_write:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            # The peer may answer (400) and close before reading everything we send.
+            pass
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -112,7 +112,7 @@ def _parse_head(head):
 
 
 class Upstream:
-    """A test upstream server on 127.0.0.1 (see module docstring and tests/e2e/README)."""
+    """A test upstream server on 127.0.0.1 (see tests/e2e/harness/README.md)."""
 
     def __init__(self, name="upstream", status=200, body=None, delay_s=0.0, handler=None,
                  close_after=None, close_silently=False, raw_response=None, healthy=True,
@@ -204,9 +204,10 @@ class Upstream:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        deadline = time.monotonic() + 5
         self._acceptor.join(5)
         for thread in list(self._threads):
-            thread.join(5)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self):
         return self
@@ -266,6 +267,13 @@ class Upstream:
         except (OSError, EOFError) as exc:
             if not self._stopping:
                 self.errors.append(repr(exc))
+        except Exception as exc:  # a test's handler failed: make it visible, not silent
+            self.errors.append("handler: %r" % exc)
+            try:
+                conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
         finally:
             with self._lock:
                 self._conns.discard(conn)
@@ -348,7 +356,7 @@ class Upstream:
 
     def _produce(self, req):
         """Returns (status, headers, body) where body is bytes or an iterable of bytes."""
-        if self.health_path and req.path == self.health_path and self.handler is None:
+        if self.health_path and req.path == self.health_path:
             if self.healthy:
                 return 200, {"Content-Type": "text/plain"}, b"ok\n"
             return 503, {"Content-Type": "text/plain"}, b"unhealthy\n"

@@ -1,0 +1,946 @@
+/*
+ * bpf/xdp_shield with crafted frames through bpf_prog_test_run_opts: every verdict reason
+ * with a passing and a dropping case, malformed headers, VLAN, IPv6 extension chains,
+ * deny/allow precedence, buckets and their refill (time advanced through the config map's
+ * clock_offset_ns instead of sleeping), the reload rule of the lists, the xgatectl map
+ * operations, and the loader (edge_start/edge_apply/edge_stop on a veth pair inside a
+ * private network namespace). Runs as root; maps are pinned under a unique
+ * /sys/fs/bpf/xgate-test-<pid> that is removed at the end.
+ */
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/magic.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "unit/check.h"
+#include "common/log.h"
+#include "edge/edge_internal.h"
+#include "maps/xdp_shield.h"
+#include "xdp_shield.skel.h"
+
+#define S 1000000000ULL
+
+static struct xdp_shield_bpf *skel;
+static char pin_dir[128];
+static int prog_fd;
+static uint64_t clock_offset;
+
+/* The shield config the tests start from; individual tests change and restore it. */
+static uint16_t test_ports[] = {80, 443};
+static struct edge_config base_cfg = {
+    .port_policy = true,
+    .tcp_ports = test_ports,
+    .ntcp_ports = 2,
+    .syn = {5, 5},
+    .packets = {1000, 1000},
+    .udp = {3, 3},
+    .icmp = {2, 2},
+    .keep_operator_entries = true,
+};
+
+static void push_config(const struct edge_config *c)
+{
+	CHECK_EQ(edge_write_config(bpf_map__fd(skel->maps.config), c, clock_offset), 0);
+}
+
+static void advance_clock(uint64_t ns)
+{
+	clock_offset += ns;
+	push_config(&base_cfg);
+}
+
+/* ---- frame builder ---- */
+
+enum { F_ARP = 0, F_V4 = 4, F_V6 = 6 };
+
+struct spec {
+	int vlans;
+	int family;
+	const char *src;
+	uint8_t l4;
+	uint8_t tcp_flags;
+	uint16_t dport;
+	uint8_t icmp_type;
+	uint8_t hop_limit;
+	const uint8_t *ext; /* IPv6 extension headers, ext_first = first next-header */
+	size_t ext_len;
+	uint8_t ext_first;
+};
+
+struct frame {
+	uint8_t b[1024];
+	size_t len;
+	size_t l3; /* offset of the IP header */
+	size_t l4; /* offset of the L4 header */
+};
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+
+static size_t build_l4(uint8_t *p, const struct spec *s)
+{
+	switch (s->l4) {
+	case IPPROTO_TCP:
+		put16(p, 40000);
+		put16(p + 2, s->dport);
+		p[12] = 5 << 4;
+		p[13] = s->tcp_flags;
+		put16(p + 14, 65535);
+		return 20;
+	case IPPROTO_UDP:
+		put16(p, 53);
+		put16(p + 2, s->dport);
+		put16(p + 4, 8 + 12);
+		return 8 + 12;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		p[0] = s->icmp_type;
+		return 8 + 16;
+	}
+	return 0;
+}
+
+static void build(struct frame *f, const struct spec *s)
+{
+	uint8_t *p = f->b;
+	size_t off = 12, l4len;
+	int i;
+
+	memset(f, 0, sizeof(*f));
+	memset(p, 0xaa, 12);
+	for (i = 0; i < s->vlans; i++) {
+		put16(p + off, i == 0 && s->vlans > 1 ? 0x88a8 : 0x8100);
+		put16(p + off + 2, 100 + i);
+		off += 4;
+	}
+	put16(p + off, s->family == F_V4 ? ETH_P_IP : s->family == F_V6 ? ETH_P_IPV6 : ETH_P_ARP);
+	off += 2;
+	f->l3 = off;
+	if (s->family == F_ARP) {
+		f->len = off + 28;
+		return;
+	}
+	if (s->family == F_V4) {
+		p[off] = 0x45;
+		p[off + 8] = 64;
+		p[off + 9] = s->l4;
+		inet_pton(AF_INET, s->src, p + off + 12);
+		inet_pton(AF_INET, "198.18.0.1", p + off + 16);
+		f->l4 = off + 20;
+		l4len = build_l4(p + f->l4, s);
+		put16(p + off + 2, 20 + l4len);
+	} else {
+		p[off] = 0x60;
+		p[off + 6] = s->ext_len ? s->ext_first : s->l4;
+		p[off + 7] = s->hop_limit ? s->hop_limit : 64;
+		inet_pton(AF_INET6, s->src, p + off + 8);
+		inet_pton(AF_INET6, "2001:db8::1", p + off + 24);
+		if (s->ext_len)
+			memcpy(p + off + 40, s->ext, s->ext_len);
+		f->l4 = off + 40 + s->ext_len;
+		l4len = build_l4(p + f->l4, s);
+		put16(p + off + 4, s->ext_len + l4len);
+	}
+	f->len = f->l4 + l4len;
+}
+
+/* ---- running ---- */
+
+static uint64_t reason_count(enum xdp_reason reason)
+{
+	int ncpu = libbpf_num_possible_cpus(), i;
+	uint64_t values[ncpu], sum = 0;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stats), &reason, values))
+		return 0;
+	for (i = 0; i < ncpu; i++)
+		sum += values[i];
+	return sum;
+}
+
+static int run(const struct frame *f)
+{
+	uint8_t out[1024];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->b, .data_size_in = f->len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+
+	if (bpf_prog_test_run_opts(prog_fd, &opts))
+		return -errno;
+	return opts.retval;
+}
+
+/* Runs the frame, checks the action and that exactly `reason` counted it. */
+#define EXPECT(f, action, reason)                                                                  \
+	do {                                                                                       \
+		uint64_t before_[XDP_REASON_MAX], changed_ = 0;                                    \
+		int r_;                                                                            \
+		for (r_ = 0; r_ < XDP_REASON_MAX; r_++)                                            \
+			before_[r_] = reason_count(r_);                                            \
+		CHECK_EQ(run(f), action);                                                          \
+		for (r_ = 0; r_ < XDP_REASON_MAX; r_++)                                            \
+			changed_ += reason_count(r_) != before_[r_];                               \
+		CHECK_EQ(reason_count(reason), before_[reason] + 1);                               \
+		CHECK_EQ(changed_, 1);                                                             \
+	} while (0)
+
+static struct frame tcp4(const char *src, uint8_t flags, uint16_t dport)
+{
+	struct spec s = {
+	    .family = F_V4, .src = src, .l4 = IPPROTO_TCP, .tcp_flags = flags, .dport = dport};
+	struct frame f;
+
+	build(&f, &s);
+	return f;
+}
+
+static struct frame tcp6(const char *src, uint8_t flags, uint16_t dport)
+{
+	struct spec s = {
+	    .family = F_V6, .src = src, .l4 = IPPROTO_TCP, .tcp_flags = flags, .dport = dport};
+	struct frame f;
+
+	build(&f, &s);
+	return f;
+}
+
+#define SYN 0x02
+#define ACK 0x10
+#define FIN 0x01
+#define RST 0x04
+#define PSH 0x08
+#define URG 0x20
+
+/* ---- tests ---- */
+
+static void test_pass_and_port_policy(void)
+{
+	struct frame f = tcp4("198.18.1.1", SYN, 80);
+
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.1.1", SYN, 22);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PORT);
+	/* Return traffic of connections the host opened: SYN+ACK and ACK from any port. */
+	f = tcp4("198.18.1.1", SYN | ACK, 22);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.1.1", ACK | PSH, 5432);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp6("2001:db8:1::1", SYN, 443);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp6("2001:db8:1::1", SYN, 8443);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PORT);
+}
+
+static void test_port_policy_off(void)
+{
+	struct edge_config c = base_cfg;
+	struct frame f = tcp4("198.18.1.2", SYN, 22);
+
+	c.port_policy = false;
+	push_config(&c);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	push_config(&base_cfg);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PORT);
+}
+
+static void test_non_ip(void)
+{
+	struct spec s = {.family = F_ARP};
+	struct frame f;
+
+	build(&f, &s);
+	EXPECT(&f, XDP_PASS, XDP_REASON_NON_IP);
+	/* A VLAN EtherType with nothing after it (test_run needs at least 14 bytes). */
+	put16(f.b + 12, 0x8100);
+	f.len = 14;
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_ETH);
+}
+
+static void test_vlan(void)
+{
+	struct spec s = {.family = F_V4,
+			 .src = "198.18.1.3",
+			 .l4 = IPPROTO_TCP,
+			 .tcp_flags = SYN,
+			 .dport = 80,
+			 .vlans = 1};
+	struct frame f;
+
+	build(&f, &s);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	s.vlans = 2;
+	build(&f, &s);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* The port policy still sees through two tags. */
+	s.dport = 25;
+	build(&f, &s);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PORT);
+	s.vlans = 3;
+	build(&f, &s);
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_VLAN);
+	s.vlans = 1;
+	build(&f, &s);
+	f.len = 16; /* tag cut off */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_ETH);
+}
+
+static void test_bad_ipv4(void)
+{
+	struct frame good = tcp4("198.18.1.4", ACK, 80), f;
+
+	EXPECT(&good, XDP_PASS, XDP_REASON_PASS);
+	f = good;
+	f.b[f.l3] = 0x44; /* ihl 4 */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV4);
+	f = good;
+	f.b[f.l3] = 0x55; /* version 5 */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV4);
+	f = good;
+	put16(f.b + f.l3 + 2, 400); /* tot_len beyond the frame */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV4);
+	f = good;
+	put16(f.b + f.l3 + 2, 16); /* tot_len below the header length */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV4);
+	f = good;
+	f.len = f.l3 + 12; /* truncated header */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV4);
+	f = good;
+	f.b[f.l3] = 0x4f; /* ihl 15: options beyond tot_len */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV4);
+	/* Ethernet padding after tot_len is fine. */
+	f = good;
+	f.len += 20;
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* A non-first fragment has no TCP header to check: it passes the source buckets. */
+	f = good;
+	put16(f.b + f.l3 + 6, 100);
+	f.b[f.l4 + 13] = 0; /* would be "no flags" if it were parsed */
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+}
+
+static void test_bad_tcp(void)
+{
+	struct frame good = tcp4("198.18.1.5", SYN, 443), f;
+
+	f = good;
+	f.b[f.l4 + 12] = 4 << 4; /* doff 4 */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_TCP);
+	f = good;
+	f.b[f.l4 + 12] = 8 << 4; /* options beyond the packet */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_TCP);
+	f = good;
+	put16(f.b + f.l3 + 2, 20 + 12); /* IP packet ends inside the TCP header */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_TCP);
+	EXPECT(&good, XDP_PASS, XDP_REASON_PASS);
+}
+
+static void test_bad_tcp_flags(void)
+{
+	static const uint8_t bad[] = {
+	    0, SYN | FIN, SYN | RST, FIN | PSH | URG, SYN | FIN | ACK, FIN | PSH | URG | ACK};
+	static const uint8_t good[] = {FIN | ACK, RST, RST | ACK, PSH | ACK, URG | ACK};
+	struct frame f;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad); i++) {
+		f = tcp4("198.18.1.6", bad[i], 80);
+		EXPECT(&f, XDP_DROP, XDP_REASON_BAD_TCP_FLAGS);
+	}
+	for (i = 0; i < sizeof(good); i++) {
+		f = tcp4("198.18.1.6", good[i], 80);
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	}
+}
+
+static void test_bad_udp_icmp(void)
+{
+	struct spec s = {.family = F_V4, .src = "198.18.1.7", .l4 = IPPROTO_UDP, .dport = 53};
+	struct frame f, good;
+
+	build(&good, &s);
+	EXPECT(&good, XDP_PASS, XDP_REASON_PASS);
+	f = good;
+	put16(f.b + f.l4 + 4, 200); /* UDP length beyond the IP packet */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_UDP);
+	f = good;
+	put16(f.b + f.l4 + 4, 4); /* shorter than its own header */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_UDP);
+	f = good;
+	put16(f.b + f.l3 + 2, 20 + 6);
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_UDP);
+	s.l4 = IPPROTO_ICMP;
+	s.icmp_type = 8;
+	build(&good, &s);
+	EXPECT(&good, XDP_PASS, XDP_REASON_PASS);
+	f = good;
+	put16(f.b + f.l3 + 2, 20 + 2);
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_ICMP);
+}
+
+static void test_bad_ipv6(void)
+{
+	struct frame good = tcp6("2001:db8:2::1", SYN, 80), f;
+
+	EXPECT(&good, XDP_PASS, XDP_REASON_PASS);
+	f = good;
+	put16(f.b + f.l3 + 4, 600); /* payload beyond the frame */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV6);
+	f = good;
+	f.b[f.l3] = 0x40; /* version 4 under the IPv6 EtherType */
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV6);
+	f = good;
+	f.len = f.l3 + 30;
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV6);
+}
+
+/* An IPv6 frame to port `dport` (SYN) behind the given extension headers. */
+static struct frame v6_ext(const uint8_t *ext, size_t len, uint8_t first, uint16_t dport)
+{
+	struct spec s = {.family = F_V6,
+			 .src = "2001:db8:3::1",
+			 .l4 = IPPROTO_TCP,
+			 .tcp_flags = SYN,
+			 .dport = dport,
+			 .ext = ext,
+			 .ext_len = len,
+			 .ext_first = first};
+	struct frame f;
+
+	build(&f, &s);
+	return f;
+}
+
+static void test_ipv6_extension_chains(void)
+{
+	/* hop-by-hop (8) → routing (16) → destination options (8) → TCP */
+	static const uint8_t chain[] = {
+	    43,		 0, 1, 4, 0, 0, 0, 0,			      /* HBH, next routing */
+	    60,		 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* routing, 16 bytes */
+	    IPPROTO_TCP, 0, 1, 4, 0, 0, 0, 0,			      /* dest opts */
+	};
+	/* fragment header, offset 0 (first fragment) → TCP */
+	static const uint8_t frag_first[] = {IPPROTO_TCP, 0, 0, 1, 0, 0, 0, 42};
+	/* fragment header, offset 8 (non-first): nothing after it to check */
+	static const uint8_t frag_later[] = {IPPROTO_TCP, 0, 0, 8, 0, 0, 0, 42};
+	uint8_t seven[7 * 8], truncated[] = {IPPROTO_TCP, 3, 0, 0, 0, 0, 0, 0};
+	struct frame f;
+	int i;
+
+	f = v6_ext(chain, sizeof(chain), 0, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* The walk reaches TCP: the port policy applies behind the chain. */
+	f = v6_ext(chain, sizeof(chain), 0, 22);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PORT);
+	f = v6_ext(frag_first, sizeof(frag_first), 44, 22);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PORT);
+	f = v6_ext(frag_later, sizeof(frag_later), 44, 22);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* Seven destination-options headers: more than XDP_IPV6_EXT_MAX. */
+	memset(seven, 0, sizeof(seven));
+	for (i = 0; i < 7; i++)
+		seven[i * 8] = i == 6 ? IPPROTO_TCP : 60;
+	f = v6_ext(seven, sizeof(seven), 60, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV6_EXT);
+	/* Six are still walked. */
+	seven[5 * 8] = IPPROTO_TCP;
+	f = v6_ext(seven, 6 * 8, 60, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* A header claiming 32 bytes inside an 8-byte space: beyond the payload. */
+	f = v6_ext(truncated, sizeof(truncated), 60, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV6_EXT);
+	/* Extension header cut by the end of the frame. */
+	f = v6_ext(chain, sizeof(chain), 0, 80);
+	f.len = f.l3 + 40 + 4;
+	put16(f.b + f.l3 + 4, 4);
+	EXPECT(&f, XDP_DROP, XDP_REASON_BAD_IPV6_EXT);
+}
+
+static void test_deny_allow_precedence(void)
+{
+	char err[256];
+	struct frame f;
+
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_ALLOW, "198.18.9.0/24", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "198.18.9.7", err, sizeof(err)), 0);
+	f = tcp4("198.18.9.7", SYN, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_DENY);
+	/* Allowed sources skip the port policy and the buckets. */
+	f = tcp4("198.18.9.8", SYN, 22);
+	EXPECT(&f, XDP_PASS, XDP_REASON_ALLOW);
+	/* A deny /24 wins over an allow /32 inside it. */
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "198.18.10.0/24", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_ALLOW, "198.18.10.5/32", err, sizeof(err)), 0);
+	f = tcp4("198.18.10.5", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_DENY);
+	f = tcp4("198.18.11.5", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* IPv6 prefixes. */
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "2001:db8:bad::/48", err, sizeof(err)), 0);
+	f = tcp6("2001:db8:bad:1::9", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_DENY);
+	f = tcp6("2001:db8:bae::9", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* Deleting restores at once. */
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "198.18.9.7/32", err, sizeof(err)), 0);
+	f = tcp4("198.18.9.7", SYN, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_ALLOW);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "198.18.10.0/24", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "2001:db8:bad::/48", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_ALLOW, "198.18.10.5", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_ALLOW, "198.18.9.0/24", err, sizeof(err)), 0);
+}
+
+static void test_syn_bucket_and_refill(void)
+{
+	struct frame f = tcp4("198.18.2.1", SYN, 80);
+	int i;
+
+	for (i = 0; i < 5; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_SYN_RATE);
+	/* Established traffic of the same source is not a SYN: still passes. */
+	f = tcp4("198.18.2.1", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* Another source has its own bucket. */
+	f = tcp4("198.18.2.2", SYN, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	/* 5/s: 200 ms later one more, 1 s later the full burst. */
+	f = tcp4("198.18.2.1", SYN, 80);
+	advance_clock(200000000ULL);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_SYN_RATE);
+	advance_clock(S);
+	for (i = 0; i < 5; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_SYN_RATE);
+}
+
+static void test_packet_bucket(void)
+{
+	struct edge_config c = base_cfg;
+	struct frame f = tcp4("198.18.2.3", ACK, 80);
+	int i;
+
+	c.packets = (struct edge_rate){10, 3};
+	push_config(&c);
+	for (i = 0; i < 3; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_PKT_RATE);
+	/* Rates change at runtime through the config map. */
+	c.packets = (struct edge_rate){0, 0};
+	push_config(&c);
+	for (i = 0; i < 50; i++)
+		CHECK_EQ(run(&f), XDP_PASS);
+	push_config(&base_cfg);
+}
+
+static void test_udp_and_icmp_buckets(void)
+{
+	struct spec s = {.family = F_V4, .src = "198.18.2.4", .l4 = IPPROTO_UDP, .dport = 9};
+	struct edge_config c = base_cfg;
+	struct frame f;
+	int i;
+
+	build(&f, &s);
+	for (i = 0; i < 3; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_UDP_RATE);
+	/* udp_per_ip_per_s 0: no UDP bucket (only the all-packets one applies). */
+	c.udp = (struct edge_rate){0, 0};
+	push_config(&c);
+	for (i = 0; i < 20; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	push_config(&base_cfg);
+	s.l4 = IPPROTO_ICMP;
+	s.icmp_type = 8;
+	build(&f, &s);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_ICMP_RATE);
+	s.family = F_V6;
+	s.src = "2001:db8:4::1";
+	s.l4 = IPPROTO_ICMPV6;
+	s.icmp_type = 128; /* echo request */
+	build(&f, &s);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_ICMP_RATE);
+}
+
+static void test_neighbour_discovery_never_limited(void)
+{
+	struct spec s = {.family = F_V6,
+			 .src = "fe80::1",
+			 .l4 = IPPROTO_ICMPV6,
+			 .icmp_type = 135,
+			 .hop_limit = 255};
+	struct frame f;
+	int i;
+
+	build(&f, &s);
+	for (i = 0; i < 20; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_ND);
+	/* With a hop limit below 255 it did not come from the link: an ordinary ICMPv6. */
+	s.hop_limit = 64;
+	s.src = "2001:db8:5::1";
+	build(&f, &s);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&f, XDP_DROP, XDP_REASON_ICMP_RATE);
+}
+
+static void test_ipv6_bucket_per_64(void)
+{
+	struct frame f;
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		char src[64];
+
+		snprintf(src, sizeof(src), "2001:db8:6::%x", i + 1);
+		f = tcp6(src, SYN, 80);
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	}
+	/* A sixth address of the same /64 shares the bucket. */
+	f = tcp6("2001:db8:6::ffff", SYN, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_SYN_RATE);
+	f = tcp6("2001:db8:6:1::1", SYN, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+}
+
+static void test_top_sources(void)
+{
+	struct edge_source top[4];
+	char err[256], text[64];
+	struct frame f = tcp4("198.18.3.3", SYN, 80);
+	ssize_t n;
+	int i;
+
+	for (i = 0; i < 30; i++)
+		run(&f);
+	n = edge_top(pin_dir, EDGE_TOP_DROPS, top, 4, err, sizeof(err));
+	CHECK(n >= 1);
+	if (n < 1)
+		return;
+	edge_cidr_format(&top[0].source, text, sizeof(text));
+	CHECK_STR(text, "198.18.3.3/32");
+	CHECK_EQ(top[0].packets, 30);
+	CHECK_EQ(top[0].drops, 25);
+	n = edge_top(pin_dir, EDGE_TOP_PACKETS, top, 2, err, sizeof(err));
+	CHECK_EQ(n, 2);
+	CHECK(top[0].packets >= top[1].packets);
+	CHECK_EQ(
+	    edge_top("/sys/fs/bpf/xgate-test-missing", EDGE_TOP_PACKETS, top, 2, err, sizeof(err)),
+	    -ENOENT);
+	CHECK(strstr(err, "xgate-test-missing/rate_v4") != NULL);
+}
+
+struct collected {
+	char text[8][64];
+	bool cfg[8], op[8];
+	int n;
+};
+
+static int collect(const struct edge_list_entry *e, void *ctx)
+{
+	struct collected *c = ctx;
+
+	if (c->n == 8)
+		return -E2BIG;
+	edge_cidr_format(&e->cidr, c->text[c->n], sizeof(c->text[0]));
+	c->cfg[c->n] = e->from_config;
+	c->op[c->n] = e->from_operator;
+	c->n++;
+	return 0;
+}
+
+static void test_list_operations(void)
+{
+	struct collected c = {0};
+	char err[256];
+
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "1.2.3.4/40", err, sizeof(err)), -EINVAL);
+	CHECK_STR(err, "invalid CIDR \"1.2.3.4/40\"");
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "192.0.2.0/24", err, sizeof(err)), -ENOENT);
+	CHECK_STR(err, "192.0.2.0/24 is not in the deny list");
+	/* Host bits are cleared: the same network is one entry. */
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "192.0.2.77/24", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "192.0.2.0/24", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "2001:db8:ff::/48", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_read(pin_dir, EDGE_LIST_DENY, collect, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.n, 2);
+	CHECK_STR(c.text[0], "192.0.2.0/24");
+	CHECK_STR(c.text[1], "2001:db8:ff::/48");
+	CHECK(c.op[0] && !c.cfg[0]);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "192.0.2.0/24", err, sizeof(err)), 0);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "2001:db8:ff::/48", err, sizeof(err)), 0);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ(edge_list_read(pin_dir, EDGE_LIST_DENY, collect, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.n, 0);
+}
+
+static struct edge_cidr cidr(const char *text)
+{
+	struct edge_cidr c = {0};
+
+	cfg_parse_cidr(text, &c.family, c.addr, &c.prefix_len);
+	return c;
+}
+
+static void test_reload_rule(void)
+{
+	int v4 = bpf_map__fd(skel->maps.deny_v4), v6 = bpf_map__fd(skel->maps.deny_v6);
+	struct edge_cidr first[] = {cidr("203.0.113.0/24"), cidr("2001:db8:dead::/48")};
+	struct edge_cidr second[] = {cidr("198.51.100.0/24")};
+	struct collected c = {0};
+	char err[256];
+
+	CHECK_EQ(edge_sync_list(v4, v6, first, 2, true), 0);
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "192.0.2.1", err, sizeof(err)), 0);
+	/* Operator re-adds a config entry: it must survive the config dropping it. */
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "2001:db8:dead::/48", err, sizeof(err)), 0);
+	CHECK_EQ(edge_sync_list(v4, v6, second, 1, true), 0);
+	CHECK_EQ(edge_list_read(pin_dir, EDGE_LIST_DENY, collect, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.n, 3);
+	CHECK_STR(c.text[0], "192.0.2.1/32");
+	CHECK(c.op[0] && !c.cfg[0]);
+	CHECK_STR(c.text[1], "198.51.100.0/24");
+	CHECK(!c.op[1] && c.cfg[1]);
+	CHECK_STR(c.text[2], "2001:db8:dead::/48");
+	CHECK(c.op[2] && !c.cfg[2]);
+	/* keep_operator_entries false: exactly the config's list. */
+	CHECK_EQ(edge_sync_list(v4, v6, second, 1, false), 0);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ(edge_list_read(pin_dir, EDGE_LIST_DENY, collect, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.n, 1);
+	CHECK_STR(c.text[0], "198.51.100.0/24");
+	CHECK_EQ(edge_sync_list(v4, v6, NULL, 0, true), 0);
+	memset(&c, 0, sizeof(c));
+	CHECK_EQ(edge_list_read(pin_dir, EDGE_LIST_DENY, collect, &c, err, sizeof(err)), 0);
+	CHECK_EQ(c.n, 0);
+}
+
+struct stats_seen {
+	int n;
+	uint64_t deny;
+	bool order_ok;
+};
+
+static void on_stat(const char *reason, uint64_t packets, void *ctx)
+{
+	struct stats_seen *s = ctx;
+
+	if (strcmp(reason, edge_reason_name(s->n)))
+		s->order_ok = false;
+	if (!strcmp(reason, "deny"))
+		s->deny = packets;
+	s->n++;
+}
+
+static void test_stats_reading_and_btf_names(void)
+{
+	struct stats_seen s = {.order_ok = true};
+	char cmd[256], line[512];
+	bool named = false;
+	FILE *p;
+
+	CHECK_EQ(edge_read_stats(pin_dir, on_stat, &s), 0);
+	CHECK_EQ(s.n, XDP_REASON_MAX);
+	CHECK(s.order_ok);
+	CHECK_EQ(s.deny, reason_count(XDP_REASON_DENY));
+	CHECK(s.deny > 0);
+	/* bpftool shows the enum names: the enum's BTF reached the map. */
+	snprintf(cmd, sizeof(cmd), "bpftool map dump pinned %s/stats 2>&1", pin_dir);
+	p = popen(cmd, "r");
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	while (fgets(line, sizeof(line), p))
+		named |= strstr(line, "\"key\": \"XDP_REASON_DENY\"") != NULL;
+	pclose(p);
+	CHECK(named);
+}
+
+/* ---- loader, on a veth pair in a private network namespace ---- */
+
+static struct edge_config *loader_config(const char *ifname, const char *deny)
+{
+	char text[512];
+	struct cfg_errs errs = {0};
+	struct edge_config *c;
+	json_t *j;
+
+	snprintf(text, sizeof(text),
+		 "{\"interfaces\": [\"%s\"], \"mode\": \"native\", \"pin_dir\": \"%s/gw\","
+		 " \"allow_tcp_ports\": [8080], \"deny\": [%s]}",
+		 ifname, pin_dir, deny);
+	j = json_loads(text, 0, NULL);
+	c = j ? edge_config_parse(j, "edge", &errs) : NULL;
+	if (errs.count)
+		fprintf(stderr, "%s", errs.text);
+	cfg_errs_free(&errs);
+	json_decref(j);
+	return c;
+}
+
+static void test_loader(void)
+{
+	struct edge_config *c = loader_config("xgt0", "\"203.0.113.0/24\""), *missing;
+	struct collected list = {0};
+	char err[256], desc[64], dir[160];
+	struct edge *e;
+
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	missing = loader_config("xgt-missing", "");
+	CHECK(missing != NULL);
+	if (missing) {
+		CHECK(edge_start(missing, err, sizeof(err)) == NULL);
+		CHECK_STR(err, "edge.interfaces[0]: interface \"xgt-missing\" does not exist");
+		edge_config_free(missing);
+	}
+	e = edge_start(c, err, sizeof(err));
+	CHECK(e != NULL);
+	if (!e) {
+		fprintf(stderr, "edge_start: %s\n", err);
+		edge_config_free(c);
+		return;
+	}
+	edge_describe(e, desc, sizeof(desc));
+	CHECK_STR(desc, "xgt0=native");
+	snprintf(dir, sizeof(dir), "%s/gw", pin_dir);
+	CHECK_EQ(edge_list_add(dir, EDGE_LIST_DENY, "192.0.2.9", err, sizeof(err)), 0);
+	CHECK_EQ(edge_apply(e, c, err, sizeof(err)), 0);
+	edge_stop(e);
+	/* Restart: the pinned maps are reused, operator and config entries are there. */
+	e = edge_start(c, err, sizeof(err));
+	CHECK(e != NULL);
+	CHECK_EQ(edge_list_read(dir, EDGE_LIST_DENY, collect, &list, err, sizeof(err)), 0);
+	CHECK_EQ(list.n, 2);
+	CHECK_STR(list.text[0], "192.0.2.9/32");
+	CHECK_STR(list.text[1], "203.0.113.0/24");
+	edge_stop(e);
+	edge_config_free(c);
+}
+
+static int setup_netns(void)
+{
+	if (unshare(CLONE_NEWNET)) {
+		perror("unshare(CLONE_NEWNET)");
+		return -1;
+	}
+	if (system("ip link add xgt0 type veth peer name xgt1 && ip link set xgt0 up && "
+		   "ip link set xgt1 up"))
+		return -1;
+	return 0;
+}
+
+static void cleanup_pins(void)
+{
+	char cmd[300];
+
+	/* Only our own unique directory. */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pin_dir);
+	if (system(cmd))
+		fprintf(stderr, "cleanup of %s failed\n", pin_dir);
+}
+
+static int setup(void)
+{
+	struct statfs st;
+	int err;
+
+	if (statfs("/sys/fs/bpf", &st) || st.f_type != BPF_FS_MAGIC) {
+		if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700")) {
+			perror("mount bpffs");
+			return -1;
+		}
+	}
+	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/xgate-test-%d", (int)getpid());
+	if (mkdir(pin_dir, 0700)) {
+		perror(pin_dir);
+		return -1;
+	}
+	skel = xdp_shield_bpf__open();
+	if (!skel)
+		return -1;
+	{
+		struct bpf_map *map;
+		char path[256];
+
+		bpf_object__for_each_map(map, skel->obj)
+		{
+			snprintf(path, sizeof(path), "%s/%s", pin_dir, bpf_map__name(map));
+			bpf_map__set_pin_path(map, path);
+		}
+	}
+	err = xdp_shield_bpf__load(skel);
+	if (err) {
+		fprintf(stderr, "loading xdp_shield: %s\n", strerror(-err));
+		return -1;
+	}
+	prog_fd = bpf_program__fd(skel->progs.xdp_shield);
+	clock_offset = 0;
+	push_config(&base_cfg);
+	return edge_init_stats(bpf_map__fd(skel->maps.stats));
+}
+
+int main(void)
+{
+	int ok;
+
+	if (geteuid()) {
+		printf("%s: 0 passed, 0 failed (skipped: needs root)\n", __FILE__);
+		return 0;
+	}
+	log_set_level(LOG_WARN);
+	ok = setup() == 0;
+	CHECK(ok);
+	if (ok) {
+		RUN(test_pass_and_port_policy);
+		RUN(test_port_policy_off);
+		RUN(test_non_ip);
+		RUN(test_vlan);
+		RUN(test_bad_ipv4);
+		RUN(test_bad_tcp);
+		RUN(test_bad_tcp_flags);
+		RUN(test_bad_udp_icmp);
+		RUN(test_bad_ipv6);
+		RUN(test_ipv6_extension_chains);
+		RUN(test_deny_allow_precedence);
+		RUN(test_syn_bucket_and_refill);
+		RUN(test_packet_bucket);
+		RUN(test_udp_and_icmp_buckets);
+		RUN(test_neighbour_discovery_never_limited);
+		RUN(test_ipv6_bucket_per_64);
+		RUN(test_top_sources);
+		RUN(test_list_operations);
+		RUN(test_reload_rule);
+		RUN(test_stats_reading_and_btf_names);
+		if (setup_netns() == 0)
+			RUN(test_loader);
+		else
+			CHECK(!"cannot create the test network namespace");
+	} else {
+		check_failed++;
+	}
+	xdp_shield_bpf__destroy(skel);
+	if (pin_dir[0])
+		cleanup_pins();
+	return CHECK_DONE();
+}

@@ -1,0 +1,200 @@
+"""L4 (mode tcp) listener: 200 MB each way with SHA-256 equality, half-close in both
+directions, and a receiver that stops reading keeps gateway and kernel memory bounded."""
+import hashlib
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from conftest import pattern_sha256, pattern_stream
+
+TOTAL = 200 * 1000 * 1000
+
+
+class SinkEchoServer:
+    """Per connection: hash everything received; send `send_total` pattern bytes, then
+    shut down writing (optionally before reading anything: server-first half-close)."""
+
+    def __init__(self, send_total=TOTAL, read=True):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.send_total, self.read = send_total, read
+        self.results = []
+        self.conns = []
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        result = {"sha": None, "received": 0}
+
+        def sender():
+            for piece in pattern_stream(self.send_total, seed=b"server"):
+                conn.sendall(piece)
+            conn.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=sender, daemon=True)
+        t.start()
+        if self.read:
+            digest = hashlib.sha256()
+            while True:
+                data = conn.recv(1 << 20)
+                if not data:
+                    break
+                digest.update(data)
+                result["received"] += len(data)
+            result["sha"] = digest.hexdigest()
+        t.join(120)
+        self.results.append(result)
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def l4_config(base_config, server, splice):
+    cfg = base_config(upstreams=[{"name": "raw", "targets": [{"address": "127.0.0.1:%d" %
+                                                              server.port}]}])
+    cfg["listeners"].append({"name": "l4", "address": "127.0.0.1:%d" % _free_port(),
+                             "mode": "tcp", "upstream": "raw", "splice": splice})
+    return cfg
+
+
+def _free_port():
+    from conftest import free_port
+    return free_port()
+
+
+def metric(gw, name):
+    text = urllib.request.urlopen(gw.admin_url + "/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def client_transfer(port, total, shut_first=True):
+    """Sends total pattern bytes, half-closes, reads to EOF; returns (sha, received)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    digest = hashlib.sha256()
+    received = [0]
+
+    def reader():
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            digest.update(data)
+            received[0] += len(data)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    for piece in pattern_stream(total, seed=b"client"):
+        sock.sendall(piece)
+    sock.shutdown(socket.SHUT_WR)
+    t.join(180)
+    sock.close()
+    return digest.hexdigest(), received[0]
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_200mb_each_way(gateway, base_config, splice):
+    server = SinkEchoServer()
+    try:
+        gw = gateway(l4_config(base_config, server, splice))
+        flows_before = metric(gw, "xgate_splice_flows_total")
+        sha, received = client_transfer(gw.port(1), TOTAL)
+        assert received == TOTAL
+        assert sha == pattern_sha256(TOTAL, seed=b"server")
+        for _ in range(100):
+            if server.results:
+                break
+            time.sleep(0.1)
+        assert server.results[0]["received"] == TOTAL
+        assert server.results[0]["sha"] == pattern_sha256(TOTAL, seed=b"client")
+        flows = metric(gw, "xgate_splice_flows_total") - flows_before
+        assert flows == (1 if splice == "auto" else 0)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_half_close_server_first(gateway, base_config, splice):
+    # The server sends 1 MB and half-closes before reading; the client keeps sending after
+    # seeing EOF, and the server must still receive everything.
+    server = SinkEchoServer(send_total=1 << 20)
+    try:
+        gw = gateway(l4_config(base_config, server, splice))
+        sock = socket.create_connection(("127.0.0.1", gw.port(1)), timeout=30)
+        got = b""
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            got += data
+        assert hashlib.sha256(got).hexdigest() == pattern_sha256(1 << 20, seed=b"server")
+        for piece in pattern_stream(5 << 20, seed=b"client"):
+            sock.sendall(piece)
+        sock.shutdown(socket.SHUT_WR)
+        for _ in range(100):
+            if server.results:
+                break
+            time.sleep(0.1)
+        assert server.results[0]["sha"] == pattern_sha256(5 << 20, seed=b"client")
+        sock.close()
+    finally:
+        server.stop()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tcp_mem_pages():
+    with open("/proc/net/sockstat") as fh:
+        for line in fh:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("mem") + 1])
+    return 0
+
+
+@pytest.mark.parametrize("splice", ["auto", "off"])
+def test_stalled_receiver_memory_bounded(gateway, base_config, splice):
+    server = SinkEchoServer(send_total=0, read=False)  # accepts, never reads
+    try:
+        gw = gateway(l4_config(base_config, server, splice))
+        rss_before, mem_before = rss_kib(gw.pid), tcp_mem_pages()
+        sock = socket.create_connection(("127.0.0.1", gw.port(1)), timeout=5)
+        sock.setblocking(False)
+        chunk = b"x" * 65536
+        sent, deadline = 0, time.time() + 8
+        while time.time() < deadline and sent < 2 << 30:
+            try:
+                sent += sock.send(chunk)
+            except BlockingIOError:
+                time.sleep(0.01)
+        rss_growth = rss_kib(gw.pid) - rss_before
+        kernel_growth_kib = (tcp_mem_pages() - mem_before) * 4
+        print("splice=%s: client got %d MiB in before backpressure, gateway RSS +%d KiB, "
+              "TCP memory +%d KiB" % (splice, sent >> 20, rss_growth, kernel_growth_kib))
+        assert sent < 256 << 20, "no backpressure: the gateway absorbed %d MiB" % (sent >> 20)
+        assert rss_growth < 64 << 10
+        assert kernel_growth_kib < 128 << 10
+        sock.close()
+    finally:
+        server.stop()

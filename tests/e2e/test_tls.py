@@ -1,0 +1,219 @@
+"""TLS termination: SNI between two certificates, TLS 1.2/1.3, resumption, bad clients
+isolated, kTLS "on" rejected on a kernel without the TLS ULP, probe reported."""
+import datetime
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conftest import run_check, xgate_bin
+
+TCP_ULP = 31
+
+
+def make_cert(directory, name, sans):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    crt, keyfile = directory / (name + ".crt"), directory / (name + ".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(crt), str(keyfile)
+
+
+def kernel_has_tls_ulp():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    cli = socket.create_connection(srv.getsockname())
+    conn, _ = srv.accept()
+    try:
+        cli.setsockopt(socket.SOL_TCP, TCP_ULP, b"tls")
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in (cli, conn, srv):
+            s.close()
+
+
+@pytest.fixture
+def certs(tmp_path):
+    return {"default": make_cert(tmp_path, "default.test", ["default.test"]),
+            "api": make_cert(tmp_path, "api.test", ["api.test", "*.api.test"])}
+
+
+def tls_config(base_config, up, certs, free_port, ktls="auto"):
+    cfg = base_config(upstreams=[up], routes=[{"name": "all", "paths": ["/"],
+                                               "upstream": up.name}])
+    cfg["listeners"].append({
+        "name": "tls", "address": "127.0.0.1:%d" % free_port(),
+        "tls": {"certificates": [{"cert": certs["default"][0], "key": certs["default"][1]},
+                                 {"cert": certs["api"][0], "key": certs["api"][1]}],
+                "ktls": ktls}})
+    return cfg
+
+
+def client_ctx(version=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if version:
+        ctx.minimum_version = ctx.maximum_version = version
+    return ctx
+
+
+def https_get(port, ctx, sni, session=None, path="/"):
+    """One keep-alive-less request; returns (status line, peer CN, ssl object facts)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni, session=session) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                      % (path.encode(), (sni or "x").encode()))
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            cert = x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+            cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+            return data.split(b"\r\n", 1)[0], cn, s.version(), s.session, s.session_reused
+
+
+def metric(gw, name):
+    text = urllib.request.urlopen(gw.admin_url + "/metrics", timeout=5).read().decode()
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    assert found, "metric %s missing from /metrics" % name
+    return total
+
+
+def test_sni_selects_certificate(gateway, upstream, base_config, free_port, certs):
+    up = upstream(name="app")
+    gw = gateway(tls_config(base_config, up, certs, free_port))
+    port = gw.port(1)
+    assert https_get(port, client_ctx(), "api.test")[1] == "api.test"
+    assert https_get(port, client_ctx(), "v2.api.test")[1] == "api.test"
+    assert https_get(port, client_ctx(), "default.test")[1] == "default.test"
+    assert https_get(port, client_ctx(), "unknown.example")[1] == "default.test"
+    assert https_get(port, client_ctx(), None)[1] == "default.test"
+
+
+@pytest.mark.parametrize("version,name", [(ssl.TLSVersion.TLSv1_2, "TLSv1.2"),
+                                          (ssl.TLSVersion.TLSv1_3, "TLSv1.3")])
+def test_versions_and_forwarded_proto(gateway, upstream, base_config, free_port, certs,
+                                      version, name):
+    up = upstream(name="app")
+    gw = gateway(tls_config(base_config, up, certs, free_port))
+    status, _, negotiated, _, _ = https_get(gw.port(1), client_ctx(version), "api.test")
+    assert status.startswith(b"HTTP/1.1 200")
+    assert negotiated == name
+    assert up.requests[-1].headers.get("x-forwarded-proto") == "https"
+    # The plain listener beside it still speaks plain HTTP.
+    with urllib.request.urlopen(gw.url("/", 0), timeout=5) as resp:
+        assert resp.status == 200
+    assert up.requests[-1].headers.get("x-forwarded-proto") == "http"
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_resumption(gateway, upstream, base_config, free_port, certs, version):
+    up = upstream(name="app")
+    gw = gateway(tls_config(base_config, up, certs, free_port))
+    ctx = client_ctx(version)
+    _, _, _, session, reused = https_get(gw.port(1), ctx, "api.test")
+    assert not reused
+    _, _, _, _, reused = https_get(gw.port(1), ctx, "api.test", session=session)
+    assert reused
+    # Tickets survive a reload (one ticket key per process).
+    gw.reload()
+    time.sleep(0.5)
+    _, _, _, _, reused = https_get(gw.port(1), ctx, "api.test", session=session)
+    assert reused
+
+
+def test_bad_clients_do_not_disturb_others(gateway, upstream, base_config, free_port, certs):
+    up = upstream(name="app")
+    gw = gateway(tls_config(base_config, up, certs, free_port))
+    port = gw.port(1)
+    failures_before = metric(gw, "xgate_tls_handshake_failures_total")
+    garbage = socket.create_connection(("127.0.0.1", port), timeout=5)
+    garbage.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 4)
+    staller = socket.create_connection(("127.0.0.1", port), timeout=5)
+    staller.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
+    results = []
+
+    def good():
+        results.append(https_get(port, client_ctx(), "api.test")[0])
+
+    threads = [threading.Thread(target=good) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 8 and all(r.startswith(b"HTTP/1.1 200") for r in results)
+    # The garbage connection is closed by the gateway (EOF, alert or reset).
+    try:
+        data = garbage.recv(4096)
+        while data and len(data) < 65536:
+            more = garbage.recv(4096)
+            if not more:
+                break
+            data += more
+    except ConnectionResetError:
+        pass
+    garbage.close()
+    staller.close()
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        if metric(gw, "xgate_tls_handshake_failures_total") >= failures_before + 1:
+            break
+        time.sleep(0.2)
+    assert metric(gw, "xgate_tls_handshake_failures_total") >= failures_before + 1
+    assert metric(gw, "xgate_tls_handshakes_total") >= 8
+
+
+def test_ktls_on_is_a_config_error_without_ulp(tmp_path, upstream, base_config, free_port,
+                                               certs):
+    if kernel_has_tls_ulp():
+        pytest.skip("this kernel has the TLS ULP: ktls \"on\" is valid here")
+    up = upstream(name="app")
+    code, out = run_check(tls_config(base_config, up, certs, free_port, ktls="on"), tmp_path)
+    assert code == 1, out
+    assert re.search(r"listeners\[1\]\.tls\.ktls: .*TLS ULP", out), out
+    assert "PRIVATE KEY" not in out
+
+
+def test_ktls_auto_and_version_report(gateway, upstream, base_config, free_port, certs):
+    import subprocess
+    out = subprocess.run([xgate_bin(), "--version"], capture_output=True, text=True,
+                         timeout=10)
+    assert out.returncode == 0
+    text = (out.stdout + out.stderr).lower()
+    assert "ktls" in text
+    up = upstream(name="app")
+    gw = gateway(tls_config(base_config, up, certs, free_port, ktls="auto"))
+    https_get(gw.port(1), client_ctx(), "api.test")
+    ktls = metric(gw, "xgate_ktls_connections_total")
+    if not kernel_has_tls_ulp():
+        assert ktls == 0

@@ -1,0 +1,194 @@
+/* Config loading: every error names its JSON path; valid configs load with defaults. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "config/config.h"
+
+static const char *base_upstreams =
+	"\"upstreams\": [{\"name\": \"users\", \"targets\": [{\"address\": \"127.0.0.1:9101\"},"
+	" {\"address\": \"127.0.0.1:9102\", \"weight\": 3}]}]";
+
+/* Loads text; returns the config (or NULL) and leaves the error text in errs. */
+static struct xg_config *load(const char *text, struct cfg_errs *errs)
+{
+	json_error_t jerr;
+	json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	struct xg_config *cfg;
+
+	if (!root) {
+		fprintf(stderr, "bad test JSON: %s\n%s\n", jerr.text, text);
+		return NULL;
+	}
+	cfg = config_load_json(root, "test.json", errs);
+	json_decref(root);
+	return cfg;
+}
+
+static bool load_fails_with(const char *body, const char *expected)
+{
+	char text[4096];
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg;
+	bool ok;
+
+	snprintf(text, sizeof(text),
+		 "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}], %s, %s}",
+		 base_upstreams, body);
+	cfg = load(text, &errs);
+	ok = !cfg && errs.text && strstr(errs.text, expected);
+	if (!ok)
+		fprintf(stderr, "expected error containing '%s', got:\n%s\n", expected,
+			errs.text ? errs.text : "(no error)");
+	config_put(cfg);
+	cfg_errs_free(&errs);
+	return ok;
+}
+
+static void test_valid_config_defaults(void)
+{
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg = load(
+		"{\"workers\": 2, \"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+		" \"upstreams\": [{\"name\": \"users\", \"balance\": \"least_conn\", \"targets\": "
+		"[{\"address\": \"127.0.0.1:9101\"}], \"circuit_breaker\": {}}],"
+		" \"routes\": [{\"name\": \"users\", \"paths\": [\"/api/users\"], \"methods\": "
+		"[\"GET\", \"POST\"], \"hosts\": [\"API.Example.com\"], \"upstream\": \"users\","
+		" \"cache\": {\"ttl_s\": 5}}]}",
+		&errs);
+
+	CHECK(cfg != NULL);
+	if (!cfg) {
+		fprintf(stderr, "%s", errs.text);
+		return;
+	}
+	CHECK_EQ(cfg->workers, 2);
+	CHECK_EQ(cfg->limits.max_header_bytes, 16384);
+	CHECK_EQ(cfg->limits.header_timeout_ms, 10000);
+	CHECK_EQ(cfg->nupstreams, 1);
+	CHECK_EQ(cfg->upstreams[0].balance, BALANCE_LEAST_CONN);
+	CHECK(cfg->upstreams[0].breaker.enabled);
+	CHECK_EQ(cfg->upstreams[0].breaker.failures, 5);
+	CHECK_EQ(cfg->upstreams[0].targets[0].weight, 1);
+	CHECK(cfg->upstreams[0].targets[0].state != NULL);
+	CHECK_EQ(cfg->routes[0].upstream, 0);
+	CHECK_STR(cfg->routes[0].hosts[0], "api.example.com");
+	CHECK_EQ(cfg->routes[0].cache_ttl_s, 5);
+	CHECK(cfg->router != NULL);
+	CHECK(!cfg->admin.enabled);
+	CHECK(!cfg->access_log.enabled);
+	config_put(cfg);
+	cfg_errs_free(&errs);
+}
+
+static void test_errors_name_json_paths(void)
+{
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"/\"], \"upstream\": \"pay\"}]",
+			      "routes[0].upstream: unknown upstream \"pay\""));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"x\"], \"upstream\": \"users\"}]",
+			      "routes[0].paths[0]: must start with \"/\""));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [], \"upstream\": \"users\"}]",
+			      "routes[0].paths: at least one path is required"));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"/\"], \"upstream\": \"users\","
+			      " \"methods\": [\"GET\", \"YELL\"]}]",
+			      "routes[0].methods[1]: unknown method \"YELL\""));
+	CHECK(load_fails_with("\"limits\": {\"max_header_bytes\": 10}",
+			      "limits.max_header_bytes: must be between"));
+	CHECK(load_fails_with("\"limits\": {\"idle_timeout\": 10}",
+			      "limits.idle_timeout: unknown key"));
+	CHECK(load_fails_with("\"admin\": {\"address\": \"nowhere\"}", "admin.address:"));
+	CHECK(load_fails_with("\"access_log\": {\"format\": \"xml\"}",
+			      "access_log.format: must be one of \"json\""));
+	CHECK(load_fails_with("\"workers\": -1", "workers: must be between"));
+	CHECK(load_fails_with("\"routes\": [{\"name\": \"a\", \"paths\": [\"/\"], \"upstream\": "
+			      "\"users\"}, {\"name\": \"a\", \"paths\": [\"/b\"], \"upstream\": "
+			      "\"users\"}]",
+			      "routes[1].name: duplicate route \"a\""));
+}
+
+static void test_upstream_errors(void)
+{
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg = load(
+		"{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"},"
+		" {\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+		" \"upstreams\": [{\"name\": \"u\", \"balance\": \"hash\", \"hash_on\": \"cookie:x\","
+		" \"targets\": [{\"address\": \"127.0.0.1:1\", \"weight\": 0}, {\"address\": "
+		"\"[::1:1\"}], \"timeouts_ms\": {\"connect\": 0}, \"health_check\": {\"path\": "
+		"\"health\"}}]}",
+		&errs);
+
+	CHECK(cfg == NULL);
+	CHECK(errs.text && strstr(errs.text, "upstreams[0].hash_on: must be"));
+	CHECK(errs.text && strstr(errs.text, "upstreams[0].targets[0].weight: must be between 1"));
+	CHECK(errs.text && strstr(errs.text, "upstreams[0].targets[1].address:"));
+	CHECK(errs.text && strstr(errs.text, "upstreams[0].timeouts_ms.connect: must be between"));
+	CHECK(errs.text && strstr(errs.text, "upstreams[0].health_check: path must start"));
+	CHECK(errs.text && strstr(errs.text, "listeners[1]: duplicate listener name \"p\""));
+	CHECK(errs.count >= 6);
+	config_put(cfg);
+	cfg_errs_free(&errs);
+}
+
+static void test_env_substitution(void)
+{
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg;
+
+	setenv("XG_TEST_PORT", "8181", 1);
+	unsetenv("XG_TEST_MISSING");
+	cfg = load("{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:${XG_TEST_PORT}\"}]}",
+		   &errs);
+	CHECK(cfg != NULL);
+	if (cfg) {
+		CHECK_STR(cfg->listeners[0].address_text, "127.0.0.1:8181");
+		/* The raw copy keeps the reference, so GET /config never shows the value. */
+		CHECK_STR(json_string_value(json_object_get(
+				  json_array_get(json_object_get(cfg->raw, "listeners"), 0), "address")),
+			  "127.0.0.1:${XG_TEST_PORT}");
+	}
+	config_put(cfg);
+	cfg = load("{\"listeners\": [{\"name\": \"p\", \"address\": \"${XG_TEST_MISSING}\"}]}",
+		   &errs);
+	CHECK(cfg == NULL);
+	CHECK(errs.text && strstr(errs.text, "listeners[0].address: environment variable "
+					     "XG_TEST_MISSING is not set"));
+	cfg_errs_free(&errs);
+}
+
+static void test_addresses_and_cidrs(void)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char err[128];
+	uint8_t addr[16], plen;
+	int fam;
+
+	CHECK(cfg_parse_addr("127.0.0.1:80", &ss, &len, err, sizeof(err)));
+	CHECK(cfg_parse_addr("[::1]:443", &ss, &len, err, sizeof(err)) && ss.ss_family == AF_INET6);
+	CHECK(cfg_parse_addr("*:8080", &ss, &len, err, sizeof(err)));
+	CHECK(!cfg_parse_addr("127.0.0.1", &ss, &len, err, sizeof(err)));
+	CHECK(!cfg_parse_addr("127.0.0.1:65536", &ss, &len, err, sizeof(err)));
+	CHECK(!cfg_parse_addr("127.0.0.1:-1", &ss, &len, err, sizeof(err)));
+	CHECK(!cfg_parse_addr("example.com:80", &ss, &len, err, sizeof(err)));
+	CHECK(cfg_parse_cidr("198.18.7.9/15", &fam, addr, &plen));
+	CHECK_EQ(fam, AF_INET);
+	CHECK_EQ(plen, 15);
+	CHECK_EQ(addr[1], 18);
+	CHECK_EQ(addr[2], 0); /* host bits cleared */
+	CHECK(cfg_parse_cidr("2001:db8::1/32", &fam, addr, &plen) && fam == AF_INET6 && plen == 32);
+	CHECK_EQ(addr[15], 0);
+	CHECK(!cfg_parse_cidr("1.2.3.4/33", &fam, addr, &plen));
+	CHECK(!cfg_parse_cidr("1.2.3.4/", &fam, addr, &plen));
+	CHECK(!cfg_parse_cidr("1.2.3/8", &fam, addr, &plen));
+}
+
+int main(void)
+{
+	RUN(test_valid_config_defaults);
+	RUN(test_errors_name_json_paths);
+	RUN(test_upstream_errors);
+	RUN(test_env_substitution);
+	RUN(test_addresses_and_cidrs);
+	return CHECK_DONE();
+}

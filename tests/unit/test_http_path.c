@@ -1,0 +1,167 @@
+/* Request path normalization: dot segments, escapes, forbidden encodings, root escapes. */
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "http/http.h"
+
+/* Normalizes a copy of `in`; returns the result string or NULL for -1. */
+static const char *norm(const char *in)
+{
+	static char buf[512];
+	size_t n = strlen(in);
+	ssize_t r;
+
+	memcpy(buf, in, n);
+	r = http_path_normalize(buf, n);
+	if (r < 0)
+		return NULL;
+	if ((size_t)r > n)
+		return "(grew)";
+	buf[r] = '\0';
+	return buf;
+}
+
+#define NORM(in, want) CHECK_STR(norm(in), want)
+#define INVALID(in) CHECK(norm(in) == NULL)
+
+static void test_unchanged(void)
+{
+	NORM("/", "/");
+	NORM("/a", "/a");
+	NORM("/a/b/c", "/a/b/c");
+	NORM("/a/b/", "/a/b/");
+	NORM("/...", "/...");
+	NORM("/.a/b.", "/.a/b.");
+	NORM("/a..b/..c", "/a..b/..c");
+	NORM("/users/42:edit@x", "/users/42:edit@x");
+}
+
+static void test_dot_segments(void)
+{
+	NORM("/a/./b", "/a/b");
+	NORM("/a/../b", "/b");
+	NORM("/a/b/..", "/a/");
+	NORM("/a/b/.", "/a/b/");
+	NORM("/a/.", "/a/");
+	NORM("/.", "/");
+	NORM("/./", "/");
+	NORM("/a/..", "/");
+	NORM("/a/b/../../c", "/c");
+	NORM("/a/b/c/../../d/./e", "/a/d/e");
+	NORM("/a/./../b/", "/b/");
+	NORM("/api/v1/../../admin", "/admin");
+}
+
+static void test_encoded_dots(void)
+{
+	NORM("/a/%2e/b", "/a/b");
+	NORM("/a/%2e%2E/b", "/b");
+	NORM("/a/.%2e/b", "/b");
+	NORM("/a/%2e", "/a/");
+	NORM("/a/b/%2E%2e", "/a/");
+	INVALID("/%2e%2e");
+	INVALID("/%2e%2e/etc/passwd");
+	INVALID("/a/%2e%2e/%2E%2E/x");
+}
+
+static void test_escapes_root(void)
+{
+	INVALID("/..");
+	INVALID("/../");
+	INVALID("/../a");
+	INVALID("/a/../..");
+	INVALID("/a/../../b");
+	INVALID("/./../a");
+}
+
+static void test_percent_decoding(void)
+{
+	NORM("/%41%62c", "/Abc");
+	NORM("/%7e%7Euser", "/~~user");
+	NORM("/a%2Db%5fc%2e", "/a-b_c.");
+	NORM("/a%20b", "/a%20b");
+	NORM("/a%3ab", "/a%3Ab");
+	NORM("/%c3%a9", "/%C3%A9");
+	NORM("/%25", "/%25");
+	/* decoding happens once: %2541 stays an escaped percent */
+	NORM("/%2541", "/%2541");
+}
+
+static void test_forbidden(void)
+{
+	INVALID("/a%2Fb");
+	INVALID("/a%2fb");
+	INVALID("/a%5Cb");
+	INVALID("/a%5c..%5c");
+	INVALID("/a%00b");
+	INVALID("/a\\b");
+	INVALID("/a%zz");
+	INVALID("/a%2");
+	INVALID("/a%");
+	INVALID("/%g1");
+	INVALID("");
+	INVALID("a/b");
+	INVALID("*");
+	INVALID("host:443");
+}
+
+static void test_raw_nul(void)
+{
+	char buf[] = {'/', 'a', '\0', 'b'};
+
+	CHECK_EQ(http_path_normalize(buf, sizeof(buf)), -1);
+}
+
+static void test_slashes(void)
+{
+	NORM("//", "/");
+	NORM("//admin", "/admin");
+	NORM("/a//b///c", "/a/b/c");
+	NORM("/a//", "/a/");
+	INVALID("//..//a");
+}
+
+static void test_length_only(void)
+{
+	/* only the given length is examined; bytes after it stay untouched */
+	char buf[] = "/a/../b?x=/../..";
+	ssize_t r = http_path_normalize(buf, 7);
+
+	CHECK_EQ(r, 2);
+	CHECK(!memcmp(buf, "/b", 2));
+	CHECK_STR(buf + 7, "?x=/../..");
+}
+
+static void test_normal_path_not_written(void)
+{
+	/* the parser may hand out a static "/": a normal path must not be written to */
+	long page = sysconf(_SC_PAGESIZE);
+	char *p =
+	    mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	CHECK(p != MAP_FAILED);
+	if (p == MAP_FAILED)
+		return;
+	memcpy(p, "/a/b.c/", 7);
+	CHECK_EQ(mprotect(p, (size_t)page, PROT_READ), 0);
+	CHECK_EQ(http_path_normalize(p, 7), 7);
+	CHECK_EQ(http_path_normalize(p, 1), 1);
+	munmap(p, (size_t)page);
+}
+
+int main(void)
+{
+	RUN(test_unchanged);
+	RUN(test_dot_segments);
+	RUN(test_encoded_dots);
+	RUN(test_escapes_root);
+	RUN(test_percent_decoding);
+	RUN(test_forbidden);
+	RUN(test_raw_nul);
+	RUN(test_slashes);
+	RUN(test_length_only);
+	RUN(test_normal_path_not_written);
+	return CHECK_DONE();
+}

@@ -1,0 +1,259 @@
+/* The admin endpoints: what each one reads from the gateway and how it answers. */
+#include "admin/admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "accesslog/accesslog.h"
+#include "admin/server.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "edge/edge.h"
+#include "metrics/metrics.h"
+#include "proxy/gateway.h"
+#include "splice/splice.h"
+#include "tls/tls.h"
+#include "upstream/upstream.h"
+
+#ifndef XGATE_VERSION
+#define XGATE_VERSION "unknown"
+#endif
+
+#define MAX_XDP_REASONS 64
+
+struct admin {
+	struct gateway *gw;
+	struct admin_server *server;
+};
+
+struct xdp_collect {
+	struct metrics_xdp_counter counters[MAX_XDP_REASONS];
+	int n;
+};
+
+static void collect_xdp(const char *reason, uint64_t packets, void *ctx)
+{
+	struct xdp_collect *x = ctx;
+
+	if (x->n == MAX_XDP_REASONS)
+		return;
+	snprintf(x->counters[x->n].reason, sizeof(x->counters[x->n].reason), "%s", reason);
+	x->counters[x->n++].packets = packets;
+}
+
+static void collect_extra(struct gateway *gw, const struct xg_config *cfg, struct xdp_collect *xdp,
+			  struct metrics_extra *x)
+{
+	struct tls_stats tls;
+
+	tls_stats_get(&tls);
+	x->have_tls = true;
+	x->tls_handshakes = tls.handshakes;
+	x->tls_handshake_failures = tls.handshake_failures;
+	x->ktls_tx = tls.ktls_tx;
+	x->ktls_rx = tls.ktls_rx;
+	if (gw->splice) {
+		struct splice_stats sp;
+
+		splice_stats_get(gw->splice, &sp);
+		x->have_splice = true;
+		x->splice_flows_total = sp.flows_total;
+		x->splice_flows_active = sp.flows_active;
+		x->splice_fallbacks = sp.fallbacks;
+	}
+	/* Read from the pinned map, so the counters survive gateway restarts like the map. */
+	if (cfg->edge && edge_read_stats(edge_config_pin_dir(cfg->edge), collect_xdp, xdp) == 0) {
+		x->have_xdp = true;
+		x->xdp = xdp->counters;
+		x->nxdp = xdp->n;
+	}
+	x->access_log_dropped = accesslog_dropped();
+}
+
+static void get_metrics(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	struct xdp_collect xdp = { .n = 0 };
+	struct metrics_extra extra = { 0 };
+
+	collect_extra(a->gw, cfg, &xdp, &extra);
+	resp->body = metrics_render(cfg, &extra, &resp->body_len);
+	config_put(cfg);
+	if (!resp->body) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	resp->status = 200;
+	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* "a: x\nb: y\n" → ["a: x", "b: y"] */
+static json_t *error_lines(const char *text)
+{
+	json_t *arr = json_array();
+
+	while (arr && text && *text) {
+		const char *nl = strchr(text, '\n');
+		size_t n = nl ? (size_t)(nl - text) : strlen(text);
+
+		if (n)
+			json_array_append_new(arr, json_stringn(text, n));
+		text += n + (nl ? 1 : 0);
+	}
+	return arr;
+}
+
+static const char *breaker_name(int state)
+{
+	switch (state) {
+	case BREAKER_OPEN:
+		return "open";
+	case BREAKER_HALF_OPEN:
+		return "half_open";
+	default:
+		return "closed";
+	}
+}
+
+static json_t *status_upstreams(const struct xg_config *cfg)
+{
+	json_t *ups = json_array();
+
+	for (int u = 0; ups && u < cfg->nupstreams; u++) {
+		const struct upstream_config *up = &cfg->upstreams[u];
+		json_t *targets = json_array();
+
+		for (int t = 0; targets && t < up->ntargets; t++) {
+			struct target_state *st = up->targets[t].state;
+
+			json_array_append_new(
+				targets,
+				json_pack("{s:s, s:b, s:s, s:i}", "address", up->targets[t].address_text,
+					  "up", st ? atomic_load(&st->up) : true, "breaker",
+					  breaker_name(st ? atomic_load(&st->breaker) : BREAKER_CLOSED),
+					  "active", st ? atomic_load(&st->active) : 0));
+		}
+		json_array_append_new(ups, json_pack("{s:s, s:o*}", "name", up->name, "targets", targets));
+	}
+	return ups;
+}
+
+static json_t *status_json(struct gateway *gw, const struct xg_config *cfg)
+{
+	const struct gateway_features *f = &gw->features;
+	unsigned long active = 0;
+	/* gateway_reload writes these under its own serialization; copy before use. */
+	char errors[sizeof(gw->last_reload_errors)];
+
+	memcpy(errors, gw->last_reload_errors, sizeof(errors));
+	errors[sizeof(errors) - 1] = '\0';
+	gateway_worker_stats(gw, &active);
+	return json_pack(
+		"{s:s, s:I, s:i, s:{s:I, s:I, s:s, s:b, s:o*}, s:{s:s, s:b, s:b, s:{s:b, s:b}}, "
+		"s:I, s:o*}",
+		"version", XGATE_VERSION, "uptime_s", (json_int_t)(time(NULL) - gw->started_at),
+		"workers", gw->nworkers, "config", "generation", (json_int_t)cfg->generation,
+		"loaded_at", (json_int_t)cfg->loaded_at, "path", cfg->path ? cfg->path : "",
+		"last_reload_ok", gw->last_reload_ok != 0, "last_reload_errors", error_lines(errors),
+		"features", "xdp", f->xdp[0] ? f->xdp : "off", "ktls", f->ktls, "sockmap", f->sockmap,
+		"io_uring", "single_issuer", f->io_uring_single_issuer, "defer_taskrun",
+		f->io_uring_defer_taskrun, "connections_active", (json_int_t)active, "upstreams",
+		status_upstreams(cfg));
+}
+
+static void get_status(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	json_t *j = status_json(a->gw, cfg);
+
+	config_put(cfg);
+	if (!j) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	admin_json_body(resp, 200, j);
+}
+
+static void post_reload(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg;
+
+	log_info("admin", "reload requested (request %s)", call->request_id);
+	if (gateway_reload(a->gw, &errs) == 0) {
+		cfg = gateway_config(a->gw);
+		admin_json_body(resp, 200,
+				json_pack("{s:s, s:I}", "status", "ok", "generation",
+					  (json_int_t)cfg->generation));
+		config_put(cfg);
+	} else {
+		admin_json_body(resp, 422,
+				json_pack("{s:s, s:o*}", "status", "rejected", "errors",
+					  error_lines(errs.text ? errs.text : "reload failed\n")));
+	}
+	cfg_errs_free(&errs);
+}
+
+static void get_config(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	json_t *j = config_redact(cfg->raw);
+
+	config_put(cfg);
+	if (!j) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	admin_json_body(resp, 200, j);
+}
+
+static const struct admin_endpoint endpoints[] = {
+	{ "/metrics", HTTP_GET, get_metrics },
+	{ "/status", HTTP_GET, get_status },
+	{ "/reload", HTTP_POST, post_reload },
+	{ "/config", HTTP_GET, get_config },
+	{ NULL, 0, NULL },
+};
+
+struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
+{
+	struct xg_config *cfg = gateway_config(gw);
+	struct admin *a;
+
+	err[0] = '\0';
+	if (!cfg->admin.enabled) {
+		config_put(cfg);
+		return NULL;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		config_put(cfg);
+		snprintf(err, errlen, "admin: out of memory");
+		return NULL;
+	}
+	a->gw = gw;
+	a->server = admin_server_start((struct sockaddr *)&cfg->admin.addr, cfg->admin.addrlen,
+				       endpoints, a, err, errlen);
+	if (!a->server) {
+		config_put(cfg);
+		free(a);
+		return NULL;
+	}
+	log_info("admin", "admin API on %s", cfg->admin.address_text);
+	config_put(cfg);
+	return a;
+}
+
+void admin_stop(struct admin *a)
+{
+	if (!a)
+		return;
+	admin_server_stop(a->server);
+	free(a);
+}

@@ -1,0 +1,261 @@
+#include "auth/auth_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void method_free(struct auth_method *m)
+{
+	int i;
+
+	for (i = 0; i < m->roles.n; i++)
+		free(m->roles.items[i]);
+	free(m->roles.items);
+	for (i = 0; i < m->scopes.n; i++)
+		free(m->scopes.items[i]);
+	free(m->scopes.items);
+}
+
+void route_auth_free(struct route_auth *ra)
+{
+	int i;
+
+	if (!ra)
+		return;
+	for (i = 0; i < ra->nmethods; i++)
+		method_free(&ra->methods[i]);
+	free(ra->methods);
+	for (i = 0; i < ra->ndeny; i++)
+		tzone_free(ra->deny[i].zone);
+	free(ra->deny);
+	free(ra);
+}
+
+static bool parse_list(json_t *obj, const char *key, const char *path, struct string_list *out,
+		       struct cfg_errs *errs)
+{
+	json_t *arr = json_object_get(obj, key), *v;
+	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
+	size_t i;
+
+	if (!arr || json_is_null(arr))
+		return true;
+	cfg_path_key(p, path, key);
+	if (!json_is_array(arr)) {
+		cfg_err(errs, p, "must be an array of strings");
+		return false;
+	}
+	out->items = calloc(json_array_size(arr) + 1, sizeof(*out->items));
+	if (!out->items) {
+		cfg_err(errs, p, "out of memory");
+		return false;
+	}
+	json_array_foreach(arr, i, v) {
+		if (!json_is_string(v) || !json_string_length(v)) {
+			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
+			return false;
+		}
+		if (!(out->items[out->n] = strdup(json_string_value(v)))) {
+			cfg_err(errs, p, "out of memory");
+			return false;
+		}
+		out->n++;
+	}
+	return true;
+}
+
+/* One {"jwt": {...}} or {"api_key": {...}} object. */
+static bool parse_method(json_t *obj, const char *path, const struct auth_config *a,
+			 bool allow_any_of, struct auth_method *m, struct cfg_errs *errs)
+{
+	static const char *const jwt_keys[] = {"roles", "scopes", NULL};
+	static const char *const key_keys[] = {"roles", NULL};
+	json_t *jwt = json_object_get(obj, "jwt"), *key = json_object_get(obj, "api_key");
+	char p[CFG_PATH_MAX];
+	json_t *body;
+
+	if (!json_is_object(obj) || json_object_size(obj) != 1 || (!jwt && !key)) {
+		cfg_err(errs, path, "must be %s", allow_any_of
+			? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}} or {\"any_of\": [...]}"
+			: "{\"jwt\": {...}} or {\"api_key\": {...}}");
+		return false;
+	}
+	m->kind = jwt ? AUTH_METHOD_JWT : AUTH_METHOD_API_KEY;
+	body = jwt ? jwt : key;
+	cfg_path_key(p, path, jwt ? "jwt" : "api_key");
+	if (!json_is_object(body)) {
+		cfg_err(errs, p, "must be an object");
+		return false;
+	}
+	cfg_check_keys(body, p, jwt ? jwt_keys : key_keys, errs);
+	if (!parse_list(body, "roles", p, &m->roles, errs) ||
+	    !parse_list(body, "scopes", p, &m->scopes, errs))
+		return false;
+	/* With a == NULL the global auth section itself failed; do not pile errors on top. */
+	if (a && jwt && !a->jwt.enabled) {
+		cfg_err(errs, p, "auth.jwt is not configured");
+		return false;
+	}
+	if (a && key && !a->nkeys) {
+		cfg_err(errs, p, "no consumer has api_keys");
+		return false;
+	}
+	return true;
+}
+
+static bool parse_auth(json_t *auth, const char *path, const struct auth_config *a,
+		       struct route_auth *ra, struct cfg_errs *errs)
+{
+	json_t *any = json_object_get(auth, "any_of"), *v;
+	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
+	size_t i;
+
+	if (!any || !json_is_object(auth) || json_object_size(auth) != 1) {
+		ra->methods = calloc(1, sizeof(*ra->methods));
+		if (!ra->methods) {
+			cfg_err(errs, path, "out of memory");
+			return false;
+		}
+		ra->nmethods = 1;
+		return parse_method(auth, path, a, true, &ra->methods[0], errs);
+	}
+	cfg_path_key(p, path, "any_of");
+	if (!json_is_array(any) || !json_array_size(any)) {
+		cfg_err(errs, p, "must be a non-empty array of {\"jwt\": ...} / {\"api_key\": ...}");
+		return false;
+	}
+	ra->methods = calloc(json_array_size(any), sizeof(*ra->methods));
+	if (!ra->methods) {
+		cfg_err(errs, p, "out of memory");
+		return false;
+	}
+	json_array_foreach(any, i, v) {
+		ra->nmethods++;
+		if (!parse_method(v, cfg_path_idx(ip, p, i), a, false, &ra->methods[i], errs))
+			return false;
+	}
+	return true;
+}
+
+/* "HH:MM", 00:00 .. 24:00. */
+static bool parse_clock(json_t *obj, const char *key, const char *path, uint32_t *out,
+			struct cfg_errs *errs)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	char p[CFG_PATH_MAX];
+	unsigned h, m;
+	int n = 0;
+
+	cfg_path_key(p, path, key);
+	if (!s || sscanf(s, "%2u:%2u%n", &h, &m, &n) != 2 || n != 5 || s[n] || s[2] != ':' ||
+	    h > 24 || m > 59 || (h == 24 && m)) {
+		cfg_err(errs, p, "must be a time \"HH:MM\" (00:00 to 24:00)");
+		return false;
+	}
+	*out = h * 3600 + m * 60;
+	return true;
+}
+
+static bool parse_window(json_t *obj, const char *path, struct deny_window *w,
+			 struct cfg_errs *errs)
+{
+	static const char *const known[] = {"from", "to", "tz", NULL};
+	char p[CFG_PATH_MAX], err[256];
+	char *tz = NULL;
+
+	if (!json_is_object(obj)) {
+		cfg_err(errs, path, "must be {\"from\": \"HH:MM\", \"to\": \"HH:MM\", \"tz\": ...}");
+		return false;
+	}
+	cfg_check_keys(obj, path, known, errs);
+	if (!parse_clock(obj, "from", path, &w->from_s, errs) ||
+	    !parse_clock(obj, "to", path, &w->to_s, errs) ||
+	    !cfg_get_str(obj, "tz", path, "UTC", &tz, errs))
+		return false;
+	if (w->from_s == w->to_s || w->from_s == 86400) {
+		cfg_err(errs, path, "\"from\" and \"to\" must differ and \"from\" cannot be "
+				    "24:00 (00:00 to 24:00 is the whole day)");
+		free(tz);
+		return false;
+	}
+	w->zone = tzone_load(tz, err, sizeof(err));
+	if (!w->zone)
+		cfg_err(errs, cfg_path_key(p, path, "tz"), "%s", err);
+	free(tz);
+	return w->zone != NULL;
+}
+
+static bool parse_schedule(json_t *sched, const char *path, struct route_auth *ra,
+			   struct cfg_errs *errs)
+{
+	static const char *const known[] = {"deny", NULL};
+	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
+	json_t *deny, *v;
+	size_t i;
+
+	if (!json_is_object(sched)) {
+		cfg_err(errs, path, "must be an object {\"deny\": [...]}");
+		return false;
+	}
+	cfg_check_keys(sched, path, known, errs);
+	deny = json_object_get(sched, "deny");
+	cfg_path_key(p, path, "deny");
+	if (!json_is_array(deny) || !json_array_size(deny)) {
+		cfg_err(errs, p, "must be a non-empty array of windows");
+		return false;
+	}
+	ra->deny = calloc(json_array_size(deny), sizeof(*ra->deny));
+	if (!ra->deny) {
+		cfg_err(errs, p, "out of memory");
+		return false;
+	}
+	json_array_foreach(deny, i, v) {
+		if (!parse_window(v, cfg_path_idx(ip, p, i), &ra->deny[i], errs))
+			return false;
+		ra->ndeny++;
+	}
+	return true;
+}
+
+struct route_auth *route_auth_parse(json_t *auth, json_t *schedule, const char *route_path,
+				    const struct auth_config *a, struct cfg_errs *errs)
+{
+	bool open = !auth || json_is_null(auth) ||
+		    (json_is_string(auth) && !strcmp(json_string_value(auth), "none"));
+	bool has_schedule = schedule && !json_is_null(schedule);
+	char p[CFG_PATH_MAX];
+	struct route_auth *ra;
+	int before = errs->count;
+
+	if (open && !has_schedule)
+		return NULL;
+	ra = calloc(1, sizeof(*ra));
+	if (!ra) {
+		cfg_err(errs, route_path, "out of memory");
+		return NULL;
+	}
+	if ((!open && !parse_auth(auth, cfg_path_key(p, route_path, "auth"), a, ra, errs)) ||
+	    (has_schedule &&
+	     !parse_schedule(schedule, cfg_path_key(p, route_path, "schedule"), ra, errs)) ||
+	    errs->count != before) {
+		route_auth_free(ra);
+		return NULL;
+	}
+	return ra;
+}
+
+bool auth_schedule_denies(const struct route_auth *ra, time_t now)
+{
+	int i;
+
+	for (i = 0; i < ra->ndeny; i++) {
+		const struct deny_window *w = &ra->deny[i];
+		int64_t local = (int64_t)now + tzone_offset(w->zone, now);
+		uint32_t tod = (uint32_t)(((local % 86400) + 86400) % 86400);
+
+		if (w->from_s < w->to_s ? tod >= w->from_s && tod < w->to_s
+					: tod >= w->from_s || tod < w->to_s)
+			return true;
+	}
+	return false;
+}

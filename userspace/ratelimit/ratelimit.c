@@ -1,0 +1,336 @@
+/* Route rate limits: see ratelimit.h. */
+#include "ratelimit/ratelimit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "maps/token_bucket.h"
+
+#define RL_STRIPES 32
+#define RL_STRIPE_MAX (RATELIMIT_MAX_KEYS / RL_STRIPES)
+#define RL_STRIPE_BUCKETS 512 /* chain heads per stripe: 128 KiB of heads per policy */
+#define RL_PER_S_MAX 1000000000LL
+
+struct rl_entry {
+	struct rl_entry *chain;	      /* same hash bucket */
+	struct rl_entry *prev, *next; /* LRU list, most recent first */
+	uint64_t hash;
+	__u64 word; /* token_bucket.h state */
+	uint16_t keylen;
+	uint8_t key[];
+};
+
+struct rl_stripe {
+	pthread_mutex_t lock;
+	struct rl_entry *buckets[RL_STRIPE_BUCKETS];
+	struct rl_entry *lru_head, *lru_tail;
+	size_t count;
+};
+
+/* Shared between the policies of successive config generations. */
+struct rl_table {
+	struct rl_table *next; /* registry */
+	char *route;
+	enum ratelimit_by by;
+	uint64_t per_s, burst;
+	struct tb_params params;
+	int refs; /* under registry_lock */
+	uint64_t seed;
+	struct rl_stripe stripes[RL_STRIPES];
+};
+
+struct ratelimit_policy {
+	struct rl_table *table;
+	enum ratelimit_by by;
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rl_table *registry;
+
+/* FNV-1a over a random seed: keys are client-chosen, the seed keeps chains unpredictable;
+ * chains are bounded by RL_STRIPE_MAX anyway. */
+static uint64_t key_hash(uint64_t seed, const uint8_t *key, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL ^ seed;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		h ^= key[i];
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+static struct rl_table *table_new(const char *route, enum ratelimit_by by, uint64_t per_s,
+				  uint64_t burst)
+{
+	struct rl_table *t = calloc(1, sizeof(*t));
+	int i;
+
+	if (!t || !(t->route = strdup(route))) {
+		free(t);
+		return NULL;
+	}
+	t->by = by;
+	t->per_s = per_s;
+	t->burst = burst;
+	tb_params_init(&t->params, per_s, burst);
+	if (getrandom(&t->seed, sizeof(t->seed), GRND_NONBLOCK) != sizeof(t->seed))
+		t->seed = (uintptr_t)t ^ 0x9e3779b97f4a7c15ULL;
+	for (i = 0; i < RL_STRIPES; i++)
+		pthread_mutex_init(&t->stripes[i].lock, NULL);
+	t->refs = 1;
+	return t;
+}
+
+static void table_free(struct rl_table *t)
+{
+	int i;
+
+	for (i = 0; i < RL_STRIPES; i++) {
+		struct rl_entry *e = t->stripes[i].lru_head, *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+		pthread_mutex_destroy(&t->stripes[i].lock);
+	}
+	free(t->route);
+	free(t);
+}
+
+/* The table of an identical policy of an earlier generation, or a new one. */
+static struct rl_table *table_get(const char *route, enum ratelimit_by by, uint64_t per_s,
+				  uint64_t burst)
+{
+	struct rl_table *t;
+
+	pthread_mutex_lock(&registry_lock);
+	for (t = registry; t; t = t->next) {
+		if (!strcmp(t->route, route) && t->by == by && t->per_s == per_s &&
+		    t->burst == burst) {
+			t->refs++;
+			break;
+		}
+	}
+	if (!t && (t = table_new(route, by, per_s, burst))) {
+		t->next = registry;
+		registry = t;
+	}
+	pthread_mutex_unlock(&registry_lock);
+	return t;
+}
+
+static void table_put(struct rl_table *t)
+{
+	struct rl_table **pp;
+
+	pthread_mutex_lock(&registry_lock);
+	if (--t->refs) {
+		pthread_mutex_unlock(&registry_lock);
+		return;
+	}
+	for (pp = &registry; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	table_free(t);
+}
+
+static const char *const rl_keys[] = {"per_s", "burst", "by", NULL};
+static const char *const by_names[] = {"ip", "consumer", "route", NULL};
+
+struct ratelimit_policy *ratelimit_policy_parse(json_t *obj, const char *path,
+						const char *route_name, struct cfg_errs *errs)
+{
+	long long per_s = 0, burst = 0;
+	struct ratelimit_policy *p;
+	int before = errs->count, by = RL_BY_IP;
+	char kp[CFG_PATH_MAX];
+
+	if (!json_is_object(obj)) {
+		cfg_err(errs, path, "must be an object");
+		return NULL;
+	}
+	cfg_check_keys(obj, path, rl_keys, errs);
+	if (!json_object_get(obj, "per_s"))
+		cfg_err(errs, cfg_path_key(kp, path, "per_s"), "is required");
+	else
+		cfg_get_int(obj, "per_s", path, 0, 1, RL_PER_S_MAX, &per_s, errs);
+	if (errs->count == before)
+		cfg_get_int(obj, "burst", path, per_s, 1, RL_PER_S_MAX, &burst, errs);
+	cfg_get_enum(obj, "by", path, by_names, RL_BY_IP, &by, errs);
+	if (errs->count != before)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (p)
+		p->table = table_get(route_name ? route_name : "", by, per_s, burst);
+	if (!p || !p->table) {
+		free(p);
+		cfg_err(errs, path, "out of memory");
+		return NULL;
+	}
+	p->by = by;
+	return p;
+}
+
+void ratelimit_policy_free(struct ratelimit_policy *p)
+{
+	if (!p)
+		return;
+	table_put(p->table);
+	free(p);
+}
+
+enum ratelimit_by ratelimit_policy_by(const struct ratelimit_policy *p)
+{
+	return p->by;
+}
+
+uint64_t ratelimit_policy_per_s(const struct ratelimit_policy *p)
+{
+	return p->table->per_s;
+}
+
+uint64_t ratelimit_policy_burst(const struct ratelimit_policy *p)
+{
+	return p->table->burst;
+}
+
+size_t ratelimit_policy_keys(const struct ratelimit_policy *p)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < RL_STRIPES; i++) {
+		struct rl_stripe *s = &p->table->stripes[i];
+
+		pthread_mutex_lock(&s->lock);
+		n += s->count;
+		pthread_mutex_unlock(&s->lock);
+	}
+	return n;
+}
+
+/* ---- per-stripe table, all under the stripe lock ---- */
+
+static void lru_unlink(struct rl_stripe *s, struct rl_entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		s->lru_head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		s->lru_tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_push_front(struct rl_stripe *s, struct rl_entry *e)
+{
+	e->prev = NULL;
+	e->next = s->lru_head;
+	if (s->lru_head)
+		s->lru_head->prev = e;
+	s->lru_head = e;
+	if (!s->lru_tail)
+		s->lru_tail = e;
+}
+
+static struct rl_entry **chain_of(struct rl_stripe *s, uint64_t hash)
+{
+	/* The low bits chose the stripe; the next ones choose the chain. */
+	return &s->buckets[(hash / RL_STRIPES) % RL_STRIPE_BUCKETS];
+}
+
+static struct rl_entry *find(struct rl_stripe *s, uint64_t hash, const uint8_t *key, size_t len)
+{
+	struct rl_entry *e;
+
+	for (e = *chain_of(s, hash); e; e = e->chain)
+		if (e->hash == hash && e->keylen == len && !memcmp(e->key, key, len))
+			return e;
+	return NULL;
+}
+
+/* Forgets the least recently used key: the one most likely idle with a full bucket. */
+static void evict_lru(struct rl_stripe *s)
+{
+	struct rl_entry *victim = s->lru_tail, **pp;
+
+	for (pp = chain_of(s, victim->hash); *pp; pp = &(*pp)->chain) {
+		if (*pp == victim) {
+			*pp = victim->chain;
+			break;
+		}
+	}
+	lru_unlink(s, victim);
+	s->count--;
+	free(victim);
+}
+
+static struct rl_entry *insert(struct rl_stripe *s, uint64_t hash, const uint8_t *key, size_t len,
+			       uint64_t now_ns)
+{
+	struct rl_entry *e, **chain;
+
+	if (s->count >= RL_STRIPE_MAX)
+		evict_lru(s);
+	e = malloc(sizeof(*e) + len);
+	if (!e)
+		return NULL;
+	e->hash = hash;
+	e->keylen = len;
+	memcpy(e->key, key, len);
+	e->word = tb_init(now_ns);
+	chain = chain_of(s, hash);
+	e->chain = *chain;
+	*chain = e;
+	lru_push_front(s, e);
+	s->count++;
+	return e;
+}
+
+bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, uint64_t now_ns,
+		    uint32_t *retry_after_s)
+{
+	struct rl_table *t = p->table;
+	uint64_t hash, wait_ns;
+	struct rl_stripe *s;
+	struct rl_entry *e;
+	bool ok;
+
+	if (keylen > RATELIMIT_KEY_MAX)
+		keylen = RATELIMIT_KEY_MAX;
+	hash = key_hash(t->seed, key, keylen);
+	s = &t->stripes[hash % RL_STRIPES];
+	pthread_mutex_lock(&s->lock);
+	e = find(s, hash, key, keylen);
+	if (e) {
+		lru_unlink(s, e);
+		lru_push_front(s, e);
+	} else {
+		e = insert(s, hash, key, keylen, now_ns);
+	}
+	if (!e) {
+		/* Out of memory: failing open keeps the gateway serving. */
+		pthread_mutex_unlock(&s->lock);
+		return true;
+	}
+	ok = tb_take(&e->word, &t->params, now_ns);
+	wait_ns = ok ? 0 : tb_wait_ns(e->word, &t->params, now_ns);
+	pthread_mutex_unlock(&s->lock);
+	if (!ok && retry_after_s) {
+		uint64_t secs = (wait_ns + TB_NS_PER_S - 1) / TB_NS_PER_S;
+
+		*retry_after_s = secs < 1 ? 1 : secs > UINT32_MAX ? UINT32_MAX : secs;
+	}
+	return ok;
+}
