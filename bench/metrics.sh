@@ -104,7 +104,7 @@ scraper() {
 phase() { # $1 = none|scrape; prints req/s
 	local spid=
 	if [ "$1" = scrape ]; then
-		scraper &
+		taskset -c "$CLIENT_CPU" bash -c "$(declare -f scraper); ADMIN_PORT=$ADMIN_PORT RUN_DIR=$RUN_DIR scraper" &
 		spid=$!
 	fi
 	taskset -c "$CLIENT_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \

@@ -320,7 +320,7 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 static void parse_upstreams(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	json_t *arr = cfg_get_array(root, "upstreams", "", errs), *u;
-	char p[CFG_PATH_MAX];
+	char p[CFG_PATH_MAX], np[CFG_PATH_MAX];
 	size_t i;
 
 	if (!arr)
@@ -333,7 +333,7 @@ static void parse_upstreams(json_t *root, struct xg_config *cfg, struct cfg_errs
 		for (size_t j = 0; j < i; j++)
 			if (cfg->upstreams[i].name && cfg->upstreams[j].name &&
 			    !strcmp(cfg->upstreams[i].name, cfg->upstreams[j].name))
-				cfg_err(errs, cfg_path_key(p, p, "name"),
+				cfg_err(errs, cfg_path_key(np, p, "name"),
 					"duplicate upstream \"%s\"", cfg->upstreams[i].name);
 	}
 }
@@ -481,7 +481,8 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	json_t *arr = cfg_get_array(root, "routes", "", errs), *r;
-	char p[CFG_PATH_MAX], err[256] = "";
+	char p[CFG_PATH_MAX], np[CFG_PATH_MAX], err[256] = "";
+	char *sep;
 	size_t i;
 
 	if (!arr)
@@ -494,14 +495,22 @@ static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *e
 		for (size_t j = 0; j < i; j++)
 			if (cfg->routes[i].name && cfg->routes[j].name &&
 			    !strcmp(cfg->routes[i].name, cfg->routes[j].name))
-				cfg_err(errs, cfg_path_key(p, p, "name"), "duplicate route \"%s\"",
+				cfg_err(errs, cfg_path_key(np, p, "name"), "duplicate route \"%s\"",
 					cfg->routes[i].name);
 	}
 	if (errs->count)
 		return;
 	cfg->router = router_build(cfg->routes, cfg->nroutes, err, sizeof(err));
-	if (!cfg->router)
+	if (cfg->router)
+		return;
+	/* The router names the offending path itself: "routes[1].paths[0]: message". */
+	sep = strstr(err, ": ");
+	if (sep) {
+		*sep = '\0';
+		cfg_err(errs, err, "%s", sep + 2);
+	} else {
 		cfg_err(errs, "routes", "%s", err[0] ? err : "cannot build the route table");
+	}
 }
 
 static void parse_sni_routes(json_t *l, const char *path, struct listener_config *lc,
