@@ -8,7 +8,9 @@
 #   DURATION=20 CONNECTIONS=128 ALGS=RS256 bench/auth.sh
 #
 # Environment: DURATION (s, 10), WARMUP (s, 2), CONNECTIONS (64), WRK_THREADS (1),
-# ALGS ("RS256 ES256"), SYSTEMS ("xgate-cache xgate-nocache haproxy"), BUILD (build),
+# ROUNDS (3: every system runs once per round, interleaved, and the table shows medians),
+# ALGS ("RS256 ES256"), SYSTEMS ("xgate-open xgate-cache xgate-nocache haproxy";
+# xgate-open is the same route without auth, the proxying cost alone), BUILD (build),
 # PROXY_CPU (last CPU), CLIENT_CPU (the other CPUs: wrk and the backend).
 # Keys are generated for each run; only public keys touch the disk (a private temp dir).
 set -euo pipefail
@@ -18,8 +20,9 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-1}
+ROUNDS=${ROUNDS:-3}
 ALGS=${ALGS:-"RS256 ES256"}
-SYSTEMS=${SYSTEMS:-"xgate-cache xgate-nocache haproxy"}
+SYSTEMS=${SYSTEMS:-"xgate-open xgate-cache xgate-nocache haproxy"}
 BUILD=${BUILD:-build}
 NCPU=$(nproc)
 PROXY_CPU=${PROXY_CPU:-$((NCPU - 1))}
@@ -30,6 +33,7 @@ ISSUER="https://auth.bench.xgate.test"
 AUDIENCE="bench"
 RUN_DIR=$(mktemp -d /tmp/xgate-bench-auth.XXXXXX)
 pids=()
+declare -A RPS CPU
 
 die() { echo "bench-auth: $*" >&2; exit 1; }
 note() { echo "bench-auth: $*" >&2; }
@@ -97,7 +101,7 @@ start_backend() {
 	wait_port "$BACKEND_PORT" 10 || die "backend did not start"
 }
 
-write_xgate_config() { # cache_size
+write_xgate_config() { # cache_size route_auth
 	cat >"$RUN_DIR/xgate.json" <<JSON
 {
   "workers": 1,
@@ -107,7 +111,7 @@ write_xgate_config() { # cache_size
   "upstreams": [{"name": "users", "targets": [{"address": "127.0.0.1:$BACKEND_PORT"}],
                  "keepalive": 64, "timeouts_ms": {"connect": 1000, "read": 30000}, "retries": 0}],
   "routes": [{"name": "users", "paths": ["/api/users"], "upstream": "users",
-              "auth": {"jwt": {}}}],
+              "auth": $2}],
   "auth": {"jwt": {"jwks_file": "$RUN_DIR/jwks.json", "algorithms": ["RS256", "ES256"],
                    "issuer": "$ISSUER", "audience": "$AUDIENCE", "leeway_s": 30,
                    "forward_claims": {"sub": "X-User-Id"}, "cache_size": $1}}
@@ -118,8 +122,9 @@ JSON
 start_proxy() { # system alg; sets PROXY_PID
 	PROXY_PORT=$(pick_port)
 	case $1 in
-	xgate-cache | xgate-nocache)
-		write_xgate_config "$([ "$1" = xgate-cache ] && echo 4096 || echo 0)"
+	xgate-open | xgate-cache | xgate-nocache)
+		write_xgate_config "$([ "$1" = xgate-nocache ] && echo 0 || echo 4096)" \
+			"$([ "$1" = xgate-open ] && echo '"none"' || echo '{"jwt": {}}')"
 		taskset -c "$PROXY_CPU" "$BUILD/xgate" -c "$RUN_DIR/xgate.json" 2>"$RUN_DIR/$1.log" &
 		;;
 	haproxy)
@@ -146,6 +151,7 @@ sanity_check() { # system token
 	local url="http://127.0.0.1:$PROXY_PORT/api/users/1" code
 	code=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" "$url")
 	[ "$code" = 200 ] || die "$1: valid token gave $code"
+	[ "$1" = xgate-open ] && return 0
 	code=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' "$url")
 	[ "$code" = 401 ] || die "$1: no token gave $code, want 401"
 	code=$(curl -sS -m 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${2%?}A" "$url")
@@ -176,8 +182,16 @@ measure() { # system alg token
 	errors=$(awk '/Socket errors:/ {print $0}' "$out")
 	cpu_us=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$reqs" \
 		'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }')
-	printf "%-14s %-6s %12s %14s %10s %s\n" "$1" "$2" "$rps" "$cpu_us" "$non2xx" "$errors"
-	[ "$non2xx" = 0 ] || note "$1 $2: $non2xx non-2xx responses: the result is not valid"
+	note "round $round: $1 $2: $rps req/s, $cpu_us us/req, non-2xx $non2xx $errors"
+	[ "$non2xx" = 0 ] || die "$1 $2: $non2xx non-2xx responses: the result is not valid"
+	RPS[$1/$2]+="$rps "
+	CPU[$1/$2]+="$cpu_us "
+}
+
+median() {
+	tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {
+		if (!NR) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
+		else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 /usr/bin/python3 bench/auth/mktokens.py "$RUN_DIR" >"$RUN_DIR/tokens" ||
@@ -185,11 +199,21 @@ measure() { # system alg token
 start_backend
 note "proxy on CPU $PROXY_CPU, wrk and backend on CPU $CLIENT_CPU; ${DURATION}s per run," \
 	"$CONNECTIONS connections, $WRK_THREADS wrk thread(s)"
-printf "%-14s %-6s %12s %14s %10s\n" system alg "req/s" "CPU us/req" "non-2xx"
+for round in $(seq "$ROUNDS"); do
+	for alg in $ALGS; do
+		token=$(awk -v a="$alg" '$1 == a {print $2}' "$RUN_DIR/tokens")
+		[ -n "$token" ] || die "no token for $alg"
+		for system in $SYSTEMS; do
+			measure "$system" "$alg" "$token"
+		done
+	done
+done
+echo "median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections:"
+printf "%-14s %-6s %10s %12s %s\n" system alg "req/s" "CPU us/req" "(req/s per round)"
 for alg in $ALGS; do
-	token=$(awk -v a="$alg" '$1 == a {print $2}' "$RUN_DIR/tokens")
-	[ -n "$token" ] || die "no token for $alg"
 	for system in $SYSTEMS; do
-		measure "$system" "$alg" "$token"
+		printf "%-14s %-6s %10s %12s (%s)\n" "$system" "$alg" \
+			"$(median <<<"${RPS[$system/$alg]}")" "$(median <<<"${CPU[$system/$alg]}")" \
+			"${RPS[$system/$alg]% }"
 	done
 done

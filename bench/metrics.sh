@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Cost of metrics collection on the request path: one xgate process, one backend, wrk
 # driving GET /bench in alternating phases with and without a GET /metrics scrape every
-# second (A B A B ... so drift hits both sides alike). Prints req/s per phase, the mean
+# second (A B, B A, ... so drift and order hit both sides alike). Prints req/s per phase, the mean
 # of each side, the difference, and the scrape size and latency.
 #
 #   bench/metrics.sh
 #   DURATION=10 ROUNDS=3 CONNECTIONS=64 bench/metrics.sh
 #
-# Environment: DURATION (s per phase, 8), ROUNDS (pairs of phases, 3), CONNECTIONS (64),
+# Environment: DURATION (s per phase, 5), ROUNDS (pairs of phases, 5), CONNECTIONS (64),
 # WRK_THREADS (1), BUILD (build), PROXY_CPU (last CPU), CLIENT_CPU (the others).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-8}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-1}
 BUILD=${BUILD:-build}
@@ -122,16 +122,25 @@ echo "metrics-bench: xgate on CPU $PROXY_CPU, wrk/backend/scraper on CPU $CLIENT
 taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$LISTEN_PORT/bench" >/dev/null
 none=() scrape=()
 printf '%-6s %-12s %s\n' round phase req/s
+run_none() { v=$(phase none); none+=("$v"); printf '%-6s %-12s %s\n' "$1" "no scrape" "$v"; }
+run_scrape() { v=$(phase scrape); scrape+=("$v"); printf '%-6s %-12s %s\n' "$1" "scrape 1/s" "$v"; }
+# A B, B A, A B, ...: neither side always runs first.
 for r in $(seq "$ROUNDS"); do
-	v=$(phase none); none+=("$v"); printf '%-6s %-12s %s\n' "$r" "no scrape" "$v"
-	v=$(phase scrape); scrape+=("$v"); printf '%-6s %-12s %s\n' "$r" "scrape 1/s" "$v"
+	if ((r % 2)); then run_none "$r"; run_scrape "$r"; else run_scrape "$r"; run_none "$r"; fi
 done
 mean() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.0f", s / NR }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mn=$(mean "${none[@]}") ms=$(mean "${scrape[@]}")
+# Each pair ran back to back, so its ratio cancels slow drift (other load on the box).
+ratios=()
+for i in "${!none[@]}"; do
+	ratios+=("$(awk -v a="${none[$i]}" -v b="${scrape[$i]}" 'BEGIN { print (b - a) * 100 / a }')")
+done
 echo
 printf 'mean req/s without scrapes: %s\n' "$mn"
-printf 'mean req/s with a scrape every second: %s (%+.2f%%)\n' "$ms" \
-	"$(awk -v a="$mn" -v b="$ms" 'BEGIN { print (b - a) * 100 / a }')"
+printf 'mean req/s with a scrape every second: %s\n' "$ms"
+printf 'median per-pair change with scrapes: %+.2f%% (pairs: %s)\n' "$(median "${ratios[@]}")" \
+	"$(printf '%+.1f%% ' "${ratios[@]}")"
 awk '$1 != "fail" { n++; b += $1; t += $2; if ($2 > m) m = $2 } $1 == "fail" { f++ }
      END { printf "scrapes: %d ok, %d failed, %.0f bytes, mean %.2f ms, max %.2f ms\n",
            n, f, n ? b / n : 0, n ? t * 1000 / n : 0, m * 1000 }' "$RUN_DIR/scrapes"

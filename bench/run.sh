@@ -7,7 +7,8 @@
 #   DURATION=30 CONNECTIONS=128 bench/run.sh
 #   SYSTEMS="haproxy nginx" SCRIPTS=get bench/run.sh
 #
-# Environment: DURATION (s, 10), WARMUP (s, 2), CONNECTIONS (64), WRK_THREADS (1),
+# Environment: DURATION (s, 10), WARMUP (s, 2), ROUNDS (3; systems are interleaved per
+# round and the table shows medians), CONNECTIONS (64), WRK_THREADS (1),
 # SYSTEMS ("direct xgate haproxy nginx"; "direct" is wrk straight at one backend, the
 # ceiling that the client core can drive: a proxy near it is client-bound, compare CPU/req), SCRIPTS ("get post"), BUILD (build),
 # PROXY_CPU (last CPU), CLIENT_CPU (CPUs other than PROXY_CPU: wrk and backends),
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-1}
 SYSTEMS=${SYSTEMS:-"direct xgate haproxy nginx"}
@@ -199,8 +201,8 @@ sanity_check() { # system
 	[ "$code" = 404 ] || die "$1: GET /api/usersX gave $code, want 404"
 }
 
-run_wrk() { # system script
-	local sys=$1 script=$2 out="$RUN_DIR/wrk-$1-$2.log" t0 t1 line requests
+run_wrk() { # system script round
+	local sys=$1 script=$2 k="$1,$2,$3" out="$RUN_DIR/wrk-$1-$2-$3.log" t0 t1 line requests
 	local core_busy0 core_total0 core_busy1 core_total1
 	taskset -c "$CLIENT_CPU" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${WARMUP}s" \
 		-s "bench/$script.lua" "http://127.0.0.1:$PROXY_PORT" >/dev/null
@@ -217,18 +219,46 @@ run_wrk() { # system script
 	eval "$(sed 's/^XGBENCH //' <<<"$line" | tr ' ' '\n' | sed 's/^/local w_/')"
 	requests=$w_requests
 	((requests > 0)) || die "$sys/$script: wrk completed no requests"
-	RPS[$sys,$script]=$(awk -v r="$requests" -v d="$w_duration_us" 'BEGIN{printf "%.0f", r*1e6/d}')
-	P50[$sys,$script]=$(awk -v v="$w_p50_us" 'BEGIN{printf "%.3f", v/1000}')
-	P99[$sys,$script]=$(awk -v v="$w_p99_us" 'BEGIN{printf "%.3f", v/1000}')
-	CPU[$sys,$script]=""
-	[ -z "$PROXY_PID" ] || CPU[$sys,$script]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" \
+	RPS[$k]=$(awk -v r="$requests" -v d="$w_duration_us" 'BEGIN{printf "%.0f", r*1e6/d}')
+	P50[$k]=$(awk -v v="$w_p50_us" 'BEGIN{printf "%.3f", v/1000}')
+	P99[$k]=$(awk -v v="$w_p99_us" 'BEGIN{printf "%.3f", v/1000}')
+	CPU[$k]=""
+	[ -z "$PROXY_PID" ] || CPU[$k]=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" \
 		-v r="$requests" 'BEGIN{printf "%.2f", t*1e6/hz/r}')
-	BUSY[$sys,$script]=$(awk -v b=$((core_busy1 - core_busy0)) -v t=$((core_total1 - core_total0)) \
+	BUSY[$k]=$(awk -v b=$((core_busy1 - core_busy0)) -v t=$((core_total1 - core_total0)) \
 		'BEGIN{ if (t > 0) printf "%.0f", 100*b/t; else print "-" }')
-	ERRS[$sys,$script]=$((w_connect_err + w_read_err + w_write_err + w_status_err + w_timeout_err))
-	note "$sys $script: ${RPS[$sys,$script]} req/s, p50 ${P50[$sys,$script]} ms," \
-		"p99 ${P99[$sys,$script]} ms, ${CPU[$sys,$script]:--} CPU µs/req," \
-		"proxy core ${BUSY[$sys,$script]}% busy, ${ERRS[$sys,$script]} errors"
+	ERRS[$k]=$((w_connect_err + w_read_err + w_write_err + w_status_err + w_timeout_err))
+	note "round $3: $sys $script: ${RPS[$k]} req/s, p50 ${P50[$k]} ms, p99 ${P99[$k]} ms," \
+		"${CPU[$k]:--} CPU µs/req, proxy core ${BUSY[$k]}% busy, ${ERRS[$k]} errors"
+}
+
+median() { # printf-format values... -> the median (values are numbers, or "" for none)
+	local fmt=$1
+	shift
+	printf '%s\n' "$@" | { grep -v '^$' || true; } | sort -g |
+		awk -v f="$fmt" '{ a[NR] = $1 } END { if (NR) printf f "\n", a[int((NR + 1) / 2)] }'
+}
+
+# Medians over the rounds, so that load from elsewhere in one round does not decide.
+aggregate() {
+	local sys script r rps p50 p99 cpu busy errs
+	for sys in $SYSTEMS; do
+		for script in $SCRIPTS; do
+			rps=() p50=() p99=() cpu=() busy=() errs=0
+			for r in $(seq "$ROUNDS"); do
+				rps+=("${RPS[$sys,$script,$r]}") p50+=("${P50[$sys,$script,$r]}")
+				p99+=("${P99[$sys,$script,$r]}") cpu+=("${CPU[$sys,$script,$r]}")
+				busy+=("${BUSY[$sys,$script,$r]}")
+				errs=$((errs + ${ERRS[$sys,$script,$r]}))
+			done
+			RPS[$sys,$script]=$(median %.0f "${rps[@]}")
+			P50[$sys,$script]=$(median %.3f "${p50[@]}")
+			P99[$sys,$script]=$(median %.3f "${p99[@]}")
+			CPU[$sys,$script]=$(median %.2f "${cpu[@]}")
+			BUSY[$sys,$script]=$(median %.0f "${busy[@]}")
+			ERRS[$sys,$script]=$errs
+		done
+	done
 }
 
 ratio() { # a b -> a/b or "-"
@@ -259,7 +289,7 @@ print_table() {
 }
 
 main() {
-	local sys script
+	local sys script round
 	for sys in $SYSTEMS; do
 		case $sys in
 		xgate) [ -x "$BUILD/xgate" ] || die "$BUILD/xgate not built (make), or set SYSTEMS" ;;
@@ -273,23 +303,27 @@ main() {
 	BACKEND1_PORT=$(pick_port)
 	BACKEND2_PORT=$(pick_port)
 	note "proxy on CPU $PROXY_CPU; wrk and backends ($BACKEND) on CPU $CLIENT_CPU;" \
-		"${DURATION}s runs, $CONNECTIONS connections, $WRK_THREADS wrk thread(s)"
+		"$ROUNDS rounds of ${DURATION}s runs, $CONNECTIONS connections, $WRK_THREADS wrk thread(s)"
 	start_backends
-	for sys in $SYSTEMS; do
-		PROXY_PORT=$(pick_port)
-		start_proxy "$sys"
-		[ "$sys" = direct ] || sanity_check "$sys"
-		for script in $SCRIPTS; do run_wrk "$sys" "$script"; done
-		[ -z "$PROXY_PID" ] || { stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"; }
+	for round in $(seq "$ROUNDS"); do
+		for sys in $SYSTEMS; do
+			PROXY_PORT=$(pick_port)
+			start_proxy "$sys"
+			[ "$sys" = direct ] || sanity_check "$sys"
+			for script in $SCRIPTS; do run_wrk "$sys" "$script" "$round"; done
+			[ -z "$PROXY_PID" ] || { stop_pid "$PROXY_PID"; forget_pid "$PROXY_PID"; }
+		done
 	done
+	aggregate
 	mkdir -p "$OUT_DIR"
 	{
 		echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'))"
-		echo "command: DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS" \
+		echo "command: DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS" \
 			"BACKEND=$BACKEND SYSTEMS=\"$SYSTEMS\" SCRIPTS=\"$SCRIPTS\" bench/run.sh" \
 			"(proxy CPU $PROXY_CPU, client CPU $CLIENT_CPU)"
 		echo "versions: $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1);" \
 			"xgate $("$BUILD/xgate" --version 2>/dev/null | head -1 || echo n/a)"
+		echo "values: median of $ROUNDS rounds (systems interleaved per round); errors: sum"
 		echo
 		print_table
 	} | tee "$OUT_DIR/results.md"

@@ -94,12 +94,12 @@ cat >&2 <<EOF
 ================================================================================
  xgate demo is running (Ctrl-C stops everything). Try:
 
-  curl -i http://127.0.0.1:8080/api/catalog                      # open route, cached
+  curl -i http://127.0.0.1:8080/api/catalog                      # open route, cached 30 s
   curl -i http://127.0.0.1:8080/api/users                        # 401: needs a JWT
   TOKEN=\$($PY scripts/demo-token.py --sub alice --roles user)
   curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/users/1
-  for i in 1 2 3 4; do curl -s -H "Authorization: Bearer \$TOKEN" \\
-      http://127.0.0.1:8080/api/users/2 | grep instance; done         # two users instances
+  for i in 1 2 3 4 5 6; do curl -s -H "Authorization: Bearer \$TOKEN" \\
+      http://127.0.0.1:8080/api/users/1 | grep instance; done         # two users instances
   curl -s -H "Authorization: Bearer \$TOKEN" -d '{"name":"carol"}' \\
       http://127.0.0.1:8080/api/users                             # POST, X-User-Id forwarded
   curl -s -H "X-API-Key: $MOBILE_APP_KEY" http://127.0.0.1:8080/api/orders

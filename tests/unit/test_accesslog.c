@@ -19,23 +19,24 @@ static char dir[] = "/tmp/xgate-accesslog-XXXXXX";
 
 static struct access_entry entry(const char *path, size_t path_len)
 {
-	static struct sockaddr_in client = { .sin_family = AF_INET, .sin_port = __builtin_bswap16(5555) };
+	static struct sockaddr_in client = {.sin_family = AF_INET,
+					    .sin_port = __builtin_bswap16(5555)};
 
 	client.sin_addr.s_addr = htonl(0xc6120007); /* 198.18.0.7 */
 	return (struct access_entry){
-		.time_us = 1700000000123456LL,
-		.request_id = "req-1",
-		.client = (const struct sockaddr *)&client,
-		.method = "GET",
-		.path = path,
-		.path_len = path_len,
-		.route = "users",
-		.target = "127.0.0.1:9101",
-		.status = 200,
-		.bytes_in = 120,
-		.bytes_out = 3456,
-		.duration_us = 789,
-		.consumer = "mobile-app",
+	    .time_us = 1700000000123456LL,
+	    .request_id = "req-1",
+	    .client = (const struct sockaddr *)&client,
+	    .method = "GET",
+	    .path = path,
+	    .path_len = path_len,
+	    .route = "users",
+	    .target = "127.0.0.1:9101",
+	    .status = 200,
+	    .bytes_in = 120,
+	    .bytes_out = 3456,
+	    .duration_us = 789,
+	    .consumer = "mobile-app",
 	};
 }
 
@@ -99,8 +100,8 @@ static void test_fields(void)
 
 static void test_ipv6_and_missing(void)
 {
-	struct sockaddr_in6 c6 = { .sin6_family = AF_INET6, .sin6_port = htons(443) };
-	struct access_entry e = { .time_us = 5, .client = (struct sockaddr *)&c6, .status = 404 };
+	struct sockaddr_in6 c6 = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
+	struct access_entry e = {.time_us = 5, .client = (struct sockaddr *)&c6, .status = 404};
 	size_t len;
 	json_t *j;
 
@@ -125,9 +126,10 @@ static void test_hostile_path(void)
 	static const char path[] = "/a\"b\\c\r\nd\te\0f\x1b\x7f"
 				   "\xff\xc0\xaf\x80\xed\xa0\x80\xe2\x82"
 				   "/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
-	static const char expect[] = "/a\"b\\c\r\nd\te\0f\x1b\x7f"
-				     "\xc3\xbf\xc3\x80\xc2\xaf\xc2\x80\xc3\xad\xc2\xa0\xc2\x80\xc3\xa2\xc2\x82"
-				     "/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+	static const char expect[] =
+	    "/a\"b\\c\r\nd\te\0f\x1b\x7f"
+	    "\xc3\xbf\xc3\x80\xc2\xaf\xc2\x80\xc3\xad\xc2\xa0\xc2\x80\xc3\xa2\xc2\x82"
+	    "/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
 	struct access_entry e = entry(path, sizeof(path) - 1);
 	char line[4096];
 	size_t len = accesslog_format(line, sizeof(line), &e);
@@ -200,7 +202,9 @@ static int count_lines(const char *file, int *seen, int per_worker)
 		json_t *j = json_loadb(line, n, 0, NULL);
 		int w, i;
 
-		if (!j || sscanf(jstr(j, "request_id") ? jstr(j, "request_id") : "", "w%d-%d", &w, &i) != 2 ||
+		if (!j ||
+		    sscanf(jstr(j, "request_id") ? jstr(j, "request_id") : "", "w%d-%d", &w, &i) !=
+			2 ||
 		    w < 0 || w > 1 || i < 0 || i >= per_worker) {
 			fprintf(stderr, "bad line: %s", line);
 			lines = -1000000;
@@ -241,7 +245,7 @@ static void *write_many(void *p)
 static void test_two_writers_and_reopen(void)
 {
 	char file[256], rotated[256];
-	struct writer_arg args[2] = { { 0 }, { 1 } };
+	struct writer_arg args[2] = {{0}, {1}};
 	pthread_t th[2];
 	static int seen[2 * PER_WORKER];
 	int a, b;
@@ -298,7 +302,7 @@ static void *read_fifo(void *p)
 static void test_full_buffer_drops(void)
 {
 	char fifo[256];
-	struct fifo_reader reader = { 0 };
+	struct fifo_reader reader = {0};
 	struct timespec t0, t1;
 	pthread_t th;
 	uint64_t before = accesslog_dropped();

@@ -30,9 +30,9 @@ static void echo_len(void *ctx, const struct admin_call *call, struct admin_resp
 }
 
 static const struct admin_endpoint endpoints[] = {
-	{ "/hello", HTTP_GET, hello },
-	{ "/echo", HTTP_POST, echo_len },
-	{ NULL, 0, NULL },
+    {"/hello", HTTP_GET, hello},
+    {"/echo", HTTP_POST, echo_len},
+    {NULL, 0, NULL},
 };
 
 static struct admin_server *server;
@@ -40,8 +40,8 @@ static int hello_calls;
 
 static int connect_server(void)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET,
-				   .sin_port = htons(admin_server_port(server)) };
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(admin_server_port(server))};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -72,7 +72,7 @@ static void send_str(int fd, const char *s)
 
 static int read_response(int fd, char *out, size_t cap, struct http_response *resp)
 {
-	static const struct http_limits limits = { .max_header_bytes = 16384 };
+	static const struct http_limits limits = {.max_header_bytes = 16384};
 	size_t len = 0;
 
 	for (;;) {
@@ -84,7 +84,7 @@ static int read_response(int fd, char *out, size_t cap, struct http_response *re
 		}
 		if (rc < 0)
 			return -1;
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 3000) <= 0)
 			return -1;
 		/* One byte at a time so a second pipelined response stays in the socket. */
@@ -99,7 +99,7 @@ static int read_response(int fd, char *out, size_t cap, struct http_response *re
 
 static bool closed_by_server(int fd)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	char c;
 
 	return poll(&p, 1, 3000) == 1 && recv(fd, &c, 1, 0) == 0;
@@ -130,13 +130,14 @@ static void test_keepalive_and_head(void)
 	CHECK_EQ(r.status, 200);
 	CHECK(strstr(buf, "X-Request-Id: abc-123\r\n") != NULL);
 	/* HEAD: headers with the GET length, no body. */
-	const char head[] = "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char head[] =
+	    "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
 	send_all(fd, head, sizeof(head) - 1);
 	{
-		static const struct http_limits limits = { .max_header_bytes = 16384 };
+		static const struct http_limits limits = {.max_header_bytes = 16384};
 		char all[4096];
 		size_t len = 0;
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 
 		while (len < sizeof(all) - 1 && poll(&p, 1, 500) == 1) {
 			ssize_t n = recv(fd, all + len, sizeof(all) - 1 - len, 0);
@@ -221,14 +222,16 @@ static void test_limits(void)
 	close(fd);
 
 	fd = connect_server();
-	send_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+	send_str(fd,
+		 "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
 	CHECK(read_response(fd, buf, sizeof(buf), &r) > 0);
 	CHECK_EQ(r.status, 411);
 	close(fd);
 
 	/* A body within the bound, sent in two pieces, reaches the handler whole. */
 	fd = connect_server();
-	send_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello");
+	send_str(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: "
+		     "close\r\n\r\nhello");
 	usleep(50000);
 	send_str(fd, " world");
 	CHECK(read_response(fd, buf, sizeof(buf), &r) > 0);
@@ -269,7 +272,8 @@ static void test_many_connections(void)
 
 static void test_bind_error(void)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(admin_server_port(server)) };
+	struct sockaddr_in sin = {.sin_family = AF_INET,
+				  .sin_port = htons(admin_server_port(server))};
 	char err[256];
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -279,17 +283,23 @@ static void test_bind_error(void)
 }
 
 static const char *demo_config =
-	"{\"listeners\": [{\"name\": \"tls\", \"address\": \"0.0.0.0:8443\", \"tls\": {\"certificates\":"
-	"  [{\"cert\": \"config/certs/demo.crt\", \"key\": \"/etc/xgate/PRIVATE-KEY-PATH\"}]}}],"
-	" \"upstreams\": [{\"name\": \"users\", \"keepalive\": 32, \"targets\": [{\"address\": \"127.0.0.1:9101\"}]}],"
-	" \"routes\": [{\"name\": \"users\", \"paths\": [\"/api\"], \"headers\": {\"X-Shared-Secret\": \"HDRSECRET\"}}],"
-	" \"auth\": {\"jwt\": {\"jwks_file\": \"config/keys/jwks.json\", \"hmac_secret\": \"HMACSECRET\","
-	"   \"jwks\": {\"keys\": [{\"kty\": \"oct\", \"kid\": \"k1\", \"k\": \"OCTSECRET\"},"
-	"                      {\"kty\": \"RSA\", \"kid\": \"r1\", \"n\": \"PUBLICN\", \"e\": \"AQAB\", \"d\": \"RSAPRIVD\"}]}},"
-	"   \"api_keys\": {\"header\": \"X-API-Key\"}},"
-	" \"consumers\": [{\"name\": \"mobile-app\", \"api_keys\": [\"LITERALKEY1\", \"${MOBILE_APP_KEY}\"],"
-	"   \"password\": 12345, \"roles\": [\"user\"]}],"
-	" \"admin\": {\"address\": \"127.0.0.1:9901\", \"token\": \"ADMINTOKEN\"}}";
+    "{\"listeners\": [{\"name\": \"tls\", \"address\": \"0.0.0.0:8443\", \"tls\": "
+    "{\"certificates\":"
+    "  [{\"cert\": \"config/certs/demo.crt\", \"key\": \"/etc/xgate/PRIVATE-KEY-PATH\"}]}}],"
+    " \"upstreams\": [{\"name\": \"users\", \"keepalive\": 32, \"targets\": [{\"address\": "
+    "\"127.0.0.1:9101\"}]}],"
+    " \"routes\": [{\"name\": \"users\", \"paths\": [\"/api\"], \"headers\": {\"X-Shared-Secret\": "
+    "\"HDRSECRET\"}}],"
+    " \"auth\": {\"jwt\": {\"jwks_file\": \"config/keys/jwks.json\", \"hmac_secret\": "
+    "\"HMACSECRET\","
+    "   \"jwks\": {\"keys\": [{\"kty\": \"oct\", \"kid\": \"k1\", \"k\": \"OCTSECRET\"},"
+    "                      {\"kty\": \"RSA\", \"kid\": \"r1\", \"n\": \"PUBLICN\", \"e\": "
+    "\"AQAB\", \"d\": \"RSAPRIVD\"}]}},"
+    "   \"api_keys\": {\"header\": \"X-API-Key\"}},"
+    " \"consumers\": [{\"name\": \"mobile-app\", \"api_keys\": [\"LITERALKEY1\", "
+    "\"${MOBILE_APP_KEY}\"],"
+    "   \"password\": 12345, \"roles\": [\"user\"]}],"
+    " \"admin\": {\"address\": \"127.0.0.1:9901\", \"token\": \"ADMINTOKEN\"}}";
 
 static void test_redact(void)
 {
@@ -303,31 +313,34 @@ static void test_redact(void)
 	CHECK(text != NULL);
 	if (!text)
 		return;
-	static const char *const secrets[] = { "PRIVATE-KEY-PATH", "HDRSECRET", "HMACSECRET", "OCTSECRET",
-					       "RSAPRIVD", "LITERALKEY1", "12345", "ADMINTOKEN", NULL };
+	static const char *const secrets[] = {
+	    "PRIVATE-KEY-PATH", "HDRSECRET", "HMACSECRET", "OCTSECRET", "RSAPRIVD",
+	    "LITERALKEY1",	"12345",     "ADMINTOKEN", NULL};
 	for (int i = 0; secrets[i]; i++)
 		if (strstr(text, secrets[i])) {
 			fprintf(stderr, "secret %s leaked: %s\n", secrets[i], text);
 			CHECK(!strstr(text, secrets[i]));
 		}
 	/* What is not secret stays as it was, and the shape is unchanged. */
-	static const char *const kept[] = { "config/certs/demo.crt", "127.0.0.1:9101", "X-API-Key",
-					    "PUBLICN", "AQAB", "config/keys/jwks.json",
-					    "${MOBILE_APP_KEY}", "mobile-app", "\"keepalive\": 32", NULL };
+	static const char *const kept[] = {
+	    "config/certs/demo.crt", "127.0.0.1:9101",	  "X-API-Key",	"PUBLICN",	     "AQAB",
+	    "config/keys/jwks.json", "${MOBILE_APP_KEY}", "mobile-app", "\"keepalive\": 32", NULL};
 	for (int i = 0; kept[i]; i++)
 		if (!strstr(text, kept[i])) {
 			fprintf(stderr, "%s missing: %s\n", kept[i], text);
 			CHECK(strstr(text, kept[i]));
 		}
-	CHECK_STR(json_string_value(json_array_get(
-			  json_object_get(json_array_get(json_object_get(red, "consumers"), 0), "api_keys"), 0)),
-		  "<redacted>");
-	CHECK_EQ(json_array_size(json_object_get(json_array_get(json_object_get(red, "consumers"), 0),
-						 "api_keys")),
+	CHECK_STR(
+	    json_string_value(json_array_get(
+		json_object_get(json_array_get(json_object_get(red, "consumers"), 0), "api_keys"),
+		0)),
+	    "<redacted>");
+	CHECK_EQ(json_array_size(json_object_get(
+		     json_array_get(json_object_get(red, "consumers"), 0), "api_keys")),
 		 2);
 	/* The input is not modified. */
-	CHECK_STR(json_string_value(json_object_get(json_object_get(json_object_get(raw, "auth"), "jwt"),
-						    "hmac_secret")),
+	CHECK_STR(json_string_value(json_object_get(
+		      json_object_get(json_object_get(raw, "auth"), "jwt"), "hmac_secret")),
 		  "HMACSECRET");
 	free(text);
 	json_decref(red);
@@ -339,7 +352,7 @@ static void test_redact(void)
 
 int main(void)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = 0 };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0};
 	char err[256];
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

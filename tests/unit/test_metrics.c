@@ -15,7 +15,8 @@ static long long sample(const char *text, const char *series)
 {
 	size_t n = strlen(series);
 
-	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	for (const char *line = text; line && *line;
+	     line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
 		if (!strncmp(line, series, n) && line[n] == ' ')
 			return strtoll(line + n + 1, NULL, 10);
 	}
@@ -26,7 +27,8 @@ static double sample_f(const char *text, const char *series)
 {
 	size_t n = strlen(series);
 
-	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	for (const char *line = text; line && *line;
+	     line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
 		if (!strncmp(line, series, n) && line[n] == ' ')
 			return strtod(line + n + 1, NULL);
 	}
@@ -56,7 +58,8 @@ static void test_interning(void)
 	CHECK_EQ(metrics_route_slot(NULL), -1);
 	CHECK(metrics_listener_slot("intern-l") >= 0);
 	CHECK_EQ(metrics_listener_slot("intern-l"), metrics_listener_slot("intern-l"));
-	int t1 = metrics_target_slot("pool", "127.0.0.1:1"), t2 = metrics_target_slot("pool", "127.0.0.1:2");
+	int t1 = metrics_target_slot("pool", "127.0.0.1:1"),
+	    t2 = metrics_target_slot("pool", "127.0.0.1:2");
 	int t3 = metrics_target_slot("other", "127.0.0.1:1");
 	CHECK(t1 >= 0 && t2 >= 0 && t3 >= 0);
 	CHECK(t1 != t2 && t1 != t3 && t2 != t3);
@@ -90,10 +93,11 @@ static void *hammer(void *p)
 
 static void test_shards_sum(void)
 {
-	int route = metrics_route_slot("sum-route"), target = metrics_target_slot("sum", "10.0.0.1:80");
+	int route = metrics_route_slot("sum-route"),
+	    target = metrics_target_slot("sum", "10.0.0.1:80");
 	int listener = metrics_listener_slot("sum-listener");
-	struct worker_arg args[2] = { { 10, route, target, listener, 100000 },
-				      { 11, route, target, listener, 100000 } };
+	struct worker_arg args[2] = {{10, route, target, listener, 100000},
+				     {11, route, target, listener, 100000}};
 	pthread_t th[2];
 	char *text;
 
@@ -113,19 +117,24 @@ static void test_shards_sum(void)
 	CHECK(text != NULL);
 	if (!text)
 		return;
-	CHECK_EQ(sample(text, "xgate_http_requests_total{route=\"sum-route\",code=\"200\"}"), 100000);
-	CHECK_EQ(sample(text, "xgate_http_requests_total{route=\"sum-route\",code=\"503\"}"), 100000);
+	CHECK_EQ(sample(text, "xgate_http_requests_total{route=\"sum-route\",code=\"200\"}"),
+		 100000);
+	CHECK_EQ(sample(text, "xgate_http_requests_total{route=\"sum-route\",code=\"503\"}"),
+		 100000);
 	CHECK_EQ(sample(text, "xgate_http_request_duration_seconds_count{route=\"sum-route\"}"),
 		 200000);
 	CHECK_EQ(sample(text, "xgate_rate_limited_total{route=\"sum-route\"}"), 200000);
-	CHECK_EQ(sample(text, "xgate_upstream_requests_total{upstream=\"sum\",target=\"10.0.0.1:80\","
-			      "outcome=\"success\"}"),
+	CHECK_EQ(sample(text,
+			"xgate_upstream_requests_total{upstream=\"sum\",target=\"10.0.0.1:80\","
+			"outcome=\"success\"}"),
 		 100000);
-	CHECK_EQ(sample(text, "xgate_upstream_requests_total{upstream=\"sum\",target=\"10.0.0.1:80\","
-			      "outcome=\"timeout\"}"),
+	CHECK_EQ(sample(text,
+			"xgate_upstream_requests_total{upstream=\"sum\",target=\"10.0.0.1:80\","
+			"outcome=\"timeout\"}"),
 		 100000);
-	CHECK_EQ(sample(text, "xgate_upstream_requests_total{upstream=\"sum\",target=\"10.0.0.1:80\","
-			      "outcome=\"reset\"}"),
+	CHECK_EQ(sample(text,
+			"xgate_upstream_requests_total{upstream=\"sum\",target=\"10.0.0.1:80\","
+			"outcome=\"reset\"}"),
 		 -1);
 	CHECK_EQ(sample(text, "xgate_connections_active{listener=\"sum-listener\"}"), 100000);
 	char series[128];
@@ -155,7 +164,8 @@ static void test_histogram(void)
 	CHECK(text != NULL);
 	if (!text)
 		return;
-#define B(le) sample(text, "xgate_http_request_duration_seconds_bucket{route=\"hist\",le=\"" le "\"}")
+#define B(le)                                                                                      \
+	sample(text, "xgate_http_request_duration_seconds_bucket{route=\"hist\",le=\"" le "\"}")
 	CHECK_EQ(B("0.0005"), 2);
 	CHECK_EQ(B("0.001"), 3);
 	CHECK_EQ(B("0.0025"), 3);
@@ -211,8 +221,9 @@ static void test_escaping(void)
 	CHECK(text != NULL);
 	if (!text)
 		return;
-	CHECK_EQ(sample(text, "xgate_http_requests_total{route=\"we\\\"ird\\\\na\\nme\",code=\"201\"}"),
-		 1);
+	CHECK_EQ(
+	    sample(text, "xgate_http_requests_total{route=\"we\\\"ird\\\\na\\nme\",code=\"201\"}"),
+	    1);
 	free(text);
 }
 
@@ -220,22 +231,35 @@ static void test_config_and_extra(void)
 {
 	static struct target_state up_state, down_state;
 	struct target_config targets[2] = {
-		{ .address_text = "127.0.0.1:9101", .state = &up_state },
-		{ .address_text = "127.0.0.1:9102", .state = &down_state },
+	    {.address_text = "127.0.0.1:9101", .state = &up_state},
+	    {.address_text = "127.0.0.1:9102", .state = &down_state},
 	};
-	struct upstream_config ups = { .name = "users", .targets = targets, .ntargets = 2 };
-	struct route_config routes[1] = { { .name = "quiet", .metrics_slot = metrics_route_slot("quiet") } };
+	struct upstream_config ups = {.name = "users", .targets = targets, .ntargets = 2};
+	struct route_config routes[1] = {
+	    {.name = "quiet", .metrics_slot = metrics_route_slot("quiet")}};
 	struct listener_config listeners[1] = {
-		{ .name = "public", .metrics_slot = metrics_listener_slot("public") },
+	    {.name = "public", .metrics_slot = metrics_listener_slot("public")},
 	};
-	struct xg_config cfg = { .upstreams = &ups, .nupstreams = 1, .routes = routes, .nroutes = 1,
-				 .listeners = listeners, .nlisteners = 1 };
-	struct metrics_xdp_counter xdp[2] = { { "pass", 10 }, { "deny", 3 } };
+	struct xg_config cfg = {.upstreams = &ups,
+				.nupstreams = 1,
+				.routes = routes,
+				.nroutes = 1,
+				.listeners = listeners,
+				.nlisteners = 1};
+	struct metrics_xdp_counter xdp[2] = {{"pass", 10}, {"deny", 3}};
 	struct metrics_extra x = {
-		.have_tls = true, .tls_handshakes = 7, .tls_handshake_failures = 2, .ktls_tx = 1,
-		.have_splice = true, .splice_flows_total = 4, .splice_flows_active = 1,
-		.splice_fallbacks = 2, .have_xdp = true, .xdp = xdp, .nxdp = 2,
-		.access_log_dropped = 9,
+	    .have_tls = true,
+	    .tls_handshakes = 7,
+	    .tls_handshake_failures = 2,
+	    .ktls_tx = 1,
+	    .have_splice = true,
+	    .splice_flows_total = 4,
+	    .splice_flows_active = 1,
+	    .splice_fallbacks = 2,
+	    .have_xdp = true,
+	    .xdp = xdp,
+	    .nxdp = 2,
+	    .access_log_dropped = 9,
 	};
 	char *text;
 
@@ -246,11 +270,17 @@ static void test_config_and_extra(void)
 	CHECK(text != NULL);
 	if (!text)
 		return;
-	CHECK_EQ(sample(text, "xgate_upstream_target_up{upstream=\"users\",target=\"127.0.0.1:9101\"}"), 1);
-	CHECK_EQ(sample(text, "xgate_upstream_target_up{upstream=\"users\",target=\"127.0.0.1:9102\"}"), 0);
+	CHECK_EQ(
+	    sample(text, "xgate_upstream_target_up{upstream=\"users\",target=\"127.0.0.1:9101\"}"),
+	    1);
+	CHECK_EQ(
+	    sample(text, "xgate_upstream_target_up{upstream=\"users\",target=\"127.0.0.1:9102\"}"),
+	    0);
 	/* Configured but idle routes and listeners are shown at zero. */
 	CHECK_EQ(sample(text, "xgate_http_request_duration_seconds_count{route=\"quiet\"}"), 0);
-	CHECK_EQ(sample(text, "xgate_http_request_duration_seconds_bucket{route=\"quiet\",le=\"+Inf\"}"), 0);
+	CHECK_EQ(
+	    sample(text, "xgate_http_request_duration_seconds_bucket{route=\"quiet\",le=\"+Inf\"}"),
+	    0);
 	CHECK_EQ(sample(text, "xgate_rate_limited_total{route=\"quiet\"}"), 0);
 	CHECK_EQ(sample(text, "xgate_connections_active{listener=\"public\"}"), 0);
 	CHECK_EQ(sample(text, "xgate_config_generation"), 5);

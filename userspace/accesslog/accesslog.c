@@ -25,7 +25,7 @@
 
 struct ring {
 	_Atomic size_t head __attribute__((aligned(CACHELINE))); /* worker */
-	_Atomic uint64_t dropped;				  /* worker */
+	_Atomic uint64_t dropped;				 /* worker */
 	_Atomic size_t tail __attribute__((aligned(CACHELINE))); /* writer */
 	char *data;
 	char *scratch;
@@ -134,7 +134,7 @@ static void write_all(int fd, const char *p, size_t n)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == EAGAIN) {
-			poll(&(struct pollfd){ .fd = fd, .events = POLLOUT }, 1, 100);
+			poll(&(struct pollfd){.fd = fd, .events = POLLOUT}, 1, 100);
 			continue;
 		}
 		if (w <= 0) {
@@ -216,7 +216,7 @@ static void drain_all(void)
 
 static void *writer_main(void *arg)
 {
-	struct pollfd pfd = { .fd = atomic_load(&wake_fd), .events = POLLIN };
+	struct pollfd pfd = {.fd = atomic_load(&wake_fd), .events = POLLIN};
 	uint64_t n;
 
 	while (!atomic_load(&stopping)) {
@@ -336,7 +336,7 @@ static bool rings_empty(void)
 
 int accesslog_flush(int timeout_ms)
 {
-	struct timespec pause = { 0, 2000000 };
+	struct timespec pause = {0, 2000000};
 
 	for (int waited = 0; !rings_empty(); waited += 2) {
 		if (waited >= timeout_ms || !writer_running)

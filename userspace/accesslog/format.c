@@ -79,8 +79,24 @@ static void put_json(struct line *l, const char *s, size_t n, size_t limit)
 		limit = room;
 	put_raw(l, "\"", 1);
 	for (size_t i = 0; s && i < n;) {
-		size_t seq = utf8_seq_len(u + i, n - i), out;
+		size_t seq, out, run = 0;
 		const char *rep;
+
+		/* Plain printable ASCII is the common case: copy whole runs of it. */
+		while (i + run < n && u[i + run] >= 0x20 && u[i + run] < 0x7f &&
+		       u[i + run] != '"' && u[i + run] != '\\')
+			run++;
+		if (run) {
+			if (run > limit - used)
+				run = limit - used;
+			put_raw(l, s + i, run);
+			used += run;
+			i += run;
+			if (used == limit)
+				break;
+			continue;
+		}
+		seq = utf8_seq_len(u + i, n - i);
 
 		if (seq == 1 && (u[i] < 0x20 || u[i] == 0x7f || u[i] == '"' || u[i] == '\\')) {
 			if (u[i] == '"')
@@ -127,26 +143,48 @@ static void put_field(struct line *l, const char *key, const char *s, size_t lim
 
 static void put_num(struct line *l, const char *key, unsigned long long v)
 {
-	char buf[64];
+	char digits[24];
+	int n = sizeof(digits);
 
-	snprintf(buf, sizeof(buf), ",\"%s\":%llu", key, v);
-	put_str(l, buf);
+	do
+		digits[--n] = '0' + v % 10;
+	while ((v /= 10));
+	put_str(l, ",\"");
+	put_str(l, key);
+	put_str(l, "\":");
+	put_raw(l, digits + n, sizeof(digits) - n);
 }
 
+/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"; the seconds part is cached per thread (one per worker). */
 static void format_time(char *out, size_t outlen, int64_t time_us)
 {
+	static __thread time_t cached_sec = -1;
+	static __thread char cached[32];
+	static __thread size_t cached_len;
 	time_t sec = (time_t)(time_us / 1000000);
 	long usec = (long)(time_us % 1000000);
-	struct tm tm;
-	size_t n;
 
 	if (usec < 0) {
 		usec += 1000000;
 		sec--;
 	}
-	gmtime_r(&sec, &tm);
-	n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, outlen - n, ".%06ldZ", usec);
+	if (sec != cached_sec) {
+		struct tm tm;
+
+		gmtime_r(&sec, &tm);
+		cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = sec;
+	}
+	if (outlen < cached_len + 9) {
+		out[0] = '\0';
+		return;
+	}
+	memcpy(out, cached, cached_len);
+	out[cached_len] = '.';
+	for (int i = 6; i >= 1; i--, usec /= 10)
+		out[cached_len + i] = '0' + usec % 10;
+	out[cached_len + 7] = 'Z';
+	out[cached_len + 8] = '\0';
 }
 
 static void format_client(char *out, size_t outlen, const struct sockaddr *sa)
@@ -171,7 +209,7 @@ static void format_client(char *out, size_t outlen, const struct sockaddr *sa)
 
 size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e)
 {
-	struct line l = { .p = out, .cap = outlen };
+	struct line l = {.p = out, .cap = outlen};
 	char time_text[64], client[INET6_ADDRSTRLEN + 16];
 	size_t path_room;
 

@@ -54,11 +54,12 @@ static void collect_extra(struct gateway *gw, const struct xg_config *cfg, struc
 	x->tls_handshake_failures = tls.handshake_failures;
 	x->ktls_tx = tls.ktls_tx;
 	x->ktls_rx = tls.ktls_rx;
+	/* Zeros without sockmap: "nothing spliced" is a value, not a missing series. */
+	x->have_splice = true;
 	if (gw->splice) {
 		struct splice_stats sp;
 
 		splice_stats_get(gw->splice, &sp);
-		x->have_splice = true;
 		x->splice_flows_total = sp.flows_total;
 		x->splice_flows_active = sp.flows_active;
 		x->splice_fallbacks = sp.fallbacks;
@@ -76,8 +77,8 @@ static void get_metrics(void *ctx, const struct admin_call *call, struct admin_r
 {
 	struct admin *a = ctx;
 	struct xg_config *cfg = gateway_config(a->gw);
-	struct xdp_collect xdp = { .n = 0 };
-	struct metrics_extra extra = { 0 };
+	struct xdp_collect xdp = {.n = 0};
+	struct metrics_extra extra = {0};
 
 	collect_extra(a->gw, cfg, &xdp, &extra);
 	resp->body = metrics_render(cfg, &extra, &resp->body_len);
@@ -130,13 +131,15 @@ static json_t *status_upstreams(const struct xg_config *cfg)
 			struct target_state *st = up->targets[t].state;
 
 			json_array_append_new(
-				targets,
-				json_pack("{s:s, s:b, s:s, s:i}", "address", up->targets[t].address_text,
-					  "up", st ? atomic_load(&st->up) : true, "breaker",
-					  breaker_name(st ? atomic_load(&st->breaker) : BREAKER_CLOSED),
-					  "active", st ? atomic_load(&st->active) : 0));
+			    targets,
+			    json_pack("{s:s, s:b, s:s, s:i}", "address",
+				      up->targets[t].address_text, "up",
+				      st ? atomic_load(&st->up) : true, "breaker",
+				      breaker_name(st ? atomic_load(&st->breaker) : BREAKER_CLOSED),
+				      "active", st ? atomic_load(&st->active) : 0));
 		}
-		json_array_append_new(ups, json_pack("{s:s, s:o*}", "name", up->name, "targets", targets));
+		json_array_append_new(
+		    ups, json_pack("{s:s, s:o*}", "name", up->name, "targets", targets));
 	}
 	return ups;
 }
@@ -152,16 +155,16 @@ static json_t *status_json(struct gateway *gw, const struct xg_config *cfg)
 	errors[sizeof(errors) - 1] = '\0';
 	gateway_worker_stats(gw, &active);
 	return json_pack(
-		"{s:s, s:I, s:i, s:{s:I, s:I, s:s, s:b, s:o*}, s:{s:s, s:b, s:b, s:{s:b, s:b}}, "
-		"s:I, s:o*}",
-		"version", XGATE_VERSION, "uptime_s", (json_int_t)(time(NULL) - gw->started_at),
-		"workers", gw->nworkers, "config", "generation", (json_int_t)cfg->generation,
-		"loaded_at", (json_int_t)cfg->loaded_at, "path", cfg->path ? cfg->path : "",
-		"last_reload_ok", gw->last_reload_ok != 0, "last_reload_errors", error_lines(errors),
-		"features", "xdp", f->xdp[0] ? f->xdp : "off", "ktls", f->ktls, "sockmap", f->sockmap,
-		"io_uring", "single_issuer", f->io_uring_single_issuer, "defer_taskrun",
-		f->io_uring_defer_taskrun, "connections_active", (json_int_t)active, "upstreams",
-		status_upstreams(cfg));
+	    "{s:s, s:I, s:i, s:{s:I, s:I, s:s, s:b, s:o*}, s:{s:s, s:b, s:b, s:{s:b, s:b}}, "
+	    "s:I, s:o*}",
+	    "version", XGATE_VERSION, "uptime_s", (json_int_t)(time(NULL) - gw->started_at),
+	    "workers", gw->nworkers, "config", "generation", (json_int_t)cfg->generation,
+	    "loaded_at", (json_int_t)cfg->loaded_at, "path", cfg->path ? cfg->path : "",
+	    "last_reload_ok", gw->last_reload_ok != 0, "last_reload_errors", error_lines(errors),
+	    "features", "xdp", f->xdp[0] ? f->xdp : "off", "ktls", f->ktls, "sockmap", f->sockmap,
+	    "io_uring", "single_issuer", f->io_uring_single_issuer, "defer_taskrun",
+	    f->io_uring_defer_taskrun, "connections_active", (json_int_t)active, "upstreams",
+	    status_upstreams(cfg));
 }
 
 static void get_status(void *ctx, const struct admin_call *call, struct admin_response *resp)
@@ -181,7 +184,7 @@ static void get_status(void *ctx, const struct admin_call *call, struct admin_re
 static void post_reload(void *ctx, const struct admin_call *call, struct admin_response *resp)
 {
 	struct admin *a = ctx;
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct xg_config *cfg;
 
 	log_info("admin", "reload requested (request %s)", call->request_id);
@@ -214,11 +217,11 @@ static void get_config(void *ctx, const struct admin_call *call, struct admin_re
 }
 
 static const struct admin_endpoint endpoints[] = {
-	{ "/metrics", HTTP_GET, get_metrics },
-	{ "/status", HTTP_GET, get_status },
-	{ "/reload", HTTP_POST, post_reload },
-	{ "/config", HTTP_GET, get_config },
-	{ NULL, 0, NULL },
+    {"/metrics", HTTP_GET, get_metrics},
+    {"/status", HTTP_GET, get_status},
+    {"/reload", HTTP_POST, post_reload},
+    {"/config", HTTP_GET, get_config},
+    {NULL, 0, NULL},
 };
 
 struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)

@@ -12,10 +12,10 @@
 #define REDACTED "<redacted>"
 
 /* Private members of a JWK (RFC 7518 section 6): the symmetric "k" and RSA/EC/OKP privates. */
-static const char *const jwk_private[] = { "k", "d", "p", "q", "dp", "dq", "qi", "oth", NULL };
+static const char *const jwk_private[] = {"k", "d", "p", "q", "dp", "dq", "qi", "oth", NULL};
 /* Substrings of key names whose values are secrets or point at private key material. */
-static const char *const secret_words[] = { "secret", "password", "passwd", "token",
-					    "key",    "credential", "private", NULL };
+static const char *const secret_words[] = {"secret", "password",   "passwd",  "token",
+					   "key",    "credential", "private", NULL};
 
 static bool contains_nocase(const char *hay, const char *needle)
 {

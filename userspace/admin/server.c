@@ -131,13 +131,14 @@ static bool queue_response(struct conn *c, const struct admin_response *r, bool 
 {
 	char head[512];
 	size_t body_len = head_only ? 0 : r->body_len;
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s%s\r\n",
-			 r->status, http_status_reason(r->status),
-			 r->content_type ? r->content_type : "application/json", r->body_len,
-			 request_id, r->allow ? "Allow: " : "", r->allow ? r->allow : "",
-			 r->allow ? "\r\n" : "", c->close_after_write ? "Connection: close\r\n" : "");
+	int n =
+	    snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		     "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s%s\r\n",
+		     r->status, http_status_reason(r->status),
+		     r->content_type ? r->content_type : "application/json", r->body_len,
+		     request_id, r->allow ? "Allow: " : "", r->allow ? r->allow : "",
+		     r->allow ? "\r\n" : "", c->close_after_write ? "Connection: close\r\n" : "");
 	char *out = malloc(n + body_len);
 
 	if (!out)
@@ -154,7 +155,7 @@ static bool queue_response(struct conn *c, const struct admin_response *r, bool 
 
 static void error_response(struct conn *c, int status, const char *reason, const char *rid)
 {
-	struct admin_response resp = { 0 };
+	struct admin_response resp = {0};
 
 	c->close_after_write = true;
 	admin_json_error(&resp, status, reason, rid);
@@ -185,10 +186,10 @@ static const char *parse_error_reason(int rc)
  */
 static int handle_one(struct admin_server *s, struct conn *c)
 {
-	static const struct http_limits limits = { .max_request_line = 8192,
-						   .max_header_bytes = ADMIN_MAX_HEAD };
+	static const struct http_limits limits = {.max_request_line = 8192,
+						  .max_header_bytes = ADMIN_MAX_HEAD};
 	struct http_request req;
-	struct admin_response resp = { 0 };
+	struct admin_response resp = {0};
 	char rid[160];
 	size_t total;
 	int rc = http_parse_request(c->in, c->in_len, &limits, &req);
@@ -218,8 +219,9 @@ static int handle_one(struct admin_server *s, struct conn *c)
 	if (c->in_len < total)
 		return 0;
 	c->close_after_write = !req.keep_alive;
-	dispatch(s, &(struct admin_call){ .req = &req, .body = c->in + rc,
-					  .body_len = total - rc, .request_id = rid },
+	dispatch(s,
+		 &(struct admin_call){
+		     .req = &req, .body = c->in + rc, .body_len = total - rc, .request_id = rid},
 		 &resp);
 	if (!queue_response(c, &resp, req.method == HTTP_HEAD, rid)) {
 		c->close_after_write = true;
@@ -240,7 +242,7 @@ static bool flush_out(struct admin_server *s, struct conn *c)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
-			struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.fd = c->fd };
+			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.fd = c->fd};
 
 			epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 			return true;
@@ -254,7 +256,7 @@ static bool flush_out(struct admin_server *s, struct conn *c)
 	c->out_len = c->out_off = 0;
 	if (c->close_after_write)
 		return false;
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = c->fd };
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = c->fd};
 	epoll_ctl(s->epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
 	return true;
 }
@@ -302,7 +304,7 @@ static void accept_all(struct admin_server *s)
 {
 	for (;;) {
 		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), slot;
-		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
 
 		if (fd < 0)
 			return;
@@ -398,7 +400,7 @@ struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t a
 					char *err, size_t errlen)
 {
 	struct admin_server *s = calloc(1, sizeof(*s));
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = {.events = EPOLLIN};
 	int rc;
 
 	if (!s) {

@@ -23,7 +23,7 @@ struct admin_response {
 	const char *content_type; /* default application/json */
 	char *body;		  /* malloc'd, owned by the server after the handler returns */
 	size_t body_len;
-	const char *allow;	  /* Allow header (405) */
+	const char *allow; /* Allow header (405) */
 };
 
 struct admin_call {

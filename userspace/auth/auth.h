@@ -58,18 +58,34 @@ struct auth_result {
 		char name[64];
 		char value[512];
 	} forward[AUTH_MAX_FORWARD];
-	/* For "hash_on": "claim:NAME" */
+	/*
+	 * For "hash_on": "claim:NAME" (JWT only; NULL for API keys and absent claims). Strings
+	 * live until auth_result_release(); integers are rendered into a per-thread buffer
+	 * that the next call on the same thread reuses.
+	 */
 	const char *(*claim)(const struct auth_result *r, const char *name);
 	void *priv;
 };
 
-/* Parses top-level "auth" and "consumers" (either may be NULL). */
+/*
+ * Parses top-level "auth" and "consumers" (either may be NULL; both NULL gives an empty,
+ * valid config). Loads the JWT keys (relative paths are relative to the working directory).
+ * NULL when anything was wrong, with every error in errs.
+ */
 struct auth_config *auth_config_parse(json_t *auth, json_t *consumers, struct cfg_errs *errs);
 void auth_config_free(struct auth_config *a);
-/* Re-reads the JWKS file if it changed on disk; called about once a second by the main thread. */
+/*
+ * Re-reads the JWKS/PEM files if they changed on disk (stat: inode, size, mtime, ctime) and
+ * swaps the keyset while workers keep verifying; a file that fails to load keeps the old
+ * keys (logged once per change). Called about once a second by the main thread only.
+ */
 void auth_config_tick(struct auth_config *a);
 
-/* Parses a route's "auth" and optional "schedule" (NULL when absent or "none" and no schedule). */
+/*
+ * Parses a route's "auth" and optional "schedule" (NULL when absent or "none" and no
+ * schedule, and NULL on error). With a == NULL (the global section failed) only the syntax
+ * is checked, so one mistake does not show up twice.
+ */
 struct route_auth *route_auth_parse(json_t *auth, json_t *schedule, const char *route_path,
 				    const struct auth_config *a, struct cfg_errs *errs);
 void route_auth_free(struct route_auth *ra);

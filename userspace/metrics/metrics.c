@@ -17,28 +17,26 @@
 #define MAX_SLOTS (SLOTS_PER_CHUNK * MAX_CHUNKS)
 #define CACHELINE 64
 
-
 const double metrics_duration_bounds[METRICS_DURATION_BUCKETS] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 
 static const uint64_t duration_bounds_ns[METRICS_DURATION_BUCKETS] = {
-	500000ULL,    1000000ULL,   2500000ULL,   5000000ULL,    10000000ULL,
-	25000000ULL,  50000000ULL,  100000000ULL, 250000000ULL,  500000000ULL,
-	1000000000ULL, 2500000000ULL, 5000000000ULL, 10000000000ULL,
+    500000ULL,	   1000000ULL,	  2500000ULL,	 5000000ULL,	 10000000ULL,
+    25000000ULL,   50000000ULL,	  100000000ULL,	 250000000ULL,	 500000000ULL,
+    1000000000ULL, 2500000000ULL, 5000000000ULL, 10000000000ULL,
 };
 
 static const size_t kind_record_size[KIND_COUNT] = {
-	[KIND_ROUTE] = sizeof(struct route_ctr),
-	[KIND_LISTENER] = sizeof(struct listener_ctr),
-	[KIND_TARGET] = sizeof(struct target_ctr),
+    [KIND_ROUTE] = sizeof(struct route_ctr),
+    [KIND_LISTENER] = sizeof(struct listener_ctr),
+    [KIND_TARGET] = sizeof(struct target_ctr),
 };
 
 struct metrics_shard {
 	_Atomic(void *) chunks[KIND_COUNT][MAX_CHUNKS];
 	counter_t auth[AUTH_REASON_COUNT] __attribute__((aligned(CACHELINE)));
 } __attribute__((aligned(CACHELINE)));
-
 
 struct slot_table {
 	struct slot_label *_Atomic chunks[MAX_CHUNKS];
@@ -69,10 +67,10 @@ static inline uint64_t counter_get(counter_t *c)
 const char *upstream_outcome_name(enum upstream_outcome o)
 {
 	static const char *const names[OUTCOME_COUNT] = {
-		[OUTCOME_SUCCESS] = "success",
-		[OUTCOME_CONNECT_ERROR] = "connect_error",
-		[OUTCOME_TIMEOUT] = "timeout",
-		[OUTCOME_RESET] = "reset",
+	    [OUTCOME_SUCCESS] = "success",
+	    [OUTCOME_CONNECT_ERROR] = "connect_error",
+	    [OUTCOME_TIMEOUT] = "timeout",
+	    [OUTCOME_RESET] = "reset",
 	};
 
 	return (unsigned)o < OUTCOME_COUNT ? names[o] : "unknown";
@@ -207,7 +205,8 @@ static struct metrics_shard *shard_new(void)
 		return NULL;
 	memset(s, 0, sizeof(*s));
 	for (int k = 0; k < KIND_COUNT; k++) {
-		int nchunks = (atomic_load(&tables[k].count) + SLOTS_PER_CHUNK - 1) / SLOTS_PER_CHUNK;
+		int nchunks =
+		    (atomic_load(&tables[k].count) + SLOTS_PER_CHUNK - 1) / SLOTS_PER_CHUNK;
 
 		for (int ci = 0; ci < nchunks; ci++) {
 			void *chunk = chunk_alloc(k);
@@ -257,8 +256,8 @@ static void *shard_record(struct metrics_shard *m, enum slot_kind kind, int slot
 
 	if (!m || slot < 0 || slot >= MAX_SLOTS)
 		return NULL;
-	chunk = atomic_load_explicit(&m->chunks[kind][slot / SLOTS_PER_CHUNK],
-				     memory_order_acquire);
+	chunk =
+	    atomic_load_explicit(&m->chunks[kind][slot / SLOTS_PER_CHUNK], memory_order_acquire);
 	if (!chunk)
 		return NULL;
 	return chunk + kind_record_size[kind] * (slot % SLOTS_PER_CHUNK);
@@ -273,8 +272,7 @@ static int duration_bucket(uint64_t duration_ns)
 	return b;
 }
 
-void metrics_http_request(struct metrics_shard *m, int route_slot, int status,
-			  uint64_t duration_ns)
+void metrics_http_request(struct metrics_shard *m, int route_slot, int status, uint64_t duration_ns)
 {
 	struct route_ctr *r = shard_record(m, KIND_ROUTE, route_slot < 0 ? 0 : route_slot + 1);
 	int code = status >= CODE_MIN && status <= CODE_MAX ? status - CODE_MIN : CODE_OTHER;
@@ -300,10 +298,9 @@ void metrics_connection(struct metrics_shard *m, int listener_slot, int delta)
 	struct listener_ctr *l = shard_record(m, KIND_LISTENER, listener_slot);
 
 	if (l)
-		atomic_store_explicit(&l->active,
-				      atomic_load_explicit(&l->active, memory_order_relaxed) +
-					      delta,
-				      memory_order_relaxed);
+		atomic_store_explicit(
+		    &l->active, atomic_load_explicit(&l->active, memory_order_relaxed) + delta,
+		    memory_order_relaxed);
 }
 
 void metrics_auth_failure(struct metrics_shard *m, enum auth_reason reason)
@@ -337,7 +334,7 @@ int metrics_table_count(enum slot_kind kind)
 const struct slot_label *metrics_table_label(enum slot_kind kind, int i)
 {
 	struct slot_label *chunk =
-		atomic_load_explicit(&tables[kind].chunks[i / SLOTS_PER_CHUNK], memory_order_acquire);
+	    atomic_load_explicit(&tables[kind].chunks[i / SLOTS_PER_CHUNK], memory_order_acquire);
 
 	return &chunk[i % SLOTS_PER_CHUNK];
 }
@@ -387,4 +384,3 @@ uint64_t metrics_sum_auth(enum auth_reason reason)
 	}
 	return total;
 }
-

@@ -81,8 +81,7 @@ struct metrics_extra {
  * Returns NULL on allocation failure.
  */
 struct xg_config;
-char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *extra,
-		     size_t *len);
+char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *extra, size_t *len);
 
 /* Prometheus label-value escaping (\\, \", \n) appended to a growable buffer. */
 struct metrics_buf {

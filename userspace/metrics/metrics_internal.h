@@ -55,5 +55,4 @@ uint64_t metrics_sum_auth(enum auth_reason reason);
 #define BUCKET_OFF(i) (ROUTE_OFF(buckets) + (size_t)(i) * sizeof(counter_t))
 #define OUTCOME_OFF(i) (offsetof(struct target_ctr, outcomes) + (size_t)(i) * sizeof(counter_t))
 
-
 #endif

@@ -44,15 +44,20 @@ void mbuf_printf(struct metrics_buf *b, const char *fmt, ...)
 
 void mbuf_label_value(struct metrics_buf *b, const char *value)
 {
-	for (const char *s = value; *s; s++) {
-		if (*s == '\\')
+	while (*value) {
+		size_t run = strcspn(value, "\\\"\n");
+
+		if (run)
+			mbuf_printf(b, "%.*s", (int)run, value);
+		value += run;
+		if (*value == '\\')
 			mbuf_printf(b, "\\\\");
-		else if (*s == '"')
+		else if (*value == '"')
 			mbuf_printf(b, "\\\"");
-		else if (*s == '\n')
+		else if (*value == '\n')
 			mbuf_printf(b, "\\n");
-		else
-			mbuf_printf(b, "%c", *s);
+		if (*value)
+			value++;
 	}
 }
 
@@ -101,11 +106,13 @@ static bool *current_slots(enum slot_kind kind, const struct xg_config *cfg, int
 		return cur;
 	if (kind == KIND_ROUTE) {
 		for (int i = 0; i < cfg->nroutes; i++)
-			if (cfg->routes[i].metrics_slot + 1 > 0 && cfg->routes[i].metrics_slot + 1 < n)
+			if (cfg->routes[i].metrics_slot + 1 > 0 &&
+			    cfg->routes[i].metrics_slot + 1 < n)
 				cur[cfg->routes[i].metrics_slot + 1] = true;
 	} else if (kind == KIND_LISTENER) {
 		for (int i = 0; i < cfg->nlisteners; i++)
-			if (cfg->listeners[i].metrics_slot >= 0 && cfg->listeners[i].metrics_slot < n)
+			if (cfg->listeners[i].metrics_slot >= 0 &&
+			    cfg->listeners[i].metrics_slot < n)
 				cur[cfg->listeners[i].metrics_slot] = true;
 	}
 	return cur;
@@ -126,8 +133,9 @@ static void render_requests(struct metrics_buf *b)
 				continue;
 			snprintf(code, sizeof(code), "%d", c == CODE_OTHER ? 0 : c + CODE_MIN);
 			sample_u64(b, "xgate_http_requests_total",
-				   (const char *const[]){ "route", metrics_table_label(KIND_ROUTE, r)->a,
-							  "code", code, NULL },
+				   (const char *const[]){"route",
+							 metrics_table_label(KIND_ROUTE, r)->a,
+							 "code", code, NULL},
 				   v);
 		}
 	}
@@ -146,13 +154,13 @@ static void render_route_histogram(struct metrics_buf *b, int r)
 		else
 			snprintf(le, sizeof(le), "+Inf");
 		sample_u64(b, "xgate_http_request_duration_seconds_bucket",
-			   (const char *const[]){ "route", route, "le", le, NULL }, cumulative);
+			   (const char *const[]){"route", route, "le", le, NULL}, cumulative);
 	}
 	series(b, "xgate_http_request_duration_seconds_sum",
-	       (const char *const[]){ "route", route, NULL });
+	       (const char *const[]){"route", route, NULL});
 	mbuf_printf(b, "%.9f\n", metrics_sum_counter(KIND_ROUTE, r, ROUTE_OFF(sum_ns)) / 1e9);
 	sample_u64(b, "xgate_http_request_duration_seconds_count",
-		   (const char *const[]){ "route", route, NULL }, cumulative);
+		   (const char *const[]){"route", route, NULL}, cumulative);
 }
 
 static uint64_t route_count(int r)
@@ -184,8 +192,8 @@ static void render_durations_and_limits(struct metrics_buf *b, const struct xg_c
 
 		if (cur[r] || v)
 			sample_u64(b, "xgate_rate_limited_total",
-				   (const char *const[]){ "route", metrics_table_label(KIND_ROUTE, r)->a,
-							  NULL },
+				   (const char *const[]){
+				       "route", metrics_table_label(KIND_ROUTE, r)->a, NULL},
 				   v);
 	}
 	free(cur);
@@ -205,9 +213,9 @@ static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
 
 			if (v)
 				sample_u64(b, "xgate_upstream_requests_total",
-					   (const char *const[]){ "upstream", l->a, "target", l->b,
-								  "outcome", upstream_outcome_name(o),
-								  NULL },
+					   (const char *const[]){"upstream", l->a, "target", l->b,
+								 "outcome",
+								 upstream_outcome_name(o), NULL},
 					   v);
 		}
 	}
@@ -221,9 +229,8 @@ static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
 
 			if (st)
 				sample_u64(b, "xgate_upstream_target_up",
-					   (const char *const[]){ "upstream", up->name, "target",
-								  up->targets[t].address_text,
-								  NULL },
+					   (const char *const[]){"upstream", up->name, "target",
+								 up->targets[t].address_text, NULL},
 					   atomic_load(&st->up) ? 1 : 0);
 		}
 	}
@@ -240,13 +247,13 @@ static void render_connections(struct metrics_buf *b, const struct xg_config *cf
 	}
 	family(b, "xgate_connections_active", "gauge", "Open client connections, by listener.");
 	for (int l = 0; l < n; l++) {
-		int64_t v = metrics_sum_gauge(KIND_LISTENER, l, offsetof(struct listener_ctr, active));
+		int64_t v =
+		    metrics_sum_gauge(KIND_LISTENER, l, offsetof(struct listener_ctr, active));
 
 		if (cur[l] || v)
 			sample_i64(b, "xgate_connections_active",
-				   (const char *const[]){ "listener",
-							  metrics_table_label(KIND_LISTENER, l)->a,
-							  NULL },
+				   (const char *const[]){
+				       "listener", metrics_table_label(KIND_LISTENER, l)->a, NULL},
 				   v);
 	}
 	free(cur);
@@ -257,7 +264,7 @@ static void render_auth(struct metrics_buf *b)
 	family(b, "xgate_auth_failures_total", "counter",
 	       "Requests refused by authentication or authorization, by reason.");
 	for (int r = AUTH_OK + 1; r < AUTH_REASON_COUNT; r++) {
-		const char *labels[] = { "reason", auth_reason_name(r), NULL };
+		const char *labels[] = {"reason", auth_reason_name(r), NULL};
 
 		sample_u64(b, "xgate_auth_failures_total", labels, metrics_sum_auth(r));
 	}
@@ -287,20 +294,22 @@ static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
 		       "Packets seen by the XDP shield, by verdict reason.");
 		for (int i = 0; i < x->nxdp; i++)
 			sample_u64(b, "xgate_xdp_packets_total",
-				   (const char *const[]){ "reason", x->xdp[i].reason, NULL },
+				   (const char *const[]){"reason", x->xdp[i].reason, NULL},
 				   x->xdp[i].packets);
 	}
 	if (x->have_tls) {
 		family(b, "xgate_tls_handshakes_total", "counter", "Completed TLS handshakes.");
 		sample_u64(b, "xgate_tls_handshakes_total", NULL, x->tls_handshakes);
-		family(b, "xgate_tls_handshake_failures_total", "counter", "Failed TLS handshakes.");
-		sample_u64(b, "xgate_tls_handshake_failures_total", NULL, x->tls_handshake_failures);
+		family(b, "xgate_tls_handshake_failures_total", "counter",
+		       "Failed TLS handshakes.");
+		sample_u64(b, "xgate_tls_handshake_failures_total", NULL,
+			   x->tls_handshake_failures);
 		family(b, "xgate_ktls_connections_total", "counter",
 		       "TLS connections whose record layer moved into the kernel, by direction.");
 		sample_u64(b, "xgate_ktls_connections_total",
-			   (const char *const[]){ "direction", "tx", NULL }, x->ktls_tx);
+			   (const char *const[]){"direction", "tx", NULL}, x->ktls_tx);
 		sample_u64(b, "xgate_ktls_connections_total",
-			   (const char *const[]){ "direction", "rx", NULL }, x->ktls_rx);
+			   (const char *const[]){"direction", "rx", NULL}, x->ktls_rx);
 	}
 	if (x->have_splice) {
 		family(b, "xgate_splice_flows_total", "counter", "Flows spliced in the kernel.");
@@ -313,11 +322,10 @@ static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
 	}
 }
 
-char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *extra,
-		     size_t *len)
+char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *extra, size_t *len)
 {
 	static const struct metrics_extra none;
-	struct metrics_buf b = { 0 };
+	struct metrics_buf b = {0};
 
 	render_requests(&b);
 	render_durations_and_limits(&b, cfg);

@@ -130,6 +130,8 @@ void conn_free(struct conn *c)
 /* Closes the client connection and whatever upstream connection it holds. */
 void conn_abort(struct conn *c)
 {
+	if (c->cli.splice_enrolled || (c->up && c->up->s.splice_enrolled))
+		tunnel_release_splice(c);
 	if (c->up) {
 		c->up->owner = NULL;
 		side_close(&c->up->s);
@@ -507,10 +509,17 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	}
 	ex->upgrade = req->upgrade;
 	ex->req_body = req->body;
+	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_AUTO &&
+	    c->cli.w->gw->splice && buf_len(&c->cli.in) == head_len) {
+		/* RFC 6455 clients send nothing before the 101: the head is the last byte read. */
+		c->splice_wanted = true;
+	}
 	ex->req_remaining = req->content_length;
 	http_chunked_init(&ex->req_chunked);
 	ex->bytes_in = head_len;
 	buf_consume(&c->cli.in, head_len);
+	if (c->splice_wanted)
+		splice_enrol(c, &c->cli);
 	if (req->expect_continue && ex->req_has_body && !buf_len(&c->cli.in)) {
 		buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes);
 		buf_append(&c->cli.out, continue_100, sizeof(continue_100) - 1);
@@ -549,7 +558,8 @@ static bool pick_and_connect(struct conn *c)
 		atomic_fetch_add(&tc->state->active, 1);
 		ex->counted_active = true;
 	}
-	u = pool_take(w, tc->state);
+	/* An upgrade may be spliced, which needs a socket nothing was read from yet. */
+	u = ex->upgrade ? NULL : pool_take(w, tc->state);
 	if (!u) {
 		u = upconn_new(w, tc);
 		if (!u) {
@@ -635,6 +645,8 @@ static bool step_connecting(struct conn *c)
 		return c->l4 ? (conn_abort(c), true) : upstream_failed(c);
 	if (!u->connected)
 		return false;
+	if (c->splice_wanted)
+		splice_enrol(c, &u->s); /* before any byte is read from the upstream */
 	if (c->l4) {
 		tunnel_start(c);
 		return true;

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
+#include "splice/splice.h"
 #include "tls/tls.h"
 
 static uint32_t side_buf_cap(const struct side *s)
@@ -230,6 +231,8 @@ static void side_free(struct side *s)
 {
 	struct worker *w = s->w;
 
+	if (s->splice_enrolled && w->gw->splice)
+		splice_remove(w->gw->splice, s->fd); /* its entry must go before the fd does */
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->tls)
@@ -339,6 +342,9 @@ void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
 		s->pending &= ~PEND_SHUTDOWN;
 		s->shut_wr = true;
 		break;
+	case OP_TIMER:
+		s->pending &= ~PEND_TIMER;
+		break;
 	case OP_SPLICE_WATCH:
 		s->pending &= ~PEND_WATCH;
 		s->watch_events |= cqe->res > 0 ? cqe->res : POLLERR;
@@ -400,4 +406,18 @@ void side_arm_watch(struct side *s, uint32_t mask)
 	io_uring_prep_poll_add(sqe, s->fd, mask);
 	set_data(sqe, s, OP_SPLICE_WATCH);
 	s->pending |= PEND_WATCH;
+}
+
+/* A one-shot wake-up for this side's connection (re-checks that have no event to wait on). */
+void side_arm_timer(struct side *s, uint32_t ms)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!side_usable(s) || (s->pending & PEND_TIMER))
+		return;
+	ms_to_ts(&s->timer_ts, ms);
+	sqe = worker_sqe(s->w);
+	io_uring_prep_timeout(sqe, &s->timer_ts, 0, 0);
+	set_data(sqe, s, OP_TIMER);
+	s->pending |= PEND_TIMER;
 }

@@ -41,6 +41,7 @@ enum op {
 	OP_SHUTDOWN,
 	OP_CANCEL,
 	OP_SPLICE_WATCH,
+	OP_TIMER,
 };
 #define OP_MASK 0xfULL
 
@@ -53,6 +54,7 @@ enum {
 	PEND_POLL_OUT = 1 << 4,
 	PEND_SHUTDOWN = 1 << 5,
 	PEND_WATCH = 1 << 6,
+	PEND_TIMER = 1 << 7,
 };
 
 struct worker;
@@ -85,6 +87,10 @@ struct side {
 	uint32_t watch_events;	/* poll result while spliced */
 	uint64_t bytes_received, bytes_sent;
 	uint64_t relayed; /* tunnel bytes moved from this side's in to the peer */
+	bool splice_enrolled;	   /* in the sockhash (splice_add) */
+	uint64_t splice_base;	   /* bytes_received when enrolled */
+	uint64_t splice_handled;   /* last total reported with splice_handled() */
+	struct __kernel_timespec timer_ts;
 } __attribute__((aligned(16)));
 
 enum conn_state {
@@ -162,7 +168,10 @@ struct conn {
 	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived */
 	bool close_after;     /* close once cli.out is flushed */
 	bool spliced_pair;
-	bool l4; /* tcp-mode listener: no HTTP */
+	bool l4;	     /* tcp-mode listener: no HTTP */
+	bool splice_wanted;  /* the flow may move into the kernel once it is a tunnel */
+	bool spliced;	     /* paired in the sockhash */
+	uint64_t stalled_since_ms;
 	struct conn *next, *prev; /* worker's connection list */
 };
 
@@ -245,6 +254,7 @@ bool side_arm_send(struct side *s);
 void side_retime_recv(struct side *s);
 void side_arm_shutdown(struct side *s);
 void side_arm_watch(struct side *s, uint32_t mask);
+void side_arm_timer(struct side *s, uint32_t ms);
 void side_close(struct side *s); /* frees the owning struct once nothing is in flight */
 void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe);
 bool side_idle(const struct side *s);
@@ -266,6 +276,8 @@ bool tunnel_step(struct conn *c);
 void l4_start(struct conn *c);
 bool l4_sni_step(struct conn *c);
 void tunnel_arm_watch(struct conn *c);
+void tunnel_release_splice(struct conn *c);
+bool splice_enrol(struct conn *c, struct side *s);
 
 /* messages.c */
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,

@@ -4,11 +4,130 @@
  * everything before it was delivered; an error on either side closes both.
  */
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "proxy/proxy.h"
+#include "splice/splice.h"
 #include "tls/tls.h"
 #include "upstream/upstream.h"
+
+#define SPLICE_RECHECK_MS 5
+#define SPLICE_STALL_LIMIT_MS 1000
+
+static struct splice *conn_splice(const struct conn *c)
+{
+	return c->cli.w->gw->splice;
+}
+
+/* Puts a socket in the sockhash before anything more is read from it (splice.h, 1). */
+bool splice_enrol(struct conn *c, struct side *s)
+{
+	int err;
+
+	if (s->splice_enrolled)
+		return true;
+	err = splice_add(conn_splice(c), s->fd);
+	if (err) {
+		log_debug("splice", "cannot enrol a socket (%s): relaying in userspace",
+			  strerror(-err));
+		c->splice_wanted = false;
+		return false;
+	}
+	s->splice_enrolled = true;
+	s->splice_base = s->bytes_received;
+	s->splice_handled = 0;
+	return true;
+}
+
+/* Takes both sockets out of the sockhash; must run while both fds are still open. */
+void tunnel_release_splice(struct conn *c)
+{
+	struct splice *sp = conn_splice(c);
+	struct side *up = c->up ? &c->up->s : NULL;
+
+	if (!sp)
+		return;
+	if (c->spliced && up) {
+		splice_unpair(sp, c->cli.fd, up->fd);
+		c->cli.splice_enrolled = up->splice_enrolled = false;
+	}
+	if (c->cli.splice_enrolled)
+		splice_remove(sp, c->cli.fd);
+	if (up && up->splice_enrolled)
+		splice_remove(sp, up->fd);
+	c->cli.splice_enrolled = false;
+	if (up)
+		up->splice_enrolled = false;
+	c->spliced = false;
+}
+
+static bool buffers_drained(const struct side *a, const struct side *b)
+{
+	return !buf_len(&a->in) && !buf_len(&b->in) && !buf_len(&a->out) && !buf_len(&b->out) &&
+	       !((a->pending | b->pending) & PEND_SEND);
+}
+
+/* Pairs the two sockets once userspace holds none of the flow's bytes (splice.h, 2). */
+static void try_pair(struct conn *c)
+{
+	struct side *cli = &c->cli, *up = &c->up->s;
+	int err;
+
+	if (!cli->splice_enrolled || !up->splice_enrolled || cli->eof || up->eof ||
+	    !buffers_drained(cli, up))
+		return;
+	err = splice_pair(conn_splice(c), cli->fd, cli->bytes_received - cli->splice_base, up->fd,
+			  up->bytes_received - up->splice_base);
+	if (err) {
+		log_debug("splice", "pairing failed (%s): relaying in userspace", strerror(-err));
+		tunnel_release_splice(c);
+		c->splice_wanted = false;
+		return;
+	}
+	c->spliced = true;
+	cli->splice_handled = cli->bytes_received - cli->splice_base;
+	up->splice_handled = up->bytes_received - up->splice_base;
+}
+
+/*
+ * While spliced, bytes that reach userspace (leftovers from before pairing, or a direction
+ * that fell back) and EOFs may be forwarded only once the kernel has delivered what it
+ * redirected before them (splice.h, 3 and 4).
+ */
+static bool splice_allows(struct conn *c, struct side *src, struct side *dst)
+{
+	struct splice_status st;
+
+	if (!c->spliced || splice_poll(conn_splice(c), src->fd, dst->fd, &st))
+		return true;
+	if (st.state == SPLICE_RELAY)
+		return true;
+	if (st.state == SPLICE_KERNEL && (buf_len(&src->in) || st.queued == 0)) {
+		c->stalled_since_ms = 0;
+		return true;
+	}
+	if (st.state == SPLICE_STALLED) {
+		if (!c->stalled_since_ms)
+			c->stalled_since_ms = c->cli.w->now_ms;
+		else if (c->cli.w->now_ms - c->stalled_since_ms > SPLICE_STALL_LIMIT_MS)
+			src->failed = true; /* the kernel stopped moving this flow: reset it */
+	}
+	side_arm_timer(&c->cli, SPLICE_RECHECK_MS);
+	return false;
+}
+
+/* Reports leftover bytes as forwarded so the kernel takes the direction over again. */
+static void report_handled(struct conn *c, struct side *src, struct side *dst)
+{
+	uint64_t total = src->bytes_received - src->splice_base;
+
+	if (!c->spliced || total == src->splice_handled || buf_len(&src->in) ||
+	    buf_len(&dst->out) || (dst->pending & PEND_SEND))
+		return;
+	if (!splice_handled(conn_splice(c), src->fd, total))
+		src->splice_handled = total;
+}
 
 void tunnel_start(struct conn *c)
 {
@@ -22,10 +141,12 @@ void tunnel_start(struct conn *c)
 }
 
 /* Relays one direction; forwards EOF as a half-close once src's bytes are delivered. */
-static bool relay(struct side *src, struct side *dst)
+static bool relay(struct conn *c, struct side *src, struct side *dst)
 {
 	size_t n = buf_len(&src->in);
 
+	if ((n || (src->eof && !dst->want_shut_wr)) && !splice_allows(c, src, dst))
+		return false;
 	if (n) {
 		if (!(dst->pending & PEND_SEND))
 			buf_compact(&dst->out);
@@ -52,11 +173,22 @@ bool tunnel_step(struct conn *c)
 	bool progress;
 
 	if (!u || c->cli.failed || u->s.failed) {
+		struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+
+		/* Pass a reset on as a reset, not as an orderly close. */
+		if (u && c->cli.failed)
+			setsockopt(u->s.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+		else if (u)
+			setsockopt(c->cli.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
 		conn_abort(c);
 		return true;
 	}
-	progress = relay(&c->cli, &u->s);
-	progress |= relay(&u->s, &c->cli);
+	progress = relay(c, &c->cli, &u->s);
+	progress |= relay(c, &u->s, &c->cli);
+	if (c->splice_wanted && !c->spliced)
+		try_pair(c);
+	report_handled(c, &c->cli, &u->s);
+	report_handled(c, &u->s, &c->cli);
 	if (c->cli.eof && u->s.eof && !buf_len(&c->cli.in) && !buf_len(&u->s.in) &&
 	    c->cli.shut_wr && u->s.shut_wr) {
 		if (c->in_exchange)
@@ -126,6 +258,9 @@ void l4_start(struct conn *c)
 	const struct listener_config *lc = &c->cfg->listeners[c->listener];
 
 	c->l4 = true;
+	c->splice_wanted = lc->splice == SPLICE_AUTO && conn_splice(c);
+	if (c->splice_wanted)
+		splice_enrol(c, &c->cli);
 	if (lc->nsni_routes) {
 		c->state = CS_SNI_PEEK;
 		c->cli.recv_timeout_ms = c->cfg->limits.header_timeout_ms;

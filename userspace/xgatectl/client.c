@@ -23,8 +23,7 @@ static int64_t now_ms(void)
 }
 
 /* "host:port", "[v6]:port". */
-static int split_host_port(const char *text, char *host, size_t hostlen, char *port,
-			   size_t portlen)
+static int split_host_port(const char *text, char *host, size_t hostlen, char *port, size_t portlen)
 {
 	const char *colon;
 	size_t n;
@@ -54,7 +53,7 @@ static int split_host_port(const char *text, char *host, size_t hostlen, char *p
 static int wait_fd(int fd, short events, int64_t deadline)
 {
 	int64_t left = deadline - now_ms();
-	struct pollfd p = { .fd = fd, .events = events };
+	struct pollfd p = {.fd = fd, .events = events};
 	int rc;
 
 	if (left <= 0)
@@ -162,7 +161,7 @@ static int read_all(int fd, char **out, size_t *outlen, int64_t deadline)
 
 static int parse_reply(const char *method, char *raw, size_t len, struct http_reply *reply)
 {
-	static const struct http_limits limits = { .max_header_bytes = 65536 };
+	static const struct http_limits limits = {.max_header_bytes = 65536};
 	struct http_response resp;
 	int head = http_parse_response(raw, len, &limits,
 				       strcmp(method, "HEAD") ? HTTP_GET : HTTP_HEAD, &resp);
@@ -222,7 +221,7 @@ static int exchange(const struct ctl_opts *o, int fd, const char *method, const 
 int admin_request(const struct ctl_opts *o, const char *method, const char *path,
 		  struct http_reply *reply)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai, *it;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai, *it;
 	int64_t deadline = now_ms() + o->timeout_ms;
 	char host[256], port[16];
 	int fd = -ENOENT, rc;

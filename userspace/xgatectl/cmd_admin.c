@@ -78,16 +78,16 @@ static void print_status(json_t *j)
 	       json_integer_value(json_object_get(cfg, "generation")), loaded,
 	       json_string_value(json_object_get(cfg, "path")));
 	printf("reload:   %s\n", json_is_true(json_object_get(cfg, "last_reload_ok"))
-				       ? "last reload ok"
-				       : "LAST RELOAD REJECTED (old config still serving):");
+				     ? "last reload ok"
+				     : "LAST RELOAD REJECTED (old config still serving):");
 	errs = json_object_get(cfg, "last_reload_errors");
-	json_array_foreach(errs, i, e)
-		printf("          %s\n", json_string_value(e));
-	printf("features: xdp %s, ktls %s, sockmap %s, io_uring single_issuer %s defer_taskrun %s\n",
-	       json_string_value(json_object_get(feat, "xdp")), yes_no(json_object_get(feat, "ktls")),
-	       yes_no(json_object_get(feat, "sockmap")),
-	       yes_no(json_object_get(uring, "single_issuer")),
-	       yes_no(json_object_get(uring, "defer_taskrun")));
+	json_array_foreach(errs, i, e) printf("          %s\n", json_string_value(e));
+	printf(
+	    "features: xdp %s, ktls %s, sockmap %s, io_uring single_issuer %s defer_taskrun %s\n",
+	    json_string_value(json_object_get(feat, "xdp")), yes_no(json_object_get(feat, "ktls")),
+	    yes_no(json_object_get(feat, "sockmap")),
+	    yes_no(json_object_get(uring, "single_issuer")),
+	    yes_no(json_object_get(uring, "defer_taskrun")));
 	ups = json_object_get(j, "upstreams");
 	if (!json_array_size(ups))
 		return;
@@ -160,7 +160,7 @@ int cmd_reload(const struct ctl_opts *o, int argc, char **argv)
 	} else if (status == 422) {
 		fprintf(stderr, "xgatectl: reload rejected, the old config keeps serving:\n");
 		json_array_foreach(json_object_get(j, "errors"), i, e)
-			fprintf(stderr, "  %s\n", json_string_value(e));
+		    fprintf(stderr, "  %s\n", json_string_value(e));
 	} else {
 		fprintf(stderr, "xgatectl: POST /reload answered %d: %s\n", status,
 			json_string_value(json_object_get(j, "error")));
@@ -274,16 +274,14 @@ static void print_family(const char *name, json_t *samples)
 {
 	json_t *first = json_object_get(json_array_get(samples, 0), "labels"), *s, *v;
 	bool counter = strlen(name) > 6 && !strcmp(name + strlen(name) - 6, "_total");
-	const char *key, *cols[4] = { NULL };
+	const char *key, *cols[4] = {NULL};
 	int ncols = 0, shown = 0;
 	struct table *t;
 	size_t i;
 
 	if (strstr(name, "_bucket") || !json_object_size(first))
 		return;
-	json_object_foreach(first, key, v)
-		if (ncols < 3)
-			cols[ncols++] = key;
+	json_object_foreach(first, key, v) if (ncols < 3) cols[ncols++] = key;
 	t = table_new(ncols + 1, ncols > 0 ? cols[0] : "VALUE", ncols > 1 ? cols[1] : "VALUE",
 		      ncols > 2 ? cols[2] : "VALUE", "VALUE");
 	json_array_foreach(samples, i, s)
@@ -347,7 +345,9 @@ static json_t *xdp_stats(const struct ctl_opts *o)
 		return NULL;
 	rc = edge_read_stats(o->pin_dir, collect_xdp, x);
 	if (rc) {
-		fprintf(stderr, "xgatectl: no XDP counters under %s: %s (edge not configured, or xgate not running)\n",
+		fprintf(stderr,
+			"xgatectl: no XDP counters under %s: %s (edge not configured, or xgate not "
+			"running)\n",
 			o->pin_dir, strerror(-rc));
 		json_decref(x);
 		return NULL;
@@ -404,8 +404,7 @@ int cmd_stats(const struct ctl_opts *o, int argc, char **argv)
 	} else {
 		if (xdp)
 			print_xdp(xdp);
-		json_object_foreach(gw, name, samples)
-			print_family(name, samples);
+		json_object_foreach(gw, name, samples) print_family(name, samples);
 		print_scalars(gw);
 	}
 	json_decref(xdp);

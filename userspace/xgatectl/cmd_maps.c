@@ -17,8 +17,10 @@ int check_pin_dir(const struct ctl_opts *o)
 	errno = 0;
 	if (stat(o->pin_dir, &st) == 0 && S_ISDIR(st.st_mode))
 		return 0;
-	fprintf(stderr, "xgatectl: no pinned XDP maps at %s: %s (is xgate running with an \"edge\" section?)\n",
-		o->pin_dir, errno ? strerror(errno) : "not a directory");
+	fprintf(
+	    stderr,
+	    "xgatectl: no pinned XDP maps at %s: %s (is xgate running with an \"edge\" section?)\n",
+	    o->pin_dir, errno ? strerror(errno) : "not a directory");
 	return EXIT_UNREACHABLE;
 }
 
@@ -53,7 +55,7 @@ static int list_entry(const struct edge_list_entry *e, void *ctx)
 
 static int list_show(const struct ctl_opts *o, enum edge_list list)
 {
-	struct list_out out = { 0 };
+	struct list_out out = {0};
 	char err[512] = "";
 	int ret;
 
@@ -108,10 +110,12 @@ int cmd_list(const struct ctl_opts *o, int argc, char **argv)
 	if (ret)
 		return map_error(ret, err);
 	if (o->json)
-		printf("{\"status\": \"ok\", \"list\": \"%s\", \"action\": \"%s\", \"cidr\": \"%s\"}\n",
+		printf("{\"status\": \"ok\", \"list\": \"%s\", \"action\": \"%s\", \"cidr\": "
+		       "\"%s\"}\n",
 		       argv[0], argv[1], argv[2]);
 	else
-		printf("%s %s: %s\n", argv[0], !strcmp(argv[1], "add") ? "added" : "deleted", argv[2]);
+		printf("%s %s: %s\n", argv[0], !strcmp(argv[1], "add") ? "added" : "deleted",
+		       argv[2]);
 	return EXIT_OK;
 }
 
@@ -167,7 +171,8 @@ int cmd_top(const struct ctl_opts *o, int argc, char **argv)
 			continue;
 		n = strtol(argv[i], &end, 10);
 		if (*end || n < 1 || n > TOP_MAX) {
-			fprintf(stderr, "xgatectl: top [N] [packets|drops]: N is 1..%d, got \"%s\"\n",
+			fprintf(stderr,
+				"xgatectl: top [N] [packets|drops]: N is 1..%d, got \"%s\"\n",
 				TOP_MAX, argv[i]);
 			return EXIT_USAGE;
 		}

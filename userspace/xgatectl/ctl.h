@@ -9,7 +9,7 @@
 /* Exit codes (documented in --help and xgatectl(8)). */
 enum {
 	EXIT_OK = 0,
-	EXIT_FAILED = 1,      /* the gateway refused or the operation failed */
+	EXIT_FAILED = 1, /* the gateway refused or the operation failed */
 	EXIT_USAGE = 2,
 	EXIT_UNREACHABLE = 3, /* admin API or pinned maps not there: gateway not running? */
 };
@@ -39,7 +39,7 @@ void http_reply_free(struct http_reply *r);
 /* Column-aligned text tables. */
 struct table;
 struct table *table_new(int ncols, ...); /* header cells */
-void table_row(struct table *t, ...);	  /* ncols cells (copied) */
+void table_row(struct table *t, ...);	 /* ncols cells (copied) */
 void table_print(struct table *t, FILE *out);
 void table_free(struct table *t);
 

@@ -19,53 +19,55 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: xgatectl [OPTIONS] COMMAND [ARGS]\n"
-		"\n"
-		"Operate a running xgate gateway.\n"
-		"\n"
-		"Commands (admin API):\n"
-		"  status                 version, uptime, workers, config generation and last\n"
-		"                         reload, kernel features in use, upstream target health\n"
-		"  reload                 validate and load the config file again (like SIGHUP);\n"
-		"                         prints every error and exits 1 when it is rejected\n"
-		"  stats                  gateway counters (requests, upstreams, auth, limits,\n"
-		"                         connections, TLS, splice) and the XDP counters by reason\n"
-		"\n"
-		"Commands (pinned XDP maps, need root or CAP_BPF):\n"
-		"  deny add|del CIDR      drop a source range in XDP (or stop dropping it)\n"
-		"  deny list              show denied ranges and whether config or operator added them\n"
-		"  allow add|del CIDR     let a range bypass the per-source rate limits\n"
-		"  allow list             show allowed ranges\n"
-		"  top [N] [packets|drops]\n"
-		"                         the N (default 10) busiest source addresses (IPv4 /32,\n"
-		"                         IPv6 /64) by packets seen or by packets dropped\n"
-		"\n"
-		"CIDR is 198.18.0.0/15, 2001:db8::/32 or a bare address. Operator entries survive\n"
-		"config reloads; entries from the config follow the config.\n"
-		"\n"
-		"Options:\n"
-		"  -a, --admin HOST:PORT  admin API address (default " DEFAULT_ADMIN ")\n"
-		"  -p, --pin-dir DIR      pinned map directory (default " DEFAULT_PIN_DIR ")\n"
-		"  -j, --json             machine-readable JSON output instead of tables\n"
-		"  -t, --timeout-ms N     admin API connect+response timeout (default %d)\n"
-		"  -V, --version          print the version\n"
-		"  -h, --help             this help\n"
-		"\n"
-		"Exit status:\n"
-		"  0  success\n"
-		"  1  the gateway refused (e.g. reload rejected) or the operation failed\n"
-		"  2  usage error (unknown command, bad CIDR, bad option)\n"
-		"  3  the gateway cannot be reached: admin API not answering, or no pinned maps\n"
-		"\n"
-		"Examples:\n"
-		"  xgatectl status\n"
-		"  xgatectl --admin 127.0.0.1:9901 reload\n"
-		"  xgatectl deny add 203.0.113.0/24\n"
-		"  xgatectl --json top 20 drops\n"
-		"\n"
-		"See xgatectl(8) and xgate(8).\n",
-		DEFAULT_TIMEOUT_MS);
+	fprintf(
+	    out,
+	    "Usage: xgatectl [OPTIONS] COMMAND [ARGS]\n"
+	    "\n"
+	    "Operate a running xgate gateway.\n"
+	    "\n"
+	    "Commands (admin API):\n"
+	    "  status                 version, uptime, workers, config generation and last\n"
+	    "                         reload, kernel features in use, upstream target health\n"
+	    "  reload                 validate and load the config file again (like SIGHUP);\n"
+	    "                         prints every error and exits 1 when it is rejected\n"
+	    "  stats                  gateway counters (requests, upstreams, auth, limits,\n"
+	    "                         connections, TLS, splice) and the XDP counters by reason\n"
+	    "\n"
+	    "Commands (pinned XDP maps, need root or CAP_BPF):\n"
+	    "  deny add|del CIDR      drop a source range in XDP (or stop dropping it)\n"
+	    "  deny list              show denied ranges and whether config or operator added "
+	    "them\n"
+	    "  allow add|del CIDR     let a range bypass the per-source rate limits\n"
+	    "  allow list             show allowed ranges\n"
+	    "  top [N] [packets|drops]\n"
+	    "                         the N (default 10) busiest source addresses (IPv4 /32,\n"
+	    "                         IPv6 /64) by packets seen or by packets dropped\n"
+	    "\n"
+	    "CIDR is 198.18.0.0/15, 2001:db8::/32 or a bare address. Operator entries survive\n"
+	    "config reloads; entries from the config follow the config.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -a, --admin HOST:PORT  admin API address (default " DEFAULT_ADMIN ")\n"
+	    "  -p, --pin-dir DIR      pinned map directory (default " DEFAULT_PIN_DIR ")\n"
+	    "  -j, --json             machine-readable JSON output instead of tables\n"
+	    "  -t, --timeout-ms N     admin API connect+response timeout (default %d)\n"
+	    "  -V, --version          print the version\n"
+	    "  -h, --help             this help\n"
+	    "\n"
+	    "Exit status:\n"
+	    "  0  success\n"
+	    "  1  the gateway refused (e.g. reload rejected) or the operation failed\n"
+	    "  2  usage error (unknown command, bad CIDR, bad option)\n"
+	    "  3  the gateway cannot be reached: admin API not answering, or no pinned maps\n"
+	    "\n"
+	    "Examples:\n"
+	    "  xgatectl status\n"
+	    "  xgatectl --admin 127.0.0.1:9901 reload\n"
+	    "  xgatectl deny add 203.0.113.0/24\n"
+	    "  xgatectl --json top 20 drops\n"
+	    "\n"
+	    "See xgatectl(8) and xgate(8).\n",
+	    DEFAULT_TIMEOUT_MS);
 }
 
 struct command {
@@ -74,21 +76,20 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "status", cmd_status }, { "reload", cmd_reload }, { "stats", cmd_stats },
-	{ "deny", cmd_list },	  { "allow", cmd_list },    { "top", cmd_top },
-	{ NULL, NULL },
+    {"status", cmd_status}, {"reload", cmd_reload}, {"stats", cmd_stats}, {"deny", cmd_list},
+    {"allow", cmd_list},    {"top", cmd_top},	    {NULL, NULL},
 };
 
 static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 {
 	static const struct option longopts[] = {
-		{ "admin", required_argument, NULL, 'a' },
-		{ "pin-dir", required_argument, NULL, 'p' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "timeout-ms", required_argument, NULL, 't' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"admin", required_argument, NULL, 'a'},
+	    {"pin-dir", required_argument, NULL, 'p'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char *end;
 	int c;
@@ -128,9 +129,8 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 
 int main(int argc, char **argv)
 {
-	struct ctl_opts o = { .admin = DEFAULT_ADMIN,
-			      .pin_dir = DEFAULT_PIN_DIR,
-			      .timeout_ms = DEFAULT_TIMEOUT_MS };
+	struct ctl_opts o = {
+	    .admin = DEFAULT_ADMIN, .pin_dir = DEFAULT_PIN_DIR, .timeout_ms = DEFAULT_TIMEOUT_MS};
 	int rc = parse_opts(argc, argv, &o);
 
 	if (rc)

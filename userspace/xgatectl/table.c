@@ -62,7 +62,7 @@ void table_row(struct table *t, ...)
 
 void table_print(struct table *t, FILE *out)
 {
-	int width[16] = { 0 };
+	int width[16] = {0};
 
 	for (int r = 0; r < t->nrows; r++)
 		for (int c = 0; c < t->ncols && c < 16; c++) {
