@@ -38,6 +38,9 @@ UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
+# Generated BPF objects and skeletons are kept, not treated as intermediates.
+.SECONDARY:
+
 .PHONY: all deps test unit-test e2e-test asan-test run bench clean install format
 all: $(BUILD)/xgate $(BUILD)/xgatectl $(UNIT_BINS) $(BENCH_BINS)
 

@@ -54,8 +54,8 @@ static char *hs_token(const char *claims)
 {
 	char pl[1024];
 
-	snprintf(pl, sizeof(pl), "{\"sub\":\"bob\",\"exp\":%d%s%s}", NOW + 600,
-		 *claims ? "," : "", claims);
+	snprintf(pl, sizeof(pl), "{\"sub\":\"bob\",\"exp\":%d%s%s}", NOW + 600, *claims ? "," : "",
+		 claims);
 	return tu_token("HS256", "hs", pl, NULL, secret, sizeof(secret));
 }
 
@@ -184,8 +184,8 @@ static void test_api_key_roles(void)
 static void test_jwt_roles_scopes(void)
 {
 	struct route_auth *roles = route("{\"jwt\": {\"roles\": [\"admin\", \"ops\"]}}", NULL);
-	struct route_auth *scopes = route("{\"jwt\": {\"scopes\": [\"pay:write\", \"pay:read\"]}}",
-					  NULL);
+	struct route_auth *scopes =
+	    route("{\"jwt\": {\"scopes\": [\"pay:write\", \"pay:read\"]}}", NULL);
 	struct route_auth *both = route("{\"jwt\": {\"roles\": [\"user\"], \"scopes\": "
 					"[\"pay:read\"]}}",
 					NULL);
@@ -193,22 +193,22 @@ static void test_jwt_roles_scopes(void)
 		const char *claims;
 		enum auth_reason roles, scopes, both;
 	} cases[] = {
-		{"\"roles\":[\"user\"]", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
-		 AUTH_FORBIDDEN_SCOPE},
-		{"\"roles\":[\"ops\"]", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_ROLE},
-		{"\"roles\":\"user admin\"", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_SCOPE},
-		{"\"roles\":[\"administrator\"]", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
-		 AUTH_FORBIDDEN_ROLE},
-		{"\"roles\":[\"user\"],\"scope\":\"pay:read pay:write\"", AUTH_FORBIDDEN_ROLE,
-		 AUTH_OK, AUTH_OK},
-		{"\"scope\":\"pay:read\"", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
-		 AUTH_FORBIDDEN_ROLE},
-		{"\"roles\":[\"user\"],\"scope\":\"pay:reads\"", AUTH_FORBIDDEN_ROLE,
-		 AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_SCOPE},
-		{"\"roles\":[\"user\"],\"scope\":[\"pay:read\",\"pay:write\"]", AUTH_FORBIDDEN_ROLE,
-		 AUTH_OK, AUTH_OK},
-		{"\"roles\":{\"admin\":true}", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
-		 AUTH_FORBIDDEN_ROLE},
+	    {"\"roles\":[\"user\"]", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
+	     AUTH_FORBIDDEN_SCOPE},
+	    {"\"roles\":[\"ops\"]", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_ROLE},
+	    {"\"roles\":\"user admin\"", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_SCOPE},
+	    {"\"roles\":[\"administrator\"]", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
+	     AUTH_FORBIDDEN_ROLE},
+	    {"\"roles\":[\"user\"],\"scope\":\"pay:read pay:write\"", AUTH_FORBIDDEN_ROLE, AUTH_OK,
+	     AUTH_OK},
+	    {"\"scope\":\"pay:read\"", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
+	     AUTH_FORBIDDEN_ROLE},
+	    {"\"roles\":[\"user\"],\"scope\":\"pay:reads\"", AUTH_FORBIDDEN_ROLE,
+	     AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_SCOPE},
+	    {"\"roles\":[\"user\"],\"scope\":[\"pay:read\",\"pay:write\"]", AUTH_FORBIDDEN_ROLE,
+	     AUTH_OK, AUTH_OK},
+	    {"\"roles\":{\"admin\":true}", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
+	     AUTH_FORBIDDEN_ROLE},
 	};
 	size_t i;
 
@@ -262,8 +262,8 @@ static void test_any_of(void)
 				      NULL);
 	struct auth_result res;
 	char *user = hs_token("\"roles\":[\"user\"]"), *guest = hs_token("\"roles\":[\"guest\"]");
-	char *expired = tu_token("HS256", "hs", "{\"sub\":\"x\",\"exp\":1}", NULL, secret,
-				 sizeof(secret));
+	char *expired =
+	    tu_token("HS256", "hs", "{\"sub\":\"x\",\"exp\":1}", NULL, secret, sizeof(secret));
 
 	CHECK_EQ(check(ra, user, NULL, NULL, NOW, &res), AUTH_OK);
 	CHECK_STR(res.consumer, "bob");
@@ -296,8 +296,8 @@ static void test_any_of(void)
 /* 2023-11-14 22:13:20 UTC; Seoul is UTC+9 with no DST since 1988. */
 static time_t seoul(int hour, int min)
 {
-	struct tm tm = {.tm_year = 2024 - 1900, .tm_mon = 0, .tm_mday = 15, .tm_hour = hour,
-			.tm_min = min};
+	struct tm tm = {
+	    .tm_year = 2024 - 1900, .tm_mon = 0, .tm_mday = 15, .tm_hour = hour, .tm_min = min};
 
 	return timegm(&tm) - 9 * 3600;
 }
@@ -305,7 +305,7 @@ static time_t seoul(int hour, int min)
 static void test_schedule_seoul(void)
 {
 	struct route_auth *ra = route(
-		NULL, "{\"deny\": [{\"from\": \"00:00\", \"to\": \"06:00\", \"tz\": \"Asia/Seoul\"}]}");
+	    NULL, "{\"deny\": [{\"from\": \"00:00\", \"to\": \"06:00\", \"tz\": \"Asia/Seoul\"}]}");
 	struct auth_result res;
 
 	CHECK(ra != NULL);
@@ -324,10 +324,10 @@ static void test_schedule_seoul(void)
 
 static void test_schedule_midnight_and_auth(void)
 {
-	struct route_auth *ra = route(
-		"{\"jwt\": {}}",
-		"{\"deny\": [{\"from\": \"22:00\", \"to\": \"02:00\", \"tz\": \"Asia/Seoul\"}, "
-		"{\"from\": \"12:00\", \"to\": \"12:30\", \"tz\": \"UTC\"}]}");
+	struct route_auth *ra =
+	    route("{\"jwt\": {}}",
+		  "{\"deny\": [{\"from\": \"22:00\", \"to\": \"02:00\", \"tz\": \"Asia/Seoul\"}, "
+		  "{\"from\": \"12:00\", \"to\": \"12:30\", \"tz\": \"UTC\"}]}");
 	char *t = tu_token("HS256", "hs", "{\"sub\":\"bob\",\"exp\":4102444800}", NULL, secret,
 			   sizeof(secret));
 
@@ -355,10 +355,10 @@ static void test_schedule_midnight_and_auth(void)
 /* Our TZif/POSIX-rule reader against glibc (single-threaded here, so setenv is fine). */
 static void test_tzone_matches_libc(void)
 {
-	static const char *const zones[] = {"Asia/Seoul",	 "America/New_York", "Europe/Berlin",
-					    "Australia/Sydney", "America/Sao_Paulo", "Asia/Kolkata",
-					    "Pacific/Chatham",	 "UTC",		    "Europe/Dublin",
-					    "America/St_Johns",  "Africa/Casablanca"};
+	static const char *const zones[] = {
+	    "Asia/Seoul",	 "America/New_York", "Europe/Berlin",	 "Australia/Sydney",
+	    "America/Sao_Paulo", "Asia/Kolkata",     "Pacific/Chatham",	 "UTC",
+	    "Europe/Dublin",	 "America/St_Johns", "Africa/Casablanca"};
 	char *old = getenv("TZ") ? strdup(getenv("TZ")) : NULL;
 	char err[256];
 	size_t z;
@@ -410,9 +410,9 @@ static void test_tzone_posix_rules(void)
 	/* 2030-03-10 06:59:59 UTC is 01:59:59 EST; one second later it is 03:00 EDT. */
 	CHECK_EQ(tzone_offset(z, 1899356399), -5 * 3600);
 	CHECK_EQ(tzone_offset(z, 1899356400), -4 * 3600);
-	CHECK_EQ(tzone_offset(s, 1893499200), 11 * 3600);	/* January: southern summer */
+	CHECK_EQ(tzone_offset(s, 1893499200), 11 * 3600);	 /* January: southern summer */
 	CHECK_EQ(tzone_offset(s, 1909051200), 10 * 3600 + 1800); /* July */
-	CHECK_EQ(tzone_offset(j, 1893499200), 3 * 3600);	/* Jan 1: before J60 */
+	CHECK_EQ(tzone_offset(j, 1893499200), 3 * 3600);	 /* Jan 1: before J60 */
 	CHECK_EQ(tzone_offset(j, 1909051200), 4 * 3600);
 	CHECK(tzone_from_posix("") == NULL);
 	CHECK(tzone_from_posix("EST") == NULL);
@@ -477,8 +477,9 @@ static void test_route_errors(void)
 	route_expect("\"jwt\"", NULL, "routes[1].auth: must be");
 	route_expect("{\"oauth\": {}}", NULL, "routes[1].auth: must be");
 	route_expect("{\"any_of\": []}", NULL, "routes[1].auth.any_of: must be a non-empty array");
-	route_expect("{\"any_of\": [{\"jwt\": {}}, {\"any_of\": []}]}", NULL,
-		     "routes[1].auth.any_of[1]: must be {\"jwt\": {...}} or {\"api_key\": {...}}\n");
+	route_expect(
+	    "{\"any_of\": [{\"jwt\": {}}, {\"any_of\": []}]}", NULL,
+	    "routes[1].auth.any_of[1]: must be {\"jwt\": {...}} or {\"api_key\": {...}}\n");
 	route_expect(NULL, "{\"deny\": [{\"from\": \"25:00\", \"to\": \"06:00\"}]}",
 		     "routes[1].schedule.deny[0].from: must be a time \"HH:MM\"");
 	route_expect(NULL, "{\"deny\": [{\"from\": \"1:00\", \"to\": \"06:00\"}]}",
@@ -487,10 +488,12 @@ static void test_route_errors(void)
 		     "routes[1].schedule.deny[0].to: must be a time");
 	route_expect(NULL, "{\"deny\": [{\"from\": \"01:00\", \"to\": \"01:00\"}]}",
 		     "routes[1].schedule.deny[0]: \"from\" and \"to\" must differ");
+	route_expect(
+	    NULL,
+	    "{\"deny\": [{\"from\": \"01:00\", \"to\": \"02:00\", \"tz\": \"Asia/Nowhere\"}]}",
+	    "routes[1].schedule.deny[0].tz: unknown time zone \"Asia/Nowhere\"");
 	route_expect(NULL,
-		     "{\"deny\": [{\"from\": \"01:00\", \"to\": \"02:00\", \"tz\": \"Asia/Nowhere\"}]}",
-		     "routes[1].schedule.deny[0].tz: unknown time zone \"Asia/Nowhere\"");
-	route_expect(NULL, "{\"deny\": [{\"from\": \"01:00\", \"to\": \"02:00\", \"tz\": \"../x\"}]}",
+		     "{\"deny\": [{\"from\": \"01:00\", \"to\": \"02:00\", \"tz\": \"../x\"}]}",
 		     "routes[1].schedule.deny[0].tz: invalid time zone name \"../x\"\n");
 	route_expect(NULL, "{\"deny\": []}", "routes[1].schedule.deny: must be a non-empty array");
 	route_expect(NULL, "{\"allow\": []}", "routes[1].schedule.allow: unknown key\n");
@@ -501,7 +504,8 @@ static void test_route_errors(void)
 	CHECK_EQ(auth_cache_size(empty), 0);
 	A = empty;
 	route_expect("{\"jwt\": {}}", NULL, "routes[1].auth.jwt: auth.jwt is not configured\n");
-	route_expect("{\"api_key\": {}}", NULL, "routes[1].auth.api_key: no consumer has api_keys\n");
+	route_expect("{\"api_key\": {}}", NULL,
+		     "routes[1].auth.api_key: no consumer has api_keys\n");
 	route_expect("{\"any_of\": [{\"api_key\": {}}, {\"jwt\": {}}]}", NULL,
 		     "routes[1].auth.any_of[0].api_key: no consumer has api_keys\n");
 	A = saved;
@@ -583,15 +587,16 @@ int main(void)
 	json_array_append_new(keys, tu_jwk(NULL, secret, sizeof(secret), "hs"));
 	tu_write_jwks(tu_path("jwks.json"), keys);
 	json_decref(keys);
-	snprintf(text, sizeof(text),
-		 "{\"auth\": {\"jwt\": {\"jwks_file\": \"%s\", \"algorithms\": [\"HS256\"], "
-		 "\"forward_claims\": {\"sub\": \"X-User-Id\", \"roles\": \"X-Roles\"}}, "
-		 "\"api_keys\": {\"header\": \"X-API-Key\", \"query\": \"api_key\"}}, "
-		 "\"consumers\": [{\"name\": \"mobile-app\", \"api_keys\": [\"mobile-secret-1\", "
-		 "\"mobile-secret-2\"], \"roles\": [\"user\"]}, {\"name\": \"partner\", "
-		 "\"api_keys\": [\"partner-secret\"], \"roles\": [\"partner\", \"user\"]}, "
-		 "{\"name\": \"nobody\", \"api_keys\": [\"nobody-secret\"]}, {\"name\": \"keyless\"}]}",
-		 tu_path("jwks.json"));
+	snprintf(
+	    text, sizeof(text),
+	    "{\"auth\": {\"jwt\": {\"jwks_file\": \"%s\", \"algorithms\": [\"HS256\"], "
+	    "\"forward_claims\": {\"sub\": \"X-User-Id\", \"roles\": \"X-Roles\"}}, "
+	    "\"api_keys\": {\"header\": \"X-API-Key\", \"query\": \"api_key\"}}, "
+	    "\"consumers\": [{\"name\": \"mobile-app\", \"api_keys\": [\"mobile-secret-1\", "
+	    "\"mobile-secret-2\"], \"roles\": [\"user\"]}, {\"name\": \"partner\", "
+	    "\"api_keys\": [\"partner-secret\"], \"roles\": [\"partner\", \"user\"]}, "
+	    "{\"name\": \"nobody\", \"api_keys\": [\"nobody-secret\"]}, {\"name\": \"keyless\"}]}",
+	    tu_path("jwks.json"));
 	A = tu_config(text, &errs, &A_root);
 	if (!A) {
 		fprintf(stderr, "%s", errs.text);

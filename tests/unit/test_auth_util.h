@@ -99,8 +99,9 @@ __attribute__((unused)) static size_t tu_coord(const char *alg)
 }
 
 /* Signs data with alg (JOSE name); the ECDSA result is converted to raw R||S unless der. */
-__attribute__((unused)) static unsigned char *tu_sign(const char *alg, EVP_PKEY *pkey, const unsigned char *secret,
-			      size_t slen, const char *data, size_t *siglen, int der)
+__attribute__((unused)) static unsigned char *tu_sign(const char *alg, EVP_PKEY *pkey,
+						      const unsigned char *secret, size_t slen,
+						      const char *data, size_t *siglen, int der)
 {
 	unsigned char *sig = malloc(1024);
 	EVP_MD_CTX *ctx;
@@ -115,8 +116,8 @@ __attribute__((unused)) static unsigned char *tu_sign(const char *alg, EVP_PKEY 
 	}
 	ctx = EVP_MD_CTX_new();
 	*siglen = 1024;
-	if (EVP_DigestSignInit(ctx, &pctx, strcmp(alg, "EdDSA") ? tu_md(alg) : NULL, NULL,
-			       pkey) != 1) {
+	if (EVP_DigestSignInit(ctx, &pctx, strcmp(alg, "EdDSA") ? tu_md(alg) : NULL, NULL, pkey) !=
+	    1) {
 		fprintf(stderr, "test signer: %s cannot sign with this key\n", alg);
 		exit(3);
 	}
@@ -144,8 +145,9 @@ __attribute__((unused)) static unsigned char *tu_sign(const char *alg, EVP_PKEY 
 }
 
 /* header and payload are JSON texts used verbatim; sign_alg picks how to sign. */
-__attribute__((unused)) static char *tu_token_raw(const char *header, const char *payload, const char *sign_alg,
-			  EVP_PKEY *pkey, const unsigned char *secret, size_t slen)
+__attribute__((unused)) static char *tu_token_raw(const char *header, const char *payload,
+						  const char *sign_alg, EVP_PKEY *pkey,
+						  const unsigned char *secret, size_t slen)
 {
 	char *h = tu_b64s(header), *p = tu_b64s(payload), *input, *s, *tok;
 	unsigned char *sig;
@@ -165,8 +167,9 @@ __attribute__((unused)) static char *tu_token_raw(const char *header, const char
 	return tok;
 }
 
-__attribute__((unused)) static char *tu_token(const char *alg, const char *kid, const char *payload, EVP_PKEY *pkey,
-		      const unsigned char *secret, size_t slen)
+__attribute__((unused)) static char *tu_token(const char *alg, const char *kid, const char *payload,
+					      EVP_PKEY *pkey, const unsigned char *secret,
+					      size_t slen)
 {
 	char header[256];
 
@@ -196,7 +199,8 @@ __attribute__((unused)) static json_t *tu_bn_member(EVP_PKEY *pkey, const char *
 }
 
 /* The public JWK of pkey (or of an HMAC secret when pkey is NULL). */
-__attribute__((unused)) static json_t *tu_jwk(EVP_PKEY *pkey, const unsigned char *secret, size_t slen, const char *kid)
+__attribute__((unused)) static json_t *tu_jwk(EVP_PKEY *pkey, const unsigned char *secret,
+					      size_t slen, const char *kid)
 {
 	json_t *k = json_object();
 	char *s;
@@ -219,8 +223,10 @@ __attribute__((unused)) static json_t *tu_jwk(EVP_PKEY *pkey, const unsigned cha
 		EVP_PKEY_get_group_name(pkey, group, sizeof(group), NULL);
 		c = !strcmp(group, "prime256v1") ? 32 : !strcmp(group, "secp384r1") ? 48 : 66;
 		json_object_set_new(k, "kty", json_string("EC"));
-		json_object_set_new(k, "crv", json_string(c == 32 ? "P-256" : c == 48 ? "P-384"
-										      : "P-521"));
+		json_object_set_new(k, "crv",
+				    json_string(c == 32	  ? "P-256"
+						: c == 48 ? "P-384"
+							  : "P-521"));
 		json_object_set_new(k, "x", tu_bn_member(pkey, OSSL_PKEY_PARAM_EC_PUB_X, c));
 		json_object_set_new(k, "y", tu_bn_member(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, c));
 	} else {
@@ -272,7 +278,8 @@ __attribute__((unused)) static void tu_write_pem(const char *path, EVP_PKEY *pke
 }
 
 /* Parses config JSON text; returns the auth config and leaves error lines in errs. */
-__attribute__((unused)) static struct auth_config *tu_config(const char *text, struct cfg_errs *errs, json_t **root_out)
+__attribute__((unused)) static struct auth_config *
+tu_config(const char *text, struct cfg_errs *errs, json_t **root_out)
 {
 	json_error_t jerr;
 	json_t *root = json_loads(text, 0, &jerr);
@@ -314,7 +321,8 @@ __attribute__((unused)) static void tu_req_free(struct tu_req *r)
 		free(r->owned[--r->nowned]);
 }
 
-__attribute__((unused)) static void tu_req_add(struct tu_req *r, const char *name, const char *value)
+__attribute__((unused)) static void tu_req_add(struct tu_req *r, const char *name,
+					       const char *value)
 {
 	struct http_header *h = &r->req.headers[r->req.nheaders];
 
@@ -334,7 +342,8 @@ __attribute__((unused)) static void tu_req_bearer(struct tu_req *r, const char *
 	tu_req_add(r, "Authorization", slot);
 }
 
-__attribute__((unused)) static const char *tu_forward(const struct auth_result *res, const char *name)
+__attribute__((unused)) static const char *tu_forward(const struct auth_result *res,
+						      const char *name)
 {
 	int i;
 

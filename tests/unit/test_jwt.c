@@ -13,10 +13,10 @@ static unsigned char hs_secret[64], hs32[32];
 static const struct {
 	const char *alg, *kid;
 } algs[] = {
-	{"HS256", "hs"},    {"HS384", "hs"},    {"HS512", "hs"},	{"RS256", "rsa"},
-	{"RS384", "rsa"},   {"RS512", "rsa"},   {"PS256", "rsa"},	{"PS384", "rsa"},
-	{"PS512", "rsa"},   {"ES256", "p256"},  {"ES384", "p384"},	{"ES512", "p521"},
-	{"EdDSA", "ed25519"}, {"EdDSA", "ed448"},
+    {"HS256", "hs"},	  {"HS384", "hs"},    {"HS512", "hs"},	 {"RS256", "rsa"},
+    {"RS384", "rsa"},	  {"RS512", "rsa"},   {"PS256", "rsa"},	 {"PS384", "rsa"},
+    {"PS512", "rsa"},	  {"ES256", "p256"},  {"ES384", "p384"}, {"ES512", "p521"},
+    {"EdDSA", "ed25519"}, {"EdDSA", "ed448"},
 };
 
 static EVP_PKEY *key_for(const char *kid)
@@ -115,9 +115,8 @@ static struct auth_config *A;
 static struct route_auth *RA;
 
 /* Runs one request with token (NULL: no Authorization) and returns the reason. */
-static enum auth_reason run_with(struct auth_config *a, struct route_auth *ra,
-				 struct jwt_cache *c, const char *token, time_t now,
-				 struct auth_result *res)
+static enum auth_reason run_with(struct auth_config *a, struct route_auth *ra, struct jwt_cache *c,
+				 const char *token, time_t now, struct auth_result *res)
 {
 	struct tu_req r;
 	enum auth_reason reason;
@@ -160,12 +159,12 @@ static void test_b64url(void)
 	CHECK(b64url_decode("aGk", 3, out, &n) && n == 2 && !memcmp(out, "hi", 2));
 	CHECK(b64url_decode("", 0, out, &n) && n == 0);
 	CHECK(b64url_decode("-_-_", 4, out, &n) && n == 3);
-	CHECK(!b64url_decode("aGk=", 4, out, &n));  /* padding */
-	CHECK(!b64url_decode("a+k", 3, out, &n));   /* standard alphabet */
+	CHECK(!b64url_decode("aGk=", 4, out, &n)); /* padding */
+	CHECK(!b64url_decode("a+k", 3, out, &n));  /* standard alphabet */
 	CHECK(!b64url_decode("a/k", 3, out, &n));
-	CHECK(!b64url_decode("aG k", 4, out, &n)); /* whitespace */
+	CHECK(!b64url_decode("aG k", 4, out, &n));  /* whitespace */
 	CHECK(!b64url_decode("aGkxa", 5, out, &n)); /* 1 mod 4 */
-	CHECK(!b64url_decode("aGl", 3, out, &n));  /* non-zero unused bits */
+	CHECK(!b64url_decode("aGl", 3, out, &n));   /* non-zero unused bits */
 	CHECK(!b64url_decode("a\0k", 3, out, &n));
 	CHECK_EQ(b64url_encode((const unsigned char *)"hi", 2, enc), 3);
 	CHECK_STR(enc, "aGk");
@@ -416,7 +415,7 @@ static void test_times(void)
 	 run_signed("ES256", "p256", pl))
 	CHECK_EQ(TIMED("\"exp\":%d", NOW - 31), AUTH_EXPIRED);
 	CHECK_EQ(TIMED("\"exp\":%d", NOW - 30), AUTH_EXPIRED); /* exp + leeway == now */
-	CHECK_EQ(TIMED("\"exp\":%d", NOW - 29), AUTH_OK);	/* within leeway */
+	CHECK_EQ(TIMED("\"exp\":%d", NOW - 29), AUTH_OK);      /* within leeway */
 	CHECK_EQ(TIMED("\"exp\":%d.5", NOW - 30), AUTH_OK);
 	CHECK_EQ(TIMED("\"exp\":%d", NOW + 3600), AUTH_OK);
 	CHECK_EQ(TIMED("\"exp\":\"%d\"", NOW + 3600), AUTH_MALFORMED);
@@ -438,8 +437,8 @@ static void test_require_exp(void)
 	struct auth_config *a = std_config("\"require_exp\": true");
 	struct route_auth *ra = route(a, "{\"jwt\": {}}");
 	struct auth_result res;
-	char *t = sign("ES256", "p256",
-		       "{\"sub\":\"a\",\"iss\":\"https://iss.test\",\"aud\":\"api\"}");
+	char *t =
+	    sign("ES256", "p256", "{\"sub\":\"a\",\"iss\":\"https://iss.test\",\"aud\":\"api\"}");
 
 	CHECK_EQ(run_with(a, ra, NULL, t, NOW, &res), AUTH_MALFORMED);
 	free(t);
@@ -452,7 +451,7 @@ static void test_issuer_audience(void)
 	char pl[512];
 
 #define CLAIMS(fmt)                                                                                \
-	(snprintf(pl, sizeof(pl), "{\"sub\":\"a\",\"exp\":%d," fmt "}", NOW + 600),               \
+	(snprintf(pl, sizeof(pl), "{\"sub\":\"a\",\"exp\":%d," fmt "}", NOW + 600),                \
 	 run_signed("EdDSA", "ed25519", pl))
 	CHECK_EQ(CLAIMS("\"iss\":\"https://evil.test\",\"aud\":\"api\""), AUTH_BAD_ISSUER);
 	CHECK_EQ(CLAIMS("\"iss\":\"https://iss.test/\",\"aud\":\"api\""), AUTH_BAD_ISSUER);
@@ -933,8 +932,8 @@ static void test_config_errors(void)
 	/* A point that is not on the curve. */
 	keys = json_array();
 	json_array_append_new(keys, tu_jwk(k_p256, NULL, 0, "p"));
-	json_object_set_new(json_array_get(keys, 0), "y", json_string(
-		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE"));
+	json_object_set_new(json_array_get(keys, 0), "y",
+			    json_string("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE"));
 	tu_write_jwks(tu_path("bad.json"), keys);
 	json_decref(keys);
 	config_expect(text, "keys[0]: invalid EC public key (not a point on P-256)\n");
@@ -1021,8 +1020,8 @@ static void test_jwks_skips_foreign_keys(void)
 	json_object_set_new(enc, "use", json_string("enc"));
 	json_array_append_new(keys, enc);
 	json_array_append_new(keys, json_pack("{ss ss}", "kty", "PQC", "kid", "future"));
-	json_array_append_new(keys, json_pack("{ss ss ss}", "kty", "OKP", "crv", "X25519", "x",
-					      "AAAA"));
+	json_array_append_new(keys,
+			      json_pack("{ss ss ss}", "kty", "OKP", "crv", "X25519", "x", "AAAA"));
 	json_array_append_new(keys, tu_jwk(k_p521, NULL, 0, "sig"));
 	tu_write_jwks(tu_path("mixed.json"), keys);
 	json_decref(keys);

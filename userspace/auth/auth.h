@@ -22,21 +22,21 @@ struct jwt_cache;   /* per-worker verified-token cache */
 /* Why a request was refused: the label of xgate_auth_failures_total{reason}. */
 enum auth_reason {
 	AUTH_OK = 0,
-	AUTH_MISSING,	       /* no credentials */
-	AUTH_MALFORMED,	       /* not a parseable token / bad base64url / bad JSON */
-	AUTH_BAD_ALG,	       /* none, not allowed, key type mismatch */
+	AUTH_MISSING,	/* no credentials */
+	AUTH_MALFORMED, /* not a parseable token / bad base64url / bad JSON */
+	AUTH_BAD_ALG,	/* none, not allowed, key type mismatch */
 	AUTH_UNKNOWN_KID,
 	AUTH_BAD_SIGNATURE,
 	AUTH_EXPIRED,
-	AUTH_NOT_YET_VALID,    /* nbf / iat in the future */
+	AUTH_NOT_YET_VALID, /* nbf / iat in the future */
 	AUTH_BAD_ISSUER,
 	AUTH_BAD_AUDIENCE,
 	AUTH_BAD_API_KEY,
-	AUTH_FORBIDDEN_ROLE,   /* 403 */
-	AUTH_FORBIDDEN_SCOPE,  /* 403 */
+	AUTH_FORBIDDEN_ROLE,	 /* 403 */
+	AUTH_FORBIDDEN_SCOPE,	 /* 403 */
 	AUTH_FORBIDDEN_SCHEDULE, /* 403 */
-	AUTH_TOKEN_TOO_LARGE,  /* over auth.jwt.max_token_bytes */
-	AUTH_CRIT,	       /* "crit" header: we implement no JWS extensions */
+	AUTH_TOKEN_TOO_LARGE,	 /* over auth.jwt.max_token_bytes */
+	AUTH_CRIT,		 /* "crit" header: we implement no JWS extensions */
 	AUTH_REASON_COUNT
 };
 const char *auth_reason_name(enum auth_reason r);

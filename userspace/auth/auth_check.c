@@ -12,22 +12,22 @@
 #define API_KEY_QUERY_MAX 1024
 
 static const char *const reason_names[AUTH_REASON_COUNT] = {
-	[AUTH_OK] = "ok",
-	[AUTH_MISSING] = "missing",
-	[AUTH_MALFORMED] = "malformed",
-	[AUTH_BAD_ALG] = "bad_alg",
-	[AUTH_UNKNOWN_KID] = "unknown_kid",
-	[AUTH_BAD_SIGNATURE] = "bad_signature",
-	[AUTH_EXPIRED] = "expired",
-	[AUTH_NOT_YET_VALID] = "not_yet_valid",
-	[AUTH_BAD_ISSUER] = "bad_issuer",
-	[AUTH_BAD_AUDIENCE] = "bad_audience",
-	[AUTH_BAD_API_KEY] = "bad_api_key",
-	[AUTH_FORBIDDEN_ROLE] = "forbidden_role",
-	[AUTH_FORBIDDEN_SCOPE] = "forbidden_scope",
-	[AUTH_FORBIDDEN_SCHEDULE] = "forbidden_schedule",
-	[AUTH_TOKEN_TOO_LARGE] = "token_too_large",
-	[AUTH_CRIT] = "crit",
+    [AUTH_OK] = "ok",
+    [AUTH_MISSING] = "missing",
+    [AUTH_MALFORMED] = "malformed",
+    [AUTH_BAD_ALG] = "bad_alg",
+    [AUTH_UNKNOWN_KID] = "unknown_kid",
+    [AUTH_BAD_SIGNATURE] = "bad_signature",
+    [AUTH_EXPIRED] = "expired",
+    [AUTH_NOT_YET_VALID] = "not_yet_valid",
+    [AUTH_BAD_ISSUER] = "bad_issuer",
+    [AUTH_BAD_AUDIENCE] = "bad_audience",
+    [AUTH_BAD_API_KEY] = "bad_api_key",
+    [AUTH_FORBIDDEN_ROLE] = "forbidden_role",
+    [AUTH_FORBIDDEN_SCOPE] = "forbidden_scope",
+    [AUTH_FORBIDDEN_SCHEDULE] = "forbidden_schedule",
+    [AUTH_TOKEN_TOO_LARGE] = "token_too_large",
+    [AUTH_CRIT] = "crit",
 };
 
 const char *auth_reason_name(enum auth_reason r)
@@ -115,9 +115,8 @@ static bool token_list_has(json_t *v, const char *item)
 	json_t *e;
 
 	if (json_is_array(v)) {
-		json_array_foreach(v, i, e)
-			if (json_is_string(e) && !strcmp(json_string_value(e), item))
-				return true;
+		json_array_foreach(v, i, e) if (json_is_string(e) &&
+						!strcmp(json_string_value(e), item)) return true;
 		return false;
 	}
 	if (!json_is_string(v))
@@ -220,10 +219,8 @@ static int format_claim(json_t *v, char *out, size_t outlen)
 	if (!v || json_is_null(v))
 		return 0;
 	if (json_is_array(v)) {
-		json_array_foreach(v, i, e)
-			if ((i && !append(out, outlen, &used, ",", 1)) ||
-			    !format_scalar(e, out, outlen, &used))
-				return -1;
+		json_array_foreach(v, i, e) if ((i && !append(out, outlen, &used, ",", 1)) ||
+						!format_scalar(e, out, outlen, &used)) return -1;
 	} else if (!format_scalar(v, out, outlen, &used)) {
 		return -1;
 	}
@@ -240,8 +237,7 @@ static enum auth_reason fill_jwt_result(const struct jwt_settings *jwt, json_t *
 		snprintf(out->consumer, sizeof(out->consumer), "%s", json_string_value(sub));
 	for (i = 0; i < jwt->nforward; i++) {
 		n = format_claim(jwt_claim(claims, jwt->forward[i].claim),
-				 out->forward[out->nforward].value,
-				 sizeof(out->forward[0].value));
+				 out->forward[out->nforward].value, sizeof(out->forward[0].value));
 		if (n < 0)
 			return AUTH_MALFORMED;
 		if (!n)
@@ -352,8 +348,7 @@ static int hexval(char c)
 }
 
 /* 1 found (decoded into out), 0 absent, -1 malformed, repeated or too long. */
-static int query_param(struct http_str q, const char *name, char *out, size_t outlen,
-		       size_t *len)
+static int query_param(struct http_str q, const char *name, char *out, size_t outlen, size_t *len)
 {
 	const char *p = q.p, *end = q.p + q.len;
 	size_t nlen = strlen(name);

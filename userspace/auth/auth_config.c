@@ -71,7 +71,8 @@ static bool parse_string_list(json_t *obj, const char *key, const char *path,
 		cfg_err(errs, p, "out of memory");
 		return false;
 	}
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (!json_is_string(v) || !json_string_length(v)) {
 			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
 			string_list_free(out);
@@ -107,11 +108,22 @@ static bool header_name_ok(const char *name)
 /* Headers whose meaning belongs to HTTP framing or to the gateway itself. */
 static bool header_reserved(const char *name)
 {
-	static const char *const reserved[] = {
-		"host", "content-length", "transfer-encoding", "connection", "keep-alive",
-		"proxy-connection", "te", "trailer", "upgrade", "authorization",
-		"proxy-authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
-		AUTH_CONSUMER_HEADER, NULL};
+	static const char *const reserved[] = {"host",
+					       "content-length",
+					       "transfer-encoding",
+					       "connection",
+					       "keep-alive",
+					       "proxy-connection",
+					       "te",
+					       "trailer",
+					       "upgrade",
+					       "authorization",
+					       "proxy-authorization",
+					       "x-forwarded-for",
+					       "x-forwarded-proto",
+					       "x-request-id",
+					       AUTH_CONSUMER_HEADER,
+					       NULL};
 	int i;
 
 	for (i = 0; reserved[i]; i++)
@@ -131,7 +143,8 @@ static void parse_forward_claims(struct jwt_settings *jwt, json_t *obj, const ch
 	if (!fc)
 		return;
 	cfg_path_key(p, path, "forward_claims");
-	json_object_foreach(fc, claim, v) {
+	json_object_foreach(fc, claim, v)
+	{
 		const char *hdr = json_string_value(v);
 
 		cfg_path_key(kp, p, claim);
@@ -151,8 +164,9 @@ static void parse_forward_claims(struct jwt_settings *jwt, json_t *obj, const ch
 			continue;
 		}
 		if (!*claim || jwt->nforward == AUTH_MAX_FORWARD) {
-			cfg_err(errs, kp, *claim ? "at most %d claims can be forwarded"
-						 : "claim name must not be empty",
+			cfg_err(errs, kp,
+				*claim ? "at most %d claims can be forwarded"
+				       : "claim name must not be empty",
 				AUTH_MAX_FORWARD);
 			continue;
 		}
@@ -182,7 +196,8 @@ static void parse_algorithms(struct jwt_settings *jwt, json_t *obj, const char *
 	cfg_path_key(p, path, "algorithms");
 	if (!json_array_size(arr))
 		cfg_err(errs, p, "must list at least one algorithm");
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		const char *name = json_string_value(v);
 		enum jwa_alg alg = name ? jwa_from_name(name) : JWA_UNKNOWN;
 
@@ -218,7 +233,8 @@ static void parse_pem_sources(struct key_sources *src, json_t *obj, const char *
 		cfg_err(errs, p, "out of memory");
 		return;
 	}
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		struct pem_source *pem = &src->pems[src->npems];
 		char *file = NULL, *kid = NULL;
 
@@ -231,7 +247,8 @@ static void parse_pem_sources(struct key_sources *src, json_t *obj, const char *
 			cfg_get_str(v, "kid", ip, NULL, &kid, errs);
 		}
 		if (!file || !*file) {
-			cfg_err(errs, ip, "must be a PEM file name or {\"file\": ..., \"kid\": ...}");
+			cfg_err(errs, ip,
+				"must be a PEM file name or {\"file\": ..., \"kid\": ...}");
 			free(file);
 			free(kid);
 			continue;
@@ -269,10 +286,19 @@ static void load_keyset(struct jwt_settings *jwt, const char *path, struct cfg_e
 static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 		      struct cfg_errs *errs)
 {
-	static const char *const known[] = {
-		"jwks_file", "public_keys", "algorithms", "issuer", "audience", "leeway_s",
-		"roles_claim", "scopes_claim", "forward_claims", "max_token_bytes", "cache_size",
-		"require_exp", NULL};
+	static const char *const known[] = {"jwks_file",
+					    "public_keys",
+					    "algorithms",
+					    "issuer",
+					    "audience",
+					    "leeway_s",
+					    "roles_claim",
+					    "scopes_claim",
+					    "forward_claims",
+					    "max_token_bytes",
+					    "cache_size",
+					    "require_exp",
+					    NULL};
 	long long leeway, max_bytes, cache_size;
 
 	jwt->enabled = true;
@@ -316,8 +342,8 @@ static void parse_api_keys(struct auth_config *a, json_t *obj, const char *path,
 		cfg_check_keys(obj, path, known, errs);
 	cfg_get_str(obj, "header", path, "X-API-Key", &a->api_key_header, errs);
 	cfg_get_str(obj, "query", path, NULL, &a->api_key_query, errs);
-	if (a->api_key_header && (!header_name_ok(a->api_key_header) ||
-				  header_reserved(a->api_key_header)))
+	if (a->api_key_header &&
+	    (!header_name_ok(a->api_key_header) || header_reserved(a->api_key_header)))
 		cfg_err(errs, cfg_path_key(p, path, "header"), "invalid header name \"%s\"",
 			a->api_key_header);
 	if (a->api_key_query && !*a->api_key_query)
@@ -343,7 +369,8 @@ static void parse_consumer_keys(struct auth_config *a, json_t *keys, int ci, con
 	json_t *v;
 	size_t i;
 
-	json_array_foreach(keys, i, v) {
+	json_array_foreach(keys, i, v)
+	{
 		struct api_key *k = &a->keys[a->nkeys];
 
 		cfg_path_idx(ip, path, i);
@@ -421,16 +448,14 @@ static void parse_consumers(struct auth_config *a, json_t *arr, struct cfg_errs 
 		cfg_err(errs, "consumers", "must be an array");
 		return;
 	}
-	json_array_foreach(arr, i, v)
-		nkeys += json_array_size(json_object_get(v, "api_keys"));
+	json_array_foreach(arr, i, v) nkeys += json_array_size(json_object_get(v, "api_keys"));
 	a->consumers = calloc(json_array_size(arr) + 1, sizeof(*a->consumers));
 	a->keys = calloc(nkeys + 1, sizeof(*a->keys));
 	if (!a->consumers || !a->keys) {
 		cfg_err(errs, "consumers", "out of memory");
 		return;
 	}
-	json_array_foreach(arr, i, v)
-		parse_consumer(a, v, cfg_path_idx(p, "consumers", i), errs);
+	json_array_foreach(arr, i, v) parse_consumer(a, v, cfg_path_idx(p, "consumers", i), errs);
 	qsort(a->keys, a->nkeys, sizeof(*a->keys), api_key_cmp);
 	for (k = 1; k < a->nkeys; k++)
 		if (!api_key_cmp(&a->keys[k - 1], &a->keys[k]))

@@ -46,7 +46,7 @@ struct consumer {
 
 struct api_key {
 	unsigned char digest[AUTH_DIGEST_LEN]; /* SHA-256 of the key: the key itself is not kept */
-	uint64_t prefix;		       /* first 8 digest bytes, big-endian, for the search */
+	uint64_t prefix; /* first 8 digest bytes, big-endian, for the search */
 	int consumer;
 };
 

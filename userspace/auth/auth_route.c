@@ -50,7 +50,8 @@ static bool parse_list(json_t *obj, const char *key, const char *path, struct st
 		cfg_err(errs, p, "out of memory");
 		return false;
 	}
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (!json_is_string(v) || !json_string_length(v)) {
 			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
 			return false;
@@ -75,7 +76,9 @@ static bool parse_method(json_t *obj, const char *path, const struct auth_config
 	json_t *body;
 
 	if (!json_is_object(obj) || json_object_size(obj) != 1 || (!jwt && !key)) {
-		cfg_err(errs, path, "must be %s", allow_any_of
+		cfg_err(
+		    errs, path, "must be %s",
+		    allow_any_of
 			? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}} or {\"any_of\": [...]}"
 			: "{\"jwt\": {...}} or {\"api_key\": {...}}");
 		return false;
@@ -121,7 +124,8 @@ static bool parse_auth(json_t *auth, const char *path, const struct auth_config 
 	}
 	cfg_path_key(p, path, "any_of");
 	if (!json_is_array(any) || !json_array_size(any)) {
-		cfg_err(errs, p, "must be a non-empty array of {\"jwt\": ...} / {\"api_key\": ...}");
+		cfg_err(errs, p,
+			"must be a non-empty array of {\"jwt\": ...} / {\"api_key\": ...}");
 		return false;
 	}
 	ra->methods = calloc(json_array_size(any), sizeof(*ra->methods));
@@ -129,7 +133,8 @@ static bool parse_auth(json_t *auth, const char *path, const struct auth_config 
 		cfg_err(errs, p, "out of memory");
 		return false;
 	}
-	json_array_foreach(any, i, v) {
+	json_array_foreach(any, i, v)
+	{
 		ra->nmethods++;
 		if (!parse_method(v, cfg_path_idx(ip, p, i), a, false, &ra->methods[i], errs))
 			return false;
@@ -164,7 +169,8 @@ static bool parse_window(json_t *obj, const char *path, struct deny_window *w,
 	char *tz = NULL;
 
 	if (!json_is_object(obj)) {
-		cfg_err(errs, path, "must be {\"from\": \"HH:MM\", \"to\": \"HH:MM\", \"tz\": ...}");
+		cfg_err(errs, path,
+			"must be {\"from\": \"HH:MM\", \"to\": \"HH:MM\", \"tz\": ...}");
 		return false;
 	}
 	cfg_check_keys(obj, path, known, errs);
@@ -173,8 +179,9 @@ static bool parse_window(json_t *obj, const char *path, struct deny_window *w,
 	    !cfg_get_str(obj, "tz", path, "UTC", &tz, errs))
 		return false;
 	if (w->from_s == w->to_s || w->from_s == 86400) {
-		cfg_err(errs, path, "\"from\" and \"to\" must differ and \"from\" cannot be "
-				    "24:00 (00:00 to 24:00 is the whole day)");
+		cfg_err(errs, path,
+			"\"from\" and \"to\" must differ and \"from\" cannot be "
+			"24:00 (00:00 to 24:00 is the whole day)");
 		free(tz);
 		return false;
 	}
@@ -209,7 +216,8 @@ static bool parse_schedule(json_t *sched, const char *path, struct route_auth *r
 		cfg_err(errs, p, "out of memory");
 		return false;
 	}
-	json_array_foreach(deny, i, v) {
+	json_array_foreach(deny, i, v)
+	{
 		if (!parse_window(v, cfg_path_idx(ip, p, i), &ra->deny[i], errs))
 			return false;
 		ra->ndeny++;

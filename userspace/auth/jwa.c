@@ -14,26 +14,26 @@ enum jwa_family { FAM_HMAC, FAM_RSA_PKCS1, FAM_RSA_PSS, FAM_ECDSA, FAM_EDDSA };
 struct jwa_info {
 	const char *name;
 	enum jwa_family family;
-	int digest;	   /* index into jwa_md[]: 0 SHA-256, 1 SHA-384, 2 SHA-512, -1 none */
+	int digest; /* index into jwa_md[]: 0 SHA-256, 1 SHA-384, 2 SHA-512, -1 none */
 	size_t digest_len;
 	enum jwk_kind ec_kind; /* FAM_ECDSA only */
 	size_t coord_len;      /* FAM_ECDSA: bytes of R and of S */
 };
 
 static const struct jwa_info jwa_table[JWA_COUNT] = {
-	[JWA_HS256] = {"HS256", FAM_HMAC, 0, 32, 0, 0},
-	[JWA_HS384] = {"HS384", FAM_HMAC, 1, 48, 0, 0},
-	[JWA_HS512] = {"HS512", FAM_HMAC, 2, 64, 0, 0},
-	[JWA_RS256] = {"RS256", FAM_RSA_PKCS1, 0, 32, 0, 0},
-	[JWA_RS384] = {"RS384", FAM_RSA_PKCS1, 1, 48, 0, 0},
-	[JWA_RS512] = {"RS512", FAM_RSA_PKCS1, 2, 64, 0, 0},
-	[JWA_PS256] = {"PS256", FAM_RSA_PSS, 0, 32, 0, 0},
-	[JWA_PS384] = {"PS384", FAM_RSA_PSS, 1, 48, 0, 0},
-	[JWA_PS512] = {"PS512", FAM_RSA_PSS, 2, 64, 0, 0},
-	[JWA_ES256] = {"ES256", FAM_ECDSA, 0, 32, JWK_EC_P256, 32},
-	[JWA_ES384] = {"ES384", FAM_ECDSA, 1, 48, JWK_EC_P384, 48},
-	[JWA_ES512] = {"ES512", FAM_ECDSA, 2, 64, JWK_EC_P521, 66},
-	[JWA_EDDSA] = {"EdDSA", FAM_EDDSA, -1, 0, 0, 0},
+    [JWA_HS256] = {"HS256", FAM_HMAC, 0, 32, 0, 0},
+    [JWA_HS384] = {"HS384", FAM_HMAC, 1, 48, 0, 0},
+    [JWA_HS512] = {"HS512", FAM_HMAC, 2, 64, 0, 0},
+    [JWA_RS256] = {"RS256", FAM_RSA_PKCS1, 0, 32, 0, 0},
+    [JWA_RS384] = {"RS384", FAM_RSA_PKCS1, 1, 48, 0, 0},
+    [JWA_RS512] = {"RS512", FAM_RSA_PKCS1, 2, 64, 0, 0},
+    [JWA_PS256] = {"PS256", FAM_RSA_PSS, 0, 32, 0, 0},
+    [JWA_PS384] = {"PS384", FAM_RSA_PSS, 1, 48, 0, 0},
+    [JWA_PS512] = {"PS512", FAM_RSA_PSS, 2, 64, 0, 0},
+    [JWA_ES256] = {"ES256", FAM_ECDSA, 0, 32, JWK_EC_P256, 32},
+    [JWA_ES384] = {"ES384", FAM_ECDSA, 1, 48, JWK_EC_P384, 48},
+    [JWA_ES512] = {"ES512", FAM_ECDSA, 2, 64, JWK_EC_P521, 66},
+    [JWA_EDDSA] = {"EdDSA", FAM_EDDSA, -1, 0, 0, 0},
 };
 
 /* RFC 8725 3.5 / NIST: shorter RSA moduli are not accepted as JWT verification keys. */
@@ -117,7 +117,7 @@ static bool verify_hmac(const struct jwa_info *info, const struct jwk *key,
 	if (!ctx)
 		return false;
 	params[0] = OSSL_PARAM_construct_utf8_string(
-		OSSL_MAC_PARAM_DIGEST, (char *)EVP_MD_get0_name(jwa_md[info->digest]), 0);
+	    OSSL_MAC_PARAM_DIGEST, (char *)EVP_MD_get0_name(jwa_md[info->digest]), 0);
 	params[1] = OSSL_PARAM_construct_end();
 	ok = EVP_MAC_init(ctx, key->secret, key->secret_len, params) &&
 	     EVP_MAC_update(ctx, data, datalen) && EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) &&
@@ -185,8 +185,8 @@ out:
 	return ok;
 }
 
-bool jwa_verify(enum jwa_alg alg, const struct jwk *key, const unsigned char *data,
-		size_t datalen, const unsigned char *sig, size_t siglen)
+bool jwa_verify(enum jwa_alg alg, const struct jwk *key, const unsigned char *data, size_t datalen,
+		const unsigned char *sig, size_t siglen)
 {
 	const struct jwa_info *info;
 	bool ok;

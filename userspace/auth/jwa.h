@@ -30,7 +30,7 @@ enum jwa_alg {
 };
 
 enum jwk_kind {
-	JWK_OCT,   /* HMAC secret */
+	JWK_OCT, /* HMAC secret */
 	JWK_RSA,
 	JWK_EC_P256,
 	JWK_EC_P384,
@@ -40,10 +40,10 @@ enum jwk_kind {
 };
 
 struct jwk {
-	char *kid;	      /* NULL when the key has none */
+	char *kid; /* NULL when the key has none */
 	enum jwk_kind kind;
-	int alg;	      /* the JWK's own "alg" restriction, JWA_UNKNOWN when absent */
-	EVP_PKEY *pkey;	      /* asymmetric kinds */
+	int alg;	       /* the JWK's own "alg" restriction, JWA_UNKNOWN when absent */
+	EVP_PKEY *pkey;	       /* asymmetric kinds */
 	unsigned char *secret; /* JWK_OCT */
 	size_t secret_len;
 };
@@ -54,8 +54,8 @@ const char *jwa_name(enum jwa_alg alg);
 /* True when the key's kind may verify this algorithm (and is strong enough for it). */
 bool jwa_key_fits(enum jwa_alg alg, const struct jwk *key);
 /* Verifies sig over data. The caller has checked jwa_key_fits(). */
-bool jwa_verify(enum jwa_alg alg, const struct jwk *key, const unsigned char *data,
-		size_t datalen, const unsigned char *sig, size_t siglen);
+bool jwa_verify(enum jwa_alg alg, const struct jwk *key, const unsigned char *data, size_t datalen,
+		const unsigned char *sig, size_t siglen);
 /* Fetches digests and MACs once so the request path does not look them up by name. */
 bool jwa_init(void);
 

@@ -113,9 +113,9 @@ static const struct {
 	enum jwk_kind kind;
 	size_t coord_len;
 } ec_curves[] = {
-	{"P-256", "prime256v1", JWK_EC_P256, 32},
-	{"P-384", "secp384r1", JWK_EC_P384, 48},
-	{"P-521", "secp521r1", JWK_EC_P521, 66},
+    {"P-256", "prime256v1", JWK_EC_P256, 32},
+    {"P-384", "secp384r1", JWK_EC_P384, 48},
+    {"P-521", "secp521r1", JWK_EC_P521, 66},
 };
 
 static int jwk_parse_ec(json_t *obj, const char *crv, struct jwk *key, char *err, size_t errlen)
@@ -382,7 +382,8 @@ static bool keyset_load_jwks(struct keyset *ks, const char *path, char *err, siz
 		snprintf(err, errlen, "\"%s\": \"keys\" must be an array", path);
 		ok = false;
 	} else {
-		json_array_foreach(keys, idx, jkey) {
+		json_array_foreach(keys, idx, jkey)
+		{
 			if (!(ok = keyset_load_jwk(ks, path, jkey, idx, err, errlen)))
 				break;
 		}
@@ -471,8 +472,7 @@ static bool keyset_load_pem(struct keyset *ks, const struct pem_source *pem, cha
 	return true;
 }
 
-struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err,
-			   size_t errlen)
+struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err, size_t errlen)
 {
 	struct keyset *ks = calloc(1, sizeof(*ks));
 	bool ok = true;
@@ -564,10 +564,9 @@ bool key_sources_stamp(const struct key_sources *src, struct file_stamp *stamps)
 
 bool file_stamp_equal(const struct file_stamp *a, const struct file_stamp *b)
 {
-	return a->valid == b->valid && a->dev == b->dev && a->ino == b->ino &&
-	       a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-	       a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
-	       a->ctime.tv_nsec == b->ctime.tv_nsec;
+	return a->valid == b->valid && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 void key_sources_free(struct key_sources *src)

@@ -67,9 +67,8 @@ static enum auth_reason check_header(const struct jwt_policy *p, const struct ke
 	return AUTH_OK;
 }
 
-enum auth_reason jwt_verify(const struct jwt_policy *p, const struct keyset *ks,
-			    const char *token, size_t len, time_t now, json_t **claims,
-			    struct jwt_validity *validity)
+enum auth_reason jwt_verify(const struct jwt_policy *p, const struct keyset *ks, const char *token,
+			    size_t len, time_t now, json_t **claims, struct jwt_validity *validity)
 {
 	struct jws_parts parts;
 	json_t *header = NULL, *payload = NULL;
@@ -186,9 +185,8 @@ static bool audience_matches(json_t *aud, const char *want)
 
 	if (json_is_string(aud))
 		return !strcmp(json_string_value(aud), want);
-	json_array_foreach(aud, i, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), want))
-			return true;
+	json_array_foreach(aud, i, v) if (json_is_string(v) &&
+					  !strcmp(json_string_value(v), want)) return true;
 	return false;
 }
 

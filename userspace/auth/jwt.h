@@ -29,9 +29,8 @@ struct jwt_validity {
  * Verifies a compact JWS and its registered claims. On AUTH_OK *claims holds a new
  * reference to the payload object and *validity when it may be reused.
  */
-enum auth_reason jwt_verify(const struct jwt_policy *p, const struct keyset *ks,
-			    const char *token, size_t len, time_t now, json_t **claims,
-			    struct jwt_validity *validity);
+enum auth_reason jwt_verify(const struct jwt_policy *p, const struct keyset *ks, const char *token,
+			    size_t len, time_t now, json_t **claims, struct jwt_validity *validity);
 
 /* The exp/nbf/iat/iss/aud part of jwt_verify(), on an already verified payload. */
 enum auth_reason jwt_check_claims(const struct jwt_policy *p, json_t *claims, time_t now,

@@ -215,7 +215,8 @@ static bool parse_posix(const char *s, struct posix_rule *r)
 			r->dst_off = -off;
 		}
 		if (!*s) {
-			/* POSIX leaves the default rule to the implementation; glibc uses US rules. */
+			/* POSIX leaves the default rule to the implementation; glibc uses US rules.
+			 */
 			s = ",M3.2.0,M11.1.0";
 		}
 		if (*s++ != ',' || !parse_rule_date(&s, &r->start) || *s++ != ',' ||
@@ -269,8 +270,8 @@ static bool tzif_header(const unsigned char *p, size_t len, struct tzif_counts *
 
 static size_t tzif_block_len(const struct tzif_counts *c, size_t timesize)
 {
-	return c->time * timesize + c->time + c->type * 6 + c->chars +
-	       c->leap * (timesize + 4) + c->isstd + c->isut;
+	return c->time * timesize + c->time + c->type * 6 + c->chars + c->leap * (timesize + 4) +
+	       c->isstd + c->isut;
 }
 
 /* Fills z from the data block that starts at p (after its header). */
@@ -316,7 +317,8 @@ static bool tzif_parse(struct tzone *z, const unsigned char *buf, size_t len, ch
 		return tzif_block(z, buf + 44, &c, 4) || (snprintf(err, errlen, "corrupt"), false);
 	off = 44 + blen;
 	if (!tzif_header(buf + off, len - off, &c) ||
-	    (blen = tzif_block_len(&c, 8)) > len - off - 44 || !tzif_block(z, buf + off + 44, &c, 8)) {
+	    (blen = tzif_block_len(&c, 8)) > len - off - 44 ||
+	    !tzif_block(z, buf + off + 44, &c, 8)) {
 		snprintf(err, errlen, "corrupt TZif data");
 		return false;
 	}

@@ -13,6 +13,7 @@
 #include "edge/edge.h"
 #include "metrics/metrics.h"
 #include "proxy/proxy.h"
+#include "proxy/worker.h"
 #include "upstream/upstream.h"
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -37,6 +38,14 @@ void gateway_publish(struct gateway *gw, struct xg_config *cfg)
 	pthread_mutex_unlock(&config_lock);
 	if (old)
 		config_put(old);
+	gateway_wake_workers(gw);
+}
+
+void gateway_wake_workers(struct gateway *gw)
+{
+	for (int i = 0; gw->workers && i < gw->nworkers; i++)
+		if (gw->workers[i].started)
+			worker_wake(&gw->workers[i]);
 }
 
 void gateway_worker_stats(struct gateway *gw, unsigned long *connections_active)

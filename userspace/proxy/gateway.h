@@ -49,5 +49,7 @@ void gateway_worker_stats(struct gateway *gw, unsigned long *connections_active)
 int gateway_apply(struct gateway *gw, struct xg_config *cfg, struct cfg_errs *errs);
 /* Publishes cfg as the current config (takes over the caller's reference). */
 void gateway_publish(struct gateway *gw, struct xg_config *cfg);
+/* Makes every worker look at the current config and the stop flag right away. */
+void gateway_wake_workers(struct gateway *gw);
 
 #endif

@@ -42,6 +42,7 @@ enum op {
 	OP_CANCEL,
 	OP_SPLICE_WATCH,
 	OP_TIMER,
+	OP_WAKE, /* the worker's eventfd: a new config or a stop request */
 };
 #define OP_MASK 0xfULL
 
@@ -234,6 +235,8 @@ struct worker {
 	int init_state; /* 0 starting, 1 running, -1 failed */
 	char init_err[256];
 	unsigned long live_sides; /* allocated sides not yet freed */
+	int wake_fd;
+	uint64_t wake_val;
 	atomic_ulong active_conns; /* read by /status */
 };
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -356,6 +357,23 @@ static void on_accept(struct worker *w, struct listen_sock *ls, struct io_uring_
 	conn_accepted(w, cqe->res, ls->listener);
 }
 
+static void arm_wake(struct worker *w)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof(w->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)w | OP_WAKE);
+}
+
+/* Called from other threads: makes the worker look at the config and stop flag now. */
+void worker_wake(struct worker *w)
+{
+	uint64_t one = 1;
+
+	if (w->wake_fd >= 0 && write(w->wake_fd, &one, sizeof(one)) < 0)
+		return; /* the counter is saturated: a wake-up is pending anyway */
+}
+
 static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -364,6 +382,11 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 
 	if (op == OP_ACCEPT) {
 		on_accept(w, ptr, cqe);
+		return;
+	}
+	if (op == OP_WAKE) {
+		if (!w->draining || w->nconns)
+			arm_wake(w);
 		return;
 	}
 	if (!ptr)
@@ -471,6 +494,7 @@ static int worker_init(struct worker *w)
 	w->jwt_cache = jwt_cache_new(JWT_CACHE_ENTRIES);
 	w->cache = resp_cache_new(RESP_CACHE_BYTES / w->gw->nworkers, CACHE_MAX_ENTRY_BYTES);
 	w->metrics = metrics_shard(w->id);
+	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));
 	if (sync_listeners(w, w->init_err, sizeof(w->init_err)))
 		return -1;
@@ -503,6 +527,11 @@ int worker_start(struct worker *w, struct gateway *gw, int id, char *err, size_t
 	w->gw = gw;
 	w->conns_head.next = w->conns_head.prev = &w->conns_head;
 	w->now_ms = monotonic_ms();
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->wake_fd < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -1;
+	}
 	pthread_mutex_init(&w->init_lock, NULL);
 	pthread_cond_init(&w->init_cond, NULL);
 	if (pthread_create(&w->thread, NULL, worker_main, w)) {
@@ -536,6 +565,8 @@ void worker_join(struct worker *w)
 	free(w->ls);
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
 	if (w->br && w->br != MAP_FAILED)
 		munmap(w->br, PROVIDED_BUFS * sizeof(struct io_uring_buf));
 	free(w->bufs);

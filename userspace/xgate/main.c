@@ -235,6 +235,7 @@ static int run(const char *path)
 	log_info("main", "serving");
 	main_loop(&gw, sfd);
 	atomic_store(&gw.stopping, true);
+	gateway_wake_workers(&gw);
 	for (int i = 0; i < gw.nworkers; i++)
 		worker_join(&gw.workers[i]);
 	rc = 0;
