@@ -227,6 +227,13 @@ bool side_idle(const struct side *s)
 	return !s->pending && !buf_len(&s->out);
 }
 
+/* Queues s to be freed after the current completion batch. */
+static void side_retire(struct side *s)
+{
+	s->grave_next = s->w->graveyard;
+	s->w->graveyard = s;
+}
+
 static void side_free(struct side *s)
 {
 	struct worker *w = s->w;
@@ -259,7 +266,17 @@ void side_close(struct side *s)
 		io_uring_sqe_set_data64(sqe, OP_CANCEL);
 		return;
 	}
-	side_free(s);
+	side_retire(s);
+}
+
+void worker_bury(struct worker *w)
+{
+	while (w->graveyard) {
+		struct side *s = w->graveyard;
+
+		w->graveyard = s->grave_next;
+		side_free(s);
+	}
 }
 
 static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
@@ -354,7 +371,7 @@ void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
 	}
 	if (s->closing) {
 		if (!s->inflight)
-			side_free(s);
+			side_retire(s);
 		return;
 	}
 	if (op == OP_LINK_TIMEOUT)

@@ -92,6 +92,7 @@ struct side {
 	uint64_t splice_base;	   /* bytes_received when enrolled */
 	uint64_t splice_handled;   /* last total reported with splice_handled() */
 	struct __kernel_timespec timer_ts;
+	struct side *grave_next; /* on the worker's list of sides to free after this batch */
 } __attribute__((aligned(16)));
 
 enum conn_state {
@@ -237,6 +238,10 @@ struct worker {
 	unsigned long live_sides; /* allocated sides not yet freed */
 	int wake_fd;
 	uint64_t wake_val;
+	/* Closed sides are freed after the current batch of completions, so code still on
+	 * the stack (a state machine step that just closed its connection) never touches
+	 * freed memory. */
+	struct side *graveyard;
 	atomic_ulong active_conns; /* read by /status */
 };
 
@@ -259,6 +264,7 @@ void side_arm_shutdown(struct side *s);
 void side_arm_watch(struct side *s, uint32_t mask);
 void side_arm_timer(struct side *s, uint32_t ms);
 void side_close(struct side *s); /* frees the owning struct once nothing is in flight */
+void worker_bury(struct worker *w); /* frees the sides closed during this batch */
 void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe);
 bool side_idle(const struct side *s);
 void upconn_connect(struct upconn *u, uint32_t timeout_ms);

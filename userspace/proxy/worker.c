@@ -437,6 +437,7 @@ static void process_completions(struct worker *w, struct __kernel_timespec *wait
 		n++;
 	}
 	io_uring_cq_advance(&w->ring, n);
+	worker_bury(w);
 	atomic_store_explicit(&w->active_conns, w->nconns, memory_order_relaxed);
 }
 
