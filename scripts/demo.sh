@@ -33,6 +33,10 @@ cleanup() {
 	ip link del "$HOST_IF" 2>/dev/null || true
 	rm -rf "$RUN_DIR"
 	echo "demo: stopped, namespace $NS and veth $HOST_IF removed" >&2
+	# Pinned maps outlive the gateway on purpose (deny lists survive restarts).
+	[ -d /sys/fs/bpf/xgate ] && echo "demo: XDP maps stay pinned in /sys/fs/bpf/xgate" \
+		"(rm -r it to reset deny/allow lists)" >&2
+	return 0
 }
 
 wait_port() { # host port seconds

@@ -67,8 +67,22 @@ def upstream():
         server.stop()
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remembers each phase's report so fixtures can tell whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+def _print_log_tail(gw, lines=80):
+    tail = gw.log().splitlines()[-lines:]
+    print("--- gateway pid %d log (last %d lines) ---" % (gw.pid, len(tail)))
+    print("\n".join(tail))
+
+
 @pytest.fixture
-def gateway(tmp_path):
+def gateway(tmp_path, request):
     """Factory: gateway(config, env=None, args=None, expect_start_failure=False,
     wait=True, binary=None) -> Gateway, or (exit code, output) when a start failure
     is expected."""
@@ -99,6 +113,10 @@ def gateway(tmp_path):
         return gw
 
     yield make
+    call = getattr(request.node, "rep_call", None)
+    if call is not None and call.failed:
+        for gw in started:
+            _print_log_tail(gw)
     problems = []
     for gw in started:
         for problem in gw.finish():

@@ -242,6 +242,13 @@ static void *write_many(void *p)
 	return NULL;
 }
 
+static long file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? -1 : (long)st.st_size;
+}
+
 static void test_two_writers_and_reopen(void)
 {
 	char file[256], rotated[256];
@@ -256,7 +263,9 @@ static void test_two_writers_and_reopen(void)
 	CHECK(accesslog_enabled());
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, write_many, &args[i]);
-	usleep(20000);
+	/* Rotate only once some lines reached the first file, however slow the machine is. */
+	for (int waited = 0; waited < 5000 && file_size(file) <= 0; waited++)
+		usleep(1000);
 	/* logrotate: rename, then signal; new lines must land in a new file of the old name. */
 	CHECK_EQ(rename(file, rotated), 0);
 	accesslog_reopen();
