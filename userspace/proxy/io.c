@@ -281,20 +281,24 @@ void worker_bury(struct worker *w)
 
 static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
 {
+	bool cancelled_by_us = s->cancel_requested;
+
 	s->pending &= ~PEND_RECV;
+	s->cancel_requested = false;
 	if (cqe->res > 0) {
 		int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
-		/* Space for RECV_CHUNK was checked when the recv was armed. */
-		buf_append(&s->in, worker_buf(s->w, bid), cqe->res);
+		/* Space for RECV_CHUNK was checked when the recv was armed, but an idle buffer
+		 * may have been released since: take storage again rather than drop bytes. */
+		if (!buf_ensure(&s->in, side_buf_cap(s)) ||
+		    !buf_append(&s->in, worker_buf(s->w, bid), cqe->res))
+			s->failed = true;
 		worker_buf_return(s->w, bid);
 		s->bytes_received += cqe->res;
 	} else if (cqe->res == 0) {
 		s->eof = true;
 	} else if (cqe->res == -ECANCELED) {
-		if (s->cancel_requested)
-			s->cancel_requested = false;
-		else if (!s->closing)
+		if (!cancelled_by_us && !s->closing)
 			s->failed = s->timed_out = true;
 	} else if (cqe->res != -ENOBUFS && cqe->res != -EAGAIN && cqe->res != -EINTR) {
 		s->failed = true;

@@ -222,6 +222,22 @@ struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int 
 	return &w->rr[upstream];
 }
 
+/* One step of nginx's smooth weighted round robin over all targets (no availability). */
+static void rr_advance(struct balance_rr *rr, const struct upstream_config *uc)
+{
+	int64_t total = 0;
+	int best = -1;
+
+	for (int t = 0; t < uc->ntargets; t++) {
+		rr->current[t] += uc->targets[t].weight;
+		total += uc->targets[t].weight;
+		if (best < 0 || rr->current[t] > rr->current[best])
+			best = t;
+	}
+	if (best >= 0)
+		rr->current[best] -= total;
+}
+
 static void adopt_config(struct worker *w, struct xg_config *cfg)
 {
 	struct balance_rr *rr = calloc(cfg->nupstreams + 1, sizeof(*rr));
@@ -235,6 +251,11 @@ static void adopt_config(struct worker *w, struct xg_config *cfg)
 	/* Cache keys carry route indexes, which a new config renumbers. */
 	if (w->cache)
 		resp_cache_clear(w->cache);
+	/* Start worker N's smooth round robin N steps into the sequence, so the first
+	 * requests of different workers do not all land on the same target. */
+	for (int u = 0; u < cfg->nupstreams; u++)
+		for (int step = 0; step < w->id; step++)
+			rr_advance(&rr[u], &cfg->upstreams[u]);
 	free(w->rr);
 	w->rr = rr;
 	w->nrr = cfg->nupstreams;
