@@ -95,8 +95,13 @@ def metric(gw, name):
 
 
 def client_transfer(port, total, shut_first=True):
-    """Sends total pattern bytes, half-closes, reads to EOF; returns (sha, received)."""
+    """Sends total pattern bytes, half-closes, reads to EOF; returns (sha, received).
+
+    The client waits a moment before sending: the gateway only splices a socket whose
+    receive queue is empty when it joins the sockhash (see splice_enrol in
+    userspace/proxy/tunnel.c), so a client that sends before being accepted is relayed."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    time.sleep(0.3)
     digest = hashlib.sha256()
     received = [0]
 

@@ -617,12 +617,10 @@ static bool upstream_failed(struct conn *c)
 	}
 	if (stale_reuse && is_idempotent(ex->method) && body_intact) {
 		ex->tried_mask &= ~(1ull << ex->target);
-		ex->head_sent = false;
 		return pick_and_connect(c);
 	}
 	if (connect_failed && ex->attempts <= (int)uc->retries && body_intact &&
 	    (is_idempotent(ex->method) || !ex->req_has_body)) {
-		ex->head_sent = false;
 		return pick_and_connect(c);
 	}
 	if (ex->req_has_body && !ex->req_done)
@@ -656,9 +654,20 @@ static bool step_connecting(struct conn *c)
 		return true;
 	}
 	buf_append(&u->s.out, buf_head(&c->ex.head), buf_len(&c->ex.head));
-	c->ex.head_sent = true;
 	c->state = CS_EXCHANGE;
 	return true;
+}
+
+/* How many of src's received bytes fit into dst's send buffer now (0: wait). */
+size_t pump_room(struct side *src, struct side *dst)
+{
+	size_t n = buf_len(&src->in);
+
+	if (!n)
+		return 0;
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	return n < buf_space(&dst->out) ? n : buf_space(&dst->out);
 }
 
 /* Moves request body bytes from the client buffer to the upstream, within framing. */
@@ -666,15 +675,9 @@ static bool pump_request(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 	struct side *src = &c->cli, *dst = &c->up->s;
-	size_t n = buf_len(&src->in);
+	size_t n = pump_room(src, dst);
 	ssize_t k;
 
-	if (!n)
-		return false;
-	if (!(dst->pending & PEND_SEND))
-		buf_compact(&dst->out);
-	if (n > buf_space(&dst->out))
-		n = buf_space(&dst->out);
 	if (!n)
 		return false;
 	if (ex->req_body == HTTP_BODY_LENGTH) {
@@ -802,17 +805,12 @@ static bool pump_response(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 	struct side *src = &c->up->s, *dst = &c->cli;
-	size_t n = buf_len(&src->in), before = dst->out.end;
+	size_t n = pump_room(src, dst), before;
 	ssize_t k;
 
 	if (!n)
 		return false;
-	if (!(dst->pending & PEND_SEND))
-		buf_compact(&dst->out);
-	if (n > buf_space(&dst->out))
-		n = buf_space(&dst->out);
-	if (!n)
-		return false;
+	before = dst->out.end;
 	switch (ex->resp_body) {
 	case HTTP_BODY_LENGTH:
 		k = n < ex->resp_remaining ? n : ex->resp_remaining;
@@ -995,7 +993,6 @@ static bool step(struct conn *c)
 		}
 		return step_exchange(c);
 	case CS_TUNNEL:
-	case CS_SPLICED:
 		return tunnel_step(c);
 	case CS_SNI_PEEK:
 		return l4_sni_step(c);
@@ -1055,9 +1052,6 @@ static bool arm(struct conn *c)
 		}
 		if (cli->want_shut_wr && !buf_len(&cli->out))
 			side_arm_shutdown(cli);
-		break;
-	case CS_SPLICED:
-		tunnel_arm_watch(c);
 		break;
 	case CS_SNI_PEEK:
 		progress |= side_arm_recv(cli);

@@ -366,10 +366,6 @@ void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
 	case OP_TIMER:
 		s->pending &= ~PEND_TIMER;
 		break;
-	case OP_SPLICE_WATCH:
-		s->pending &= ~PEND_WATCH;
-		s->watch_events |= cqe->res > 0 ? cqe->res : POLLERR;
-		break;
 	default:
 		break;
 	}
@@ -415,18 +411,6 @@ void upconn_connect(struct upconn *u, uint32_t timeout_ms)
 	set_data(sqe, &u->s, OP_CONNECT);
 	u->s.pending |= PEND_CONNECT;
 	link_timeout(&u->s, sqe, &u->s.send_ts, timeout_ms);
-}
-
-void side_arm_watch(struct side *s, uint32_t mask)
-{
-	struct io_uring_sqe *sqe;
-
-	if (!side_usable(s) || (s->pending & PEND_WATCH))
-		return;
-	sqe = worker_sqe(s->w);
-	io_uring_prep_poll_add(sqe, s->fd, mask);
-	set_data(sqe, s, OP_SPLICE_WATCH);
-	s->pending |= PEND_WATCH;
 }
 
 /* A one-shot wake-up for this side's connection (re-checks that have no event to wait on). */

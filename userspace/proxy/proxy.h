@@ -40,7 +40,6 @@ enum op {
 	OP_LINK_TIMEOUT,
 	OP_SHUTDOWN,
 	OP_CANCEL,
-	OP_SPLICE_WATCH,
 	OP_TIMER,
 	OP_WAKE, /* the worker's eventfd: a new config or a stop request */
 };
@@ -54,8 +53,7 @@ enum {
 	PEND_POLL_IN = 1 << 3,
 	PEND_POLL_OUT = 1 << 4,
 	PEND_SHUTDOWN = 1 << 5,
-	PEND_WATCH = 1 << 6,
-	PEND_TIMER = 1 << 7,
+	PEND_TIMER = 1 << 6,
 };
 
 struct worker;
@@ -85,9 +83,7 @@ struct side {
 	int err; /* last errno */
 	uint32_t armed_recv_timeout_ms;
 	bool cancel_requested; /* we cancelled the armed recv ourselves (to re-time it) */
-	uint32_t watch_events;	/* poll result while spliced */
 	uint64_t bytes_received, bytes_sent;
-	uint64_t relayed; /* tunnel bytes moved from this side's in to the peer */
 	bool splice_enrolled;	   /* in the sockhash (splice_add) */
 	uint64_t splice_base;	   /* bytes_received when enrolled */
 	uint64_t splice_handled;   /* last total reported with splice_handled() */
@@ -101,7 +97,6 @@ enum conn_state {
 	CS_CONNECTING, /* waiting for the upstream connection */
 	CS_EXCHANGE,   /* request/response in flight */
 	CS_TUNNEL,     /* upgraded or L4 flow relayed in userspace */
-	CS_SPLICED,    /* flow moved into the kernel (sockmap) */
 	CS_SNI_PEEK,   /* L4 listener waiting for the ClientHello */
 	CS_CLOSING,    /* flushing cli.out, then close */
 	CS_DEAD,
@@ -123,7 +118,6 @@ struct exchange {
 	int attempts;
 	uint64_t hash;
 	struct buf head; /* upstream request head, kept for a retry */
-	bool head_sent;
 	bool keep_alive;
 	bool upgrade;
 	bool req_has_body;
@@ -169,7 +163,6 @@ struct conn {
 	bool in_exchange;
 	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived */
 	bool close_after;     /* close once cli.out is flushed */
-	bool spliced_pair;
 	bool l4;	     /* tcp-mode listener: no HTTP */
 	bool splice_wanted;  /* the flow may move into the kernel once it is a tunnel */
 	bool spliced;	     /* paired in the sockhash */
@@ -261,7 +254,6 @@ bool side_arm_recv(struct side *s);
 bool side_arm_send(struct side *s);
 void side_retime_recv(struct side *s);
 void side_arm_shutdown(struct side *s);
-void side_arm_watch(struct side *s, uint32_t mask);
 void side_arm_timer(struct side *s, uint32_t ms);
 void side_close(struct side *s); /* frees the owning struct once nothing is in flight */
 void worker_bury(struct worker *w); /* frees the sides closed during this batch */
@@ -277,6 +269,7 @@ void conn_advance(struct conn *c);
 void conn_on_upconn_event(struct upconn *u);
 void conn_abort(struct conn *c);
 void finish_exchange(struct conn *c, bool upstream_reusable);
+size_t pump_room(struct side *src, struct side *dst);
 void exchange_reset(struct conn *c);
 
 /* tunnel.c */
@@ -284,7 +277,6 @@ void tunnel_start(struct conn *c);
 bool tunnel_step(struct conn *c);
 void l4_start(struct conn *c);
 bool l4_sni_step(struct conn *c);
-void tunnel_arm_watch(struct conn *c);
 void tunnel_release_splice(struct conn *c);
 bool splice_enrol(struct conn *c, struct side *s);
 
