@@ -151,7 +151,7 @@ d = {e["formatted"]["key"]: sum(v["value"] for v in e["formatted"]["values"]) fo
 print(", ".join("%s=%d" % (k[len("XDP_REASON_"):].lower(), v) for k, v in sorted(d.items()) if v))')
 stop_gateway
 
-ratio() { awk -v a="$1" -v b="${RPS[baseline]}" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }'; }
+ratio() { awk -v a="$1" -v b="${RPS[baseline]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
 echo "legitimate req/s through xgate (wrk -c32, ${SECS}s each; SYN + UDP hping3 --flood from two sources)"
 echo

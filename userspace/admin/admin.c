@@ -148,23 +148,25 @@ static json_t *status_json(struct gateway *gw, const struct xg_config *cfg)
 {
 	const struct gateway_features *f = &gw->features;
 	unsigned long active = 0;
-	/* gateway_reload writes these under its own serialization; copy before use. */
 	char errors[sizeof(gw->last_reload_errors)];
+	struct tls_stats tls;
+	bool reload_ok = gateway_reload_status(gw, errors, sizeof(errors));
 
-	memcpy(errors, gw->last_reload_errors, sizeof(errors));
-	errors[sizeof(errors) - 1] = '\0';
+	tls_stats_get(&tls);
 	gateway_worker_stats(gw, &active);
 	return json_pack(
 	    "{s:s, s:I, s:i, s:{s:I, s:I, s:s, s:b, s:o*}, s:{s:s, s:b, s:b, s:{s:b, s:b}}, "
-	    "s:I, s:o*}",
+	    "s:I, s:{s:I, s:I, s:I, s:I}, s:o*}",
 	    "version", XGATE_VERSION, "uptime_s", (json_int_t)(time(NULL) - gw->started_at),
 	    "workers", gw->nworkers, "config", "generation", (json_int_t)cfg->generation,
 	    "loaded_at", (json_int_t)cfg->loaded_at, "path", cfg->path ? cfg->path : "",
-	    "last_reload_ok", gw->last_reload_ok != 0, "last_reload_errors", error_lines(errors),
+	    "last_reload_ok", reload_ok, "last_reload_errors", error_lines(errors),
 	    "features", "xdp", f->xdp[0] ? f->xdp : "off", "ktls", f->ktls, "sockmap", f->sockmap,
 	    "io_uring", "single_issuer", f->io_uring_single_issuer, "defer_taskrun",
-	    f->io_uring_defer_taskrun, "connections_active", (json_int_t)active, "upstreams",
-	    status_upstreams(cfg));
+	    f->io_uring_defer_taskrun, "connections_active", (json_int_t)active, "tls",
+	    "handshakes", (json_int_t)tls.handshakes, "handshake_failures",
+	    (json_int_t)tls.handshake_failures, "ktls_tx_connections", (json_int_t)tls.ktls_tx,
+	    "ktls_rx_connections", (json_int_t)tls.ktls_rx, "upstreams", status_upstreams(cfg));
 }
 
 static void get_status(void *ctx, const struct admin_call *call, struct admin_response *resp)

@@ -112,6 +112,17 @@ int gateway_apply(struct gateway *gw, struct xg_config *cfg, struct cfg_errs *er
 	return 0;
 }
 
+bool gateway_reload_status(struct gateway *gw, char *errors, size_t len)
+{
+	bool ok;
+
+	pthread_mutex_lock(&reload_lock);
+	ok = gw->last_reload_ok != 0;
+	snprintf(errors, len, "%s", gw->last_reload_errors);
+	pthread_mutex_unlock(&reload_lock);
+	return ok;
+}
+
 int gateway_reload(struct gateway *gw, struct cfg_errs *errs)
 {
 	struct xg_config *cfg, *old;

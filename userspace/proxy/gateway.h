@@ -41,6 +41,8 @@ struct gateway {
 /* Validates and swaps in the config file (SIGHUP, POST /reload). 0 on success; on failure
  * the old config keeps serving and errs holds every problem. Serialized internally. */
 int gateway_reload(struct gateway *gw, struct cfg_errs *errs);
+/* Result of the last reload, consistent with its error text (copied into errors). */
+bool gateway_reload_status(struct gateway *gw, char *errors, size_t len);
 /* Takes a reference to the current config; release with config_put(). */
 struct xg_config *gateway_config(struct gateway *gw);
 /* Live connection/worker numbers for /status. */
