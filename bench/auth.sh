@@ -32,27 +32,15 @@ CLK_TCK=$(getconf CLK_TCK)
 ISSUER="https://auth.bench.xgate.test"
 AUDIENCE="bench"
 RUN_DIR=$(mktemp -d /tmp/xgate-bench-auth.XXXXXX)
+BENCH_NAME=bench-auth
+. "$(dirname "$0")/lib.sh"
 pids=()
 declare -A RPS CPU
-
-die() { echo "bench-auth: $*" >&2; exit 1; }
-note() { echo "bench-auth: $*" >&2; }
 
 for tool in wrk haproxy curl taskset ss /usr/bin/python3; do
 	command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps.sh)"
 done
 [ -x "$BUILD/xgate" ] || die "$BUILD/xgate does not exist: run make first"
-
-stop_pid() {
-	local pid=$1
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
 	local pid
@@ -61,32 +49,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-pick_port() {
-	local port
-	for _ in $(seq 200); do
-		port=$((15000 + RANDOM % 5000))
-		if [ -z "$(ss -Hltn "sport = :$port")" ] && ! grep -qx "$port" "$RUN_DIR/ports" 2>/dev/null; then
-			echo "$port" >>"$RUN_DIR/ports"
-			echo "$port"
-			return 0
-		fi
-	done
-	die "no free port"
-}
-
-wait_port() { # port seconds
-	local deadline=$((SECONDS + $2))
-	while ((SECONDS < deadline)); do
-		[ -n "$(ss -Hltn "sport = :$1")" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-cpu_ticks() { # utime+stime of one process, in clock ticks
-	sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
-}
 
 start_backend() {
 	local bin=$BUILD/bench/backend

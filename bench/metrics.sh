@@ -22,43 +22,17 @@ PROXY_CPU=${PROXY_CPU:-$((NCPU - 1))}
 CLIENT_CPU=${CLIENT_CPU:-$(seq 0 $((NCPU - 1)) | grep -vx "$PROXY_CPU" | paste -sd, || true)}
 CLIENT_CPU=${CLIENT_CPU:-0}
 RUN_DIR=$(mktemp -d /tmp/xgate-metrics-bench.XXXXXX)
+BENCH_NAME=metrics-bench
+. "$(dirname "$0")/lib.sh"
 pids=()
-
-die() { echo "metrics-bench: $*" >&2; exit 1; }
 
 cleanup() {
 	local pid
-	for pid in "${pids[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || continue
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	for pid in "${pids[@]}"; do stop_pid "$pid"; done
 	rm -rf "$RUN_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-pick_port() {
-	local port
-	for _ in $(seq 200); do
-		port=$((15000 + RANDOM % 5000))
-		if [ -z "$(ss -Hltn "sport = :$port")" ] && ! grep -qx "$port" "$RUN_DIR/ports" 2>/dev/null; then
-			echo "$port" >>"$RUN_DIR/ports"
-			echo "$port"
-			return 0
-		fi
-	done
-	die "no free port"
-}
-
-wait_port() {
-	for _ in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 [ -x "$BUILD/xgate" ] || die "$BUILD/xgate not built (make)"
 command -v wrk >/dev/null || die "wrk missing (make deps)"

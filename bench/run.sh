@@ -33,22 +33,13 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 CLK_TCK=$(getconf CLK_TCK)
 BENCH_DIR=$PWD/bench
 RUN_DIR=$(mktemp -d /tmp/xgate-bench.XXXXXX)
+BENCH_NAME=bench
+. "$(dirname "$0")/lib.sh"
 OUT_DIR=bench/out/$(date +%Y%m%d-%H%M%S)
 export XGB_BENCH_DIR=$BENCH_DIR
 
 pids=()
 declare -A RPS P50 P99 CPU ERRS BUSY
-
-die() { echo "bench: $*" >&2; exit 1; }
-note() { echo "bench: $*" >&2; }
-
-stop_pid() {
-	local pid=$1
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 
 forget_pid() {
 	local keep=() pid
@@ -66,43 +57,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Ports below the ephemeral range and away from the e2e harness's 20000-32000.
-pick_port() {
-	local port
-	for _ in $(seq 200); do
-		port=$((15000 + RANDOM % 5000))
-		if [ -z "$(ss -Hltn "sport = :$port")" ] && ! grep -qx "$port" "$RUN_DIR/ports" 2>/dev/null; then
-			echo "$port" >>"$RUN_DIR/ports"
-			echo "$port"
-			return 0
-		fi
-	done
-	die "no free port"
-}
-
-wait_port() { # port seconds
-	local deadline=$((SECONDS + $2))
-	while ((SECONDS < deadline)); do
-		[ -n "$(ss -Hltn "sport = :$1")" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
 render() { # template output
 	sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PROXY_PORT@|${PROXY_PORT:-}|g" \
 		-e "s|@BACKEND1_PORT@|$BACKEND1_PORT|g" -e "s|@BACKEND2_PORT@|$BACKEND2_PORT|g" \
 		-e "s|@BACKEND_PORT@|${BACKEND_PORT:-}|g" "$1" >"$2"
-}
-
-# utime+stime of a process and its children (nginx master + worker), in clock ticks.
-cpu_ticks() {
-	local total=0 pid ticks
-	for pid in "$1" $(pgrep -P "$1" || true); do
-		ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
-		total=$((total + ${ticks:-0}))
-	done
-	echo "$total"
 }
 
 # Busy and total ticks of one CPU from /proc/stat ("busy total").
