@@ -33,6 +33,7 @@ xgate_cfg() { # $1 listen port, $2 admin port, $3 splice mode
 	cat <<JSON
 {"workers": 1, "listeners": [{"name": "l4", "address": "127.0.0.1:$1", "mode": "tcp",
   "upstream": "sink", "splice": "$3"}], "admin": {"address": "127.0.0.1:$2"},
+ "limits": {"splice_max_inflight_bytes": 1073741824},
  "upstreams": [{"name": "sink", "targets": [{"address": "127.0.0.1:$SINK"}]}], "routes": []}
 JSON
 }

@@ -377,3 +377,18 @@ def test_env_substitution_in_config(upstream, gateway):
     gw = gateway(cfg, env={"XG_ROUTE_PREFIX": "/from-env"})
     assert http_request("GET", gw.url("/from-env/x")).status == 200
     assert http_request("GET", gw.url("/other")).status == 404
+
+
+def test_upstream_closing_idle_connections_silently_loses_nothing(upstream, gateway):
+    # The upstream closes every connection after one response without saying so: pooled
+    # connections go stale. GETs may meet one and must be retried on a fresh connection;
+    # requests with a body must never be sent on one.
+    up = upstream(name="flaky", close_after=1, close_silently=True)
+    gw = gateway(base_config(upstreams=[up], routes=[route("r", ["/"], "flaky")]))
+    for i in range(20):
+        r = http_request("GET", gw.url("/g/%d" % i))
+        assert r.status == 200, (i, r)
+        time.sleep(0.01)
+        r = http_request("POST", gw.url("/p/%d" % i), body=b"payload-%d" % i)
+        assert r.status == 200 and r.json()["body_len"] == len(b"payload-%d" % i), (i, r)
+    assert [q.path for q in up.requests if q.method == "POST"] == ["/p/%d" % i for i in range(20)]

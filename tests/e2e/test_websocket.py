@@ -63,6 +63,8 @@ def ws_config(base_config, echo, splice):
                                                              echo.port}]}],
                       routes=[{"name": "ws", "paths": ["/ws"], "upstream": "ws"}])
     cfg["listeners"][0]["splice"] = splice
+    # Echo traffic keeps up with itself; the bound only guards against stalled receivers.
+    cfg["limits"] = {"splice_max_inflight_bytes": 1 << 30}
     return cfg
 
 

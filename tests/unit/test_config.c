@@ -65,6 +65,8 @@ static void test_valid_config_defaults(void)
 	CHECK_EQ(cfg->workers, 2);
 	CHECK_EQ(cfg->limits.max_header_bytes, 16384);
 	CHECK_EQ(cfg->limits.header_timeout_ms, 10000);
+	CHECK_EQ(cfg->limits.splice_max_inflight_bytes, 4 << 20);
+	CHECK_EQ(cfg->listeners[0].splice, SPLICE_OFF);
 	CHECK_EQ(cfg->nupstreams, 1);
 	CHECK_EQ(cfg->upstreams[0].balance, BALANCE_LEAST_CONN);
 	CHECK(cfg->upstreams[0].breaker.enabled);

@@ -137,7 +137,7 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	static const char *const keys[] = { "max_header_bytes", "max_request_line",
 					    "max_body_bytes",	"header_timeout_ms",
 					    "idle_timeout_ms",	"max_connections",
-					    "drain_timeout_ms", NULL };
+					    "drain_timeout_ms", "splice_max_inflight_bytes", NULL };
 	json_t *o = cfg_get_object(root, "limits", "", errs);
 	long long v;
 
@@ -157,6 +157,9 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	l->max_connections = v;
 	cfg_get_int(o, "drain_timeout_ms", "limits", 10000, 0, 600000, &v, errs);
 	l->drain_timeout_ms = v;
+	cfg_get_int(o, "splice_max_inflight_bytes", "limits", 4 << 20, 64 << 10, 1LL << 32, &v,
+		    errs);
+	l->splice_max_inflight_bytes = v;
 }
 
 static void parse_target(json_t *t, const char *path, const char *upstream,
@@ -544,6 +547,7 @@ static void parse_listener(json_t *l, const char *path, struct listener_config *
 					    "tls",  "upstream", "sni_routes", NULL };
 	static const char *const modes[] = { "http", "tcp", NULL };
 	static const char *const splices[] = { "auto", "off", NULL };
+	/* Off unless asked for: a spliced flow whose receiver falls behind is reset. */
 	char p[CFG_PATH_MAX];
 	json_t *tls;
 	int v;
@@ -559,7 +563,7 @@ static void parse_listener(json_t *l, const char *path, struct listener_config *
 	parse_addr_key(l, "address", path, NULL, &lc->address_text, &lc->addr, &lc->addrlen, errs);
 	cfg_get_enum(l, "mode", path, modes, LISTENER_HTTP, &v, errs);
 	lc->mode = v;
-	cfg_get_enum(l, "splice", path, splices, SPLICE_AUTO, &v, errs);
+	cfg_get_enum(l, "splice", path, splices, SPLICE_OFF, &v, errs);
 	lc->splice = v;
 	tls = cfg_get_object(l, "tls", path, errs);
 	if (tls)

@@ -55,6 +55,7 @@ struct limits_config {
 	uint32_t idle_timeout_ms;
 	uint32_t max_connections;
 	uint32_t drain_timeout_ms;
+	uint64_t splice_max_inflight_bytes; /* per spliced direction, process-wide */
 };
 
 enum balance_kind { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_HASH };

@@ -527,6 +527,19 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	return pick_and_connect(c);
 }
 
+static bool is_idempotent(enum http_method m)
+{
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT ||
+	       m == HTTP_DELETE || m == HTTP_TRACE;
+}
+
+/* A request that upstream_failed() would resend on a fresh connection if the pooled one
+ * turned out to be closed. */
+static bool retryable_on_fresh(const struct exchange *ex)
+{
+	return is_idempotent(ex->method) && !ex->req_has_body;
+}
+
 /* Attaches an upstream connection: a pooled one, or a new connect. */
 static bool pick_and_connect(struct conn *c)
 {
@@ -559,7 +572,7 @@ static bool pick_and_connect(struct conn *c)
 		ex->counted_active = true;
 	}
 	/* An upgrade may be spliced, which needs a socket nothing was read from yet. */
-	u = ex->upgrade ? NULL : pool_take(w, tc->state);
+	u = ex->upgrade ? NULL : pool_take(w, tc->state, retryable_on_fresh(ex));
 	if (!u) {
 		u = upconn_new(w, tc);
 		if (!u) {
@@ -571,6 +584,7 @@ static bool pick_and_connect(struct conn *c)
 		u->connected = true;
 	}
 	u->owner = c;
+	u->received_before = u->s.bytes_received;
 	c->up = u;
 	u->s.send_timeout_ms = uc->read_timeout_ms;
 	c->state = CS_CONNECTING;
@@ -586,11 +600,6 @@ static void count_target(struct conn *c, enum upstream_outcome outcome)
 	target_report(tc->state, &uc->breaker, outcome == OUTCOME_SUCCESS, c->cli.w->now_ms);
 }
 
-static bool is_idempotent(enum http_method m)
-{
-	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_PUT ||
-	       m == HTTP_DELETE || m == HTTP_TRACE;
-}
 
 /*
  * The upstream connection failed before a response reached the client. A connect failure
@@ -604,7 +613,7 @@ static bool upstream_failed(struct conn *c)
 	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
 	struct upconn *u = c->up;
 	bool connect_failed = !u->connected, timed_out = u->s.timed_out;
-	bool stale_reuse = u->reused && !u->s.bytes_received && !timed_out;
+	bool stale_reuse = u->reused && u->s.bytes_received == u->received_before && !timed_out;
 	bool body_intact = !ex->req_has_body || ex->req_body_bytes == 0;
 
 	if (!stale_reuse)

@@ -14,6 +14,7 @@
 #include "metrics/metrics.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
+#include "splice/splice.h"
 #include "upstream/upstream.h"
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -109,6 +110,8 @@ int gateway_apply(struct gateway *gw, struct xg_config *cfg, struct cfg_errs *er
 
 	if (apply_edge(gw, cfg, errs) || apply_access_log(old, cfg, errs))
 		return -1;
+	if (gw->splice)
+		splice_set_inflight_limit(gw->splice, cfg->limits.splice_max_inflight_bytes);
 	return 0;
 }
 

@@ -166,7 +166,6 @@ struct conn {
 	bool l4;	     /* tcp-mode listener: no HTTP */
 	bool splice_wanted;  /* the flow may move into the kernel once it is a tunnel */
 	bool spliced;	     /* paired in the sockhash */
-	uint64_t stalled_since_ms;
 	struct conn *next, *prev; /* worker's connection list */
 };
 
@@ -178,6 +177,7 @@ struct upconn {
 	struct conn *owner; /* NULL while idle in the pool */
 	bool connected;
 	bool reused;
+	uint64_t received_before; /* s.bytes_received when this exchange took it */
 	uint64_t idle_since_ms;
 	struct upconn *next_idle;
 	struct upconn **pool_head;
@@ -242,7 +242,7 @@ struct worker {
 struct io_uring_sqe *worker_sqe(struct worker *w);
 uint64_t monotonic_ms(void);
 uint64_t monotonic_ns(void);
-struct upconn *pool_take(struct worker *w, struct target_state *ts);
+struct upconn *pool_take(struct worker *w, struct target_state *ts, bool retryable);
 void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive);
 struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream);
 void conn_free(struct conn *c);

@@ -293,19 +293,30 @@ static struct pool *pool_find(struct worker *w, struct target_state *ts, bool cr
 	return p;
 }
 
-/* An idle upstream connection is stale when the upstream closed it or sent bytes. */
-static bool upconn_stale(struct upconn *u, uint64_t now_ms, uint32_t idle_timeout_ms)
+/*
+ * An idle upstream connection is stale when the upstream closed it or sent bytes. Checking
+ * costs a syscall, so for a request that can be retried on a fresh connection (see
+ * upstream_failed) a connection idle for less than POOL_TRUST_MS is taken as it is:
+ * upstreams close idle connections after seconds, not milliseconds. Requests that could
+ * not be retried always get a checked connection.
+ */
+#define POOL_TRUST_MS 1000
+
+static bool upconn_stale(struct upconn *u, uint64_t now_ms, uint32_t idle_timeout_ms,
+			 bool retryable)
 {
 	char c;
 	ssize_t n;
 
 	if (now_ms - u->idle_since_ms > idle_timeout_ms)
 		return true;
+	if (retryable && now_ms - u->idle_since_ms < POOL_TRUST_MS)
+		return false;
 	n = recv(u->s.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 	return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
-struct upconn *pool_take(struct worker *w, struct target_state *ts)
+struct upconn *pool_take(struct worker *w, struct target_state *ts, bool retryable)
 {
 	struct pool *p = pool_find(w, ts, false);
 	struct upconn *u;
@@ -315,7 +326,7 @@ struct upconn *pool_take(struct worker *w, struct target_state *ts)
 		p->idle = u->next_idle;
 		p->nidle--;
 		u->next_idle = NULL;
-		if (!upconn_stale(u, w->now_ms, w->cfg->limits.idle_timeout_ms)) {
+		if (!upconn_stale(u, w->now_ms, w->cfg->limits.idle_timeout_ms, retryable)) {
 			u->reused = true;
 			return u;
 		}

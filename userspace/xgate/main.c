@@ -212,6 +212,8 @@ static int run(const char *path)
 	if (wants_splice(cfg)) {
 		gw.splice = splice_open();
 		gw.features.sockmap = gw.splice != NULL;
+		if (gw.splice)
+			splice_set_inflight_limit(gw.splice, cfg->limits.splice_max_inflight_bytes);
 	}
 	gateway_publish(&gw, cfg);
 	cfg = NULL;
