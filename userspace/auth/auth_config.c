@@ -42,50 +42,8 @@ uint64_t auth_digest_prefix(const unsigned char digest[AUTH_DIGEST_LEN])
 
 static void string_list_free(struct string_list *l)
 {
-	int i;
-
-	for (i = 0; i < l->n; i++)
-		free(l->items[i]);
-	free(l->items);
+	cfg_strings_free(l->items, l->n);
 	memset(l, 0, sizeof(*l));
-}
-
-/* An optional array of non-empty strings. */
-static bool parse_string_list(json_t *obj, const char *key, const char *path,
-			      struct string_list *out, struct cfg_errs *errs)
-{
-	json_t *arr = json_object_get(obj, key), *v;
-	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
-	size_t i;
-
-	memset(out, 0, sizeof(*out));
-	if (!arr || json_is_null(arr))
-		return true;
-	cfg_path_key(p, path, key);
-	if (!json_is_array(arr)) {
-		cfg_err(errs, p, "must be an array of strings");
-		return false;
-	}
-	out->items = calloc(json_array_size(arr) + 1, sizeof(*out->items));
-	if (!out->items) {
-		cfg_err(errs, p, "out of memory");
-		return false;
-	}
-	json_array_foreach(arr, i, v)
-	{
-		if (!json_is_string(v) || !json_string_length(v)) {
-			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
-			string_list_free(out);
-			return false;
-		}
-		if (!(out->items[out->n] = strdup(json_string_value(v)))) {
-			cfg_err(errs, p, "out of memory");
-			string_list_free(out);
-			return false;
-		}
-		out->n++;
-	}
-	return true;
 }
 
 static bool is_tchar(int c)
@@ -419,7 +377,7 @@ static void parse_consumer(struct auth_config *a, json_t *obj, const char *path,
 			return;
 		}
 	}
-	parse_string_list(obj, "roles", path, &roles, errs);
+	cfg_get_strings(obj, "roles", path, false, &roles.items, &roles.n, errs);
 	c->roles = roles.items;
 	c->nroles = roles.n;
 	keys = cfg_get_array(obj, "api_keys", path, errs);

@@ -31,40 +31,6 @@ void route_auth_free(struct route_auth *ra)
 	free(ra);
 }
 
-static bool parse_list(json_t *obj, const char *key, const char *path, struct string_list *out,
-		       struct cfg_errs *errs)
-{
-	json_t *arr = json_object_get(obj, key), *v;
-	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
-	size_t i;
-
-	if (!arr || json_is_null(arr))
-		return true;
-	cfg_path_key(p, path, key);
-	if (!json_is_array(arr)) {
-		cfg_err(errs, p, "must be an array of strings");
-		return false;
-	}
-	out->items = calloc(json_array_size(arr) + 1, sizeof(*out->items));
-	if (!out->items) {
-		cfg_err(errs, p, "out of memory");
-		return false;
-	}
-	json_array_foreach(arr, i, v)
-	{
-		if (!json_is_string(v) || !json_string_length(v)) {
-			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
-			return false;
-		}
-		if (!(out->items[out->n] = strdup(json_string_value(v)))) {
-			cfg_err(errs, p, "out of memory");
-			return false;
-		}
-		out->n++;
-	}
-	return true;
-}
-
 /* One {"jwt": {...}} or {"api_key": {...}} object. */
 static bool parse_method(json_t *obj, const char *path, const struct auth_config *a,
 			 bool allow_any_of, struct auth_method *m, struct cfg_errs *errs)
@@ -91,8 +57,8 @@ static bool parse_method(json_t *obj, const char *path, const struct auth_config
 		return false;
 	}
 	cfg_check_keys(body, p, jwt ? jwt_keys : key_keys, errs);
-	if (!parse_list(body, "roles", p, &m->roles, errs) ||
-	    !parse_list(body, "scopes", p, &m->scopes, errs))
+	if (!cfg_get_strings(body, "roles", p, false, &m->roles.items, &m->roles.n, errs) ||
+	    !cfg_get_strings(body, "scopes", p, false, &m->scopes.items, &m->scopes.n, errs))
 		return false;
 	/* With a == NULL the global auth section itself failed; do not pile errors on top. */
 	if (a && jwt && !a->jwt.enabled) {

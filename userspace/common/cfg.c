@@ -1,6 +1,7 @@
 #include "common/cfg.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -44,16 +45,22 @@ void cfg_errs_free(struct cfg_errs *errs)
 	memset(errs, 0, sizeof(*errs));
 }
 
+/* A path too long for CFG_PATH_MAX is cut, ending in "...": the message stays readable. */
+static const char *path_done(char *out, int written)
+{
+	if (written >= CFG_PATH_MAX)
+		memcpy(out + CFG_PATH_MAX - 4, "...", 4);
+	return out;
+}
+
 const char *cfg_path_key(char *out, const char *base, const char *key)
 {
-	snprintf(out, CFG_PATH_MAX, "%s%s%s", base, *base ? "." : "", key);
-	return out;
+	return path_done(out, snprintf(out, CFG_PATH_MAX, "%s%s%s", base, *base ? "." : "", key));
 }
 
 const char *cfg_path_idx(char *out, const char *base, size_t idx)
 {
-	snprintf(out, CFG_PATH_MAX, "%s[%zu]", base, idx);
-	return out;
+	return path_done(out, snprintf(out, CFG_PATH_MAX, "%s[%zu]", base, idx));
 }
 
 void cfg_check_keys(json_t *obj, const char *path, const char *const *known, struct cfg_errs *errs)
@@ -179,6 +186,59 @@ json_t *cfg_get_object(json_t *obj, const char *key, const char *path, struct cf
 json_t *cfg_get_array(json_t *obj, const char *key, const char *path, struct cfg_errs *errs)
 {
 	return get_typed(obj, key, path, JSON_ARRAY, "an array", errs);
+}
+
+void cfg_strings_free(char **items, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(items[i]);
+	free(items);
+}
+
+bool cfg_get_strings(json_t *obj, const char *key, const char *path, bool lower, char ***items,
+		     int *n, struct cfg_errs *errs)
+{
+	json_t *arr = json_object_get(obj, key), *v;
+	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
+	int before = errs->count;
+	size_t i;
+
+	*items = NULL;
+	*n = 0;
+	if (!arr || json_is_null(arr))
+		return true;
+	cfg_path_key(p, path, key);
+	if (!json_is_array(arr)) {
+		cfg_err(errs, p, "must be an array of strings");
+		return false;
+	}
+	*items = calloc(json_array_size(arr) + 1, sizeof(**items));
+	if (!*items) {
+		cfg_err(errs, p, "out of memory");
+		return false;
+	}
+	json_array_foreach(arr, i, v) {
+		char *copy;
+
+		if (!json_is_string(v) || !json_string_length(v)) {
+			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
+			continue;
+		}
+		copy = strdup(json_string_value(v));
+		if (!copy) {
+			cfg_err(errs, p, "out of memory");
+			break;
+		}
+		for (char *c = copy; lower && *c; c++)
+			*c = tolower((unsigned char)*c);
+		(*items)[(*n)++] = copy;
+	}
+	if (errs->count == before)
+		return true;
+	cfg_strings_free(*items, *n);
+	*items = NULL;
+	*n = 0;
+	return false;
 }
 
 static bool parse_port(const char *s, uint16_t *port)

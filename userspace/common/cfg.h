@@ -46,6 +46,14 @@ bool cfg_get_enum(json_t *obj, const char *key, const char *path, const char *co
 /* Returns the member if it is an object (or absent: NULL, no error). */
 json_t *cfg_get_object(json_t *obj, const char *key, const char *path, struct cfg_errs *errs);
 json_t *cfg_get_array(json_t *obj, const char *key, const char *path, struct cfg_errs *errs);
+/*
+ * An optional array of non-empty strings: *items becomes a malloc'd, NULL-terminated array
+ * of copies (lower-cased when `lower`), *n its length; absent yields NULL and 0. Every bad
+ * element is reported; then nothing is returned (false).
+ */
+bool cfg_get_strings(json_t *obj, const char *key, const char *path, bool lower, char ***items,
+		     int *n, struct cfg_errs *errs);
+void cfg_strings_free(char **items, int n);
 
 /* "1.2.3.4:80", "[::1]:80", "*:80"/"0.0.0.0:80". Returns false with a message in err. */
 bool cfg_parse_addr(const char *text, struct sockaddr_storage *out, socklen_t *len, char *err,

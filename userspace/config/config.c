@@ -370,30 +370,6 @@ static uint32_t method_bit(const char *name)
 	return 0;
 }
 
-static char **parse_string_list(json_t *obj, const char *key, const char *path, int *n,
-				bool lower, struct cfg_errs *errs)
-{
-	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX];
-	json_t *arr = cfg_get_array(obj, key, path, errs), *v;
-	char **list;
-	size_t i;
-
-	*n = 0;
-	if (!arr)
-		return NULL;
-	cfg_path_key(p, path, key);
-	list = calloc(json_array_size(arr) + 1, sizeof(*list));
-	json_array_foreach(arr, i, v) {
-		if (!json_is_string(v) || !json_string_length(v)) {
-			cfg_err(errs, cfg_path_idx(ip, p, i), "must be a non-empty string");
-			continue;
-		}
-		list[(*n)++] = lower ? lowercase_dup(json_string_value(v))
-				     : strdup(json_string_value(v));
-	}
-	return list;
-}
-
 static void parse_route_matchers(json_t *r, const char *path, struct route_config *rc,
 				 struct cfg_errs *errs)
 {
@@ -403,14 +379,14 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	char **methods;
 	int nmethods;
 
-	rc->paths = parse_string_list(r, "paths", path, &rc->npaths, false, errs);
+	cfg_get_strings(r, "paths", path, false, &rc->paths, &rc->npaths, errs);
 	cfg_path_key(p, path, "paths");
 	if (!rc->npaths)
 		cfg_err(errs, p, "at least one path is required");
 	for (int i = 0; i < rc->npaths; i++)
 		if (rc->paths[i][0] != '/')
 			cfg_err(errs, cfg_path_idx(ip, p, i), "must start with \"/\"");
-	methods = parse_string_list(r, "methods", path, &nmethods, false, errs);
+	cfg_get_strings(r, "methods", path, false, &methods, &nmethods, errs);
 	for (int i = 0; i < nmethods; i++) {
 		uint32_t bit = method_bit(methods[i]);
 
@@ -421,7 +397,7 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 		free(methods[i]);
 	}
 	free(methods);
-	rc->hosts = parse_string_list(r, "hosts", path, &rc->nhosts, true, errs);
+	cfg_get_strings(r, "hosts", path, true, &rc->hosts, &rc->nhosts, errs);
 	hdrs = cfg_get_object(r, "headers", path, errs);
 	if (!hdrs || !json_object_size(hdrs))
 		return;
