@@ -12,6 +12,7 @@
 #include "accesslog/accesslog.h"
 #include "cache/cache.h"
 #include "common/log.h"
+#include "filters/filters.h"
 #include "metrics/metrics.h"
 #include "proxy/proxy.h"
 #include "ratelimit/ratelimit.h"
@@ -97,12 +98,14 @@ void exchange_reset(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 
+	if (c->st) {
+		struct stream *st = c->st;
+
+		c->st = NULL;
+		stream_end(st); /* the filters' on_end: cache commit, releases */
+	}
 	free(ex->log_path);
 	buf_free(&ex->head);
-	cache_fill_abort(&ex->fill);
-	if (ex->from_cache)
-		cache_release(c->cli.w->cache, &ex->hit);
-	free(ex->cache_key_buf);
 	memset(ex, 0, sizeof(*ex));
 	ex->route = ex->upstream = ex->target = -1;
 }
@@ -130,6 +133,12 @@ void conn_free(struct conn *c)
 /* Closes the client connection and whatever upstream connection it holds. */
 void conn_abort(struct conn *c)
 {
+	if (c->st) {
+		struct stream *st = c->st;
+
+		c->st = NULL;
+		stream_end(st);
+	}
 	if (c->cli.splice_enrolled || (c->up && c->up->s.splice_enrolled))
 		tunnel_release_splice(c);
 	if (c->up) {
@@ -162,7 +171,7 @@ static void record_exchange(struct conn *c)
 	struct exchange *ex = &c->ex;
 	const struct route_config *rc = ex->route >= 0 ? &c->cfg->routes[ex->route] : NULL;
 	const struct upstream_config *uc = ex->upstream >= 0 ? &c->cfg->upstreams[ex->upstream] : NULL;
-	uint64_t dur_ns = monotonic_ns() - ex->start_ns;
+	uint64_t dur_ns = clock_mono_ns() - ex->start_ns;
 	struct access_entry e;
 
 	metrics_http_request(w->metrics, rc ? rc->metrics_slot : -1, ex->status, dur_ns);
@@ -217,7 +226,7 @@ static void begin_exchange(struct conn *c)
 
 	exchange_reset(c);
 	c->in_exchange = true;
-	ex->start_ns = monotonic_ns();
+	ex->start_ns = clock_mono_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ex->start_wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 	ex->keep_alive = true;
@@ -269,32 +278,6 @@ static void reject(struct conn *c, int status, const char *reason, size_t head_l
 		      extra_headers);
 }
 
-static bool host_of(const struct http_request *req, char *out, size_t outlen, size_t *len)
-{
-	const char *p = req->host.p;
-	size_t n = req->host.len, i;
-
-	if (n && p[0] == '[') {
-		const char *close = memchr(p, ']', n);
-
-		if (!close)
-			return false;
-		n = close - p + 1;
-	} else {
-		const char *colon = memchr(p, ':', n);
-
-		if (colon)
-			n = colon - p;
-	}
-	if (n >= outlen)
-		return false;
-	for (i = 0; i < n; i++)
-		out[i] = tolower((unsigned char)p[i]);
-	out[n] = '\0';
-	*len = n;
-	return true;
-}
-
 static uint64_t balance_hash(struct conn *c, const struct upstream_config *uc,
 			     const struct http_request *req, const struct auth_result *ar)
 {
@@ -318,108 +301,21 @@ static uint64_t balance_hash(struct conn *c, const struct upstream_config *uc,
 	return hash_key64(c->peer_ip, strlen(c->peer_ip));
 }
 
-static bool check_rate_limit(struct conn *c, const struct route_config *rc,
-			     const struct auth_result *ar, size_t head_len)
-{
-	const char *key = c->peer_ip;
-	uint32_t retry_after = 1;
-	char extra[64];
-
-	if (!rc->rate_limit)
-		return true;
-	switch (ratelimit_policy_by(rc->rate_limit)) {
-	case RL_BY_CONSUMER:
-		if (ar->consumer[0])
-			key = ar->consumer;
-		break;
-	case RL_BY_ROUTE:
-		key = "";
-		break;
-	case RL_BY_IP:
-		break;
-	}
-	if (ratelimit_take(rc->rate_limit, key, strlen(key), monotonic_ns(), &retry_after))
-		return true;
-	metrics_rate_limited(c->cli.w->metrics, rc->metrics_slot);
-	snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", retry_after ? retry_after : 1);
-	reject(c, 429, "rate limited", head_len, extra);
-	return false;
-}
-
-static bool check_auth(struct conn *c, const struct route_config *rc,
-		       const struct http_request *req, struct auth_result *ar, size_t head_len)
-{
-	memset(ar, 0, sizeof(*ar));
-	if (!rc->auth)
-		return true;
-	auth_check(c->cfg->auth, rc->auth, c->cli.w->jwt_cache, req, time(NULL), ar);
-	if (!ar->status) {
-		snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", ar->consumer);
-		return true;
-	}
-	metrics_auth_failure(c->cli.w->metrics, ar->reason);
-	if (ar->status == 401)
-		reject(c, 401, auth_reason_name(ar->reason), head_len,
-		       "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n");
-	else
-		reject(c, ar->status, auth_reason_name(ar->reason), head_len, NULL);
-	auth_result_release(ar);
-	return false;
-}
-
-#define CACHE_KEY_MAX 4096
-
-/* Looks the request up in the worker's cache; on a hit the exchange is answered from it. */
-static bool serve_from_cache(struct conn *c, const struct route_config *rc,
-			     const struct http_request *req, const char *path, size_t path_len,
-			     const char *host, size_t host_len, size_t head_len)
-{
-	struct worker *w = c->cli.w;
-	struct exchange *ex = &c->ex;
-	size_t n;
-
-	if (!rc->cache_ttl_s || !w->cache ||
-	    !cache_request_cacheable(req, rc->auth != NULL && ex->consumer[0]))
-		return false;
-	ex->cache_key_buf = malloc(CACHE_KEY_MAX);
-	if (!ex->cache_key_buf)
-		return false;
-	n = cache_key_make(&ex->cache_key, ex->cache_key_buf, CACHE_KEY_MAX, req, host, host_len,
-			   path, path_len, ex->route, ex->consumer, strlen(ex->consumer));
-	if (n > CACHE_KEY_MAX) {
-		free(ex->cache_key_buf);
-		ex->cache_key_buf = NULL;
-		return false;
-	}
-	if (!cache_lookup(w->cache, &ex->cache_key, req, w->now_ms, &ex->hit))
-		return false;
-	ex->from_cache = true;
-	buf_consume(&c->cli.in, head_len);
-	if (!write_cached_head(c, &ex->hit)) {
-		reject(c, 502, "cached response does not fit", 0, NULL);
-		return true;
-	}
-	ex->hit_off = req->method == HTTP_HEAD ? ex->hit.body_len : 0;
-	ex->resp_started = true;
-	ex->req_done = true;
-	c->state = CS_EXCHANGE;
-	return true;
-}
-
 /* Streams a cached body into the client buffer as space allows. */
 static bool pump_cached(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
-	size_t n = ex->hit.body_len - ex->hit_off;
+	size_t n = ex->hit->body_len - ex->hit_off;
 
 	if (!(c->cli.pending & PEND_SEND))
 		buf_compact(&c->cli.out);
 	if (n > buf_space(&c->cli.out))
 		n = buf_space(&c->cli.out);
-	buf_append(&c->cli.out, ex->hit.body + ex->hit_off, n);
+	buf_append(&c->cli.out, ex->hit->body + ex->hit_off, n);
 	ex->hit_off += n;
 	ex->bytes_out += n;
-	if (ex->hit_off == ex->hit.body_len) {
+	if (ex->hit_off == ex->hit->body_len) {
+		c->st->completed = true;
 		finish_exchange(c, false);
 		return true;
 	}
@@ -428,103 +324,134 @@ static bool pump_cached(struct conn *c)
 
 static bool pick_and_connect(struct conn *c);
 
-static bool start_exchange(struct conn *c, const struct http_request *req, size_t head_len)
-{
-	struct exchange *ex = &c->ex;
-	const struct route_config *rc;
-	struct route_match m;
-	struct auth_result ar;
-	char host[256], allow[128], extra[160];
-	char *path;
-	const char *up_path;
-	ssize_t plen;
-	size_t hlen = 0, off, up_len;
-	enum route_result rr;
-	bool ok;
+static const struct auth_result no_auth;
 
-	begin_exchange(c);
-	note_request(c, req);
-	ex->req_done = !ex->req_has_body;
-	path = malloc(req->path.len + 1);
-	if (!path) {
-		reject(c, 503, "out of memory", head_len, NULL);
-		return true;
+/* The stream's route and identity, as the exchange accounts and logs them. */
+static void take_stream_result(struct conn *c, const struct stream *st)
+{
+	c->ex.route = st->route;
+	c->ex.upstream = st->route >= 0 ? c->cfg->routes[st->route].upstream : -1;
+	snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", st->consumer);
+}
+
+static void stream_reply_error_host(struct stream *st, int status, const char *reason,
+				    const char *extra_headers)
+{
+	struct conn *c = st->host;
+
+	take_stream_result(c, st);
+	reject(c, status, reason, 0, extra_headers);
+}
+
+static void stream_reply_cached_host(struct stream *st, const struct cache_hit *hit)
+{
+	struct conn *c = st->host;
+	struct exchange *ex = &c->ex;
+
+	take_stream_result(c, st);
+	ex->from_cache = true;
+	ex->hit = hit;
+	if (!write_cached_head(c, hit)) {
+		reject(c, 502, "cached response does not fit", 0, NULL);
+		return;
 	}
-	memcpy(path, req->path.p, req->path.len);
-	plen = http_path_normalize(path, req->path.len);
-	if (plen < 0 || !host_of(req, host, sizeof(host), &hlen)) {
-		free(path);
-		reject(c, 400, plen < 0 ? "invalid path" : "invalid host", head_len, NULL);
-		return true;
-	}
-	rr = router_match(c->cfg->router, c->cfg->routes, req, path, plen, host, hlen, &m);
-	if (rr != ROUTE_MATCH) {
-		free(path);
-		if (rr == ROUTE_NOT_FOUND) {
-			reject(c, 404, "no route", head_len, NULL);
-		} else {
-			router_format_allow(m.allowed_methods, allow, sizeof(allow));
-			snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-			reject(c, 405, "method not allowed", head_len, extra);
-		}
-		return true;
-	}
-	ex->route = m.route;
-	rc = &c->cfg->routes[m.route];
-	ex->upstream = rc->upstream;
-	if (req->body == HTTP_BODY_LENGTH && req->content_length > c->cfg->limits.max_body_bytes) {
-		free(path);
-		reject(c, 413, "request body too large", head_len, NULL);
-		return true;
-	}
-	if (!check_auth(c, rc, req, &ar, head_len) || !check_rate_limit(c, rc, &ar, head_len)) {
-		free(path);
-		return true;
-	}
-	if (serve_from_cache(c, rc, req, path, plen, host, hlen, head_len)) {
-		free(path);
-		auth_result_release(&ar);
-		return true;
-	}
-	up_path = path;
-	up_len = plen;
-	if (rc->strip_prefix && m.prefix_len) {
-		off = m.prefix_len;
-		if (path[off - 1] == '/')
+	ex->hit_off = ex->method == HTTP_HEAD ? hit->body_len : 0;
+	ex->resp_started = true;
+	ex->req_done = true;
+	c->state = CS_EXCHANGE;
+}
+
+static bool pick_and_connect(struct conn *c);
+
+/* Every filter let the request through: build the upstream head and pick a target. */
+static void stream_forward_host(struct stream *st)
+{
+	struct conn *c = st->host;
+	struct exchange *ex = &c->ex;
+	const struct http_request *req = &st->req;
+	const struct route_config *rc = &c->cfg->routes[st->route];
+	const struct auth_result *ar = st->auth_done ? &st->auth : &no_auth;
+	const char *up_path = st->path;
+	size_t up_len = st->path_len, off;
+
+	take_stream_result(c, st);
+	if (rc->strip_prefix && st->match.prefix_len) {
+		off = st->match.prefix_len;
+		if (st->path[off - 1] == '/')
 			off--;
-		up_path = path + off;
-		up_len = plen - off;
+		up_path = st->path + off;
+		up_len = st->path_len - off;
 		if (!up_len) {
 			up_path = "/";
 			up_len = 1;
 		}
 	}
-	ok = build_upstream_head(c, req, up_path, up_len, &ar, &ex->head);
-	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, &ar);
-	auth_result_release(&ar);
-	free(path);
-	if (!ok) {
-		reject(c, 431, "request headers too large", head_len, NULL);
-		return true;
+	if (!build_upstream_head(c, req, up_path, up_len, ar, &ex->head)) {
+		reject(c, 431, "request headers too large", 0, NULL);
+		return;
 	}
+	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, ar);
 	ex->upgrade = req->upgrade;
 	ex->req_body = req->body;
 	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_AUTO &&
-	    c->cli.w->gw->splice && buf_len(&c->cli.in) == head_len) {
+	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
 		/* RFC 6455 clients send nothing before the 101: the head is the last byte read. */
 		c->splice_wanted = true;
 	}
 	ex->req_remaining = req->content_length;
 	http_chunked_init(&ex->req_chunked);
-	ex->bytes_in = head_len;
-	buf_consume(&c->cli.in, head_len);
 	if (c->splice_wanted)
 		splice_enrol(c, &c->cli);
 	if (req->expect_continue && ex->req_has_body && !buf_len(&c->cli.in)) {
 		buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes);
 		buf_append(&c->cli.out, continue_100, sizeof(continue_100) - 1);
 	}
-	return pick_and_connect(c);
+	pick_and_connect(c);
+}
+
+/* A filter that waited has finished: the connection moves on from wherever that left it. */
+static void stream_resumed_host(void *host)
+{
+	conn_advance(host);
+}
+
+static const struct stream_host_ops conn_stream_ops = {
+	.reply_error = stream_reply_error_host,
+	.reply_cached = stream_reply_cached_host,
+	.forward = stream_forward_host,
+	.resumed = stream_resumed_host,
+};
+
+/* The HTTP/1 codec has a request head: open its stream and run the filter chain. */
+static bool start_exchange(struct conn *c, const struct http_request *req, size_t head_len)
+{
+	struct worker *w = c->cli.w;
+	struct exchange *ex = &c->ex;
+	struct stream *st;
+
+	begin_exchange(c);
+	note_request(c, req);
+	ex->client_http10 = req->minor_version == 0;
+	ex->req_done = !ex->req_has_body;
+	st = stream_open(w->streams, &conn_stream_ops, c, c->cfg, req, buf_head(&c->cli.in),
+			 head_len);
+	if (st && !filters_begin(st)) {
+		stream_end(st);
+		st = NULL;
+	}
+	if (!st) {
+		reject(c, 503, "out of memory", head_len, NULL);
+		return true;
+	}
+	st->env = &w->env;
+	st->peer_ip = c->peer_ip;
+	st->is_ipv6 = c->peer.ss_family == AF_INET6;
+	c->st = st;
+	ex->bytes_in = head_len;
+	buf_consume(&c->cli.in, head_len); /* the stream has its own copy of the head */
+	c->state = CS_FILTERS;
+	stream_run(st, w->now_ms);
+	return true;
 }
 
 static bool is_idempotent(enum http_method m)
@@ -720,10 +647,11 @@ static bool pump_request(struct conn *c)
 	return k > 0;
 }
 
-static void cache_capture(struct conn *c, const char *p, size_t n)
+/* Response body bytes on their way to the client pass through the stream's filters. */
+static void response_data(struct conn *c, const char *p, size_t n)
 {
-	if (c->ex.fill.entry && n && !cache_fill_append(&c->ex.fill, p, n))
-		cache_fill_abort(&c->ex.fill);
+	if (c->st)
+		stream_response_data(c->st, p, n);
 }
 
 static bool read_response_head(struct conn *c)
@@ -771,9 +699,8 @@ static bool read_response_head(struct conn *c)
 	if (resp.body == HTTP_BODY_EOF || (ex->client_http10 && resp.body != HTTP_BODY_LENGTH &&
 					   resp.body != HTTP_BODY_NONE))
 		ex->keep_alive = false;
-	if (ex->cache_key_buf && ex->method == HTTP_GET)
-		cache_fill_begin(c->cli.w->cache, &ex->cache_key, NULL, &resp,
-				 c->cfg->routes[ex->route].cache_ttl_s, c->cli.w->now_ms, &ex->fill);
+	if (c->st)
+		stream_response(c->st, &resp);
 	{
 		size_t before = c->cli.out.end;
 
@@ -845,7 +772,7 @@ static bool pump_response(struct conn *c)
 	}
 	if (!ex->resp_dechunk || ex->resp_body != HTTP_BODY_CHUNKED)
 		buf_append(&dst->out, buf_head(&src->in), k);
-	cache_capture(c, buf_head(&src->in), k);
+	response_data(c, buf_head(&src->in), k);
 	ex->bytes_out += dst->out.end - before;
 	buf_consume(&src->in, k);
 	return k > 0;
@@ -885,8 +812,8 @@ static bool step_exchange(struct conn *c)
 			c->close_after = true;
 			ex->resp_close = true;
 		}
-		if (ex->fill.entry)
-			cache_fill_commit(c->cli.w->cache, &ex->fill);
+		if (c->st)
+			c->st->completed = true;
 		finish_exchange(c, !u->s.failed && !u->s.eof && !buf_len(&u->s.out));
 		return true;
 	}
@@ -953,7 +880,6 @@ static bool step_head(struct conn *c)
 		       0, NULL);
 		return true;
 	}
-	c->ex.client_http10 = req.minor_version == 0;
 	return start_exchange(c, &req, n);
 }
 
@@ -987,6 +913,13 @@ static bool step(struct conn *c)
 		return step_tls_handshake(c);
 	case CS_HEAD:
 		return step_head(c);
+	case CS_FILTERS:
+		/* A client that leaves while its request waits gives the request up. */
+		if (c->cli.failed || c->cli.eof) {
+			conn_abort(c);
+			return true;
+		}
+		return false;
 	case CS_CONNECTING:
 		if (c->cli.failed) {
 			conn_abort(c);
@@ -1064,6 +997,13 @@ static bool arm(struct conn *c)
 		break;
 	case CS_SNI_PEEK:
 		progress |= side_arm_recv(cli);
+		break;
+	case CS_FILTERS:
+		/* Reading on (bounded) notices a client that leaves while its request waits. */
+		cli->recv_timeout_ms = 0;
+		side_retime_recv(cli);
+		if (buf_len(&cli->in) < lim->max_header_bytes)
+			progress |= side_arm_recv(cli);
 		break;
 	default:
 		break;

@@ -41,12 +41,18 @@ static void hw_header(struct head_writer *hw, const struct http_header *h)
 		  h->value.p);
 }
 
+static uint32_t process_salt;
+static pthread_once_t process_salt_once = PTHREAD_ONCE_INIT;
+
+static void process_salt_init(void)
+{
+	if (getrandom(&process_salt, sizeof(process_salt), 0) != sizeof(process_salt))
+		process_salt = (uint32_t)clock_mono_ns();
+}
+
 void make_request_id(struct worker *w, char *out, size_t len)
 {
-	static uint32_t process_salt;
-
-	if (!process_salt && getrandom(&process_salt, sizeof(process_salt), 0) < 0)
-		process_salt = (uint32_t)monotonic_ns();
+	pthread_once(&process_salt_once, process_salt_init);
 	snprintf(out, len, "%08x%02x%014llx", process_salt, w->id & 0xff,
 		 (unsigned long long)++w->req_counter);
 }

@@ -19,11 +19,13 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
+#include "common/clock.h"
 #include "cache/cache.h"
 #include "config/config.h"
 #include "http/http.h"
 #include "proxy/buf.h"
 #include "proxy/gateway.h"
+#include "stream/stream.h"
 #include "upstream/upstream.h"
 
 #define RECV_CHUNK (16 * 1024)
@@ -94,6 +96,7 @@ struct side {
 enum conn_state {
 	CS_TLS_HANDSHAKE,
 	CS_HEAD,       /* waiting for a request head */
+	CS_FILTERS,    /* the request's filter chain waits for something (stream_wake) */
 	CS_CONNECTING, /* waiting for the upstream connection */
 	CS_EXCHANGE,   /* request/response in flight */
 	CS_TUNNEL,     /* upgraded or L4 flow relayed in userspace */
@@ -138,14 +141,10 @@ struct exchange {
 	bool resp_close; /* the upstream connection cannot be reused */
 	uint64_t bytes_in, bytes_out;
 	bool counted_active; /* target_state.active was incremented */
-	/* response cache */
 	bool client_http10;
-	/* response cache: key of this request, a fill in progress, or a hit being sent */
-	char *cache_key_buf;
-	struct cache_key cache_key;
-	struct cache_fill fill;
+	/* a cached response being sent (the cache filter owns the hit until stream end) */
 	bool from_cache;
-	struct cache_hit hit;
+	const struct cache_hit *hit;
 	size_t hit_off;
 };
 
@@ -160,6 +159,7 @@ struct conn {
 	enum conn_state state;
 	struct upconn *up;
 	struct exchange ex;
+	struct stream *st; /* the request's stream while an exchange is on */
 	bool in_exchange;
 	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived */
 	bool close_after;     /* close once cli.out is flushed */
@@ -215,6 +215,8 @@ struct worker {
 	struct jwt_cache *jwt_cache;
 	struct resp_cache *cache;
 	struct metrics_shard *metrics;
+	struct stream_pool *streams;
+	struct stream_env env;
 	struct conn conns_head; /* sentinel of a circular list */
 	unsigned long nconns;
 	unsigned long max_conns;
@@ -240,8 +242,6 @@ struct worker {
 
 /* worker.c */
 struct io_uring_sqe *worker_sqe(struct worker *w);
-uint64_t monotonic_ms(void);
-uint64_t monotonic_ns(void);
 struct upconn *pool_take(struct worker *w, struct target_state *ts, bool retryable);
 void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive);
 struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream);

@@ -24,21 +24,8 @@
 
 #define RING_ENTRIES 2048
 #define LOOP_TICK_MS 200
-#define JWT_CACHE_ENTRIES 4096
 #define RESP_CACHE_BYTES (64u << 20)
 
-uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-uint64_t monotonic_ms(void)
-{
-	return monotonic_ns() / 1000000ull;
-}
 
 struct io_uring_sqe *worker_sqe(struct worker *w)
 {
@@ -168,6 +155,7 @@ static int sync_listeners(struct worker *w, char *err, size_t errlen)
 	struct listen_sock **ls;
 	int n = 0;
 
+	snprintf(err, errlen, "out of memory");
 	for (int i = 0; i < w->nls; i++)
 		w->ls[i]->stale = true;
 	ls = calloc(w->nls + cfg->nlisteners, sizeof(*ls));
@@ -215,11 +203,19 @@ static int sync_listeners(struct worker *w, char *err, size_t errlen)
 
 struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream)
 {
-	/* Round-robin state follows the worker's newest config; older snapshots share it
-	 * by index only when the upstream count still fits. */
-	if (cfg != w->cfg || upstream >= w->nrr)
-		return NULL;
-	return &w->rr[upstream];
+	const struct upstream_config *uc = &cfg->upstreams[upstream];
+
+	if (cfg == w->cfg)
+		return upstream < w->nrr ? &w->rr[upstream] : NULL;
+	/* A connection on an older snapshot shares the newest config's state for the same
+	 * pool (same name, same targets), so its picks keep rotating. */
+	for (int u = 0; u < w->nrr; u++) {
+		const struct upstream_config *now = &w->cfg->upstreams[u];
+
+		if (!strcmp(now->name, uc->name) && now->ntargets == uc->ntargets)
+			return &w->rr[u];
+	}
+	return NULL;
 }
 
 /* One step of nginx's smooth weighted round robin over all targets (no availability). */
@@ -463,12 +459,14 @@ static void process_completions(struct worker *w, struct __kernel_timespec *wait
 	unsigned head, n = 0;
 
 	io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, wait, NULL);
-	w->now_ms = monotonic_ms();
+	w->now_ms = clock_mono_ms();
 	io_uring_for_each_cqe(&w->ring, head, cqe) {
 		dispatch(w, cqe);
 		n++;
 	}
 	io_uring_cq_advance(&w->ring, n);
+	/* Streams woken by this batch run now, outside any completion handler. */
+	stream_runq_drain(w->streams, w->now_ms);
 	worker_bury(w);
 	atomic_store_explicit(&w->active_conns, w->nconns, memory_order_relaxed);
 }
@@ -488,7 +486,7 @@ static void run_loop(struct worker *w)
 	uint64_t give_up_ms;
 
 	for (;;) {
-		w->now_ms = monotonic_ms();
+		w->now_ms = clock_mono_ms();
 		if (!w->draining)
 			sync_config(w);
 		if (!w->draining && atomic_load(&w->gw->stopping))
@@ -502,14 +500,15 @@ static void run_loop(struct worker *w)
 		process_completions(w, &tick);
 	}
 	/* Wait (bounded) for the completions of closing sockets so nothing is leaked. */
-	give_up_ms = monotonic_ms() + 2000;
-	while (w->live_sides && monotonic_ms() < give_up_ms)
+	give_up_ms = clock_mono_ms() + 2000;
+	while (w->live_sides && clock_mono_ms() < give_up_ms)
 		process_completions(w, &tick);
 }
 
 static int worker_init(struct worker *w)
 {
 	int ret = ring_init(w, &w->gw->features);
+	size_t jwt_size;
 
 	if (ret) {
 		snprintf(w->init_err, sizeof(w->init_err),
@@ -524,11 +523,25 @@ static int worker_init(struct worker *w)
 			 "cannot register the provided-buffer ring: %s", strerror(-ret));
 		return -1;
 	}
-	w->jwt_cache = jwt_cache_new(JWT_CACHE_ENTRIES);
 	w->cache = resp_cache_new(RESP_CACHE_BYTES / w->gw->nworkers, CACHE_MAX_ENTRY_BYTES);
 	w->metrics = metrics_shard(w->id);
+	w->streams = stream_pool_new();
+	if (!w->streams) {
+		snprintf(w->init_err, sizeof(w->init_err), "out of memory");
+		return -1;
+	}
+	w->env.cache = w->cache;
+	w->env.metrics = w->metrics;
 	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));
+	if (!w->cfg) {
+		snprintf(w->init_err, sizeof(w->init_err), "out of memory");
+		return -1;
+	}
+	/* The verified-token cache is sized by the config the worker starts with. */
+	jwt_size = auth_cache_size(w->cfg->auth);
+	w->jwt_cache = jwt_size ? jwt_cache_new(jwt_size) : NULL;
+	w->env.jwt_cache = w->jwt_cache;
 	if (sync_listeners(w, w->init_err, sizeof(w->init_err)))
 		return -1;
 	return 0;
@@ -559,7 +572,7 @@ int worker_start(struct worker *w, struct gateway *gw, int id, char *err, size_t
 	w->id = id;
 	w->gw = gw;
 	w->conns_head.next = w->conns_head.prev = &w->conns_head;
-	w->now_ms = monotonic_ms();
+	w->now_ms = clock_mono_ms();
 	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->wake_fd < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
@@ -605,6 +618,7 @@ void worker_join(struct worker *w)
 	free(w->bufs);
 	free(w->pools);
 	free(w->rr);
+	stream_pool_free(w->streams);
 	jwt_cache_free(w->jwt_cache);
 	resp_cache_free(w->cache);
 	config_put(w->cfg);

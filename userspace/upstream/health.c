@@ -6,6 +6,7 @@
  * no history.
  */
 #include "upstream/upstream.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -54,14 +55,6 @@ struct health_checker {
 	struct pollfd *pfds;
 	int *pfd_probe;
 };
-
-static uint64_t monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t interval_of(const struct health_check_config *h)
 {
@@ -287,7 +280,7 @@ static int probes_build(struct health_checker *hc, struct xg_config *cfg, struct
 			int nold)
 {
 	int max = count_checked(cfg), n = 0;
-	uint64_t now = monotonic_ms();
+	uint64_t now = clock_mono_ms();
 
 	hc->probes = calloc(max ? max : 1, sizeof(*hc->probes));
 	hc->pfds = calloc(max + 1, sizeof(*hc->pfds));
@@ -408,7 +401,7 @@ static void *checker_main(void *arg)
 	struct health_checker *hc = arg;
 
 	while (checker_take_update(hc)) {
-		int timeout = checker_tick(hc, monotonic_ms());
+		int timeout = checker_tick(hc, clock_mono_ms());
 		int n = checker_pollset(hc);
 
 		if (poll(hc->pfds, n, timeout) < 0) {

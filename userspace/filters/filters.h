@@ -1,0 +1,23 @@
+/*
+ * The gateway's request filters (see stream/stream.h for the interface). A request's chain
+ * starts with the route filter; once it has matched a route it appends the filters that
+ * route needs, in the order they must run: authentication, rate limit, response cache.
+ * A new filter goes into this folder, gets a `const struct filter`, and is appended by
+ * filters_for_route() when its route config asks for it.
+ */
+#ifndef XGATE_FILTERS_FILTERS_H
+#define XGATE_FILTERS_FILTERS_H
+
+#include "stream/stream.h"
+
+extern const struct filter filter_route;
+extern const struct filter filter_auth;
+extern const struct filter filter_rate_limit;
+extern const struct filter filter_cache;
+
+/* Puts the route filter at the head of a new stream's chain. */
+bool filters_begin(struct stream *st);
+/* Appends the filters the matched route needs; false when the chain is full. */
+bool filters_for_route(struct stream *st);
+
+#endif

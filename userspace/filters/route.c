@@ -1,0 +1,109 @@
+/*
+ * Route filter: normalises the path, takes the host, matches a route (404/405), applies the
+ * request-size limit that does not depend on reading the body, and appends the route's
+ * filters to the chain.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "filters/filters.h"
+#include "router/router.h"
+
+/* Host without port, lower-cased; false when it does not fit or an IPv6 literal is open. */
+static bool host_of(const struct http_request *req, char *out, size_t outlen, size_t *len)
+{
+	const char *p = req->host.p;
+	size_t n = req->host.len, i;
+
+	if (n && p[0] == '[') {
+		const char *close = memchr(p, ']', n);
+
+		if (!close)
+			return false;
+		n = close - p + 1;
+	} else {
+		const char *colon = memchr(p, ':', n);
+
+		if (colon)
+			n = colon - p;
+	}
+	if (n >= outlen)
+		return false;
+	for (i = 0; i < n; i++)
+		out[i] = tolower((unsigned char)p[i]);
+	out[n] = '\0';
+	*len = n;
+	return true;
+}
+
+static enum filter_verdict reject_unmatched(struct stream *st, enum route_result rr)
+{
+	char allow[128], extra[160];
+
+	if (rr == ROUTE_NOT_FOUND) {
+		stream_reply_error(st, 404, "no route", NULL);
+		return FILTER_DONE;
+	}
+	router_format_allow(st->match.allowed_methods, allow, sizeof(allow));
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	stream_reply_error(st, 405, "method not allowed", extra);
+	return FILTER_DONE;
+}
+
+static enum filter_verdict route_request(struct stream *st, void *state)
+{
+	const struct http_request *req = &st->req;
+	enum route_result rr;
+	ssize_t plen;
+
+	st->path = stream_strdup(st, req->path.p, req->path.len);
+	if (!st->path) {
+		stream_reply_error(st, 503, "out of memory", NULL);
+		return FILTER_DONE;
+	}
+	plen = http_path_normalize(st->path, req->path.len);
+	if (plen < 0 || !host_of(req, st->host_name, sizeof(st->host_name), &st->host_len)) {
+		stream_reply_error(st, 400, plen < 0 ? "invalid path" : "invalid host", NULL);
+		return FILTER_DONE;
+	}
+	st->path_len = plen;
+	rr = router_match(st->cfg->router, st->cfg->routes, req, st->path, plen, st->host_name,
+			  st->host_len, &st->match);
+	if (rr != ROUTE_MATCH)
+		return reject_unmatched(st, rr);
+	st->route = st->match.route;
+	if (req->body == HTTP_BODY_LENGTH && req->content_length > st->cfg->limits.max_body_bytes) {
+		stream_reply_error(st, 413, "request body too large", NULL);
+		return FILTER_DONE;
+	}
+	if (!filters_for_route(st)) {
+		stream_reply_error(st, 503, "out of memory", NULL);
+		return FILTER_DONE;
+	}
+	return FILTER_CONTINUE;
+}
+
+const struct filter filter_route = {
+	.name = "route",
+	.on_request = route_request,
+};
+
+bool filters_begin(struct stream *st)
+{
+	return stream_add_filter(st, &filter_route);
+}
+
+bool filters_for_route(struct stream *st)
+{
+	const struct route_config *rc = &st->cfg->routes[st->route];
+
+	if (rc->auth && !stream_add_filter(st, &filter_auth))
+		return false;
+	if (rc->rate_limit && !stream_add_filter(st, &filter_rate_limit))
+		return false;
+	if (rc->cache_ttl_s && st->env->cache && !stream_add_filter(st, &filter_cache))
+		return false;
+	return true;
+}

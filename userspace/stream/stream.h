@@ -1,0 +1,178 @@
+/*
+ * Streams and filters: one request/response exchange, independent of the protocol that
+ * carried it, walked through a chain of filters that may pause it.
+ *
+ * A codec (HTTP/1 today) parses a request head and opens a stream with it; the stream keeps
+ * its own copy of the head in its arena, so the parsed request (struct http_request, whose
+ * strings point into the arena) lives until the stream ends, whatever the connection's
+ * buffers do meanwhile. The stream then runs its filter chain from a cursor:
+ *
+ *   FILTER_CONTINUE  go on with the next filter;
+ *   FILTER_WAIT      the filter started work it does not have the result of yet (a
+ *                    sub-request, a timer, a Redis reply). Nothing stays on the stack:
+ *                    whoever completes the work calls stream_wake() (or stream_ref_wake()
+ *                    with a reference taken before waiting), which puts the stream on its
+ *                    worker's run queue; stream_runq_drain(), called after each completion
+ *                    batch, runs the same filter's on_request again (never re-entering);
+ *   FILTER_DONE      the filter answered the request itself (stream_reply_error() or a
+ *                    host operation such as serving a cached response): the chain stops.
+ *
+ * When every filter continued, the host forwards the request (ops->forward). Response heads
+ * and body bytes pass through on_response / on_response_data of every filter the request
+ * went through. on_end runs exactly once for each such filter when the stream ends —
+ * completed, failed or cancelled while waiting — in reverse order: it is where a filter
+ * cancels its work, releases what it holds and accounts the exchange.
+ *
+ * Streams come from a per-worker pool and are never handed back to malloc while the worker
+ * runs, so a late completion holding a struct stream_ref finds a stream whose generation
+ * moved on and does nothing.
+ */
+#ifndef XGATE_STREAM_STREAM_H
+#define XGATE_STREAM_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/auth.h"
+#include "http/http.h"
+#include "router/router.h"
+
+#define STREAM_MAX_FILTERS 16
+
+struct stream;
+struct xg_config;
+struct cache_hit;
+struct jwt_cache;
+struct resp_cache;
+struct metrics_shard;
+
+/* The worker's resources filters use; owned by the worker, outlive every stream. */
+struct stream_env {
+	struct jwt_cache *jwt_cache;
+	struct resp_cache *cache;
+	struct metrics_shard *metrics;
+};
+
+enum filter_verdict {
+	FILTER_CONTINUE,
+	FILTER_WAIT,
+	FILTER_DONE,
+};
+
+struct filter {
+	const char *name;
+	/* Bytes of per-stream state, zeroed at stream open, passed as `state`. */
+	size_t state_size;
+	/* The request head is complete. Called again after a WAIT once the stream is woken. */
+	enum filter_verdict (*on_request)(struct stream *st, void *state);
+	/* The response head the client will get (from the upstream or made by the gateway). */
+	void (*on_response)(struct stream *st, void *state, const struct http_response *resp);
+	/* Response body bytes as they go to the client, in order. */
+	void (*on_response_data)(struct stream *st, void *state, const char *p, size_t n);
+	/* Always, once, at stream end (st->completed tells whether the response was whole). */
+	void (*on_end)(struct stream *st, void *state);
+};
+
+/* What the host (the connection that owns the stream) does for the filters. */
+struct stream_host_ops {
+	/* Answer with the gateway's JSON error (SPEC), optional extra header lines. */
+	void (*reply_error)(struct stream *st, int status, const char *reason,
+			    const char *extra_headers);
+	/* Answer from the response cache; the hit stays valid until the stream ends. */
+	void (*reply_cached)(struct stream *st, const struct cache_hit *hit);
+	/* Every filter continued: send the request upstream. */
+	void (*forward)(struct stream *st);
+	/* A woken stream's chain ran (the stream may have ended meanwhile): let the host
+	 * move on (arm I/O, write what a filter produced). */
+	void (*resumed)(void *host);
+};
+
+struct stream_arena {
+	char *base;
+	size_t used, cap;
+};
+
+struct stream_pool;
+
+struct stream {
+	uint64_t gen; /* changes when the stream ends: stale references see another value */
+	struct stream_pool *pool;
+	const struct stream_host_ops *ops;
+	void *host;
+	const struct xg_config *cfg; /* the snapshot the host pinned; valid while it lives */
+	const struct stream_env *env;
+	uint64_t now_ms;	     /* the worker's clock at the last run */
+	/* The request as the codec parsed it; strings point into the arena. */
+	struct http_request req;
+	const char *peer_ip;
+	bool is_ipv6;
+	/* Filled by the filters as they go. */
+	char host_name[256];
+	size_t host_len;
+	char *path; /* normalised path, in the arena */
+	size_t path_len;
+	int route; /* -1: none */
+	struct route_match match;
+	struct auth_result auth;
+	bool auth_done;
+	char consumer[128];
+	/* Set by the host. */
+	int status;
+	bool completed; /* the whole response reached the client's buffers */
+	/* Chain. */
+	const struct filter *chain[STREAM_MAX_FILTERS];
+	void *state[STREAM_MAX_FILTERS];
+	int nfilters;
+	int cursor;  /* next filter to run (or the waiting one) */
+	int entered; /* filters whose on_request was called: they get on_end */
+	bool waiting, queued, ended, running;
+	bool end_requested; /* stream_end() while a filter ran: ends when it returns */
+	struct stream *runq_next;
+	struct stream_arena arena;
+};
+
+/* A reference that survives the stream: waking it after the stream ended does nothing. */
+struct stream_ref {
+	struct stream *st;
+	uint64_t gen;
+};
+
+struct stream_pool *stream_pool_new(void);
+/* Frees every stream; none may be open. */
+void stream_pool_free(struct stream_pool *p);
+unsigned long stream_pool_open_count(const struct stream_pool *p);
+
+/*
+ * Opens a stream for a parsed request head: copies `head` (head_len bytes, the buffer
+ * `req` was parsed from) into the stream's arena and points the copy of `req` there.
+ * NULL on memory exhaustion.
+ */
+struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *ops, void *host,
+			   const struct xg_config *cfg, const struct http_request *req,
+			   const char *head, size_t head_len);
+/* Memory that lives as long as the stream (8-byte aligned); NULL when exhausted. */
+void *stream_alloc(struct stream *st, size_t n);
+char *stream_strdup(struct stream *st, const char *p, size_t n);
+
+/* Appends a filter to the chain (before the chain runs or from a filter while it runs). */
+bool stream_add_filter(struct stream *st, const struct filter *f);
+/* Runs the chain from its cursor until a filter waits or answers, or the chain ends. */
+void stream_run(struct stream *st, uint64_t now_ms);
+void stream_reply_error(struct stream *st, int status, const char *reason,
+			const char *extra_headers);
+void stream_response(struct stream *st, const struct http_response *resp);
+void stream_response_data(struct stream *st, const char *p, size_t n);
+/* Runs every entered filter's on_end (reverse order) and returns the stream to its pool. */
+void stream_end(struct stream *st);
+
+struct stream_ref stream_ref(struct stream *st);
+bool stream_ref_live(struct stream_ref r);
+/* Queues a waiting stream to run again; harmless for a stream that is not waiting. */
+void stream_wake(struct stream *st);
+void stream_ref_wake(struct stream_ref r);
+/* Runs the streams woken since the last drain (and those they wake). */
+void stream_runq_drain(struct stream_pool *p, uint64_t now_ms);
+bool stream_runq_empty(const struct stream_pool *p);
+
+#endif
