@@ -422,11 +422,11 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	static const char *const keys[] = { "name",	   "paths",	 "methods", "hosts",
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
-					    NULL };
+					    "throttle",	   NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
-	json_t *cache, *auth, *sched, *rl;
+	json_t *cache, *auth, *sched, *rl, *th;
 	long long v;
 
 	if (!json_is_object(r)) {
@@ -453,6 +453,10 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	if (rl)
 		rc->rate_limit = ratelimit_policy_parse(rl, cfg_path_key(p, path, "rate_limit"),
 							rc->name, errs);
+	th = cfg_get_object(r, "throttle", path, errs);
+	if (th)
+		rc->throttle = throttle_policy_parse(th, cfg_path_key(p, path, "throttle"),
+						     rc->name, errs);
 	rc->metrics_slot = metrics_route_slot(rc->name);
 	(void)root_auth;
 }
@@ -712,6 +716,7 @@ static void free_route(struct route_config *rc)
 	free(rc->name);
 	route_auth_free(rc->auth);
 	ratelimit_policy_free(rc->rate_limit);
+	throttle_policy_free(rc->throttle);
 }
 
 static void free_upstream(struct upstream_config *uc)

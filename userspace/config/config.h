@@ -23,6 +23,7 @@ struct tls_listener;  /* tls/tls.h */
 struct edge_config;   /* edge/edge.h */
 struct router;	      /* router/router.h */
 struct ratelimit_policy; /* ratelimit/ratelimit.h */
+struct throttle_policy;  /* ratelimit/ratelimit.h */
 struct target_state;  /* upstream/target_state.h */
 
 enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
@@ -117,6 +118,7 @@ struct route_config {
 	bool strip_prefix;
 	struct route_auth *auth;	    /* NULL: open */
 	struct ratelimit_policy *rate_limit; /* NULL: none */
+	struct throttle_policy *throttle;    /* NULL: none */
 	uint32_t cache_ttl_s;		    /* 0: no caching */
 	int metrics_slot;
 };

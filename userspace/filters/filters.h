@@ -1,7 +1,8 @@
 /*
  * The gateway's request filters (see stream/stream.h for the interface). A request's chain
  * starts with the route filter; once it has matched a route it appends the filters that
- * route needs, in the order they must run: authentication, rate limit, response cache.
+ * route needs, in the order they must run: authentication, rate limit, throttle,
+ * response cache.
  * A new filter goes into this folder, gets a `const struct filter`, and is appended by
  * filters_for_route() when its route config asks for it.
  */
@@ -13,6 +14,7 @@
 extern const struct filter filter_route;
 extern const struct filter filter_auth;
 extern const struct filter filter_rate_limit;
+extern const struct filter filter_throttle;
 extern const struct filter filter_cache;
 
 /* Puts the route filter at the head of a new stream's chain. */

@@ -103,6 +103,8 @@ bool filters_for_route(struct stream *st)
 		return false;
 	if (rc->rate_limit && !stream_add_filter(st, &filter_rate_limit))
 		return false;
+	if (rc->throttle && !stream_add_filter(st, &filter_throttle))
+		return false;
 	if (rc->cache_ttl_s && st->env->cache && !stream_add_filter(st, &filter_cache))
 		return false;
 	return true;

@@ -25,6 +25,7 @@
 #include "http/http.h"
 #include "proxy/buf.h"
 #include "proxy/gateway.h"
+#include "loop/timer.h"
 #include "stream/stream.h"
 #include "upstream/upstream.h"
 
@@ -217,6 +218,7 @@ struct worker {
 	struct metrics_shard *metrics;
 	struct stream_pool *streams;
 	struct stream_env env;
+	struct timer_heap timers;
 	struct conn conns_head; /* sentinel of a circular list */
 	unsigned long nconns;
 	unsigned long max_conns;

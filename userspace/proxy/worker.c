@@ -465,6 +465,7 @@ static void process_completions(struct worker *w, struct __kernel_timespec *wait
 		n++;
 	}
 	io_uring_cq_advance(&w->ring, n);
+	timer_run(&w->timers, w->now_ms);
 	/* Streams woken by this batch run now, outside any completion handler. */
 	stream_runq_drain(w->streams, w->now_ms);
 	worker_bury(w);
@@ -481,9 +482,9 @@ static bool listeners_closed(const struct worker *w)
 
 static void run_loop(struct worker *w)
 {
-	struct __kernel_timespec tick = { .tv_nsec = LOOP_TICK_MS * 1000000L };
+	struct __kernel_timespec tick = { .tv_nsec = LOOP_TICK_MS * 1000000L }, wait;
 	bool forced = false;
-	uint64_t give_up_ms;
+	uint64_t give_up_ms, wait_ms;
 
 	for (;;) {
 		w->now_ms = clock_mono_ms();
@@ -497,7 +498,13 @@ static void run_loop(struct worker *w)
 		}
 		if (w->draining && !w->nconns && listeners_closed(w))
 			break;
-		process_completions(w, &tick);
+		wait_ms = timer_next_in(&w->timers, w->now_ms);
+		if (wait_ms > LOOP_TICK_MS)
+			wait_ms = LOOP_TICK_MS;
+		/* A due timer still waits 1 ms at most: the ring may have nothing to say. */
+		wait.tv_sec = 0;
+		wait.tv_nsec = (long)(wait_ms ? wait_ms : 1) * 1000000L;
+		process_completions(w, &wait);
 	}
 	/* Wait (bounded) for the completions of closing sockets so nothing is leaked. */
 	give_up_ms = clock_mono_ms() + 2000;
@@ -531,6 +538,7 @@ static int worker_init(struct worker *w)
 		return -1;
 	}
 	w->env.cache = w->cache;
+	w->env.timers = &w->timers;
 	w->env.metrics = w->metrics;
 	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));
@@ -619,6 +627,7 @@ void worker_join(struct worker *w)
 	free(w->pools);
 	free(w->rr);
 	stream_pool_free(w->streams);
+	timer_heap_free(&w->timers);
 	jwt_cache_free(w->jwt_cache);
 	resp_cache_free(w->cache);
 	config_put(w->cfg);

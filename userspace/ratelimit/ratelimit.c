@@ -298,14 +298,14 @@ static struct rl_entry *insert(struct rl_stripe *s, uint64_t hash, const uint8_t
 	return e;
 }
 
-bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, uint64_t now_ns,
-		    uint32_t *retry_after_s)
+/* The key's entry, locked (the caller unlocks *sp); NULL (unlocked) on memory exhaustion.
+ * *fresh tells a key seen for the first time. */
+static struct rl_entry *entry_lock(struct rl_table *t, const void *key, size_t keylen,
+				   uint64_t now_ns, struct rl_stripe **sp, bool *fresh)
 {
-	struct rl_table *t = p->table;
-	uint64_t hash, wait_ns;
+	uint64_t hash;
 	struct rl_stripe *s;
 	struct rl_entry *e;
-	bool ok;
 
 	if (keylen > RATELIMIT_KEY_MAX)
 		keylen = RATELIMIT_KEY_MAX;
@@ -313,6 +313,7 @@ bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, 
 	s = &t->stripes[hash % RL_STRIPES];
 	pthread_mutex_lock(&s->lock);
 	e = find(s, hash, key, keylen);
+	*fresh = !e;
 	if (e) {
 		lru_unlink(s, e);
 		lru_push_front(s, e);
@@ -320,17 +321,140 @@ bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, 
 		e = insert(s, hash, key, keylen, now_ns);
 	}
 	if (!e) {
-		/* Out of memory: failing open keeps the gateway serving. */
 		pthread_mutex_unlock(&s->lock);
-		return true;
+		return NULL;
 	}
+	*sp = s;
+	return e;
+}
+
+static uint32_t seconds_up(uint64_t ns)
+{
+	uint64_t secs = (ns + TB_NS_PER_S - 1) / TB_NS_PER_S;
+
+	return secs < 1 ? 1 : secs > UINT32_MAX ? UINT32_MAX : secs;
+}
+
+bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, uint64_t now_ns,
+		    uint32_t *retry_after_s)
+{
+	struct rl_table *t = p->table;
+	struct rl_stripe *s;
+	struct rl_entry *e;
+	uint64_t wait_ns;
+	bool ok, fresh;
+
+	e = entry_lock(t, key, keylen, now_ns, &s, &fresh);
+	if (!e)
+		return true; /* out of memory: failing open keeps the gateway serving */
 	ok = tb_take(&e->word, &t->params, now_ns);
 	wait_ns = ok ? 0 : tb_wait_ns(e->word, &t->params, now_ns);
 	pthread_mutex_unlock(&s->lock);
-	if (!ok && retry_after_s) {
-		uint64_t secs = (wait_ns + TB_NS_PER_S - 1) / TB_NS_PER_S;
-
-		*retry_after_s = secs < 1 ? 1 : secs > UINT32_MAX ? UINT32_MAX : secs;
-	}
+	if (!ok && retry_after_s)
+		*retry_after_s = seconds_up(wait_ns);
 	return ok;
+}
+
+/* ---- throttle: NGINX limit_req burst/delay semantics on the same tables ---- */
+
+struct throttle_policy {
+	struct rl_table *table;
+	enum ratelimit_by by;
+	uint64_t interval_ns;
+	uint64_t delay_after;
+	uint32_t queue_timeout_ms;
+};
+
+static const char *const throttle_keys[] = {"per_s", "burst", "delay_after", "queue_timeout_ms",
+					    "by", NULL};
+
+struct throttle_policy *throttle_policy_parse(json_t *obj, const char *path,
+					      const char *route_name, struct cfg_errs *errs)
+{
+	long long per_s = 0, burst = 0, delay_after = 0, queue_ms = 0;
+	int before = errs->count, by = RL_BY_IP;
+	char kp[CFG_PATH_MAX], table_name[CFG_PATH_MAX];
+	struct throttle_policy *p;
+
+	if (!json_is_object(obj)) {
+		cfg_err(errs, path, "must be an object");
+		return NULL;
+	}
+	cfg_check_keys(obj, path, throttle_keys, errs);
+	if (!json_object_get(obj, "per_s"))
+		cfg_err(errs, cfg_path_key(kp, path, "per_s"), "is required");
+	else
+		cfg_get_int(obj, "per_s", path, 0, 1, RL_PER_S_MAX, &per_s, errs);
+	if (errs->count == before)
+		cfg_get_int(obj, "burst", path, per_s, 0, RL_PER_S_MAX, &burst, errs);
+	if (errs->count == before)
+		cfg_get_int(obj, "delay_after", path, 0, 0, burst, &delay_after, errs);
+	cfg_get_int(obj, "queue_timeout_ms", path, 10000, 1, 3600000, &queue_ms, errs);
+	cfg_get_enum(obj, "by", path, by_names, RL_BY_IP, &by, errs);
+	if (errs->count != before)
+		return NULL;
+	/* Its own table: a rate_limit with the same numbers on the same route is another
+	 * policy whose words mean something else. */
+	snprintf(table_name, sizeof(table_name), "throttle:%s", route_name ? route_name : "");
+	p = calloc(1, sizeof(*p));
+	if (p)
+		p->table = table_get(table_name, by, per_s, burst);
+	if (!p || !p->table) {
+		free(p);
+		cfg_err(errs, path, "out of memory");
+		return NULL;
+	}
+	p->by = by;
+	p->interval_ns = TB_NS_PER_S / per_s;
+	p->delay_after = delay_after;
+	p->queue_timeout_ms = queue_ms;
+	return p;
+}
+
+void throttle_policy_free(struct throttle_policy *p)
+{
+	if (!p)
+		return;
+	table_put(p->table);
+	free(p);
+}
+
+enum ratelimit_by throttle_policy_by(const struct throttle_policy *p)
+{
+	return p->by;
+}
+
+/*
+ * GCRA: the entry's word is the key's theoretical arrival time. How far it runs ahead of
+ * now is the backlog of excess requests; up to delay_after of them go at once, the rest of
+ * burst wait until their slot, paced at per_s.
+ */
+enum throttle_verdict throttle_admit(struct throttle_policy *p, const void *key, size_t keylen,
+				     uint64_t now_ns, uint64_t *delay_ns, uint32_t *retry_after_s)
+{
+	struct rl_table *t = p->table;
+	uint64_t tat, ahead, limit = t->burst * p->interval_ns, free_ns;
+	struct rl_stripe *s;
+	struct rl_entry *e;
+	bool fresh;
+
+	*delay_ns = 0;
+	e = entry_lock(t, key, keylen, now_ns, &s, &fresh);
+	if (!e)
+		return THROTTLE_PASS;
+	tat = fresh || e->word < now_ns ? now_ns : e->word;
+	ahead = tat - now_ns;
+	free_ns = p->delay_after * p->interval_ns;
+	if (ahead > limit ||
+	    (ahead > free_ns && ahead - free_ns > (uint64_t)p->queue_timeout_ms * 1000000ull)) {
+		pthread_mutex_unlock(&s->lock);
+		*retry_after_s = seconds_up(ahead > limit ? ahead - limit : ahead - free_ns);
+		return THROTTLE_REJECT;
+	}
+	e->word = tat + p->interval_ns;
+	pthread_mutex_unlock(&s->lock);
+	if (ahead <= free_ns)
+		return THROTTLE_PASS;
+	*delay_ns = ahead - free_ns;
+	return THROTTLE_DELAY;
 }

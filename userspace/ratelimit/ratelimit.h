@@ -45,4 +45,22 @@ uint64_t ratelimit_policy_burst(const struct ratelimit_policy *p);
 /* Number of keys currently tracked (for tests and metrics). */
 size_t ratelimit_policy_keys(const struct ratelimit_policy *p);
 
+/*
+ * Route throttle ("throttle": {"per_s", "burst", "delay_after", "queue_timeout_ms", "by"}):
+ * NGINX limit_req burst/delay semantics, shared by all workers like rate limits. Excess
+ * requests beyond delay_after are not refused but delayed to their slot at per_s; beyond
+ * burst, or when the delay would exceed queue_timeout_ms, they are refused.
+ */
+struct throttle_policy;
+enum throttle_verdict { THROTTLE_PASS, THROTTLE_DELAY, THROTTLE_REJECT };
+
+struct throttle_policy *throttle_policy_parse(json_t *obj, const char *path,
+					      const char *route_name, struct cfg_errs *errs);
+void throttle_policy_free(struct throttle_policy *p);
+enum ratelimit_by throttle_policy_by(const struct throttle_policy *p);
+/* PASS: go now; DELAY: wait *delay_ns, then go (the slot is taken); REJECT: refuse, with the
+ * seconds until a slot frees in *retry_after_s. Thread-safe. */
+enum throttle_verdict throttle_admit(struct throttle_policy *p, const void *key, size_t keylen,
+				     uint64_t now_ns, uint64_t *delay_ns, uint32_t *retry_after_s);
+
 #endif

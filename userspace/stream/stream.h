@@ -46,12 +46,14 @@ struct cache_hit;
 struct jwt_cache;
 struct resp_cache;
 struct metrics_shard;
+struct timer_heap;
 
 /* The worker's resources filters use; owned by the worker, outlive every stream. */
 struct stream_env {
 	struct jwt_cache *jwt_cache;
 	struct resp_cache *cache;
 	struct metrics_shard *metrics;
+	struct timer_heap *timers;
 };
 
 enum filter_verdict {
