@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Throughput and CPU per GB of one L4 flow: xgate spliced (sockmap) vs xgate userspace relay
-# vs HAProxy "mode tcp", in one run, on loopback. Needs root (sockmap), build/xgate, haproxy.
+# Throughput and CPU per GB of one L4 flow: xgate spliced through pipes (auto), through sockmap,
+# and relayed in userspace vs HAProxy "mode tcp" with and without splice-auto, in one run, on loopback. Needs root (sockmap), build/xgate, haproxy.
 # Usage: bench/splice.sh [MB per run, default 2000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-SINK=$(port); XS=$(port); XR=$(port); HA=$(port); ADMIN1=$(port); ADMIN2=$(port)
+SINK=$(port); XS=$(port); XK=$(port); XR=$(port); HA=$(port); HS=$(port)
+ADMIN1=$(port); ADMIN2=$(port); ADMIN3=$(port)
 
 # Sink: reads everything each connection sends, with large buffers (not the bottleneck).
 $PY - "$SINK" <<'PY' &
@@ -39,8 +40,10 @@ JSON
 }
 xgate_cfg "$XS" "$ADMIN1" auto >"$WORK/splice.json"
 xgate_cfg "$XR" "$ADMIN2" off >"$WORK/relay.json"
+xgate_cfg "$XK" "$ADMIN3" sockmap >"$WORK/sockmap.json"
 "$BUILD/xgate" -c "$WORK/splice.json" 2>"$WORK/splice.log" & PIDS+=($!); XS_PID=$!
 "$BUILD/xgate" -c "$WORK/relay.json" 2>"$WORK/relay.log" & PIDS+=($!); XR_PID=$!
+"$BUILD/xgate" -c "$WORK/sockmap.json" 2>"$WORK/sockmap.log" & PIDS+=($!); XK_PID=$!
 cat >"$WORK/haproxy.cfg" <<CFG
 global
     nbthread 1
@@ -51,6 +54,10 @@ defaults
     timeout server 60s
 listen l4
     bind 127.0.0.1:$HA
+    server sink 127.0.0.1:$SINK
+listen l4splice
+    bind 127.0.0.1:$HS
+    option splice-auto
     server sink 127.0.0.1:$SINK
 CFG
 haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!); HA_PID=$!
@@ -77,6 +84,8 @@ PY
 }
 echo "one flow, $MB MB client -> proxy -> sink on loopback ($(nproc) cores, $(uname -r))"
 run "xgate splice=auto" "$XS" "$XS_PID"
+run "xgate splice=sockmap" "$XK" "$XK_PID"
 run "xgate splice=off" "$XR" "$XR_PID"
 run "haproxy mode tcp" "$HA" "$HA_PID"
+run "haproxy splice-auto" "$HS" "$HA_PID"
 curl -s "http://127.0.0.1:$ADMIN1/metrics" | grep -E '^xgate_splice' || true

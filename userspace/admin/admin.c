@@ -64,6 +64,13 @@ static void collect_extra(struct gateway *gw, const struct xg_config *cfg, struc
 		x->splice_flows_active = sp.flows_active;
 		x->splice_fallbacks = sp.fallbacks;
 	}
+	{
+		unsigned long total, active;
+
+		tunnel_pipe_stats(&total, &active, &x->splice_pipe_bytes);
+		x->splice_flows_total += total;
+		x->splice_flows_active += active;
+	}
 	/* Read from the pinned map, so the counters survive gateway restarts like the map. */
 	if (cfg->edge && edge_read_stats(edge_config_pin_dir(cfg->edge), collect_xdp, xdp) == 0) {
 		x->have_xdp = true;

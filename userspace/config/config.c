@@ -526,7 +526,7 @@ static void parse_listener(json_t *l, const char *path, struct listener_config *
 	static const char *const keys[] = { "name", "address",	  "mode", "splice",
 					    "tls",  "upstream", "sni_routes", NULL };
 	static const char *const modes[] = { "http", "tcp", NULL };
-	static const char *const splices[] = { "auto", "off", NULL };
+	static const char *const splices[] = { "auto", "off", "sockmap", NULL };
 	/* Off unless asked for: a spliced flow whose receiver falls behind is reset. */
 	char p[CFG_PATH_MAX];
 	json_t *tls;

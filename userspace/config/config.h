@@ -27,7 +27,8 @@ struct throttle_policy;  /* ratelimit/ratelimit.h */
 struct target_state;  /* upstream/target_state.h */
 
 enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
-enum splice_mode { SPLICE_AUTO, SPLICE_OFF };
+/* auto: pipes with splice(2) (backpressure, never resets); sockmap: BPF redirects. */
+enum splice_mode { SPLICE_AUTO, SPLICE_OFF, SPLICE_SOCKMAP };
 
 struct sni_route {
 	char *host; /* lower-case; "*.example.com" wildcard allowed */

@@ -69,6 +69,7 @@ struct metrics_extra {
 	unsigned long tls_handshakes, tls_handshake_failures, ktls_tx, ktls_rx;
 	bool have_splice;
 	unsigned long splice_flows_total, splice_flows_active, splice_fallbacks;
+	unsigned long splice_pipe_bytes;
 	bool have_xdp; /* edge configured and its stats map readable */
 	const struct metrics_xdp_counter *xdp;
 	int nxdp;

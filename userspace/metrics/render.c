@@ -319,6 +319,9 @@ static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
 		family(b, "xgate_splice_fallbacks_total", "counter",
 		       "Flows that could not be spliced and were copied in userspace.");
 		sample_u64(b, "xgate_splice_fallbacks_total", NULL, x->splice_fallbacks);
+		family(b, "xgate_splice_bytes_total", "counter",
+		       "Bytes moved socket to socket through pipes (splice auto), both directions.");
+		sample_u64(b, "xgate_splice_bytes_total", NULL, x->splice_pipe_bytes);
 	}
 }
 

@@ -121,6 +121,7 @@ void conn_free(struct conn *c)
 	}
 	if (c->ex.counted_active && c->ex.target >= 0)
 		atomic_fetch_sub(&c->cfg->upstreams[c->ex.upstream].targets[c->ex.target].state->active, 1);
+	tunnel_pipe_release(c);
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	w->nconns--;
@@ -141,6 +142,7 @@ void conn_abort(struct conn *c)
 	}
 	if (c->cli.splice_enrolled || (c->up && c->up->s.splice_enrolled))
 		tunnel_release_splice(c);
+	tunnel_pipe_release(c);
 	if (c->up) {
 		c->up->owner = NULL;
 		side_close(&c->up->s);
@@ -393,7 +395,7 @@ static void stream_forward_host(struct stream *st)
 	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, ar);
 	ex->upgrade = req->upgrade;
 	ex->req_body = req->body;
-	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_AUTO &&
+	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_SOCKMAP &&
 	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
 		/* RFC 6455 clients send nothing before the 101: the head is the last byte read. */
 		c->splice_wanted = true;
@@ -984,10 +986,18 @@ static bool arm(struct conn *c)
 		break;
 	case CS_TUNNEL:
 		cli->recv_timeout_ms = 0;
-		progress |= side_arm_recv(cli);
+		if (c->pipe_wanted) {
+			/* Reads happen in tunnel_pipe.c once the flow is quiescent. */
+			side_cancel_recv(cli);
+			if (u)
+				side_cancel_recv(&u->s);
+		} else {
+			progress |= side_arm_recv(cli);
+		}
 		if (u) {
 			u->s.recv_timeout_ms = 0;
-			progress |= side_arm_recv(&u->s);
+			if (!c->pipe_wanted)
+				progress |= side_arm_recv(&u->s);
 			progress |= side_arm_send(&u->s);
 			if (u->s.want_shut_wr && !buf_len(&u->s.out))
 				side_arm_shutdown(&u->s);

@@ -38,6 +38,9 @@ struct gateway {
 	char last_reload_errors[4096];
 };
 
+/* Flows spliced through pipes (proxy/tunnel_pipe.c), over all workers. */
+void tunnel_pipe_stats(unsigned long *total, unsigned long *active, unsigned long *bytes);
+
 /* Validates and swaps in the config file (SIGHUP, POST /reload). 0 on success; on failure
  * the old config keeps serving and errs holds every problem. Serialized internally. */
 int gateway_reload(struct gateway *gw, struct cfg_errs *errs);

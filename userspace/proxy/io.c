@@ -69,7 +69,7 @@ static void arm_poll(struct side *s, uint32_t mask, uint32_t bit, uint32_t timeo
 		return;
 	sqe = worker_sqe(s->w);
 	io_uring_prep_poll_add(sqe, s->fd, mask);
-	set_data(sqe, s, OP_POLL);
+	set_data(sqe, s, bit == PEND_POLL_OUT ? OP_POLL_OUT : OP_POLL);
 	s->pending |= bit;
 	link_timeout(s, sqe, ts, timeout_ms);
 }
@@ -191,6 +191,32 @@ void side_retime_recv(struct side *s)
 	s->cancel_requested = true;
 }
 
+/* Cancels an armed recv (not a failure): the caller stops reading through the ring. */
+void side_cancel_recv(struct side *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!(s->pending & PEND_RECV) || s->cancel_requested)
+		return;
+	sqe = worker_sqe(s->w);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)s | OP_RECV, 0);
+	io_uring_sqe_set_data64(sqe, OP_CANCEL);
+	s->cancel_requested = true;
+}
+
+/* Readiness polls without a timeout, for I/O the caller does itself (tunnel_pipe.c). */
+void side_arm_poll_in(struct side *s)
+{
+	if (side_usable(s))
+		arm_poll(s, POLLIN, PEND_POLL_IN, 0, &s->recv_ts);
+}
+
+void side_arm_poll_out(struct side *s)
+{
+	if (side_usable(s))
+		arm_poll(s, POLLOUT, PEND_POLL_OUT, 0, &s->send_ts);
+}
+
 bool side_arm_send(struct side *s)
 {
 	struct io_uring_sqe *sqe;
@@ -247,9 +273,14 @@ static void side_free(struct side *s)
 	buf_free(&s->in);
 	buf_free(&s->out);
 	w->live_sides--;
-	if (s->upstream)
-		free((struct upconn *)s);
-	else
+	if (s->upstream) {
+		struct upconn *u = (struct upconn *)s;
+
+		/* Both sides of a connection can be buried in one batch (forced close). */
+		if (u->owner && u->owner->up == u)
+			u->owner->up = NULL;
+		free(u);
+	} else
 		conn_free((struct conn *)s);
 }
 
@@ -336,9 +367,9 @@ static void complete_connect(struct side *s, struct io_uring_cqe *cqe)
 	}
 }
 
-static void complete_poll(struct side *s, struct io_uring_cqe *cqe)
+static void complete_poll(struct side *s, uint32_t bit, struct io_uring_cqe *cqe)
 {
-	s->pending &= ~(PEND_POLL_IN | PEND_POLL_OUT);
+	s->pending &= ~bit;
 	if (cqe->res == -ECANCELED && !s->closing)
 		s->failed = s->timed_out = true;
 }
@@ -357,7 +388,10 @@ void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
 		complete_connect(s, cqe);
 		break;
 	case OP_POLL:
-		complete_poll(s, cqe);
+		complete_poll(s, PEND_POLL_IN, cqe);
+		break;
+	case OP_POLL_OUT:
+		complete_poll(s, PEND_POLL_OUT, cqe);
 		break;
 	case OP_SHUTDOWN:
 		s->pending &= ~PEND_SHUTDOWN;

@@ -45,6 +45,7 @@ enum op {
 	OP_CANCEL,
 	OP_TIMER,
 	OP_WAKE, /* the worker's eventfd: a new config or a stop request */
+	OP_POLL_OUT, /* OP_POLL waits for POLLIN; both can be armed on one side at once */
 };
 #define OP_MASK 0xfULL
 
@@ -63,6 +64,7 @@ struct worker;
 struct conn;
 struct upconn;
 struct tls_conn;
+struct tunnel_pipes;
 
 struct side {
 	struct worker *w;
@@ -167,6 +169,8 @@ struct conn {
 	bool l4;	     /* tcp-mode listener: no HTTP */
 	bool splice_wanted;  /* the flow may move into the kernel once it is a tunnel */
 	bool spliced;	     /* paired in the sockhash */
+	bool pipe_wanted;    /* splice "auto": the tunnel moves into pipes once quiescent */
+	struct tunnel_pipes *pipes; /* tunnel_pipe.c, while the flow is piped */
 	struct conn *next, *prev; /* worker's connection list */
 };
 
@@ -255,6 +259,9 @@ void side_init(struct side *s, struct worker *w, int fd, bool upstream);
 bool side_arm_recv(struct side *s);
 bool side_arm_send(struct side *s);
 void side_retime_recv(struct side *s);
+void side_cancel_recv(struct side *s);
+void side_arm_poll_in(struct side *s);
+void side_arm_poll_out(struct side *s);
 void side_arm_shutdown(struct side *s);
 void side_arm_timer(struct side *s, uint32_t ms);
 void side_close(struct side *s); /* frees the owning struct once nothing is in flight */
@@ -281,6 +288,11 @@ void l4_start(struct conn *c);
 bool l4_sni_step(struct conn *c);
 void tunnel_release_splice(struct conn *c);
 bool splice_enrol(struct conn *c, struct side *s);
+
+/* tunnel_pipe.c */
+bool tunnel_pipe_engage(struct conn *c);
+bool tunnel_pipe_step(struct conn *c);
+void tunnel_pipe_release(struct conn *c);
 
 /* messages.c */
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,

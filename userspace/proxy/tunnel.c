@@ -147,6 +147,8 @@ void tunnel_start(struct conn *c)
 	c->state = CS_TUNNEL;
 	c->cli.recv_timeout_ms = 0;
 	c->cli.send_timeout_ms = 0;
+	/* Pipes need plain sockets on both sides: TLS bytes must pass through OpenSSL. */
+	c->pipe_wanted = c->cfg->listeners[c->listener].splice == SPLICE_AUTO && !c->cli.tls && !c->up->s.tls;
 	if (!buf_ensure(&c->cli.out, cap) || !buf_ensure(&c->up->s.out, cap))
 		conn_abort(c);
 }
@@ -189,8 +191,14 @@ bool tunnel_step(struct conn *c)
 		conn_abort(c);
 		return true;
 	}
-	progress = relay(c, &c->cli, &u->s);
-	progress |= relay(c, &u->s, &c->cli);
+	if (c->pipes) {
+		progress = tunnel_pipe_step(c);
+	} else {
+		progress = relay(c, &c->cli, &u->s);
+		progress |= relay(c, &u->s, &c->cli);
+		if (c->pipe_wanted)
+			progress |= tunnel_pipe_engage(c);
+	}
 	if (c->splice_wanted && !c->spliced)
 		try_pair(c);
 	report_handled(c, &c->cli, &u->s);
@@ -259,7 +267,7 @@ void l4_start(struct conn *c)
 	const struct listener_config *lc = &c->cfg->listeners[c->listener];
 
 	c->l4 = true;
-	c->splice_wanted = lc->splice == SPLICE_AUTO && conn_splice(c);
+	c->splice_wanted = lc->splice == SPLICE_SOCKMAP && conn_splice(c);
 	if (c->splice_wanted)
 		splice_enrol(c, &c->cli);
 	if (lc->nsni_routes) {

@@ -117,7 +117,7 @@ static int setup_signals(void)
 static bool wants_splice(const struct xg_config *cfg)
 {
 	for (int i = 0; i < cfg->nlisteners; i++)
-		if (cfg->listeners[i].splice == SPLICE_AUTO)
+		if (cfg->listeners[i].splice == SPLICE_SOCKMAP)
 			return true;
 	return false;
 }
