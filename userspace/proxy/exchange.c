@@ -460,13 +460,6 @@ static bool is_idempotent(enum http_method m)
 	       m == HTTP_DELETE || m == HTTP_TRACE;
 }
 
-/* A request that upstream_failed() would resend on a fresh connection if the pooled one
- * turned out to be closed. */
-static bool retryable_on_fresh(const struct exchange *ex)
-{
-	return is_idempotent(ex->method) && !ex->req_has_body;
-}
-
 /* Attaches an upstream connection: a pooled one, or a new connect. */
 static bool pick_and_connect(struct conn *c)
 {
@@ -499,7 +492,7 @@ static bool pick_and_connect(struct conn *c)
 		ex->counted_active = true;
 	}
 	/* An upgrade may be spliced, which needs a socket nothing was read from yet. */
-	u = ex->upgrade ? NULL : pool_take(w, tc->state, retryable_on_fresh(ex));
+	u = ex->upgrade ? NULL : pool_take(w, tc->state);
 	if (!u) {
 		u = upconn_new(w, tc);
 		if (!u) {
@@ -668,14 +661,14 @@ static bool read_response_head(struct conn *c)
 	if (n == HTTP_INCOMPLETE)
 		return false;
 	if (n < 0) {
-		count_target(c, OUTCOME_RESET);
+		count_target(c, OUTCOME_PROTOCOL_ERROR);
 		release_upconn(c, false);
 		reject(c, 502, "invalid upstream response", 0, NULL);
 		return true;
 	}
 	if (resp.status == 101) {
 		if (!ex->upgrade) {
-			count_target(c, OUTCOME_RESET);
+			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			release_upconn(c, false);
 			reject(c, 502, "unexpected upgrade from upstream", 0, NULL);
 			return true;
@@ -705,7 +698,7 @@ static bool read_response_head(struct conn *c)
 		size_t before = c->cli.out.end;
 
 		if (!build_client_head(c, &resp, &c->cli.out)) {
-			count_target(c, OUTCOME_RESET);
+			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			release_upconn(c, false);
 			reject(c, 502, "upstream response headers too large", 0, NULL);
 			return true;
@@ -760,7 +753,7 @@ static bool pump_response(struct conn *c)
 			k = http_chunked_scan(&ex->resp_chunked, buf_head(&src->in), n, NULL, NULL);
 		}
 		if (k < 0) {
-			count_target(c, OUTCOME_RESET);
+			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			conn_abort(c);
 			return true;
 		}
@@ -814,6 +807,14 @@ static bool step_exchange(struct conn *c)
 		}
 		if (c->st)
 			c->st->completed = true;
+		if (buf_len(&u->s.in)) {
+			/* Bytes past the response's framing: a body to HEAD or after 204/304,
+			 * more than Content-Length. Whatever they are, the next request on
+			 * this connection would read them as its response. */
+			upconn_protocol_error(u);
+			finish_exchange(c, false);
+			return true;
+		}
 		finish_exchange(c, !u->s.failed && !u->s.eof && !buf_len(&u->s.out));
 		return true;
 	}

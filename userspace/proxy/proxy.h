@@ -45,6 +45,7 @@ enum op {
 	OP_CANCEL,
 	OP_TIMER,
 	OP_WAKE, /* the worker's eventfd: a new config or a stop request */
+	OP_IDLE_POLL, /* readability of a pooled upstream connection: bytes or FIN while idle */
 };
 #define OP_MASK 0xfULL
 
@@ -57,6 +58,7 @@ enum {
 	PEND_POLL_OUT = 1 << 4,
 	PEND_SHUTDOWN = 1 << 5,
 	PEND_TIMER = 1 << 6,
+	PEND_IDLE_POLL = 1 << 7,
 };
 
 struct worker;
@@ -176,6 +178,7 @@ struct upconn {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct conn *owner; /* NULL while idle in the pool */
+	int metrics_slot; /* the target's upstream-request counters */
 	bool connected;
 	bool reused;
 	uint64_t received_before; /* s.bytes_received when this exchange took it */
@@ -244,8 +247,12 @@ struct worker {
 
 /* worker.c */
 struct io_uring_sqe *worker_sqe(struct worker *w);
-struct upconn *pool_take(struct worker *w, struct target_state *ts, bool retryable);
+struct upconn *pool_take(struct worker *w, struct target_state *ts);
 void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive);
+/* An idle pooled connection became readable (bytes or FIN): it leaves the pool, closed. */
+void pool_idle_event(struct worker *w, struct upconn *u);
+/* Counts a framing violation by a target whose connection is being dropped for it. */
+void upconn_protocol_error(struct upconn *u);
 struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream);
 void conn_free(struct conn *c);
 
