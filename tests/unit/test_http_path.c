@@ -32,8 +32,7 @@ static void test_unchanged(void)
 	NORM("/a", "/a");
 	NORM("/a/b/c", "/a/b/c");
 	NORM("/a/b/", "/a/b/");
-	NORM("/...", "/...");
-	NORM("/.a/b.", "/.a/b.");
+	NORM("/.a/b.c", "/.a/b.c");
 	NORM("/a..b/..c", "/a..b/..c");
 	NORM("/users/42:edit@x", "/users/42:edit@x");
 }
@@ -80,7 +79,7 @@ static void test_percent_decoding(void)
 {
 	NORM("/%41%62c", "/Abc");
 	NORM("/%7e%7Euser", "/~~user");
-	NORM("/a%2Db%5fc%2e", "/a-b_c.");
+	NORM("/a%2Db%5fc%2e", "/a-b_c");
 	NORM("/a%20b", "/a%20b");
 	NORM("/a%3ab", "/a%3Ab");
 	NORM("/%c3%a9", "/%C3%A9");
@@ -105,6 +104,59 @@ static void test_forbidden(void)
 	INVALID("a/b");
 	INVALID("*");
 	INVALID("host:443");
+}
+
+/* What Tomcat, Spring, Jetty and IIS make of a path is what the router sees. */
+static void test_path_parameters(void)
+{
+	NORM("/admin;x", "/admin");
+	NORM("/admin;jsessionid=1/users", "/admin/users");
+	NORM("/a;x/b;y=1,2/c", "/a/b/c");
+	NORM("/admin/..;/admin", "/admin");
+	NORM("/open/..;/admin", "/admin");
+	NORM("/open/..;x=1/admin", "/admin");
+	NORM("/open/.;/admin", "/open/admin");
+	NORM("/;x/admin", "/admin");
+	NORM("/;/admin", "/admin");
+	NORM("/admin/;x", "/admin/");
+	NORM("/admin;", "/admin");
+	/* an encoded ';' is data, not a delimiter, and stays encoded */
+	NORM("/admin%3bx", "/admin%3Bx");
+	NORM("/admin%3B", "/admin%3B");
+	INVALID("/..;/admin");
+	INVALID("/a/..;/..;/b");
+}
+
+static void test_trailing_dots(void)
+{
+	NORM("/admin.", "/admin");
+	NORM("/admin..", "/admin");
+	NORM("/admin./x", "/admin/x");
+	NORM("/admin%2e", "/admin");
+	NORM("/admin.%2E", "/admin");
+	NORM("/v1.2.", "/v1.2");
+	NORM("/a.b", "/a.b");
+	NORM("/admin.;x", "/admin");
+	/* three or more dots: Windows reads "..." as "..": refused */
+	INVALID("/...");
+	INVALID("/a/.../b");
+	INVALID("/a/%2e%2e%2e");
+	INVALID("/a/....");
+	INVALID("/a/...;x");
+}
+
+static void test_whitespace_and_controls(void)
+{
+	NORM("/a%20b", "/a%20b");
+	INVALID("/admin%20");
+	INVALID("/%20admin");
+	INVALID("/admin%20/x");
+	INVALID("/admin%09");
+	INVALID("/admin%0a");
+	INVALID("/admin%0D%0A");
+	INVALID("/a%1fb");
+	INVALID("/a%7fb");
+	INVALID("/admin.%20");
 }
 
 static void test_raw_nul(void)
@@ -159,6 +211,9 @@ int main(void)
 	RUN(test_escapes_root);
 	RUN(test_percent_decoding);
 	RUN(test_forbidden);
+	RUN(test_path_parameters);
+	RUN(test_trailing_dots);
+	RUN(test_whitespace_and_controls);
 	RUN(test_raw_nul);
 	RUN(test_slashes);
 	RUN(test_length_only);

@@ -370,6 +370,20 @@ static uint32_t method_bit(const char *name)
 	return 0;
 }
 
+/* Route hosts compare like request hosts: lower case, without a trailing dot. */
+static void tidy_route_host(char *h, const char *jpath, struct cfg_errs *errs)
+{
+	size_t n = strlen(h);
+
+	for (size_t i = 0; i < n; i++)
+		h[i] = tolower((unsigned char)h[i]);
+	if (n > 1 && h[n - 1] == '.')
+		h[--n] = '\0';
+	if (!n || h[0] == '.' || (h[0] != '[' && strchr(h, ':')) || strchr(h, '/') ||
+	    (h[0] == '*' && h[1] != '.'))
+		cfg_err(errs, jpath, "must be a host name or \"*.domain\" (no port)");
+}
+
 static void parse_route_matchers(json_t *r, const char *path, struct route_config *rc,
 				 struct cfg_errs *errs)
 {
@@ -398,6 +412,9 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	}
 	free(methods);
 	cfg_get_strings(r, "hosts", path, true, &rc->hosts, &rc->nhosts, errs);
+	for (int i = 0; i < rc->nhosts; i++)
+		tidy_route_host(rc->hosts[i], cfg_path_idx(ip, cfg_path_key(p, path, "hosts"), i),
+				errs);
 	hdrs = cfg_get_object(r, "headers", path, errs);
 	if (!hdrs || !json_object_size(hdrs))
 		return;

@@ -191,11 +191,14 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
 
 /*
  * Normalizes a request path in place for routing and forwarding: decodes percent-encoded
- * unreserved characters (other escapes get upper-case hex), resolves "." and ".." segments
- * (RFC 3986 5.2.4, also when encoded as %2e) and merges repeated slashes. Returns the new
- * length, or -1 when the path is invalid (not starting with '/', escapes the root, encodes
- * '/', '\\' or NUL, contains a raw '\\' or NUL, bad percent-encoding). Writes nothing
- * when the path is already normal.
+ * unreserved characters (other escapes get upper-case hex), drops path parameters (";..."
+ * up to the end of each segment, so "..;" is ".."), drops trailing dots of segments
+ * ("admin." is "admin"), resolves "." and ".." segments (RFC 3986 5.2.4, also when encoded
+ * as %2e) and merges repeated slashes. Returns the new length, or -1 when the path is
+ * invalid (not starting with '/', escapes the root, encodes '/', '\\' or a control
+ * character, contains a raw '\\' or NUL, a segment of three or more dots, a segment
+ * starting or ending with encoded space, bad percent-encoding). Writes nothing when the
+ * path is already normal.
  */
 ssize_t http_path_normalize(char *path, size_t len);
 
