@@ -170,8 +170,28 @@ struct http_chunked {
 	uint64_t total;	      /* decoded data bytes so far (counted when a size line ends) */
 	size_t trailer_bytes; /* trailer section so far, bounded by HTTP_CHUNK_TRAILER_MAX */
 	bool done;	      /* the final CRLF after last-chunk and trailers was seen */
+	/* Set by the caller: the scan returns right after the last-chunk line, so the
+	 * trailer section (every byte after it, through the final CRLF) can be handled
+	 * apart from the chunks (http_trailers_filter). */
+	bool split_trailers;
+	bool in_trailers; /* the last-chunk line was consumed: what follows is trailers */
 };
 void http_chunked_init(struct http_chunked *c);
+
+/*
+ * Trailer fields a client may send through the gateway (RFC 9110 6.5.1: a trailer must
+ * not carry framing, routing, authentication or anything a recipient would act on as a
+ * header): integrity digests, timing and gRPC status. Everything else is dropped.
+ */
+bool http_trailer_allowed(struct http_str name);
+/*
+ * Rewrites a complete trailer section as http_chunked_scan validated it (field lines,
+ * then the final CRLF) keeping only the fields `keep` accepts, in order. out may equal in
+ * (the output is never longer). Returns the bytes written, ending with the final CRLF,
+ * or -1 when cap is too small or the section is not a complete one.
+ */
+ssize_t http_trailers_filter(const char *in, size_t len, char *out, size_t cap,
+			     bool (*keep)(struct http_str name, void *arg), void *arg);
 /*
  * Consumes up to len bytes of chunked body; returns bytes that belong to this body
  * (< len only when done or when `data` is full), or -1 on a framing error (bad hex, more

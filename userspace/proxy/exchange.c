@@ -106,6 +106,7 @@ void exchange_reset(struct conn *c)
 	}
 	free(ex->log_path);
 	buf_free(&ex->head);
+	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
 	ex->route = ex->upstream = ex->target = -1;
 }
@@ -400,6 +401,7 @@ static void stream_forward_host(struct stream *st)
 	}
 	ex->req_remaining = req->content_length;
 	http_chunked_init(&ex->req_chunked);
+	ex->req_chunked.split_trailers = true;
 	if (c->splice_wanted)
 		splice_enrol(c, &c->cli);
 	if (req->expect_continue && ex->req_has_body && !buf_len(&c->cli.in)) {
@@ -599,14 +601,83 @@ size_t pump_room(struct side *src, struct side *dst)
 	return n < buf_space(&dst->out) ? n : buf_space(&dst->out);
 }
 
+static bool bad_request_body(struct conn *c)
+{
+	c->close_after = true;
+	if (!c->ex.resp_started) {
+		release_upconn(c, false);
+		reject(c, 400, "invalid chunked body", 0, NULL);
+	} else {
+		conn_abort(c);
+	}
+	return true;
+}
+
+/* A client trailer field the upstream may see: allow-listed and not an identity header. */
+static bool keep_trailer(struct http_str name, void *arg)
+{
+	const struct conn *c = arg;
+
+	return http_trailer_allowed(name) && !auth_is_identity_header(c->cfg->auth, name);
+}
+
+/*
+ * The trailer section of a chunked request body is held back until it is complete, then
+ * filtered (RFC 9110 6.5.1: trailers must not smuggle framing, routing, credentials or
+ * identity past the checks the head went through) and sent on.
+ */
+static bool pump_trailers(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *src = &c->cli, *dst = &c->up->s;
+	struct buf *t = &ex->req_trailers;
+	size_t n;
+	ssize_t k;
+
+	if (!ex->req_chunked.done) {
+		if (!buf_ensure(t, HTTP_CHUNK_TRAILER_MAX + 64)) {
+			conn_abort(c);
+			return true;
+		}
+		n = buf_len(&src->in) < buf_space(t) ? buf_len(&src->in) : buf_space(t);
+		if (!n)
+			return false;
+		k = http_chunked_scan(&ex->req_chunked, buf_head(&src->in), n, NULL, NULL);
+		if (k < 0)
+			return bad_request_body(c);
+		buf_append(t, buf_head(&src->in), k);
+		buf_consume(&src->in, k);
+		ex->bytes_in += k;
+		if (ex->req_chunked.done) {
+			k = http_trailers_filter(buf_head(t), buf_len(t), buf_head(t), buf_len(t),
+						 keep_trailer, c);
+			if (k < 0)
+				return bad_request_body(c);
+			t->end = t->start + k;
+		}
+		return true;
+	}
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	n = buf_len(t) < buf_space(&dst->out) ? buf_len(t) : buf_space(&dst->out);
+	buf_append(&dst->out, buf_head(t), n);
+	buf_consume(t, n);
+	ex->req_body_bytes += n;
+	ex->req_done = !buf_len(t);
+	return n > 0;
+}
+
 /* Moves request body bytes from the client buffer to the upstream, within framing. */
 static bool pump_request(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 	struct side *src = &c->cli, *dst = &c->up->s;
-	size_t n = pump_room(src, dst);
+	size_t n;
 	ssize_t k;
 
+	if (ex->req_body == HTTP_BODY_CHUNKED && ex->req_chunked.in_trailers)
+		return pump_trailers(c);
+	n = pump_room(src, dst);
 	if (!n)
 		return false;
 	if (ex->req_body == HTTP_BODY_LENGTH) {
@@ -615,17 +686,8 @@ static bool pump_request(struct conn *c)
 		ex->req_done = ex->req_remaining == 0;
 	} else {
 		k = http_chunked_scan(&ex->req_chunked, buf_head(&src->in), n, NULL, NULL);
-		if (k < 0) {
-			c->close_after = true;
-			if (!ex->resp_started) {
-				release_upconn(c, false);
-				reject(c, 400, "invalid chunked body", 0, NULL);
-			} else {
-				conn_abort(c);
-			}
-			return true;
-		}
-		ex->req_done = ex->req_chunked.done;
+		if (k < 0)
+			return bad_request_body(c);
 		if (ex->req_chunked.total > c->cfg->limits.max_body_bytes && !ex->resp_started) {
 			c->close_after = true;
 			release_upconn(c, false);

@@ -131,6 +131,7 @@ struct exchange {
 	enum http_body req_body;
 	uint64_t req_remaining;
 	struct http_chunked req_chunked;
+	struct buf req_trailers; /* the client's trailer section, filtered before it goes on */
 	bool req_done;
 	uint64_t req_body_bytes;
 	/* response: upstream -> client */
