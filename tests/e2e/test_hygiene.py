@@ -109,3 +109,151 @@ def test_no_trailers_and_bad_trailers(upstream, gateway):
     assert status == 400
     time.sleep(0.1)
     assert len([r for r in up.requests[n:] if r.trailers]) == 0
+
+
+# ---- class 7: header hygiene ---------------------------------------------------------------
+
+def raw_names(req):
+    return [n.lower() for n, _ in req.raw_headers]
+
+
+def values(req, name):
+    return [v for n, v in req.raw_headers if n.lower() == name]
+
+
+LOOKALIKES = ["X_Consumer", "x_consumer", "X_Forwarded_For", "X-Forwarded_For", "X_Real_IP",
+              "X_Forwarded_Proto", "X_Forwarded_Host", "X_Request_Id", "Transfer_Encoding",
+              "Content_Length", "Proxy_Authorization", "X_API_Key", "Proxy_Connection",
+              "Keep_Alive", "X_Forwarded_Port", "x_forwarded_PROTO"]
+
+
+def send(gw, path="/open", headers=()):
+    lines = "".join("%s: %s\r\n" % kv for kv in headers)
+    return exchange(gw.port(), ("GET %s HTTP/1.1\r\nHost: gw.test\r\n%s\r\n"
+                                % (path, lines)).encode())
+
+
+def test_underscore_lookalikes_dropped_by_default(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gw_with_key(gateway, up)
+    hdrs = [(n, "spoof") for n in LOOKALIKES] + [("X_Trace_Tag", "keep"), ("My_Header", "k")]
+    for path, extra in (("/open", []), ("/key", [("X-API-Key", KEY)])):
+        status, _, _ = send(gw, path, hdrs + extra)
+        assert status == 200
+        seen = up.requests[-1]
+        names = raw_names(seen)
+        for n in LOOKALIKES:
+            assert n.lower() not in names, (n, seen.raw_headers)
+        assert values(seen, "x_trace_tag") == ["keep"] and values(seen, "my_header") == ["k"]
+        assert "spoof" not in [v for _, v in seen.raw_headers]
+        assert values(seen, "x-consumer") == (["app"] if path == "/key" else [])
+
+
+def test_underscore_lookalike_of_route_match_header(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(
+        upstreams=[{"name": "svc", "targets": [{"address": up.address}]}],
+        routes=[{"name": "t", "paths": ["/t"], "upstream": "svc",
+                 "headers": {"X-Tenant": "blue"}},
+                {"name": "open", "paths": ["/"], "upstream": "svc"}]))
+    status, _, _ = send(gw, "/t", [("X-Tenant", "blue"), ("X_Tenant", "red")])
+    assert status == 200
+    assert values(up.requests[-1], "x-tenant") == ["blue"]
+    assert "x_tenant" not in raw_names(up.requests[-1])
+    # On a route that does not read X-Tenant the look-alike is just a header.
+    send(gw, "/other", [("X_Tenant", "red")])
+    assert values(up.requests[-1], "x_tenant") == ["red"]
+
+
+@pytest.mark.parametrize("policy,kept", [("drop", []), ("allow", ["X_Consumer", "My_Header"])])
+def test_underscore_policy(upstream, gateway, policy, kept):
+    up = upstream(name="svc")
+    gw = gw_with_key(gateway, up, headers={"underscores": policy})
+    status, _, _ = send(gw, "/open", [("X_Consumer", "root"), ("My_Header", "k")])
+    assert status == 200
+    names = [n for n, _ in up.requests[-1].raw_headers if "_" in n]
+    assert sorted(names) == sorted(kept)
+    # Whatever the policy, the dashed identity header itself never passes.
+    send(gw, "/open", [("X-Consumer", "root")])
+    assert "x-consumer" not in raw_names(up.requests[-1])
+
+
+def test_underscore_policy_config_error(upstream, gateway):
+    up = upstream()
+    for bad in ("bogus", 1):
+        code, out = gateway(base_config(
+            upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+            routes=[{"name": "r", "paths": ["/"], "upstream": "u"}],
+            headers={"underscores": bad}), expect_start_failure=True)
+        assert code != 0 and "headers.underscores" in out, out
+    code, out = gateway(base_config(
+        upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+        routes=[{"name": "r", "paths": ["/"], "upstream": "u"}],
+        headers={"underscore": "drop"}), expect_start_failure=True)
+    assert code != 0 and "headers.underscore" in out, out
+
+
+def test_forwarding_headers_replaced(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gw_with_key(gateway, up)
+    status, _, _ = send(gw, "/open", [
+        ("Forwarded", "for=10.9.9.9;proto=https"), ("forwarded", "for=10.8.8.8"),
+        ("X-Real-IP", "10.9.9.9"), ("X-Forwarded-For", "10.9.9.9"),
+        ("X-Forwarded-Host", "evil.test"), ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Proto", "https")])
+    assert status == 200
+    seen = up.requests[-1]
+    assert values(seen, "x-forwarded-for") == ["127.0.0.1"]
+    assert values(seen, "x-real-ip") == ["127.0.0.1"]
+    assert values(seen, "forwarded") == ["for=127.0.0.1;proto=http"]
+    assert values(seen, "x-forwarded-proto") == ["http"]
+    assert "x-forwarded-host" not in raw_names(seen)
+    assert "x-forwarded-port" not in raw_names(seen)
+    assert "10.9.9.9" not in " ".join(v for _, v in seen.raw_headers)
+
+
+def test_forwarded_ipv6_client(upstream, gateway):
+    up = upstream(name="svc")
+    port = __import__("conftest").free_port()
+    cfg = base_config(upstreams=[{"name": "svc", "targets": [{"address": up.address}]}],
+                      routes=[{"name": "open", "paths": ["/"], "upstream": "svc"}])
+    cfg["listeners"][0]["address"] = "[::1]:%d" % port
+    gw = gateway(cfg)
+    with socket.create_connection(("::1", port), timeout=5) as s:
+        s.sendall(b"GET /v6 HTTP/1.1\r\nHost: gw.test\r\nX-Real-IP: 1.1.1.1\r\n"
+                  b"Connection: close\r\n\r\n")
+        while s.recv(65536):
+            pass
+    seen = up.requests[-1]
+    assert values(seen, "forwarded") == ['for="[::1]";proto=http']
+    assert values(seen, "x-real-ip") == ["::1"]
+
+
+ID_CHARS = "AZaz09._:-"
+
+
+@pytest.mark.parametrize("rid", ["a", "req-42", "A.b_c:d-9",
+                                 (ID_CHARS * 13)[:128]])
+def test_valid_request_id_kept(upstream, gateway, rid):
+    up = upstream(name="svc")
+    gw = gw_with_key(gateway, up)
+    status, headers, _ = send(gw, "/open", [("X-Request-Id", rid)])
+    assert status == 200
+    assert values(up.requests[-1], "x-request-id") == [rid]
+    assert headers["x-request-id"] == rid
+    # Errors made by the gateway carry it too.
+    status, headers, body = send(gw, "/key", [("X-Request-Id", rid)])
+    assert status == 401 and headers["x-request-id"] == rid
+    assert json.loads(body)["request_id"] == rid
+
+
+@pytest.mark.parametrize("rid", [(ID_CHARS * 13)[:129], "has space", "a/b", "a+b", "é",
+                                 "x\"y", "a,b"])
+def test_invalid_request_id_replaced(upstream, gateway, rid):
+    up = upstream(name="svc")
+    gw = gw_with_key(gateway, up)
+    status, headers, _ = send(gw, "/open", [("X-Request-Id", rid)])
+    assert status == 200
+    got = values(up.requests[-1], "x-request-id")
+    assert len(got) == 1 and got[0] != rid and 1 <= len(got[0]) <= 128
+    assert headers["x-request-id"] == got[0]

@@ -824,6 +824,24 @@ static void test_request_id(void)
 	CHECK(!http_request_id_valid((struct http_str){long_id, 129}));
 }
 
+static void test_name_dashed(void)
+{
+	char out[16];
+	struct http_str d = {0};
+
+	CHECK(http_name_dashed(S("X_Consumer"), out, sizeof(out), &d));
+	CHECK(http_str_eq_nocase(d, "x-consumer"));
+	CHECK(http_name_dashed(S("X-Forwarded_For"), out, sizeof(out), &d));
+	CHECK(http_str_eq_nocase(d, "x-forwarded-for"));
+	CHECK(http_name_dashed(S("__"), out, sizeof(out), &d));
+	CHECK(d.len == 2 && !memcmp(d.p, "--", 2));
+	/* no underscore: nothing to do; too long for out: refused */
+	CHECK(!http_name_dashed(S("X-Consumer"), out, sizeof(out), &d));
+	CHECK(!http_name_dashed(S("X_Very_Long_Header_Name"), out, sizeof(out), &d));
+	CHECK(http_name_dashed(S("A_234567890123456"), out, 16, &d) == false);
+	CHECK(http_name_dashed(S("A_23456789012345"), out, 16, &d));
+}
+
 static void test_str_eq_nocase(void)
 {
 	CHECK(http_str_eq_nocase(S("Content-Length"), "content-length"));
@@ -941,6 +959,7 @@ int main(void)
 	RUN(test_hop_by_hop);
 	RUN(test_status_reason);
 	RUN(test_request_id);
+	RUN(test_name_dashed);
 	RUN(test_str_eq_nocase);
 	return CHECK_DONE();
 }

@@ -117,5 +117,8 @@ void auth_result_release(struct auth_result *r);
 
 /* True for headers clients must never supply themselves (forward_claims targets, X-Consumer). */
 bool auth_is_identity_header(const struct auth_config *a, struct http_str name);
+/* True for headers that carry credentials the gateway checks (Authorization, the API-key
+ * header). */
+bool auth_is_credential_header(const struct auth_config *a, struct http_str name);
 
 #endif

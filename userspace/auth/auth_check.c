@@ -59,6 +59,7 @@ static int find_header(const struct http_request *req, const char *name, struct 
 {
 	int i, n = 0;
 
+	*val = (struct http_str){ NULL, 0 };
 	for (i = 0; i < req->nheaders; i++) {
 		if (!str_eq_nocase(req->headers[i].name, name))
 			continue;
@@ -504,4 +505,10 @@ bool auth_is_identity_header(const struct auth_config *a, struct http_str name)
 		if (str_eq_nocase(name, a->jwt.forward[i].header))
 			return true;
 	return false;
+}
+
+bool auth_is_credential_header(const struct auth_config *a, struct http_str name)
+{
+	return str_eq_nocase(name, "authorization") ||
+	       (a && a->api_key_header && str_eq_nocase(name, a->api_key_header));
 }

@@ -638,11 +638,24 @@ static void parse_access_log(json_t *root, struct xg_config *cfg, struct cfg_err
 	cfg_get_enum(o, "format", "access_log", formats, 0, &fmt, errs);
 }
 
+static void parse_headers(json_t *root, struct headers_config *h, struct cfg_errs *errs)
+{
+	static const char *const keys[] = { "underscores", NULL };
+	static const char *const policies[] = { "drop_lookalikes", "drop", "allow", NULL };
+	json_t *o = cfg_get_object(root, "headers", "", errs);
+	int v = UNDERSCORE_DROP_LOOKALIKES;
+
+	if (o)
+		cfg_check_keys(o, "headers", keys, errs);
+	cfg_get_enum(o, "underscores", "headers", policies, UNDERSCORE_DROP_LOOKALIKES, &v, errs);
+	h->underscores = v;
+}
+
 static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
-					    "consumers", "access_log", NULL };
+					    "consumers", "access_log", "headers",  NULL };
 	long long workers;
 	json_t *edge;
 
@@ -654,6 +667,7 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	if (cfg->workers > MAX_WORKERS)
 		cfg->workers = MAX_WORKERS;
 	parse_limits(root, &cfg->limits, errs);
+	parse_headers(root, &cfg->headers, errs);
 	cfg->auth = auth_config_parse(cfg_get_object(root, "auth", "", errs),
 				      cfg_get_array(root, "consumers", "", errs), errs);
 	parse_upstreams(root, cfg, errs);

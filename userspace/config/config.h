@@ -59,6 +59,17 @@ struct limits_config {
 	uint64_t splice_max_inflight_bytes; /* per spliced direction, process-wide */
 };
 
+/* Request header names with '_' (see http_name_dashed). */
+enum underscore_policy {
+	UNDERSCORE_DROP_LOOKALIKES, /* drop those that read as a header the gateway controls */
+	UNDERSCORE_DROP,	    /* drop every one (NGINX's default) */
+	UNDERSCORE_ALLOW,	    /* forward them all */
+};
+
+struct headers_config {
+	enum underscore_policy underscores;
+};
+
 enum balance_kind { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_HASH };
 enum hash_on_kind { HASH_ON_IP, HASH_ON_HEADER, HASH_ON_CLAIM };
 
@@ -146,6 +157,7 @@ struct xg_config {
 	int nlisteners;
 	struct admin_config admin;
 	struct limits_config limits;
+	struct headers_config headers;
 	struct upstream_config *upstreams;
 	int nupstreams;
 	struct route_config *routes;

@@ -155,6 +155,12 @@ bool http_list_has_token(struct http_str list, const char *token, size_t token_l
  * Upgrade, Proxy-Authenticate, Proxy-Authorization, and any header named in `connection`.
  */
 bool http_is_hop_by_hop(struct http_str name, struct http_str connection);
+/*
+ * A field name with '_' written as '-' (CGI, WSGI, Rack, PHP and many frameworks map both
+ * to the same variable, so "X_Consumer" reads as "X-Consumer" there). Returns the name in
+ * out, or false when the name has no '_' or does not fit (cap bytes).
+ */
+bool http_name_dashed(struct http_str name, char *out, size_t cap, struct http_str *dashed);
 
 const char *http_method_name(enum http_method m);
 const char *http_status_reason(int status);
@@ -222,7 +228,8 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
  */
 ssize_t http_path_normalize(char *path, size_t len);
 
-/* X-Request-Id validity: 1..128 chars of [A-Za-z0-9._:-]. */
+/* X-Request-Id validity: 1..HTTP_REQUEST_ID_MAX chars of [A-Za-z0-9._:-]. */
+#define HTTP_REQUEST_ID_MAX 128
 bool http_request_id_valid(struct http_str id);
 
 #endif

@@ -57,24 +57,83 @@ void make_request_id(struct worker *w, char *out, size_t len)
 		 (unsigned long long)++w->req_counter);
 }
 
-static bool drop_request_header(struct conn *c, const struct http_request *req,
-				const struct http_header *h)
+/*
+ * Headers the gateway sets itself (framing, forwarding, request id) or that must come from
+ * it alone (identity): a client's copy is never forwarded. Forwarded and X-Real-IP are
+ * replaced like X-Forwarded-For: an edge gateway trusts no client-supplied chain.
+ */
+static bool controlled_header(const struct conn *c, const struct http_request *req,
+			      struct http_str name)
 {
 	static const char *const replaced[] = { "content-length", "transfer-encoding",
 						"x-forwarded-for", "x-forwarded-proto",
+						"x-forwarded-host", "x-forwarded-port",
+						"forwarded", "x-real-ip",
 						"x-request-id", "expect", NULL };
 
 	for (int i = 0; replaced[i]; i++)
-		if (http_str_eq_nocase(h->name, replaced[i]))
+		if (http_str_eq_nocase(name, replaced[i]))
 			return true;
-	return http_is_hop_by_hop(h->name, req->connection) ||
-	       auth_is_identity_header(c->cfg->auth, h->name);
+	return http_is_hop_by_hop(name, req->connection) ||
+	       auth_is_identity_header(c->cfg->auth, name);
+}
+
+/* Also the names the gateway read to decide on the request: host, credentials, the
+ * route's header matches. */
+static bool decision_header(const struct conn *c, const struct http_request *req,
+			    struct http_str name)
+{
+	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+
+	if (controlled_header(c, req, name) || http_str_eq_nocase(name, "host") ||
+	    auth_is_credential_header(c->cfg->auth, name))
+		return true;
+	for (int i = 0; rc && i < rc->nheaders; i++)
+		if (http_str_eq_nocase(name, rc->headers[i].name))
+			return true;
+	return false;
+}
+
+static bool drop_request_header(const struct conn *c, const struct http_request *req,
+				const struct http_header *h)
+{
+	char tmp[256];
+	struct http_str dashed;
+
+	if (controlled_header(c, req, h->name))
+		return true;
+	if (!memchr(h->name.p, '_', h->name.len))
+		return false;
+	switch (c->cfg->headers.underscores) {
+	case UNDERSCORE_ALLOW:
+		return false;
+	case UNDERSCORE_DROP:
+		return true;
+	case UNDERSCORE_DROP_LOOKALIKES:
+		break;
+	}
+	/* "X_Consumer" is "X-Consumer" to an upstream that maps both to HTTP_X_CONSUMER. A
+	 * name longer than any the gateway controls cannot be one; a huge one goes anyway. */
+	if (!http_name_dashed(h->name, tmp, sizeof(tmp), &dashed))
+		return true;
+	return decision_header(c, req, dashed);
+}
+
+/* RFC 7239 node: an IPv6 address is bracketed and quoted. */
+static void forwarded_for(const struct conn *c, char *out, size_t len)
+{
+	if (c->peer.ss_family == AF_INET6)
+		snprintf(out, len, "\"[%s]\"", c->peer_ip);
+	else
+		snprintf(out, len, "%s", c->peer_ip);
 }
 
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
 			 size_t path_len, const struct auth_result *auth, struct buf *out)
 {
 	struct head_writer hw = { .b = out };
+	const char *proto = c->cli.tls ? "https" : "http";
+	char node[INET6_ADDRSTRLEN + 4];
 
 	if (!buf_ensure(out, c->cfg->limits.max_header_bytes + 16 * 1024))
 		return false;
@@ -86,8 +145,11 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	for (int i = 0; i < req->nheaders; i++)
 		if (!drop_request_header(c, req, &req->headers[i]))
 			hw_header(&hw, &req->headers[i]);
-	hw_printf(&hw, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n",
-		  c->peer_ip, c->cli.tls ? "https" : "http", c->ex.request_id);
+	forwarded_for(c, node, sizeof(node));
+	hw_printf(&hw,
+		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
+		  "Forwarded: for=%s;proto=%s\r\nX-Request-Id: %s\r\n",
+		  c->peer_ip, proto, c->peer_ip, node, proto, c->ex.request_id);
 	for (int i = 0; auth && i < auth->nforward; i++)
 		hw_printf(&hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
 	if (req->body == HTTP_BODY_LENGTH)

@@ -115,7 +115,7 @@ struct exchange {
 	char method_str[16];
 	char *log_path; /* path as received, for the access log */
 	size_t log_path_len;
-	char request_id[72];
+	char request_id[HTTP_REQUEST_ID_MAX + 1];
 	char consumer[128];
 	int route;    /* -1 none */
 	int upstream; /* -1 none */
