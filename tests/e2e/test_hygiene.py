@@ -257,3 +257,163 @@ def test_invalid_request_id_replaced(upstream, gateway, rid):
     got = values(up.requests[-1], "x-request-id")
     assert len(got) == 1 and got[0] != rid and 1 <= len(got[0]) <= 128
     assert headers["x-request-id"] == got[0]
+
+
+# ---- class 8: upgrades ---------------------------------------------------------------------
+
+class UpgradeUpstream:
+    """Raw upstream: records each request head; answers `reply(head)` bytes, then echoes
+    whatever follows (a tunnel) until the peer closes."""
+
+    def __init__(self, reply):
+        import threading
+        self.reply = reply
+        self.heads = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    data += got
+                head, _, rest = data.partition(b"\r\n\r\n")
+                self.heads.append(head.decode("latin-1"))
+                conn.sendall(self.reply(head.decode("latin-1")))
+                if rest:
+                    conn.sendall(rest)
+                while True:
+                    got = conn.recv(65536)
+                    if not got:
+                        return
+                    conn.sendall(got)
+            except OSError:
+                return
+
+    def stop(self):
+        self.sock.close()
+
+
+def ws_101(head):
+    if "upgrade: websocket" in head.lower():
+        return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n")
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain"
+
+
+@pytest.fixture
+def upgrade_up():
+    servers = []
+
+    def make(reply=ws_101):
+        s = UpgradeUpstream(reply)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def upgrade_gw(gateway, up):
+    return gateway(base_config(
+        upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+        routes=[{"name": "ws", "paths": ["/ws"], "upstream": "u", "websocket": True},
+                {"name": "plain", "paths": ["/"], "upstream": "u"}]))
+
+
+def head_lines(head):
+    return [l.lower() for l in head.split("\r\n")[1:]]
+
+
+def test_websocket_upgrade_on_websocket_route(upgrade_up, gateway):
+    up = upgrade_up()
+    gw = upgrade_gw(gateway, up)
+    with socket.create_connection(("127.0.0.1", gw.port()), timeout=5) as s:
+        s.sendall(b"GET /ws/chat HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\n"
+                  b"Upgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        assert data.startswith(b"HTTP/1.1 101")
+        s.sendall(b"tunnel-bytes")
+        echoed = b""
+        while len(echoed) < 12:
+            echoed += s.recv(65536)
+        assert echoed == b"tunnel-bytes"
+    lines = head_lines(up.heads[-1])
+    assert "upgrade: websocket" in lines and "connection: upgrade" in lines
+
+
+@pytest.mark.parametrize("path,upgrade,extra", [
+    ("/ws", "h2c", "HTTP2-Settings: AAMAAABkAAQAAP__\r\n"),
+    ("/", "h2c", "HTTP2-Settings: AAMAAABkAAQAAP__\r\n"),
+    ("/", "websocket", "Sec-WebSocket-Version: 13\r\n"),
+    ("/ws", "TLS/1.0", ""),
+    ("/ws", "websocket, h2c", ""),
+    ("/ws", "foo", ""),
+    ("/ws", "h2c", ""),
+])
+def test_other_upgrades_ignored(upgrade_up, gateway, path, upgrade, extra):
+    """The Upgrade is dropped: the upstream sees a plain request and answers it."""
+    up = upgrade_up()
+    gw = upgrade_gw(gateway, up)
+    status, _, body = exchange(gw.port(), (
+        "GET %s HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        "Upgrade: %s\r\n%s\r\n" % (path, upgrade, extra)).encode())
+    assert status == 200 and body == b"plain"
+    lines = head_lines(up.heads[-1])
+    assert not [l for l in lines if l.startswith(("upgrade:", "http2-settings:"))], lines
+    assert "connection: keep-alive" in lines
+
+
+def test_http2_settings_without_connection_token_dropped(upgrade_up, gateway):
+    up = upgrade_up()
+    gw = upgrade_gw(gateway, up)
+    status, _, _ = exchange(gw.port(), b"GET / HTTP/1.1\r\nHost: gw.test\r\n"
+                                       b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+    assert status == 200
+    assert not [l for l in head_lines(up.heads[-1]) if l.startswith("http2-settings:")]
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n",
+])
+def test_upstream_switching_to_another_protocol_is_502(upgrade_up, gateway, reply):
+    up = upgrade_up(lambda head: reply)
+    gw = upgrade_gw(gateway, up)
+    status, _, _ = exchange(gw.port(), b"GET /ws HTTP/1.1\r\nHost: gw.test\r\n"
+                                       b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert status == 502
+    # And a 101 to a request whose upgrade was ignored.
+    status, _, _ = exchange(gw.port(), b"GET / HTTP/1.1\r\nHost: gw.test\r\n"
+                                       b"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+    assert status == 502
+
+
+def test_websocket_route_config_error(upstream, gateway):
+    up = upstream()
+    code, out = gateway(base_config(
+        upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+        routes=[{"name": "r", "paths": ["/"], "upstream": "u", "websocket": "yes"}]),
+        expect_start_failure=True)
+    assert code != 0 and "routes[0].websocket" in out, out

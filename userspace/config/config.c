@@ -439,7 +439,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	static const char *const keys[] = { "name",	   "paths",	 "methods", "hosts",
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
-					    "throttle",	   NULL };
+					    "throttle",	   "websocket",	 NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -456,6 +456,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	parse_route_matchers(r, path, rc, errs);
 	rc->upstream = upstream_ref(r, "upstream", path, cfg, true, errs);
 	cfg_get_bool(r, "strip_prefix", path, false, &rc->strip_prefix, errs);
+	cfg_get_bool(r, "websocket", path, false, &rc->websocket, errs);
 	cache = cfg_get_object(r, "cache", path, errs);
 	if (cache) {
 		cfg_check_keys(cache, cfg_path_key(p, path, "cache"), ckeys, errs);

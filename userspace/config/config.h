@@ -127,6 +127,7 @@ struct route_config {
 	int nheaders;
 	int upstream; /* index into config.upstreams */
 	bool strip_prefix;
+	bool websocket; /* honour "Upgrade: websocket" (any other upgrade is always ignored) */
 	struct route_auth *auth;	    /* NULL: open */
 	struct ratelimit_policy *rate_limit; /* NULL: none */
 	struct throttle_policy *throttle;    /* NULL: none */

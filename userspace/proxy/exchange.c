@@ -387,14 +387,18 @@ static void stream_forward_host(struct stream *st)
 			up_len = 1;
 		}
 	}
-	if (!build_upstream_head(c, req, up_path, up_len, ar, &ex->head)) {
+	/* Only a WebSocket upgrade, only on a route that allows it: any other Upgrade (h2c,
+	 * TLS/1.0, ...) is ignored as RFC 9110 7.8 lets a server do, so the upstream sees a
+	 * plain request and the gateway never relays a protocol it does not know. */
+	ex->upgrade = req->upgrade && rc->websocket &&
+		      http_str_eq_nocase(req->upgrade_proto, "websocket");
+	if (!build_upstream_head(c, req, up_path, up_len, ar, ex->upgrade, &ex->head)) {
 		reject(c, 431, "request headers too large", 0, NULL);
 		return;
 	}
 	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, ar);
-	ex->upgrade = req->upgrade;
 	ex->req_body = req->body;
-	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_AUTO &&
+	if (ex->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_AUTO &&
 	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
 		/* RFC 6455 clients send nothing before the 101: the head is the last byte read. */
 		c->splice_wanted = true;
@@ -729,7 +733,10 @@ static bool read_response_head(struct conn *c)
 		return true;
 	}
 	if (resp.status == 101) {
-		if (!ex->upgrade) {
+		const struct http_header *proto =
+		    http_find_header(resp.headers, resp.nheaders, "upgrade");
+
+		if (!ex->upgrade || !proto || !http_str_eq_nocase(proto->value, "websocket")) {
 			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			release_upconn(c, false);
 			reject(c, 502, "unexpected upgrade from upstream", 0, NULL);

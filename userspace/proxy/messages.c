@@ -59,7 +59,8 @@ void make_request_id(struct worker *w, char *out, size_t len)
 
 /*
  * Headers the gateway sets itself (framing, forwarding, request id) or that must come from
- * it alone (identity): a client's copy is never forwarded. Forwarded and X-Real-IP are
+ * it alone (identity), and HTTP2-Settings (the h2c upgrade is never forwarded): a
+ * client's copy is never forwarded. Forwarded and X-Real-IP are
  * replaced like X-Forwarded-For: an edge gateway trusts no client-supplied chain.
  */
 static bool controlled_header(const struct conn *c, const struct http_request *req,
@@ -69,7 +70,8 @@ static bool controlled_header(const struct conn *c, const struct http_request *r
 						"x-forwarded-for", "x-forwarded-proto",
 						"x-forwarded-host", "x-forwarded-port",
 						"forwarded", "x-real-ip",
-						"x-request-id", "expect", NULL };
+						"x-request-id", "expect",
+						"http2-settings", NULL };
 
 	for (int i = 0; replaced[i]; i++)
 		if (http_str_eq_nocase(name, replaced[i]))
@@ -129,7 +131,8 @@ static void forwarded_for(const struct conn *c, char *out, size_t len)
 }
 
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
-			 size_t path_len, const struct auth_result *auth, struct buf *out)
+			 size_t path_len, const struct auth_result *auth, bool upgrade,
+			 struct buf *out)
 {
 	struct head_writer hw = { .b = out };
 	const char *proto = c->cli.tls ? "https" : "http";
@@ -156,9 +159,8 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 		hw_printf(&hw, "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
 	else if (req->body == HTTP_BODY_CHUNKED)
 		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
-	if (req->upgrade)
-		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n",
-			  (int)req->upgrade_proto.len, req->upgrade_proto.p);
+	if (upgrade)
+		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
 	else
 		hw_printf(&hw, "Connection: keep-alive\r\n\r\n");
 	return !hw.overflow;

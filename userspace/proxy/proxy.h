@@ -294,7 +294,8 @@ bool splice_enrol(struct conn *c, struct side *s);
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers);
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
-			 size_t path_len, const struct auth_result *auth, struct buf *out);
+			 size_t path_len, const struct auth_result *auth, bool upgrade,
+			 struct buf *out);
 bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out);
 void make_request_id(struct worker *w, char *out, size_t len);
 bool write_cached_head(struct conn *c, const struct cache_hit *hit);
