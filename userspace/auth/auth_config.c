@@ -251,6 +251,7 @@ static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 					    "audience",
 					    "leeway_s",
 					    "roles_claim",
+					    "roles_split",
 					    "scopes_claim",
 					    "forward_claims",
 					    "max_token_bytes",
@@ -272,6 +273,7 @@ static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 	cfg_get_int(obj, "cache_size", path, DEFAULT_CACHE_SIZE, 0, 1 << 20, &cache_size, errs);
 	cfg_get_bool(obj, "require_exp", path, false, &jwt->policy.require_exp, errs);
 	cfg_get_str(obj, "roles_claim", path, "roles", &jwt->roles_claim, errs);
+	cfg_get_bool(obj, "roles_split", path, false, &jwt->roles_split, errs);
 	cfg_get_str(obj, "scopes_claim", path, "scope", &jwt->scopes_claim, errs);
 	jwt->policy.leeway_s = leeway;
 	jwt->policy.max_token_bytes = max_bytes;
