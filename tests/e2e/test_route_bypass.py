@@ -152,3 +152,73 @@ def test_route_host_config_errors(gateway, upstream):
             expect_start_failure=True)
         assert code != 0
         assert "routes[0].hosts[1]" in out, out
+
+
+# ---- class 6: absolute-form ------------------------------------------------------------------
+
+def raw_exchange(port, data):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            got = s.recv(65536)
+            if not got:
+                break
+            out += got
+    head, _, body = out.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+@pytest.mark.parametrize("request_line,host_header,want_upstream,want_host", [
+    # the authority is the host, routed and forwarded as the only Host
+    ("GET http://api.example.com/h/1 HTTP/1.1", "Host: api.example.com", "special",
+     "api.example.com"),
+    ("GET http://API.example.com:8080/h/1 HTTP/1.1", "Host: api.example.com:8080", "special",
+     "API.example.com:8080"),
+    # RFC 9112 3.2.2: a conflicting Host field is ignored
+    ("GET http://api.example.com/h/1 HTTP/1.1", "Host: other.test", "special",
+     "api.example.com"),
+    ("GET http://other.test/h/1 HTTP/1.1", "Host: api.example.com", "any", "other.test"),
+    # HTTP/1.0 without Host: the upstream still gets one, from the authority
+    ("GET http://api.example.com/h/1 HTTP/1.0", "", "special", "api.example.com"),
+    ("GET https://api.example.com./h/1?x=1 HTTP/1.1", "Host: x", "special",
+     "api.example.com."),
+])
+def test_absolute_form_host_from_authority(hosted, request_line, host_header, want_upstream,
+                                           want_host):
+    gw, anyhost, special = hosted
+    data = "%s\r\n%s%sConnection: close\r\n\r\n" % (
+        request_line, host_header, "\r\n" if host_header else "")
+    status, body = raw_exchange(gw.port(), data.encode())
+    assert status == 200, body
+    assert json.loads(body)["upstream"] == want_upstream
+    up = special if want_upstream == "special" else anyhost
+    seen = up.requests[-1]
+    assert [v for n, v in seen.raw_headers if n.lower() == "host"] == [want_host]
+    assert seen.target.startswith("/h/1")  # origin-form upstream
+
+
+def test_absolute_form_host_protected_route(hosted):
+    """The protected host route cannot be dodged by naming another Host next to it."""
+    gw, anyhost, special = hosted
+    status, _ = raw_exchange(gw.port(), b"GET http://secure.example.com/s/x HTTP/1.1\r\n"
+                                        b"Host: public.test\r\nConnection: close\r\n\r\n")
+    assert status == 401
+    status, body = raw_exchange(gw.port(), b"GET http://public.test/s/x HTTP/1.1\r\n"
+                                           b"Host: secure.example.com\r\nConnection: close\r\n\r\n")
+    assert status == 200 and json.loads(body)["upstream"] == "any"
+    assert [v for n, v in anyhost.requests[-1].raw_headers if n.lower() == "host"] == \
+        ["public.test"]
+
+
+@pytest.mark.parametrize("data", [
+    b"GET http://a.test/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+    b"GET http://u@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    b"GET ftp://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+])
+def test_absolute_form_bad(hosted, data):
+    gw, anyhost, special = hosted
+    status, _ = raw_exchange(gw.port(), data)
+    assert status == 400
+    assert not anyhost.requests and not special.requests

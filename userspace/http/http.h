@@ -119,8 +119,9 @@ struct http_response {
  *   ("gzip, chunked", "chunked, chunked"), repeats, other codings and any TE in an
  *   HTTP/1.0 message are rejected. The message body length is then unambiguous.
  * - Exactly one each of Host, Connection, Upgrade, Expect; Host must be reg-name/IP
- *   literal/port characters (no userinfo). Absolute-form: http/https only, no userinfo,
- *   and the Host header must equal the authority (case-insensitive).
+ *   literal/port characters (no userinfo). Absolute-form: http/https only, no userinfo;
+ *   the authority is the host and a Host header is ignored (RFC 9112 3.2.2), though it is
+ *   still required in HTTP/1.1 and still checked.
  * - Expect other than "100-continue" (417-worthy) is rejected; ignored in HTTP/1.0.
  * - Path: RFC 3986 pchar and "/" only, with valid %XX; query: any VCHAR except '#'.
  * - Versions other than HTTP/1.0 and HTTP/1.1 (well-formed "HTTP/d.d"): HTTP_ERR_VERSION.

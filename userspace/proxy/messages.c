@@ -143,10 +143,15 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	hw_printf(&hw, "%.*s %.*s%s%.*s HTTP/1.1\r\n", (int)req->method_str.len,
 		  req->method_str.p, (int)path_len, path, req->query.len ? "?" : "",
 		  (int)req->query.len, req->query.p);
-	if (!req->host.len)
+	/* The host the request was routed by is the one Host: the Host field, or for
+	 * absolute-form the authority (RFC 9112 3.2.2: any Host field is ignored then). */
+	if (req->host.len)
+		hw_printf(&hw, "Host: %.*s\r\n", (int)req->host.len, req->host.p);
+	else
 		hw_printf(&hw, "Host: %s\r\n", c->cfg->upstreams[c->ex.upstream].targets[0].address_text);
 	for (int i = 0; i < req->nheaders; i++)
-		if (!drop_request_header(c, req, &req->headers[i]))
+		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
+		    !drop_request_header(c, req, &req->headers[i]))
 			hw_header(&hw, &req->headers[i]);
 	forwarded_for(c, node, sizeof(node));
 	hw_printf(&hw,
