@@ -97,6 +97,17 @@ def script(method, path):
         return [(0, b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n" + SMUGGLED)]
     if path == "/over":
         return [(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + SMUGGLED)]
+    if path == "/chunked-over":
+        return [(0, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"2\r\nok\r\n0\r\n\r\n" + SMUGGLED)]
+    if path == "/chunked-late":
+        return [(0, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"2\r\nok\r\n0\r\n\r\n"), (0.15, SMUGGLED)]
+    if path == "/head-chunked":
+        return [(0, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"2\r\nok\r\n0\r\n\r\n")]
+    if path == "/100-then":
+        return [(0, b"HTTP/1.1 100 Continue\r\n\r\n" + real(path) + SMUGGLED)]
     if path == "/late":
         return [(0, real(path)), (0.15, SMUGGLED)]
     if path == "/late-head":
@@ -152,6 +163,10 @@ def victim(gw, path="/victim"):
     ("GET", "/late", 0.4),
     ("GET", "/split", 0.2),
     ("HEAD", "/late-head", 0.4),
+    ("GET", "/chunked-over", 0.05),
+    ("GET", "/chunked-late", 0.4),
+    ("HEAD", "/head-chunked", 0.05),
+    ("GET", "/100-then", 0.05),
 ])
 def test_bytes_after_response_never_reach_next_request(scripted, gateway, method, path,
                                                         settle):
@@ -164,6 +179,7 @@ def test_bytes_after_response_never_reach_next_request(scripted, gateway, method
     else:
         assert r.status == 200
     assert r.body in (b"", b"ok", ("real:" + path).encode())
+    assert b"SMUGGLED" not in r.body
     time.sleep(settle)  # late bytes arrive while the connection idles in the pool
     for i in range(3):
         victim(gw, "/victim%d" % i)

@@ -143,6 +143,24 @@ def test_host_protected_route_not_bypassed_by_host_spelling(hosted, host):
     assert not [r for r in anyhost.requests if r.path.startswith("/s")]
 
 
+def test_route_path_must_be_normal(gateway, upstream):
+    """A route path the request normaliser would change could never match: an error."""
+    up = upstream()
+    for bad in ("/admin;x", "/admin.", "/a/../b", "/a//b", "/%61dmin", "/a/./b", "/...",
+                "/admin.$"):
+        code, out = gateway(base_config(
+            upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+            routes=[{"name": "r", "paths": ["/ok", bad], "upstream": "u"}]),
+            expect_start_failure=True)
+        assert code != 0, bad
+        assert "routes[0].paths[1]" in out and "normalised" in out, out
+    gw = gateway(base_config(
+        upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+        routes=[{"name": "r", "paths": ["/api/", "/x$", "/A.b", "/%C3%A9", "/v1.2"],
+                 "upstream": "u"}]))
+    assert http_request("GET", gw.url("/v1.2/x")).status == 200
+
+
 def test_route_host_config_errors(gateway, upstream):
     up = upstream()
     for bad in ("example.com:80", "*example.com", ".example.com", "a/b"):

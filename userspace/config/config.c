@@ -384,6 +384,26 @@ static void tidy_route_host(char *h, const char *jpath, struct cfg_errs *errs)
 		cfg_err(errs, jpath, "must be a host name or \"*.domain\" (no port)");
 }
 
+/* A route path the normaliser leaves as it is ("$" suffix aside). */
+static bool route_path_normal(const char *rp)
+{
+	size_t n = strlen(rp);
+	char *copy;
+	ssize_t r;
+
+	if (n && rp[n - 1] == '$')
+		n--;
+	if (n > 1 && rp[n - 1] == '/')
+		n--; /* "/api/" is a dir route: its trailing slash is meaningful */
+	copy = strndup(rp, n);
+	if (!copy)
+		return true; /* out of memory is not the user's error; the router still builds */
+	r = http_path_normalize(copy, n);
+	r = r == (ssize_t)n && !memcmp(copy, rp, n);
+	free(copy);
+	return r;
+}
+
 static void parse_route_matchers(json_t *r, const char *path, struct route_config *rc,
 				 struct cfg_errs *errs)
 {
@@ -397,9 +417,17 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	cfg_path_key(p, path, "paths");
 	if (!rc->npaths)
 		cfg_err(errs, p, "at least one path is required");
-	for (int i = 0; i < rc->npaths; i++)
+	for (int i = 0; i < rc->npaths; i++) {
 		if (rc->paths[i][0] != '/')
 			cfg_err(errs, cfg_path_idx(ip, p, i), "must start with \"/\"");
+		else if (!route_path_normal(rc->paths[i]))
+			cfg_err(errs, cfg_path_idx(ip, p, i),
+				"\"%s\" is not a normalised path (no %%-escapes of unreserved "
+				"characters, dot segments, \";\" parameters, trailing dots or "
+				"repeated slashes): requests are normalised before matching, so it "
+				"would never match",
+				rc->paths[i]);
+	}
 	cfg_get_strings(r, "methods", path, false, &methods, &nmethods, errs);
 	for (int i = 0; i < nmethods; i++) {
 		uint32_t bit = method_bit(methods[i]);
