@@ -69,6 +69,7 @@ def test_protected_prefix_not_reachable_through_open_route(guarded, target):
     "/admin%20", "/%20admin", "/admin%20/x", "/admin%09", "/admin%0a", "/admin%0d%0a",
     "/admin%00", "/.../admin", "/admin/...", "/open/..../admin", "/admin/%2e%2e%2e",
     "/..;/admin", "/open/..;/..;/admin", "/admin%2fsecret", "/admin%5c", "/admin%1f",
+    "/admin%3Bx", "/open/..%3b/admin", "/admin%7f", "/open/%252e%252e/admin",
 ])
 def test_ambiguous_paths_are_rejected(guarded, target):
     gw, up = guarded
@@ -82,14 +83,11 @@ def test_normalised_path_is_forwarded_on_open_route(guarded):
     gw, up = guarded
     for target, want in [("/open;x", "/open"), ("/open./a;b/c", "/open/a/c"),
                          ("/a/b/..;/c", "/a/c"), ("/files/My%20Doc.pdf", "/files/My%20Doc.pdf"),
-                         ("/Open/CamelCase", "/Open/CamelCase"), ("/adminx", "/adminx"),
-                         ("/admin%3Bx", "/admin%3Bx")]:
+                         ("/Open/CamelCase", "/Open/CamelCase"), ("/adminx", "/adminx")]:
         status, body = raw_get(gw.port(), target)
         assert status == 200, (target, status, body)
         assert json.loads(body)["path"] == want, target
-    # "/admin%3Bx" is one segment "admin;x" (an encoded ';' is data), not below "/admin":
-    # it is not the admin route, and the upstream gets it still encoded.
-    assert up.requests[-1].path == "/admin%3Bx"
+    assert up.requests[-1].path == "/adminx"
 
 
 @pytest.fixture

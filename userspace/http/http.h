@@ -222,10 +222,10 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
  * up to the end of each segment, so "..;" is ".."), drops trailing dots of segments
  * ("admin." is "admin"), resolves "." and ".." segments (RFC 3986 5.2.4, also when encoded
  * as %2e) and merges repeated slashes. Returns the new length, or -1 when the path is
- * invalid (not starting with '/', escapes the root, encodes '/', '\\' or a control
+ * invalid (not starting with '/', escapes the root, encodes '/', '\\', ';' or a control
  * character, contains a raw '\\' or NUL, a segment of three or more dots, a segment
- * starting or ending with encoded space, bad percent-encoding). Writes nothing when the
- * path is already normal.
+ * starting or ending with encoded space, "%25" followed by two hex digits, bad
+ * percent-encoding). Writes nothing when the path is already normal.
  */
 ssize_t http_path_normalize(char *path, size_t len);
 

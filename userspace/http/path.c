@@ -65,7 +65,14 @@ static bool copy_segment(char *path, size_t len, size_t *r, size_t *w)
 		    !http_is(path[i + 2], HTTP_C_HEX))
 			return false;
 		c = (unsigned char)(http_hex_value(path[i + 1]) << 4 | http_hex_value(path[i + 2]));
-		if (c == '/' || c == '\\' || is_control(c))
+		/* an encoded ';' is refused: servers disagree on whether it starts
+		 * parameters (Jetty 10 refuses it as ambiguous too) */
+		if (c == '/' || c == '\\' || c == ';' || is_control(c))
+			return false;
+		/* "%25" + two hex digits is an escape once more to a server that decodes
+		 * twice (IIS did): "%252e%252e" would be ".." there */
+		if (c == '%' && len - i >= 5 && http_is(path[i + 3], HTTP_C_HEX) &&
+		    http_is(path[i + 4], HTTP_C_HEX))
 			return false;
 		if (http_is(c, HTTP_C_UNRESERVED)) {
 			path[o++] = (char)c;
