@@ -385,6 +385,21 @@ def test_other_upgrades_ignored(upgrade_up, gateway, path, upgrade, extra):
     assert "connection: keep-alive" in lines
 
 
+@pytest.mark.parametrize("head", [
+    "POST /ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "Content-Length: 0\r\n\r\n",
+    "GET /ws HTTP/1.1\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    "Content-Length: 3\r\n\r\nabc",
+    "GET /ws HTTP/1.0\r\nHost: gw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+])
+def test_websocket_upgrade_needs_a_bodiless_get(upgrade_up, gateway, head):
+    up = upgrade_up()
+    gw = upgrade_gw(gateway, up)
+    status, _, body = exchange(gw.port(), head.encode())
+    assert status == 200 and body == b"plain"
+    assert not [l for l in head_lines(up.heads[-1]) if l.startswith("upgrade:")]
+
+
 def test_http2_settings_without_connection_token_dropped(upgrade_up, gateway):
     up = upgrade_up()
     gw = upgrade_gw(gateway, up)
