@@ -69,11 +69,6 @@ static bool copy_segment(char *path, size_t len, size_t *r, size_t *w)
 		 * parameters (Jetty 10 refuses it as ambiguous too) */
 		if (c == '/' || c == '\\' || c == ';' || is_control(c))
 			return false;
-		/* "%25" + two hex digits is an escape once more to a server that decodes
-		 * twice (IIS did): "%252e%252e" would be ".." there */
-		if (c == '%' && len - i >= 5 && http_is(path[i + 3], HTTP_C_HEX) &&
-		    http_is(path[i + 4], HTTP_C_HEX))
-			return false;
 		if (http_is(c, HTTP_C_UNRESERVED)) {
 			path[o++] = (char)c;
 		} else {
@@ -93,7 +88,8 @@ static bool copy_segment(char *path, size_t len, size_t *r, size_t *w)
  * refused (Windows and some servers read it as ".."), trailing dots of any other segment
  * are dropped (IIS and Windows file systems ignore them: "admin." is "admin"), and a
  * segment that starts or ends with encoded whitespace is refused (frameworks that trim it
- * would see another segment than the router). False: reject the path.
+ * would see another segment than the router), and so is a double escape. False: reject
+ * the path.
  */
 static bool tidy_segment(const char *seg, size_t *n)
 {
@@ -107,6 +103,12 @@ static bool tidy_segment(const char *seg, size_t *n)
 		len--;
 	if ((len >= 3 && !memcmp(seg, "%20", 3)) || (len >= 3 && !memcmp(seg + len - 3, "%20", 3)))
 		return false;
+	/* "%25" + two hex digits (as sent, or once "%41" became "A") is an escape again to a
+	 * server that decodes twice (IIS did): "%252e%252e" would be ".." there */
+	for (size_t i = 0; i + 5 <= len; i++)
+		if (!memcmp(seg + i, "%25", 3) && http_is(seg[i + 3], HTTP_C_HEX) &&
+		    http_is(seg[i + 4], HTTP_C_HEX))
+			return false;
 	*n = len;
 	return true;
 }
