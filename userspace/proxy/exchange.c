@@ -388,9 +388,9 @@ static void stream_forward_host(struct stream *st)
 		}
 	}
 	/* Only a WebSocket upgrade (a GET without body, RFC 6455 4.1), only on a route that
-	 * allows it: any other Upgrade (h2c,
-	 * TLS/1.0, ...) is ignored as RFC 9110 7.8 lets a server do, so the upstream sees a
-	 * plain request and the gateway never relays a protocol it does not know. */
+	 * allows it: any other Upgrade (h2c, TLS/1.0, ...) is ignored as RFC 9110 7.8 lets a
+	 * server do, so the upstream sees a plain request and the gateway never relays a
+	 * protocol it does not know. */
 	ex->upgrade = req->upgrade && rc->websocket && req->method == HTTP_GET &&
 		      !ex->req_has_body && http_str_eq_nocase(req->upgrade_proto, "websocket");
 	if (!build_upstream_head(c, req, up_path, up_len, ar, ex->upgrade, &ex->head)) {
