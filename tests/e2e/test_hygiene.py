@@ -432,3 +432,109 @@ def test_websocket_route_config_error(upstream, gateway):
         routes=[{"name": "r", "paths": ["/"], "upstream": "u", "websocket": "yes"}]),
         expect_start_failure=True)
     assert code != 0 and "routes[0].websocket" in out, out
+
+
+class RawBodyUpstream:
+    """Raw upstream that keeps the exact chunked framing it receives: (size lines, payload,
+    trailer lines) per request; answers 200 "ok" and keeps the connection."""
+
+    def __init__(self):
+        import threading
+        self.bodies = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf = [b""]
+
+        def line():
+            while b"\r\n" not in buf[0]:
+                got = conn.recv(65536)
+                if not got:
+                    raise EOFError
+                buf[0] += got
+            out, _, buf[0] = buf[0].partition(b"\r\n")
+            return out
+
+        def take(n):
+            while len(buf[0]) < n:
+                got = conn.recv(65536)
+                if not got:
+                    raise EOFError
+                buf[0] += got
+            out, buf[0] = buf[0][:n], buf[0][n:]
+            return out
+
+        with conn:
+            try:
+                while True:
+                    while line() != b"":
+                        pass  # the head
+                    sizes, payload, trailers = [], b"", []
+                    while True:
+                        size_line = line()
+                        sizes.append(size_line.decode("latin-1"))
+                        size = int(size_line.split(b";")[0], 16)
+                        if size == 0:
+                            break
+                        payload += take(size)
+                        assert take(2) == b"\r\n"
+                    while True:
+                        t = line()
+                        if t == b"":
+                            break
+                        trailers.append(t.decode("latin-1"))
+                    self.bodies.append((sizes, payload, trailers))
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            except (EOFError, OSError, ValueError):
+                return
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_chunked_request_reframed(gateway):
+    """The upstream gets chunks framed by the gateway: plain lower-case hex sizes, no
+    extensions, no leading zeros; the payload and allowed trailers unchanged."""
+    up = RawBodyUpstream()
+    try:
+        gw = gateway(base_config(
+            upstreams=[{"name": "u", "targets": [{"address": up.address}]}],
+            routes=[{"name": "r", "paths": ["/"], "upstream": "u"}]))
+        body = (b"5;ext=\"a;b\"\r\nhello\r\nA\r\n0123456789\r\n0005 ; x=y\r\nworld\r\n"
+                b"1;a;b;c\r\n!\r\n0;last=1\r\nDigest: md5=x\r\nX-Consumer: root\r\n\r\n")
+        status, _, resp = exchange(gw.port(), b"POST /c HTTP/1.1\r\nHost: gw.test\r\n"
+                                              b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        assert status == 200 and resp == b"ok"
+        sizes, payload, trailers = up.bodies[-1]
+        assert payload == b"hello0123456789world!"
+        assert sizes[-1] == "0"
+        for s in sizes:
+            assert s == "%x" % int(s, 16) and ";" not in s and " " not in s, sizes
+        assert trailers == ["Digest: md5=x"]
+        # A large body in pieces: every byte arrives, framing stays the gateway's.
+        big = bytes(range(256)) * 1024
+        chunks = b"".join(b"%X;n=%d\r\n%s\r\n" % (len(big[i:i + 5000]), i, big[i:i + 5000])
+                          for i in range(0, len(big), 5000))
+        status, _, _ = exchange(gw.port(), b"POST /big HTTP/1.1\r\nHost: gw.test\r\n"
+                                           b"Transfer-Encoding: chunked\r\n\r\n" + chunks +
+                                           b"0\r\n\r\n", timeout=10)
+        assert status == 200
+        sizes, payload, trailers = up.bodies[-1]
+        assert payload == big and trailers == []
+        assert all(";" not in s for s in sizes)
+    finally:
+        up.stop()

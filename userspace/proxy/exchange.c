@@ -672,6 +672,60 @@ static bool pump_trailers(struct conn *c)
 	return n > 0;
 }
 
+#define REFRAME_SPANS 32
+/* The most framing one pump_chunks() call adds: a size line and CRLF per span (16 hex
+ * digits at most), then the last-chunk line. */
+#define REFRAME_OVERHEAD (REFRAME_SPANS * (16 + 4) + 3)
+
+/*
+ * A chunked request body goes upstream in chunks the gateway framed itself: the client's
+ * payload bytes with sizes in its own hex and no chunk extensions, so no size-line or
+ * extension quirk of the client reaches an upstream parser that might read it otherwise.
+ * Chunk boundaries are not meaningful (RFC 9112 7.1), so they follow the reads.
+ */
+static bool pump_chunks(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *src = &c->cli, *dst = &c->up->s;
+	struct http_span spans[REFRAME_SPANS];
+	size_t nspans = REFRAME_SPANS, n = buf_len(&src->in), room;
+	const char *p = buf_head(&src->in);
+	char line[24];
+	ssize_t k;
+	int m;
+
+	if (!n)
+		return false;
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	room = buf_space(&dst->out);
+	if (room <= REFRAME_OVERHEAD)
+		return false; /* the send in flight makes room */
+	if (n > room - REFRAME_OVERHEAD)
+		n = room - REFRAME_OVERHEAD;
+	k = http_chunked_scan(&ex->req_chunked, p, n, spans, &nspans);
+	if (k < 0)
+		return bad_request_body(c);
+	if (ex->req_chunked.total > c->cfg->limits.max_body_bytes && !ex->resp_started) {
+		c->close_after = true;
+		release_upconn(c, false);
+		reject(c, 413, "request body too large", 0, NULL);
+		return true;
+	}
+	for (size_t i = 0; i < nspans; i++) {
+		m = snprintf(line, sizeof(line), "%zx\r\n", spans[i].len);
+		buf_append(&dst->out, line, m);
+		buf_append(&dst->out, p + spans[i].off, spans[i].len);
+		buf_append(&dst->out, "\r\n", 2);
+	}
+	if (ex->req_chunked.in_trailers)
+		buf_append(&dst->out, "0\r\n", 3); /* the trailers follow (pump_trailers) */
+	buf_consume(&src->in, k);
+	ex->req_body_bytes += k;
+	ex->bytes_in += k;
+	return k > 0;
+}
+
 /* Moves request body bytes from the client buffer to the upstream, within framing. */
 static bool pump_request(struct conn *c)
 {
@@ -680,26 +734,14 @@ static bool pump_request(struct conn *c)
 	size_t n;
 	ssize_t k;
 
-	if (ex->req_body == HTTP_BODY_CHUNKED && ex->req_chunked.in_trailers)
-		return pump_trailers(c);
+	if (ex->req_body == HTTP_BODY_CHUNKED)
+		return ex->req_chunked.in_trailers ? pump_trailers(c) : pump_chunks(c);
 	n = pump_room(src, dst);
 	if (!n)
 		return false;
-	if (ex->req_body == HTTP_BODY_LENGTH) {
-		k = n < ex->req_remaining ? n : ex->req_remaining;
-		ex->req_remaining -= k;
-		ex->req_done = ex->req_remaining == 0;
-	} else {
-		k = http_chunked_scan(&ex->req_chunked, buf_head(&src->in), n, NULL, NULL);
-		if (k < 0)
-			return bad_request_body(c);
-		if (ex->req_chunked.total > c->cfg->limits.max_body_bytes && !ex->resp_started) {
-			c->close_after = true;
-			release_upconn(c, false);
-			reject(c, 413, "request body too large", 0, NULL);
-			return true;
-		}
-	}
+	k = n < ex->req_remaining ? n : ex->req_remaining;
+	ex->req_remaining -= k;
+	ex->req_done = ex->req_remaining == 0;
 	buf_append(&dst->out, buf_head(&src->in), k);
 	buf_consume(&src->in, k);
 	ex->req_body_bytes += k;
