@@ -538,3 +538,34 @@ def test_chunked_request_reframed(gateway):
         assert all(";" not in s for s in sizes)
     finally:
         up.stop()
+
+
+# ---- request-line overrides --------------------------------------------------------------
+
+def test_path_and_method_overrides_dropped(upstream, gateway):
+    """X-Original-URL / X-Rewrite-URL would make some frameworks serve another path than
+    the one routed (and authenticated); method overrides another method than the route
+    allows. Dropped: path overrides always, method overrides on routes with `methods`."""
+    up = upstream(name="svc")
+    gw = gateway(base_config(
+        upstreams=[{"name": "svc", "targets": [{"address": up.address}]}],
+        routes=[{"name": "ro", "paths": ["/items"], "upstream": "svc", "methods": ["GET"]},
+                {"name": "open", "paths": ["/"], "upstream": "svc"}]))
+    overrides = [("X-Original-URL", "/admin"), ("X-Rewrite-URL", "/admin"),
+                 ("X_Original_URL", "/admin"), ("X-HTTP-Method-Override", "DELETE"),
+                 ("X-HTTP-Method", "DELETE"), ("X-Method-Override", "DELETE"),
+                 ("X_HTTP_Method_Override", "DELETE")]
+    status, _, _ = send(gw, "/items/1", overrides)
+    assert status == 200
+    names = raw_names(up.requests[-1])
+    for n, _ in overrides:
+        assert n.lower() not in names, (n, names)
+    # A route without a method restriction: method overrides are the upstream's business,
+    # path overrides still go.
+    status, _, _ = send(gw, "/other", overrides)
+    assert status == 200
+    names = raw_names(up.requests[-1])
+    assert "x-original-url" not in names and "x-rewrite-url" not in names
+    assert "x_original_url" not in names
+    assert values(up.requests[-1], "x-http-method-override") == ["DELETE"]
+    assert values(up.requests[-1], "x-method-override") == ["DELETE"]

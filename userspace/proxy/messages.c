@@ -80,6 +80,28 @@ static bool controlled_header(const struct conn *c, const struct http_request *r
 	       auth_is_identity_header(c->cfg->auth, name);
 }
 
+/*
+ * Headers some upstream frameworks take as the request's real path (IIS, Symfony, Zend:
+ * X-Original-URL, X-Rewrite-URL) or method (Rails, Express, Laravel method override):
+ * routing and the route's auth went by the request line, so the upstream must not act on
+ * another path, nor on another method when the route restricts methods.
+ */
+static bool overrides_request_line(const struct conn *c, struct http_str name)
+{
+	static const char *const path_override[] = { "x-original-url", "x-rewrite-url", NULL };
+	static const char *const method_override[] = { "x-http-method-override", "x-http-method",
+						       "x-method-override", NULL };
+	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+
+	for (int i = 0; path_override[i]; i++)
+		if (http_str_eq_nocase(name, path_override[i]))
+			return true;
+	for (int i = 0; rc && rc->methods && method_override[i]; i++)
+		if (http_str_eq_nocase(name, method_override[i]))
+			return true;
+	return false;
+}
+
 /* Also the names the gateway read to decide on the request: host, credentials, the
  * route's header matches. */
 static bool decision_header(const struct conn *c, const struct http_request *req,
@@ -88,7 +110,7 @@ static bool decision_header(const struct conn *c, const struct http_request *req
 	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
 
 	if (controlled_header(c, req, name) || http_str_eq_nocase(name, "host") ||
-	    auth_is_credential_header(c->cfg->auth, name))
+	    auth_is_credential_header(c->cfg->auth, name) || overrides_request_line(c, name))
 		return true;
 	for (int i = 0; rc && i < rc->nheaders; i++)
 		if (http_str_eq_nocase(name, rc->headers[i].name))
@@ -102,7 +124,7 @@ static bool drop_request_header(const struct conn *c, const struct http_request 
 	char tmp[256];
 	struct http_str dashed;
 
-	if (controlled_header(c, req, h->name))
+	if (controlled_header(c, req, h->name) || overrides_request_line(c, h->name))
 		return true;
 	if (!memchr(h->name.p, '_', h->name.len))
 		return false;
