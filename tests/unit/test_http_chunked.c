@@ -393,7 +393,8 @@ static void test_trailers_filter(void)
 
 	CHECK_STR(filter("\r\n"), "\r\n");
 	CHECK_STR(filter("X-A: 1\r\n\r\n"), "\r\n");
-	CHECK_STR(filter("Content-Digest: sha-256=:x=:\r\n\r\n"), "Content-Digest: sha-256=:x=:\r\n\r\n");
+	CHECK_STR(filter("Content-Digest: sha-256=:x=:\r\n\r\n"),
+		  "Content-Digest: sha-256=:x=:\r\n\r\n");
 	CHECK_STR(filter("Transfer-Encoding: chunked\r\nContent-Length: 5\r\nHost: evil\r\n"
 			 "Authorization: Bearer x\r\nX-Forwarded-For: 1.2.3.4\r\ngrpc-status: 0\r\n"
 			 "Cookie: a=b\r\nGRPC-Message: ok\r\n\r\n"),

@@ -168,8 +168,7 @@ static void test_absolute_form(void)
 	CHECK(str_is(req.path, "/"));
 	CHECK(str_is(req.query, "x"));
 	/* RFC 9112 3.2.2: a Host that names another origin is ignored, the authority wins */
-	CHECK(parse("GET http://internal.test/a HTTP/1.1\r\nHost: public.test\r\n\r\n", &req) >
-	      0);
+	CHECK(parse("GET http://internal.test/a HTTP/1.1\r\nHost: public.test\r\n\r\n", &req) > 0);
 	CHECK(str_is(req.host, "internal.test"));
 	CHECK(str_is(req.path, "/a"));
 	/* but it must still be there in HTTP/1.1, once, and valid */

@@ -220,9 +220,9 @@ static void test_normal_path_not_written(void)
  */
 static void test_properties(void)
 {
-	static const char *const atoms[] = { "/", "/", "a", "A", ".", "..", ";", ";x", "%2e",
-					     "%2E", "%3b", "%20", "%41", "%25", "2e", "%", "b.",
-					     "%7e", "%c3%a9", "//", "...", "x=1", "\\", "%00" };
+	static const char *const atoms[] = {
+	    "/",   "/",	  "a",	"A", ".",  "..",  ";",	    ";x", "%2e", "%2E", "%3b", "%20",
+	    "%41", "%25", "2e", "%", "b.", "%7e", "%c3%a9", "//", "...", "x=1", "\\",  "%00"};
 	unsigned seed = 12345;
 	char in[128], buf[128], again[128];
 	int bad = 0;

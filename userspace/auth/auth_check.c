@@ -59,7 +59,7 @@ static int find_header(const struct http_request *req, const char *name, struct 
 {
 	int i, n = 0;
 
-	*val = (struct http_str){ NULL, 0 };
+	*val = (struct http_str){NULL, 0};
 	for (i = 0; i < req->nheaders; i++) {
 		if (!str_eq_nocase(req->headers[i].name, name))
 			continue;

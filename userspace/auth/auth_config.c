@@ -244,20 +244,13 @@ static void load_keyset(struct jwt_settings *jwt, const char *path, struct cfg_e
 static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 		      struct cfg_errs *errs)
 {
-	static const char *const known[] = {"jwks_file",
-					    "public_keys",
-					    "algorithms",
-					    "issuer",
-					    "audience",
-					    "leeway_s",
-					    "roles_claim",
-					    "roles_split",
-					    "scopes_claim",
-					    "forward_claims",
-					    "max_token_bytes",
-					    "cache_size",
-					    "require_exp",
-					    NULL};
+	static const char *const known[] = {"jwks_file",       "public_keys",
+					    "algorithms",      "issuer",
+					    "audience",	       "leeway_s",
+					    "roles_claim",     "roles_split",
+					    "scopes_claim",    "forward_claims",
+					    "max_token_bytes", "cache_size",
+					    "require_exp",     NULL};
 	long long leeway, max_bytes, cache_size;
 
 	jwt->enabled = true;

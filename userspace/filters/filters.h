@@ -19,8 +19,7 @@ extern const struct filter filter_throttle;
 extern const struct filter filter_cache;
 
 /* The rate-limit / throttle key for "by" (filters/ratelimit.c); buf holds an address key. */
-const char *filter_limit_key(const struct stream *st, enum ratelimit_by by, char *buf,
-			     size_t cap);
+const char *filter_limit_key(const struct stream *st, enum ratelimit_by by, char *buf, size_t cap);
 
 /* Puts the route filter at the head of a new stream's chain. */
 bool filters_begin(struct stream *st);

@@ -163,8 +163,15 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
 bool http_trailer_allowed(struct http_str name)
 {
 	static const char *const allowed[] = {
-		"content-digest", "repr-digest", "digest", "content-md5", "server-timing",
-		"grpc-status", "grpc-message", "grpc-status-details-bin", NULL,
+	    "content-digest",
+	    "repr-digest",
+	    "digest",
+	    "content-md5",
+	    "server-timing",
+	    "grpc-status",
+	    "grpc-message",
+	    "grpc-status-details-bin",
+	    NULL,
 	};
 
 	for (int i = 0; allowed[i]; i++)
@@ -195,7 +202,7 @@ ssize_t http_trailers_filter(const char *in, size_t len, char *out, size_t cap,
 		colon = memchr(in + r, ':', line);
 		if (!colon)
 			return -1;
-		name = (struct http_str){ in + r, (size_t)(colon - (in + r)) };
+		name = (struct http_str){in + r, (size_t)(colon - (in + r))};
 		if (keep(name, arg)) {
 			if (cap - w < line)
 				return -1;

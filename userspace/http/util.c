@@ -65,7 +65,7 @@ bool http_name_dashed(struct http_str name, char *out, size_t cap, struct http_s
 		return false;
 	for (size_t i = 0; i < name.len; i++)
 		out[i] = name.p[i] == '_' ? '-' : name.p[i];
-	*dashed = (struct http_str){ out, name.len };
+	*dashed = (struct http_str){out, name.len};
 	return true;
 }
 
