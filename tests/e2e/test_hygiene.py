@@ -77,12 +77,16 @@ def test_client_trailers_filtered(upstream, gateway, path, headers):
     assert seen.headers.get("x-consumer") == ("app" if path == "/key" else None)
 
 
-def test_trailers_each_split_and_keepalive(upstream, gateway):
-    """The trailer section arrives byte by byte; the connection then serves another
-    request (the filtered section ended the body exactly)."""
+@pytest.mark.parametrize("trailers,kept", [
+    ([("X-Consumer", "root"), ("Digest", "md5=x")], [("Digest", "md5=x")]),
+    ([], []),
+])
+def test_trailers_each_split_and_keepalive(upstream, gateway, trailers, kept):
+    """The body (and trailer section) arrives byte by byte; the connection then serves
+    another request (the filtered section ended the body exactly)."""
     up = upstream(name="svc")
     gw = gw_with_key(gateway, up)
-    req = chunked_request("/open", [("X-Consumer", "root"), ("Digest", "md5=x")])
+    req = chunked_request("/open", trailers)
     with socket.create_connection(("127.0.0.1", gw.port()), timeout=5) as s:
         for i in range(len(req)):
             s.sendall(req[i:i + 1])
@@ -92,7 +96,7 @@ def test_trailers_each_split_and_keepalive(upstream, gateway):
         while data.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
             data += s.recv(65536)
     assert data.count(b"HTTP/1.1 200") == 2
-    assert up.requests[0].trailers == [("Digest", "md5=x")]
+    assert up.requests[0].trailers == kept and up.requests[0].body == b"hello world"
     assert up.requests[1].path == "/after"
 
 

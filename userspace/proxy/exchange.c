@@ -639,6 +639,23 @@ static bool pump_trailers(struct conn *c)
 	size_t n;
 	ssize_t k;
 
+	if (!ex->req_chunked.done && !buf_len(t) && buf_len(&src->in) >= 2 &&
+	    !memcmp(buf_head(&src->in), "\r\n", 2)) {
+		/* No trailers, the usual case: the final CRLF goes on without a buffer. */
+		if (!(dst->pending & PEND_SEND))
+			buf_compact(&dst->out);
+		if (buf_space(&dst->out) < 2)
+			return false;
+		if (http_chunked_scan(&ex->req_chunked, buf_head(&src->in), 2, NULL, NULL) != 2 ||
+		    !ex->req_chunked.done)
+			return bad_request_body(c);
+		buf_append(&dst->out, "\r\n", 2);
+		buf_consume(&src->in, 2);
+		ex->bytes_in += 2;
+		ex->req_body_bytes += 2;
+		ex->req_done = true;
+		return true;
+	}
 	if (!ex->req_chunked.done) {
 		if (!buf_ensure(t, HTTP_CHUNK_TRAILER_MAX + 64)) {
 			conn_abort(c);
