@@ -295,7 +295,9 @@ def test_two_authorization_headers_are_refused(keys, gw_keys):
 def test_roles_scopes_api_keys_and_any_of(keys, gw_keys):
     gw, up, _ = gw_keys
     assert get(gw, "/admin", token(keys, roles=["ops"])).status == 200
-    assert get(gw, "/admin", token(keys, roles="user admin")).status == 200
+    # A string roles claim is one role unless auth.jwt.roles_split says otherwise.
+    assert get(gw, "/admin", token(keys, roles="user admin")).status == 403
+    assert get(gw, "/admin", token(keys, roles="admin")).status == 200
     assert get(gw, "/pay", token(keys, scope="pay:write pay:read")).status == 200
     assert get(gw, "/pay", token(keys, scope="pay:write")).status == 403
     resp = get(gw, "/key", headers={"X-API-Key": API_KEY})
@@ -311,6 +313,16 @@ def test_roles_scopes_api_keys_and_any_of(keys, gw_keys):
     resp = get(gw, "/either", token(keys, exp=int(time.time()) - 600),
                headers={"X-API-Key": API_KEY})
     assert resp.status == 200
+
+
+def test_roles_split_string_claim(keys, gateway, upstream, base_config, tmp_path):
+    up = upstream(name="svc")
+    jwks = tmp_path / "jwks.json"
+    keys.write_jwks(jwks, ["p256"])
+    gw = gateway(auth_config(base_config, up, jwks, jwt_extra={"roles_split": True}))
+    assert get(gw, "/admin", token(keys, roles="user admin")).status == 200
+    assert get(gw, "/admin", token(keys, roles="user administrator")).status == 403
+    assert get(gw, "/admin", token(keys, roles=["user admin"])).status == 403
 
 
 def test_spoofed_identity_headers_are_stripped(keys, gw_keys):

@@ -61,7 +61,8 @@ def metric(gw, name):
 def ws_config(base_config, echo, splice):
     cfg = base_config(upstreams=[{"name": "ws", "targets": [{"address": "127.0.0.1:%d" %
                                                              echo.port}]}],
-                      routes=[{"name": "ws", "paths": ["/ws"], "upstream": "ws"}])
+                      routes=[{"name": "ws", "paths": ["/ws"], "upstream": "ws",
+                               "websocket": True}])
     cfg["listeners"][0]["splice"] = splice
     # Echo traffic keeps up with itself; the bound only guards against stalled receivers.
     cfg["limits"] = {"splice_max_inflight_bytes": 1 << 30}

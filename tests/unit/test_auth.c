@@ -126,6 +126,7 @@ static void test_api_keys(void)
 
 	CHECK_EQ(check(ra, NULL, "mobile-secret-1", NULL, NOW, &res), AUTH_OK);
 	CHECK_STR(res.consumer, "mobile-app");
+	CHECK_STR(res.identity, "key:mobile-app");
 	CHECK_EQ(res.nforward, 1);
 	CHECK_STR(tu_forward(&res, "X-Consumer"), "mobile-app");
 	CHECK(res.claim(&res, "sub") == NULL);
@@ -196,7 +197,10 @@ static void test_jwt_roles_scopes(void)
 	    {"\"roles\":[\"user\"]", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
 	     AUTH_FORBIDDEN_SCOPE},
 	    {"\"roles\":[\"ops\"]", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_ROLE},
-	    {"\"roles\":\"user admin\"", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_SCOPE},
+	    /* a string roles claim is one role (see test_roles_split) */
+	    {"\"roles\":\"user admin\"", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
+	     AUTH_FORBIDDEN_ROLE},
+	    {"\"roles\":\"ops\"", AUTH_OK, AUTH_FORBIDDEN_SCOPE, AUTH_FORBIDDEN_ROLE},
 	    {"\"roles\":[\"administrator\"]", AUTH_FORBIDDEN_ROLE, AUTH_FORBIDDEN_SCOPE,
 	     AUTH_FORBIDDEN_ROLE},
 	    {"\"roles\":[\"user\"],\"scope\":\"pay:read pay:write\"", AUTH_FORBIDDEN_ROLE, AUTH_OK,
@@ -255,6 +259,96 @@ static void test_nested_roles_claim(void)
 	cfg_errs_free(&errs);
 }
 
+/* roles_split: the issuer writes roles as one space-separated string. */
+static void test_roles_split(void)
+{
+	struct cfg_errs errs = {0};
+	char text[1024], *t;
+	struct auth_config *saved = A, *a;
+	struct route_auth *ra;
+
+	snprintf(text, sizeof(text),
+		 "{\"auth\": {\"jwt\": {\"jwks_file\": \"%s\", \"algorithms\": [\"HS256\"], "
+		 "\"roles_split\": true}}}",
+		 tu_path("jwks.json"));
+	a = tu_config(text, &errs, NULL);
+	CHECK(a != NULL);
+	A = a;
+	ra = route("{\"jwt\": {\"roles\": [\"admin\"]}}", NULL);
+	t = hs_token("\"roles\":\"user admin\"");
+	CHECK_EQ(check1(ra, t, NULL, NULL, NOW), AUTH_OK);
+	free(t);
+	t = hs_token("\"roles\":\"user administrator\"");
+	CHECK_EQ(check1(ra, t, NULL, NULL, NOW), AUTH_FORBIDDEN_ROLE);
+	free(t);
+	t = hs_token("\"roles\":[\"user admin\"]");
+	CHECK_EQ(check1(ra, t, NULL, NULL, NOW), AUTH_FORBIDDEN_ROLE);
+	free(t);
+	route_auth_free(ra);
+	A = saved;
+	auth_config_free(a);
+	cfg_errs_free(&errs);
+	/* a bad type names its path */
+	snprintf(text, sizeof(text),
+		 "{\"auth\": {\"jwt\": {\"jwks_file\": \"%s\", \"algorithms\": [\"HS256\"], "
+		 "\"roles_split\": \"yes\"}}}",
+		 tu_path("jwks.json"));
+	a = tu_config(text, &errs, NULL);
+	CHECK(a == NULL);
+	CHECK(errs.count >= 1 && errs.text && strstr(errs.text, "auth.jwt.roles_split") != NULL);
+	auth_config_free(a);
+	cfg_errs_free(&errs);
+}
+
+/* A JWT sub equal to a consumer name, or the same sub from two issuers, are different
+ * identities for rate limits and the cache. */
+static void test_identity_namespaces(void)
+{
+	struct route_auth *ra = route("{\"any_of\": [{\"jwt\": {}}, {\"api_key\": {}}]}", NULL);
+	struct auth_result res;
+	char pl[256];
+	char *as_partner, *iss_a, *iss_b, *long_sub;
+	char big[450];
+
+	snprintf(pl, sizeof(pl), "{\"sub\":\"partner\",\"exp\":%d}", NOW + 600);
+	as_partner = tu_token("HS256", "hs", pl, NULL, secret, sizeof(secret));
+	snprintf(pl, sizeof(pl), "{\"sub\":\"u1\",\"iss\":\"https://a\",\"exp\":%d}", NOW + 600);
+	iss_a = tu_token("HS256", "hs", pl, NULL, secret, sizeof(secret));
+	snprintf(pl, sizeof(pl), "{\"sub\":\"1\",\"iss\":\"https://au\",\"exp\":%d}", NOW + 600);
+	iss_b = tu_token("HS256", "hs", pl, NULL, secret, sizeof(secret));
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	long_sub = NULL;
+	{
+		char lp[600];
+
+		snprintf(lp, sizeof(lp), "{\"sub\":\"%s\",\"exp\":%d}", big, NOW + 600);
+		long_sub = tu_token("HS256", "hs", lp, NULL, secret, sizeof(secret));
+	}
+	CHECK_EQ(check(ra, as_partner, NULL, NULL, NOW, &res), AUTH_OK);
+	CHECK_STR(res.consumer, "partner");
+	CHECK_STR(res.identity, "jwt:0:partner");
+	auth_result_release(&res);
+	CHECK_EQ(check(ra, NULL, "partner-secret", NULL, NOW, &res), AUTH_OK);
+	CHECK_STR(res.identity, "key:partner");
+	auth_result_release(&res);
+	/* "https://a" + "u1" and "https://au" + "1" concatenate alike: the length tells */
+	CHECK_EQ(check(ra, iss_a, NULL, NULL, NOW, &res), AUTH_OK);
+	CHECK_STR(res.identity, "jwt:9:https://au1");
+	auth_result_release(&res);
+	CHECK_EQ(check(ra, iss_b, NULL, NULL, NOW, &res), AUTH_OK);
+	CHECK_STR(res.identity, "jwt:10:https://au1");
+	auth_result_release(&res);
+	/* an identity too long to keep whole is refused, never truncated into another's */
+	CHECK_EQ(check(ra, long_sub, NULL, NULL, NOW, &res), AUTH_MALFORMED);
+	auth_result_release(&res);
+	free(as_partner);
+	free(iss_a);
+	free(iss_b);
+	free(long_sub);
+	route_auth_free(ra);
+}
+
 static void test_any_of(void)
 {
 	struct route_auth *ra = route("{\"any_of\": [{\"jwt\": {\"roles\": [\"user\"]}}, "
@@ -267,10 +361,12 @@ static void test_any_of(void)
 
 	CHECK_EQ(check(ra, user, NULL, NULL, NOW, &res), AUTH_OK);
 	CHECK_STR(res.consumer, "bob");
+	CHECK_STR(res.identity, "jwt:0:bob");
 	CHECK(res.claim(&res, "sub") != NULL);
 	auth_result_release(&res);
 	CHECK_EQ(check(ra, NULL, "partner-secret", NULL, NOW, &res), AUTH_OK);
 	CHECK_STR(res.consumer, "partner");
+	CHECK_STR(res.identity, "key:partner");
 	CHECK_STR(tu_forward(&res, "X-Consumer"), "partner");
 	CHECK(res.claim(&res, "sub") == NULL);
 	auth_result_release(&res);
@@ -609,6 +705,8 @@ int main(void)
 	RUN(test_api_key_roles);
 	RUN(test_jwt_roles_scopes);
 	RUN(test_nested_roles_claim);
+	RUN(test_roles_split);
+	RUN(test_identity_namespaces);
 	RUN(test_any_of);
 	RUN(test_schedule_seoul);
 	RUN(test_schedule_midnight_and_auth);

@@ -79,8 +79,53 @@ static void test_valid_config_defaults(void)
 	CHECK(cfg->router != NULL);
 	CHECK(!cfg->admin.enabled);
 	CHECK(!cfg->access_log.enabled);
+	CHECK_EQ(cfg->headers.underscores, UNDERSCORE_DROP_LOOKALIKES);
+	CHECK(!cfg->routes[0].websocket);
 	config_put(cfg);
 	cfg_errs_free(&errs);
+}
+
+/* Keys of issue 10: header policy, websocket routes, route hosts and paths. */
+static void test_hardening_keys(void)
+{
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg = load(
+		"{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+		" \"headers\": {\"underscores\": \"drop\"},"
+		" \"upstreams\": [{\"name\": \"u\", \"targets\": [{\"address\": \"127.0.0.1:9\"}]}],"
+		" \"routes\": [{\"name\": \"ws\", \"paths\": [\"/ws\"], \"upstream\": \"u\","
+		" \"websocket\": true, \"hosts\": [\"Api.Example.COM.\", \"*.Wild.test\", \"[::1]\"]}]}",
+		&errs);
+
+	CHECK(cfg != NULL);
+	if (!cfg) {
+		fprintf(stderr, "%s", errs.text);
+		cfg_errs_free(&errs);
+		return;
+	}
+	CHECK_EQ(cfg->headers.underscores, UNDERSCORE_DROP);
+	CHECK(cfg->routes[0].websocket);
+	CHECK_STR(cfg->routes[0].hosts[0], "api.example.com");
+	CHECK_STR(cfg->routes[0].hosts[1], "*.wild.test");
+	CHECK_STR(cfg->routes[0].hosts[2], "[::1]");
+	config_put(cfg);
+	cfg_errs_free(&errs);
+	CHECK(load_fails_with("\"headers\": {\"underscores\": \"keep\"}",
+			      "headers.underscores: must be one of"));
+	CHECK(load_fails_with("\"headers\": {\"underscore\": \"drop\"}",
+			      "headers.underscore: unknown key"));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"/\"], \"upstream\": \"users\","
+			      " \"websocket\": 1}]",
+			      "routes[0].websocket:"));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"/\"], \"upstream\": \"users\","
+			      " \"hosts\": [\"a.test\", \"a.test:80\"]}]",
+			      "routes[0].hosts[1]: must be a host name"));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"/ok\", \"/admin;x\"], \"upstream\": "
+			      "\"users\"}]",
+			      "routes[0].paths[1]: \"/admin;x\" is not a normalised path"));
+	CHECK(load_fails_with("\"routes\": [{\"paths\": [\"/a/../b$\"], \"upstream\": "
+			      "\"users\"}]",
+			      "routes[0].paths[0]:"));
 }
 
 static void test_errors_name_json_paths(void)
@@ -189,6 +234,7 @@ int main(void)
 {
 	RUN(test_valid_config_defaults);
 	RUN(test_errors_name_json_paths);
+	RUN(test_hardening_keys);
 	RUN(test_upstream_errors);
 	RUN(test_env_substitution);
 	RUN(test_addresses_and_cidrs);

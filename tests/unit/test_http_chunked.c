@@ -339,6 +339,86 @@ static void bad_trailers_too_large(void)
 	free(buf);
 }
 
+/* split_trailers: the scan stops after the last-chunk line, whatever the input split. */
+static void test_split_trailers(void)
+{
+	static const char body[] = "3\r\nabc\r\n0\r\nX-A: 1\r\nContent-Digest: d\r\n\r\n";
+	size_t n = sizeof(body) - 1, tstart = strlen("3\r\nabc\r\n0\r\n");
+
+	for (size_t step = 1; step <= n; step++) {
+		struct http_chunked c;
+		size_t off = 0, split_at = 0;
+		bool ok = true;
+
+		http_chunked_init(&c);
+		c.split_trailers = true;
+		while (off < n && !c.done && ok) {
+			size_t piece = n - off > step ? step : n - off;
+			bool before = c.in_trailers;
+			ssize_t r = http_chunked_scan(&c, body + off, piece, NULL, NULL);
+
+			ok = r >= 0;
+			off += r > 0 ? (size_t)r : 0;
+			if (!before && c.in_trailers)
+				split_at = off;
+		}
+		CHECK(ok);
+		CHECK(c.done);
+		CHECK_EQ(off, n);
+		CHECK_EQ(split_at, tstart);
+	}
+}
+
+static bool keep_digest(struct http_str name, void *arg)
+{
+	(void)arg;
+	return http_trailer_allowed(name);
+}
+
+static const char *filter(const char *in)
+{
+	static char out[512];
+	ssize_t r = http_trailers_filter(in, strlen(in), out, sizeof(out), keep_digest, NULL);
+
+	if (r < 0)
+		return NULL;
+	out[r] = '\0';
+	return out;
+}
+
+static void test_trailers_filter(void)
+{
+	char inplace[] = "Host: evil\r\nrepr-digest: x\r\nX-Consumer: root\r\n\r\n";
+	ssize_t r;
+
+	CHECK_STR(filter("\r\n"), "\r\n");
+	CHECK_STR(filter("X-A: 1\r\n\r\n"), "\r\n");
+	CHECK_STR(filter("Content-Digest: sha-256=:x=:\r\n\r\n"),
+		  "Content-Digest: sha-256=:x=:\r\n\r\n");
+	CHECK_STR(filter("Transfer-Encoding: chunked\r\nContent-Length: 5\r\nHost: evil\r\n"
+			 "Authorization: Bearer x\r\nX-Forwarded-For: 1.2.3.4\r\ngrpc-status: 0\r\n"
+			 "Cookie: a=b\r\nGRPC-Message: ok\r\n\r\n"),
+		  "grpc-status: 0\r\nGRPC-Message: ok\r\n\r\n");
+	/* not a complete section */
+	CHECK(filter("X-A: 1\r\n") == NULL);
+	CHECK(filter("") == NULL);
+	CHECK(filter("X-A\r\n\r\n") == NULL);
+	CHECK(filter("\r\n\r\n") == NULL);
+	/* in place */
+	r = http_trailers_filter(inplace, strlen(inplace), inplace, strlen(inplace), keep_digest,
+				 NULL);
+	CHECK_EQ(r, (ssize_t)strlen("repr-digest: x\r\n\r\n"));
+	CHECK(!memcmp(inplace, "repr-digest: x\r\n\r\n", (size_t)r));
+	/* a too small output */
+	{
+		char small[4];
+
+		CHECK_EQ(http_trailers_filter("Digest: abc\r\n\r\n", 15, small, sizeof(small),
+					      keep_digest, NULL),
+			 -1);
+	}
+}
+
 int main(void)
 {
 	RUN(test_simple);
@@ -346,6 +426,8 @@ int main(void)
 	RUN(test_leading_zeros);
 	RUN(test_extensions);
 	RUN(test_trailers);
+	RUN(test_split_trailers);
+	RUN(test_trailers_filter);
 	RUN(test_empty_body);
 	RUN(test_stops_at_end);
 	RUN(test_big_chunk_streamed);

@@ -32,8 +32,7 @@ static void test_unchanged(void)
 	NORM("/a", "/a");
 	NORM("/a/b/c", "/a/b/c");
 	NORM("/a/b/", "/a/b/");
-	NORM("/...", "/...");
-	NORM("/.a/b.", "/.a/b.");
+	NORM("/.a/b.c", "/.a/b.c");
 	NORM("/a..b/..c", "/a..b/..c");
 	NORM("/users/42:edit@x", "/users/42:edit@x");
 }
@@ -80,13 +79,22 @@ static void test_percent_decoding(void)
 {
 	NORM("/%41%62c", "/Abc");
 	NORM("/%7e%7Euser", "/~~user");
-	NORM("/a%2Db%5fc%2e", "/a-b_c.");
+	NORM("/a%2Db%5fc%2e", "/a-b_c");
 	NORM("/a%20b", "/a%20b");
 	NORM("/a%3ab", "/a%3Ab");
 	NORM("/%c3%a9", "/%C3%A9");
 	NORM("/%25", "/%25");
-	/* decoding happens once: %2541 stays an escaped percent */
-	NORM("/%2541", "/%2541");
+	/* decoding happens once; "%25" + hex hex would be an escape to a double decoder */
+	INVALID("/%2541");
+	INVALID("/%252e%252e/admin");
+	INVALID("/a%252F");
+	/* also when the digits come from decoding: "%25%41%41" is "%25AA" */
+	INVALID("/%25%41%41");
+	INVALID("/x%25%32e");
+	NORM("/100%25", "/100%25");
+	NORM("/50%25off", "/50%25off");
+	NORM("/a%25g1", "/a%25g1");
+	NORM("/a%252", "/a%252");
 }
 
 static void test_forbidden(void)
@@ -105,6 +113,60 @@ static void test_forbidden(void)
 	INVALID("a/b");
 	INVALID("*");
 	INVALID("host:443");
+}
+
+/* What Tomcat, Spring, Jetty and IIS make of a path is what the router sees. */
+static void test_path_parameters(void)
+{
+	NORM("/admin;x", "/admin");
+	NORM("/admin;jsessionid=1/users", "/admin/users");
+	NORM("/a;x/b;y=1,2/c", "/a/b/c");
+	NORM("/admin/..;/admin", "/admin");
+	NORM("/open/..;/admin", "/admin");
+	NORM("/open/..;x=1/admin", "/admin");
+	NORM("/open/.;/admin", "/open/admin");
+	NORM("/;x/admin", "/admin");
+	NORM("/;/admin", "/admin");
+	NORM("/admin/;x", "/admin/");
+	NORM("/admin;", "/admin");
+	/* an encoded ';' is ambiguous (a delimiter to some servers, data to others) */
+	INVALID("/admin%3bx");
+	INVALID("/admin%3B");
+	INVALID("/open/..%3B/admin");
+	INVALID("/..;/admin");
+	INVALID("/a/..;/..;/b");
+}
+
+static void test_trailing_dots(void)
+{
+	NORM("/admin.", "/admin");
+	NORM("/admin..", "/admin");
+	NORM("/admin./x", "/admin/x");
+	NORM("/admin%2e", "/admin");
+	NORM("/admin.%2E", "/admin");
+	NORM("/v1.2.", "/v1.2");
+	NORM("/a.b", "/a.b");
+	NORM("/admin.;x", "/admin");
+	/* three or more dots: Windows reads "..." as "..": refused */
+	INVALID("/...");
+	INVALID("/a/.../b");
+	INVALID("/a/%2e%2e%2e");
+	INVALID("/a/....");
+	INVALID("/a/...;x");
+}
+
+static void test_whitespace_and_controls(void)
+{
+	NORM("/a%20b", "/a%20b");
+	INVALID("/admin%20");
+	INVALID("/%20admin");
+	INVALID("/admin%20/x");
+	INVALID("/admin%09");
+	INVALID("/admin%0a");
+	INVALID("/admin%0D%0A");
+	INVALID("/a%1fb");
+	INVALID("/a%7fb");
+	INVALID("/admin.%20");
 }
 
 static void test_raw_nul(void)
@@ -151,6 +213,63 @@ static void test_normal_path_not_written(void)
 	munmap(p, (size_t)page);
 }
 
+/*
+ * Properties over many generated paths (fixed seed, bounded): the output is never longer,
+ * normalising twice changes nothing, and what comes out has no parameters, no dot or
+ * trailing-dot segments, no empty inner segments: the router and the upstream read it alike.
+ */
+static void test_properties(void)
+{
+	static const char *const atoms[] = {
+	    "/",   "/",	  "a",	"A", ".",  "..",  ";",	    ";x", "%2e", "%2E", "%3b", "%20",
+	    "%41", "%25", "2e", "%", "b.", "%7e", "%c3%a9", "//", "...", "x=1", "\\",  "%00"};
+	unsigned seed = 12345;
+	char in[128], buf[128], again[128];
+	int bad = 0;
+
+	for (int iter = 0; iter < 200000; iter++) {
+		size_t n = 0;
+		ssize_t r, r2;
+		int parts;
+
+		seed = seed * 1103515245u + 12345u;
+		parts = 1 + (int)(seed >> 16) % 8;
+		in[n++] = '/';
+		for (int k = 0; k < parts; k++) {
+			const char *a;
+			size_t al;
+
+			seed = seed * 1103515245u + 12345u;
+			a = atoms[(seed >> 16) % (sizeof(atoms) / sizeof(atoms[0]))];
+			al = strlen(a);
+			if (n + al >= sizeof(in))
+				break;
+			memcpy(in + n, a, al);
+			n += al;
+		}
+		memcpy(buf, in, n);
+		r = http_path_normalize(buf, n);
+		if (r < 0)
+			continue;
+		if ((size_t)r > n || r == 0 || buf[0] != '/') {
+			bad++;
+			continue;
+		}
+		memcpy(again, buf, (size_t)r);
+		r2 = http_path_normalize(again, (size_t)r);
+		if (r2 != r || memcmp(again, buf, (size_t)r))
+			bad++;
+		for (ssize_t i = 0; i < r; i++) {
+			bool seg_end = i + 1 == r || buf[i + 1] == '/';
+
+			if (buf[i] == ';' || (buf[i] == '.' && seg_end) ||
+			    (buf[i] == '/' && i + 1 < r && buf[i + 1] == '/'))
+				bad++;
+		}
+	}
+	CHECK_EQ(bad, 0);
+}
+
 int main(void)
 {
 	RUN(test_unchanged);
@@ -159,9 +278,13 @@ int main(void)
 	RUN(test_escapes_root);
 	RUN(test_percent_decoding);
 	RUN(test_forbidden);
+	RUN(test_path_parameters);
+	RUN(test_trailing_dots);
+	RUN(test_whitespace_and_controls);
 	RUN(test_raw_nul);
 	RUN(test_slashes);
 	RUN(test_length_only);
 	RUN(test_normal_path_not_written);
+	RUN(test_properties);
 	return CHECK_DONE();
 }

@@ -211,6 +211,31 @@ static void test_no_route_and_odd_status(void)
 	free(text);
 }
 
+static void test_protocol_error_outcome(void)
+{
+	struct metrics_shard *m = metrics_shard(2);
+	int slot = metrics_target_slot("perr", "10.0.0.9:80");
+	char *text;
+
+	CHECK(slot >= 0);
+	CHECK_STR(upstream_outcome_name(OUTCOME_PROTOCOL_ERROR), "protocol_error");
+	CHECK_STR(upstream_outcome_name(OUTCOME_COUNT), "unknown");
+	metrics_upstream_request(m, slot, OUTCOME_PROTOCOL_ERROR);
+	metrics_upstream_request(m, slot, OUTCOME_PROTOCOL_ERROR);
+	metrics_upstream_request(m, slot, OUTCOME_SUCCESS);
+	text = render(NULL, NULL);
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	CHECK_EQ(sample(text, "xgate_upstream_requests_total{upstream=\"perr\","
+			      "target=\"10.0.0.9:80\",outcome=\"protocol_error\"}"),
+		 2);
+	CHECK_EQ(sample(text, "xgate_upstream_requests_total{upstream=\"perr\","
+			      "target=\"10.0.0.9:80\",outcome=\"success\"}"),
+		 1);
+	free(text);
+}
+
 static void test_escaping(void)
 {
 	int route = metrics_route_slot("we\"ird\\na\nme");
@@ -332,6 +357,7 @@ int main(void)
 	RUN(test_interning);
 	RUN(test_shards_sum);
 	RUN(test_histogram);
+	RUN(test_protocol_error_outcome);
 	RUN(test_no_route_and_odd_status);
 	RUN(test_escaping);
 	RUN(test_config_and_extra);

@@ -220,8 +220,46 @@ static void test_two_threads_share_one_bucket(void)
 	ratelimit_policy_free(p);
 }
 
+static void test_ip_key(void)
+{
+	char k[RATELIMIT_IP_KEY_LEN], small[8];
+
+	CHECK_EQ(ratelimit_ip_key("192.0.2.7", k, sizeof(k)), strlen("ip:192.0.2.7"));
+	CHECK_STR(k, "ip:192.0.2.7");
+	/* one /64, one key; the neighbouring /64 is another */
+	ratelimit_ip_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd", k, sizeof(k));
+	CHECK_STR(k, "ip:2001:db8:1:2::/64");
+	ratelimit_ip_key("2001:db8:1:2::1", k, sizeof(k));
+	CHECK_STR(k, "ip:2001:db8:1:2::/64");
+	ratelimit_ip_key("2001:DB8:1:2:ffff:ffff:ffff:ffff", k, sizeof(k));
+	CHECK_STR(k, "ip:2001:db8:1:2::/64");
+	ratelimit_ip_key("2001:db8:1:3::1", k, sizeof(k));
+	CHECK_STR(k, "ip:2001:db8:1:3::/64");
+	ratelimit_ip_key("::1", k, sizeof(k));
+	CHECK_STR(k, "ip:::/64");
+	ratelimit_ip_key("fe80::1:2:3:4", k, sizeof(k));
+	CHECK_STR(k, "ip:fe80::/64");
+	/* IPv4-mapped: the IPv4 address */
+	ratelimit_ip_key("::ffff:192.0.2.7", k, sizeof(k));
+	CHECK_STR(k, "ip:192.0.2.7");
+	/* not an address: as it is, still in the ip: space */
+	ratelimit_ip_key("", k, sizeof(k));
+	CHECK_STR(k, "ip:");
+	ratelimit_ip_key("junk", k, sizeof(k));
+	CHECK_STR(k, "ip:junk");
+	/* the longest IPv6 text fits the documented size */
+	CHECK(ratelimit_ip_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", k, sizeof(k)) <
+	      sizeof(k));
+	CHECK_STR(k, "ip:ffff:ffff:ffff:ffff::/64");
+	/* truncation stays inside the buffer */
+	CHECK_EQ(ratelimit_ip_key("192.0.2.7", small, sizeof(small)), sizeof(small) - 1);
+	CHECK_STR(small, "ip:192.");
+	CHECK_EQ(ratelimit_ip_key("192.0.2.7", small, 0), 0);
+}
+
 int main(void)
 {
+	RUN(test_ip_key);
 	RUN(test_parse);
 	RUN(test_parse_errors);
 	RUN(test_burst_refill_retry_after);

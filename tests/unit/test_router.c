@@ -255,6 +255,61 @@ static void test_hosts(void)
 	fixture_free(&f);
 }
 
+/* A host's own route wins over a host-less (or wildcard) route of the same path, whatever
+ * their order in the file. */
+static void test_host_specific_first(void)
+{
+	static const struct route_spec spec[] = {
+	    {.paths = {"/api"}},
+	    {.paths = {"/api"}, .hosts = {"*.example.com"}},
+	    {.paths = {"/api"}, .hosts = {"a.example.com"}},
+	    {.paths = {"/x"}, .hosts = {"a.example.com"}, .methods = M(HTTP_GET)},
+	    {.paths = {"/x"}},
+	};
+	struct fixture f;
+	struct route_match out;
+
+	if (!fixture_build(&f, spec, 5)) {
+		CHECK(0);
+		return;
+	}
+	CHECK_EQ(match_full(&f, HTTP_GET, "/api/1", "a.example.com", NULL, NULL, &out), 2);
+	CHECK_EQ(match_full(&f, HTTP_GET, "/api/1", "b.example.com", NULL, NULL, &out), 1);
+	CHECK_EQ(match_full(&f, HTTP_GET, "/api/1", "other.test", NULL, NULL, &out), 0);
+	CHECK_EQ(match_full(&f, HTTP_GET, "/api/1", NULL, NULL, NULL, &out), 0);
+	CHECK_EQ(match_full(&f, HTTP_GET, "/x", "a.example.com", NULL, NULL, &out), 3);
+	/* the host's route does not allow the method: the host-less one of the path answers */
+	CHECK_EQ(match_full(&f, HTTP_POST, "/x", "a.example.com", NULL, NULL, &out), 4);
+	CHECK_EQ(match_full(&f, HTTP_GET, "/x", "b.example.com", NULL, NULL, &out), 4);
+	/* host names compare without regard to case (the caller lower-cases, but be safe) */
+	CHECK_EQ(match_full(&f, HTTP_GET, "/api", "A.Example.COM", NULL, NULL, &out), 2);
+	fixture_free(&f);
+}
+
+/* Path segments match without regard to ASCII case. */
+static void test_path_case(void)
+{
+	static const struct route_spec spec[] = {
+	    {.paths = {"/"}},
+	    {.paths = {"/admin"}},
+	    {.paths = {"/Api/Users$"}},
+	};
+	struct fixture f;
+
+	if (!fixture_build(&f, spec, 3)) {
+		CHECK(0);
+		return;
+	}
+	CHECK_EQ(match(&f, HTTP_GET, "/admin"), 1);
+	CHECK_EQ(match(&f, HTTP_GET, "/ADMIN"), 1);
+	CHECK_EQ(match(&f, HTTP_GET, "/AdMiN/x"), 1);
+	CHECK_EQ(match(&f, HTTP_GET, "/api/users"), 2);
+	CHECK_EQ(match(&f, HTTP_GET, "/API/USERS"), 2);
+	CHECK_EQ(match(&f, HTTP_GET, "/adminx"), 0);
+	CHECK_EQ(match(&f, HTTP_GET, "/api/users/1"), 0);
+	fixture_free(&f);
+}
+
 static void test_headers(void)
 {
 	static const struct route_spec spec[] = {
@@ -414,6 +469,8 @@ int main(void)
 	RUN(test_boundaries);
 	RUN(test_exact);
 	RUN(test_hosts);
+	RUN(test_host_specific_first);
+	RUN(test_path_case);
 	RUN(test_headers);
 	RUN(test_method_not_allowed);
 	RUN(test_format_allow);

@@ -47,11 +47,19 @@ int auth_reason_status(enum auth_reason r);
 #define AUTH_WWW_AUTHENTICATE "Bearer error=\"invalid_token\""
 
 #define AUTH_MAX_FORWARD 16
+#define AUTH_IDENTITY_MAX 400
 
 struct auth_result {
 	int status; /* 0 allowed, 401 or 403 */
 	enum auth_reason reason;
 	char consumer[128]; /* API-key consumer name or JWT sub; "" when anonymous */
+	/*
+	 * Who the caller is, namespaced by the kind of credential, for keys (rate limits,
+	 * cache): "key:" + consumer name, or "jwt:" + issuer length + ":" + issuer + sub, so
+	 * a JWT whose sub is "mobile-app" is not the API-key consumer "mobile-app", nor the
+	 * same sub from another issuer. "" when anonymous.
+	 */
+	char identity[AUTH_IDENTITY_MAX];
 	/* Headers to add upstream (forward_claims, X-Consumer); strings owned by the result. */
 	int nforward;
 	struct {
@@ -117,5 +125,8 @@ void auth_result_release(struct auth_result *r);
 
 /* True for headers clients must never supply themselves (forward_claims targets, X-Consumer). */
 bool auth_is_identity_header(const struct auth_config *a, struct http_str name);
+/* True for headers that carry credentials the gateway checks (Authorization, the API-key
+ * header). */
+bool auth_is_credential_header(const struct auth_config *a, struct http_str name);
 
 #endif

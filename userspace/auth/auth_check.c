@@ -59,6 +59,7 @@ static int find_header(const struct http_request *req, const char *name, struct 
 {
 	int i, n = 0;
 
+	*val = (struct http_str){NULL, 0};
 	for (i = 0; i < req->nheaders; i++) {
 		if (!str_eq_nocase(req->headers[i].name, name))
 			continue;
@@ -90,6 +91,7 @@ static void result_init(struct auth_result *out)
 	out->status = 0;
 	out->reason = AUTH_OK;
 	out->consumer[0] = '\0';
+	out->identity[0] = '\0';
 	out->nforward = 0;
 	out->claim = result_claim;
 	out->priv = NULL;
@@ -107,8 +109,9 @@ static void result_clear(struct auth_result *out)
 	result_init(out);
 }
 
-/* True when item is in v: an array of strings or a space-separated string. */
-static bool token_list_has(json_t *v, const char *item)
+/* True when item is in v: an array of strings, or a string that is the item itself or,
+ * when split, a space-separated list holding it. */
+static bool token_list_has(json_t *v, const char *item, bool split)
 {
 	size_t i, ilen = strlen(item);
 	const char *p, *end;
@@ -121,6 +124,8 @@ static bool token_list_has(json_t *v, const char *item)
 	}
 	if (!json_is_string(v))
 		return false;
+	if (!split)
+		return !strcmp(json_string_value(v), item);
 	p = json_string_value(v);
 	end = p + json_string_length(v);
 	while (p < end) {
@@ -134,12 +139,16 @@ static bool token_list_has(json_t *v, const char *item)
 	return false;
 }
 
-static bool any_role(json_t *have, const struct string_list *want)
+/*
+ * Roles: a string claim is one role unless roles_split says the issuer writes a list that
+ * way ("user admin" must not become "admin" for an issuer whose role names hold spaces).
+ */
+static bool any_role(json_t *have, const struct string_list *want, bool split)
 {
 	int i;
 
 	for (i = 0; i < want->n; i++)
-		if (token_list_has(have, want->items[i]))
+		if (token_list_has(have, want->items[i], split))
 			return true;
 	return !want->n;
 }
@@ -148,8 +157,9 @@ static bool all_scopes(json_t *have, const struct string_list *want)
 {
 	int i;
 
+	/* "scope" is a space-separated list by definition (RFC 8693 4.2) */
 	for (i = 0; i < want->n; i++)
-		if (!token_list_has(have, want->items[i]))
+		if (!token_list_has(have, want->items[i], true))
 			return false;
 	return true;
 }
@@ -230,11 +240,17 @@ static int format_claim(json_t *v, char *out, size_t outlen)
 static enum auth_reason fill_jwt_result(const struct jwt_settings *jwt, json_t *claims,
 					struct auth_result *out)
 {
-	json_t *sub = json_object_get(claims, "sub");
+	json_t *sub = json_object_get(claims, "sub"), *iss = json_object_get(claims, "iss");
+	const char *issuer = json_is_string(iss) ? json_string_value(iss) : "";
 	int i, n;
 
-	if (json_is_string(sub))
+	if (json_is_string(sub)) {
 		snprintf(out->consumer, sizeof(out->consumer), "%s", json_string_value(sub));
+		n = snprintf(out->identity, sizeof(out->identity), "jwt:%zu:%s%s", strlen(issuer),
+			     issuer, json_string_value(sub));
+		if (n < 0 || (size_t)n >= sizeof(out->identity))
+			return AUTH_MALFORMED; /* a truncated identity could be someone else's */
+	}
 	for (i = 0; i < jwt->nforward; i++) {
 		n = format_claim(jwt_claim(claims, jwt->forward[i].claim),
 				 out->forward[out->nforward].value, sizeof(out->forward[0].value));
@@ -329,7 +345,7 @@ static enum auth_reason check_jwt(const struct auth_config *a, const struct auth
 		r = jwt_claims(a, cache, tok, now, &claims);
 	if (r != AUTH_OK)
 		return r;
-	if (!any_role(jwt_claim(claims, a->jwt.roles_claim), &m->roles))
+	if (!any_role(jwt_claim(claims, a->jwt.roles_claim), &m->roles, a->jwt.roles_split))
 		r = AUTH_FORBIDDEN_ROLE;
 	else if (!all_scopes(jwt_claim(claims, a->jwt.scopes_claim), &m->scopes))
 		r = AUTH_FORBIDDEN_SCOPE;
@@ -446,6 +462,7 @@ static enum auth_reason check_api_key(const struct auth_config *a, const struct 
 	if (m->roles.n && n == m->roles.n)
 		return AUTH_FORBIDDEN_ROLE;
 	snprintf(out->consumer, sizeof(out->consumer), "%s", c->name);
+	snprintf(out->identity, sizeof(out->identity), "key:%s", c->name);
 	snprintf(out->forward[0].name, sizeof(out->forward[0].name), "%s", AUTH_CONSUMER_HEADER);
 	snprintf(out->forward[0].value, sizeof(out->forward[0].value), "%s", c->name);
 	out->nforward = 1;
@@ -504,4 +521,10 @@ bool auth_is_identity_header(const struct auth_config *a, struct http_str name)
 		if (str_eq_nocase(name, a->jwt.forward[i].header))
 			return true;
 	return false;
+}
+
+bool auth_is_credential_header(const struct auth_config *a, struct http_str name)
+{
+	return str_eq_nocase(name, "authorization") ||
+	       (a && a->api_key_header && str_eq_nocase(name, a->api_key_header));
 }

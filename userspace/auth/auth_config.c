@@ -244,19 +244,13 @@ static void load_keyset(struct jwt_settings *jwt, const char *path, struct cfg_e
 static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 		      struct cfg_errs *errs)
 {
-	static const char *const known[] = {"jwks_file",
-					    "public_keys",
-					    "algorithms",
-					    "issuer",
-					    "audience",
-					    "leeway_s",
-					    "roles_claim",
-					    "scopes_claim",
-					    "forward_claims",
-					    "max_token_bytes",
-					    "cache_size",
-					    "require_exp",
-					    NULL};
+	static const char *const known[] = {"jwks_file",       "public_keys",
+					    "algorithms",      "issuer",
+					    "audience",	       "leeway_s",
+					    "roles_claim",     "roles_split",
+					    "scopes_claim",    "forward_claims",
+					    "max_token_bytes", "cache_size",
+					    "require_exp",     NULL};
 	long long leeway, max_bytes, cache_size;
 
 	jwt->enabled = true;
@@ -272,6 +266,7 @@ static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 	cfg_get_int(obj, "cache_size", path, DEFAULT_CACHE_SIZE, 0, 1 << 20, &cache_size, errs);
 	cfg_get_bool(obj, "require_exp", path, false, &jwt->policy.require_exp, errs);
 	cfg_get_str(obj, "roles_claim", path, "roles", &jwt->roles_claim, errs);
+	cfg_get_bool(obj, "roles_split", path, false, &jwt->roles_split, errs);
 	cfg_get_str(obj, "scopes_claim", path, "scope", &jwt->scopes_claim, errs);
 	jwt->policy.leeway_s = leeway;
 	jwt->policy.max_token_bytes = max_bytes;

@@ -22,6 +22,7 @@ struct jwt_settings {
 	bool enabled;
 	struct jwt_policy policy;
 	char *roles_claim;
+	bool roles_split; /* a string roles claim is a space-separated list (else one role) */
 	char *scopes_claim;
 	struct forward_claim forward[AUTH_MAX_FORWARD];
 	int nforward;

@@ -370,6 +370,40 @@ static uint32_t method_bit(const char *name)
 	return 0;
 }
 
+/* Route hosts compare like request hosts: lower case, without a trailing dot. */
+static void tidy_route_host(char *h, const char *jpath, struct cfg_errs *errs)
+{
+	size_t n = strlen(h);
+
+	for (size_t i = 0; i < n; i++)
+		h[i] = tolower((unsigned char)h[i]);
+	if (n > 1 && h[n - 1] == '.')
+		h[--n] = '\0';
+	if (!n || h[0] == '.' || (h[0] != '[' && strchr(h, ':')) || strchr(h, '/') ||
+	    (h[0] == '*' && h[1] != '.'))
+		cfg_err(errs, jpath, "must be a host name or \"*.domain\" (no port)");
+}
+
+/* A route path the normaliser leaves as it is ("$" suffix aside). */
+static bool route_path_normal(const char *rp)
+{
+	size_t n = strlen(rp);
+	char *copy;
+	ssize_t r;
+
+	if (n && rp[n - 1] == '$')
+		n--;
+	if (n > 1 && rp[n - 1] == '/')
+		n--; /* "/api/" is a dir route: its trailing slash is meaningful */
+	copy = strndup(rp, n);
+	if (!copy)
+		return true; /* out of memory is not the user's error; the router still builds */
+	r = http_path_normalize(copy, n);
+	r = r == (ssize_t)n && !memcmp(copy, rp, n);
+	free(copy);
+	return r;
+}
+
 static void parse_route_matchers(json_t *r, const char *path, struct route_config *rc,
 				 struct cfg_errs *errs)
 {
@@ -383,9 +417,17 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	cfg_path_key(p, path, "paths");
 	if (!rc->npaths)
 		cfg_err(errs, p, "at least one path is required");
-	for (int i = 0; i < rc->npaths; i++)
+	for (int i = 0; i < rc->npaths; i++) {
 		if (rc->paths[i][0] != '/')
 			cfg_err(errs, cfg_path_idx(ip, p, i), "must start with \"/\"");
+		else if (!route_path_normal(rc->paths[i]))
+			cfg_err(errs, cfg_path_idx(ip, p, i),
+				"\"%s\" is not a normalised path (no %%-escapes of unreserved "
+				"characters, dot segments, \";\" parameters, trailing dots or "
+				"repeated slashes): requests are normalised before matching, so it "
+				"would never match",
+				rc->paths[i]);
+	}
 	cfg_get_strings(r, "methods", path, false, &methods, &nmethods, errs);
 	for (int i = 0; i < nmethods; i++) {
 		uint32_t bit = method_bit(methods[i]);
@@ -398,6 +440,9 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	}
 	free(methods);
 	cfg_get_strings(r, "hosts", path, true, &rc->hosts, &rc->nhosts, errs);
+	for (int i = 0; i < rc->nhosts; i++)
+		tidy_route_host(rc->hosts[i], cfg_path_idx(ip, cfg_path_key(p, path, "hosts"), i),
+				errs);
 	hdrs = cfg_get_object(r, "headers", path, errs);
 	if (!hdrs || !json_object_size(hdrs))
 		return;
@@ -422,7 +467,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	static const char *const keys[] = { "name",	   "paths",	 "methods", "hosts",
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
-					    "throttle",	   NULL };
+					    "throttle",	   "websocket",	 NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -439,6 +484,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	parse_route_matchers(r, path, rc, errs);
 	rc->upstream = upstream_ref(r, "upstream", path, cfg, true, errs);
 	cfg_get_bool(r, "strip_prefix", path, false, &rc->strip_prefix, errs);
+	cfg_get_bool(r, "websocket", path, false, &rc->websocket, errs);
 	cache = cfg_get_object(r, "cache", path, errs);
 	if (cache) {
 		cfg_check_keys(cache, cfg_path_key(p, path, "cache"), ckeys, errs);
@@ -621,11 +667,24 @@ static void parse_access_log(json_t *root, struct xg_config *cfg, struct cfg_err
 	cfg_get_enum(o, "format", "access_log", formats, 0, &fmt, errs);
 }
 
+static void parse_headers(json_t *root, struct headers_config *h, struct cfg_errs *errs)
+{
+	static const char *const keys[] = { "underscores", NULL };
+	static const char *const policies[] = { "drop_lookalikes", "drop", "allow", NULL };
+	json_t *o = cfg_get_object(root, "headers", "", errs);
+	int v = UNDERSCORE_DROP_LOOKALIKES;
+
+	if (o)
+		cfg_check_keys(o, "headers", keys, errs);
+	cfg_get_enum(o, "underscores", "headers", policies, UNDERSCORE_DROP_LOOKALIKES, &v, errs);
+	h->underscores = v;
+}
+
 static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
-					    "consumers", "access_log", NULL };
+					    "consumers", "access_log", "headers",  NULL };
 	long long workers;
 	json_t *edge;
 
@@ -637,6 +696,7 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	if (cfg->workers > MAX_WORKERS)
 		cfg->workers = MAX_WORKERS;
 	parse_limits(root, &cfg->limits, errs);
+	parse_headers(root, &cfg->headers, errs);
 	cfg->auth = auth_config_parse(cfg_get_object(root, "auth", "", errs),
 				      cfg_get_array(root, "consumers", "", errs), errs);
 	parse_upstreams(root, cfg, errs);

@@ -60,6 +60,17 @@ struct limits_config {
 	uint64_t splice_max_inflight_bytes; /* per spliced direction, process-wide */
 };
 
+/* Request header names with '_' (see http_name_dashed). */
+enum underscore_policy {
+	UNDERSCORE_DROP_LOOKALIKES, /* drop those that read as a header the gateway controls */
+	UNDERSCORE_DROP,	    /* drop every one (NGINX's default) */
+	UNDERSCORE_ALLOW,	    /* forward them all */
+};
+
+struct headers_config {
+	enum underscore_policy underscores;
+};
+
 enum balance_kind { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_HASH };
 enum hash_on_kind { HASH_ON_IP, HASH_ON_HEADER, HASH_ON_CLAIM };
 
@@ -117,6 +128,7 @@ struct route_config {
 	int nheaders;
 	int upstream; /* index into config.upstreams */
 	bool strip_prefix;
+	bool websocket; /* honour "Upgrade: websocket" (any other upgrade is always ignored) */
 	struct route_auth *auth;	    /* NULL: open */
 	struct ratelimit_policy *rate_limit; /* NULL: none */
 	struct throttle_policy *throttle;    /* NULL: none */
@@ -147,6 +159,7 @@ struct xg_config {
 	int nlisteners;
 	struct admin_config admin;
 	struct limits_config limits;
+	struct headers_config headers;
 	struct upstream_config *upstreams;
 	int nupstreams;
 	struct route_config *routes;

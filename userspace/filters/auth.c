@@ -17,6 +17,7 @@ static enum filter_verdict auth_request(struct stream *st, void *state)
 	if (!ar->status) {
 		st->auth_done = true; /* released at stream end, after the upstream head is built */
 		snprintf(st->consumer, sizeof(st->consumer), "%s", ar->consumer);
+		snprintf(st->identity, sizeof(st->identity), "%s", ar->identity);
 		return FILTER_CONTINUE;
 	}
 	metrics_auth_failure(st->env->metrics, ar->reason);

@@ -27,13 +27,15 @@ static enum filter_verdict cache_request(struct stream *st, void *state)
 	char *keybuf;
 	size_t n;
 
-	if (!cache_request_cacheable(&st->req, rc->auth != NULL && st->consumer[0]))
+	/* Keyed by the namespaced identity: a JWT sub never shares entries with an API-key
+	 * consumer of the same name. */
+	if (!cache_request_cacheable(&st->req, rc->auth != NULL && st->identity[0]))
 		return FILTER_CONTINUE;
 	keybuf = stream_alloc(st, CACHE_KEY_MAX);
 	if (!keybuf)
 		return FILTER_CONTINUE;
 	n = cache_key_make(&cs->key, keybuf, CACHE_KEY_MAX, &st->req, st->host_name, st->host_len,
-			   st->path, st->path_len, st->route, st->consumer, strlen(st->consumer));
+			   st->path, st->path_len, st->route, st->identity, strlen(st->identity));
 	if (n > CACHE_KEY_MAX)
 		return FILTER_CONTINUE;
 	cs->keyed = true;

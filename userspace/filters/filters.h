@@ -9,6 +9,7 @@
 #ifndef XGATE_FILTERS_FILTERS_H
 #define XGATE_FILTERS_FILTERS_H
 
+#include "ratelimit/ratelimit.h"
 #include "stream/stream.h"
 
 extern const struct filter filter_route;
@@ -16,6 +17,9 @@ extern const struct filter filter_auth;
 extern const struct filter filter_rate_limit;
 extern const struct filter filter_throttle;
 extern const struct filter filter_cache;
+
+/* The rate-limit / throttle key for "by" (filters/ratelimit.c); buf holds an address key. */
+const char *filter_limit_key(const struct stream *st, enum ratelimit_by by, char *buf, size_t cap);
 
 /* Puts the route filter at the head of a new stream's chain. */
 bool filters_begin(struct stream *st);

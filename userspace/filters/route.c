@@ -11,7 +11,7 @@
 #include "filters/filters.h"
 #include "router/router.h"
 
-/* Host without port, lower-cased; false when it does not fit or an IPv6 literal is open. */
+/* Host without port or trailing dot, lower-cased; false when it does not fit or an IPv6 literal is open. */
 static bool host_of(const struct http_request *req, char *out, size_t outlen, size_t *len)
 {
 	const char *p = req->host.p;
@@ -29,6 +29,8 @@ static bool host_of(const struct http_request *req, char *out, size_t outlen, si
 		if (colon)
 			n = colon - p;
 	}
+	if (n > 1 && p[n - 1] == '.')
+		n--; /* "example.com." is the fully qualified "example.com" */
 	if (n >= outlen)
 		return false;
 	for (i = 0; i < n; i++)

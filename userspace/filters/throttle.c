@@ -29,19 +29,11 @@ static void throttle_fire(struct timer *t)
 	stream_ref_wake(ts->ref);
 }
 
-static const char *throttle_key(const struct stream *st, enum ratelimit_by by)
-{
-	if (by == RL_BY_ROUTE)
-		return "";
-	if (by == RL_BY_CONSUMER && st->consumer[0])
-		return st->consumer;
-	return st->peer_ip;
-}
-
 static enum filter_verdict throttle_request(struct stream *st, void *state)
 {
 	struct throttle_state *ts = state;
 	const struct route_config *rc = &st->cfg->routes[st->route];
+	char ipkey[RATELIMIT_IP_KEY_LEN];
 	const char *key;
 	uint64_t delay_ns;
 	uint32_t retry_after = 1;
@@ -49,7 +41,7 @@ static enum filter_verdict throttle_request(struct stream *st, void *state)
 
 	if (ts->held)
 		return timer_armed(&ts->timer) ? FILTER_WAIT : FILTER_CONTINUE;
-	key = throttle_key(st, throttle_policy_by(rc->throttle));
+	key = filter_limit_key(st, throttle_policy_by(rc->throttle), ipkey, sizeof(ipkey));
 	switch (throttle_admit(rc->throttle, key, strlen(key), clock_mono_ns(), &delay_ns,
 			       &retry_after)) {
 	case THROTTLE_PASS:

@@ -3,6 +3,8 @@
  * for the framing lines, bulk skipping for chunk data, so any split of the input gives
  * the same result.
  */
+#include <string.h>
+
 #include "http/http.h"
 #include "http/http_internal.h"
 
@@ -146,9 +148,67 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
 			c->state = framing_byte(c, (unsigned char)buf[i++]);
 		if (c->state == CH_ERROR)
 			return -1;
+		if (c->state == CH_TRAILER_START && !c->in_trailers) {
+			c->in_trailers = true;
+			if (c->split_trailers)
+				break;
+		}
 	}
 	c->done = c->state == CH_DONE;
 	if (ndata)
 		*ndata = nspans;
 	return (ssize_t)i;
+}
+
+bool http_trailer_allowed(struct http_str name)
+{
+	static const char *const allowed[] = {
+	    "content-digest",
+	    "repr-digest",
+	    "digest",
+	    "content-md5",
+	    "server-timing",
+	    "grpc-status",
+	    "grpc-message",
+	    "grpc-status-details-bin",
+	    NULL,
+	};
+
+	for (int i = 0; allowed[i]; i++)
+		if (http_str_eq_nocase(name, allowed[i]))
+			return true;
+	return false;
+}
+
+ssize_t http_trailers_filter(const char *in, size_t len, char *out, size_t cap,
+			     bool (*keep)(struct http_str name, void *arg), void *arg)
+{
+	size_t r = 0, w = 0;
+
+	for (;;) {
+		const char *eol = len - r >= 2 ? memmem(in + r, len - r, "\r\n", 2) : NULL;
+		size_t line = eol ? (size_t)(eol - (in + r)) + 2 : 0;
+		const char *colon;
+		struct http_str name;
+
+		if (!eol)
+			return -1;
+		if (line == 2) { /* the final CRLF */
+			if (r + 2 != len || cap - w < 2)
+				return -1;
+			memmove(out + w, "\r\n", 2);
+			return (ssize_t)(w + 2);
+		}
+		colon = memchr(in + r, ':', line);
+		if (!colon)
+			return -1;
+		name = (struct http_str){in + r, (size_t)(colon - (in + r))};
+		if (keep(name, arg)) {
+			if (cap - w < line)
+				return -1;
+			memmove(out + w, in + r, line);
+			w += line;
+		}
+		r += line;
+	}
 }

@@ -119,8 +119,9 @@ struct http_response {
  *   ("gzip, chunked", "chunked, chunked"), repeats, other codings and any TE in an
  *   HTTP/1.0 message are rejected. The message body length is then unambiguous.
  * - Exactly one each of Host, Connection, Upgrade, Expect; Host must be reg-name/IP
- *   literal/port characters (no userinfo). Absolute-form: http/https only, no userinfo,
- *   and the Host header must equal the authority (case-insensitive).
+ *   literal/port characters (no userinfo). Absolute-form: http/https only, no userinfo;
+ *   the authority is the host and a Host header is ignored (RFC 9112 3.2.2), though it is
+ *   still required in HTTP/1.1 and still checked.
  * - Expect other than "100-continue" (417-worthy) is rejected; ignored in HTTP/1.0.
  * - Path: RFC 3986 pchar and "/" only, with valid %XX; query: any VCHAR except '#'.
  * - Versions other than HTTP/1.0 and HTTP/1.1 (well-formed "HTTP/d.d"): HTTP_ERR_VERSION.
@@ -155,6 +156,12 @@ bool http_list_has_token(struct http_str list, const char *token, size_t token_l
  * Upgrade, Proxy-Authenticate, Proxy-Authorization, and any header named in `connection`.
  */
 bool http_is_hop_by_hop(struct http_str name, struct http_str connection);
+/*
+ * A field name with '_' written as '-' (CGI, WSGI, Rack, PHP and many frameworks map both
+ * to the same variable, so "X_Consumer" reads as "X-Consumer" there). Returns the name in
+ * out, or false when the name has no '_' or does not fit (cap bytes).
+ */
+bool http_name_dashed(struct http_str name, char *out, size_t cap, struct http_str *dashed);
 
 const char *http_method_name(enum http_method m);
 const char *http_status_reason(int status);
@@ -170,8 +177,28 @@ struct http_chunked {
 	uint64_t total;	      /* decoded data bytes so far (counted when a size line ends) */
 	size_t trailer_bytes; /* trailer section so far, bounded by HTTP_CHUNK_TRAILER_MAX */
 	bool done;	      /* the final CRLF after last-chunk and trailers was seen */
+	/* Set by the caller: the scan returns right after the last-chunk line, so the
+	 * trailer section (every byte after it, through the final CRLF) can be handled
+	 * apart from the chunks (http_trailers_filter). */
+	bool split_trailers;
+	bool in_trailers; /* the last-chunk line was consumed: what follows is trailers */
 };
 void http_chunked_init(struct http_chunked *c);
+
+/*
+ * Trailer fields a client may send through the gateway (RFC 9110 6.5.1: a trailer must
+ * not carry framing, routing, authentication or anything a recipient would act on as a
+ * header): integrity digests, timing and gRPC status. Everything else is dropped.
+ */
+bool http_trailer_allowed(struct http_str name);
+/*
+ * Rewrites a complete trailer section as http_chunked_scan validated it (field lines,
+ * then the final CRLF) keeping only the fields `keep` accepts, in order. out may equal in
+ * (the output is never longer). Returns the bytes written, ending with the final CRLF,
+ * or -1 when cap is too small or the section is not a complete one.
+ */
+ssize_t http_trailers_filter(const char *in, size_t len, char *out, size_t cap,
+			     bool (*keep)(struct http_str name, void *arg), void *arg);
 /*
  * Consumes up to len bytes of chunked body; returns bytes that belong to this body
  * (< len only when done or when `data` is full), or -1 on a framing error (bad hex, more
@@ -191,15 +218,19 @@ ssize_t http_chunked_scan(struct http_chunked *c, const char *buf, size_t len,
 
 /*
  * Normalizes a request path in place for routing and forwarding: decodes percent-encoded
- * unreserved characters (other escapes get upper-case hex), resolves "." and ".." segments
- * (RFC 3986 5.2.4, also when encoded as %2e) and merges repeated slashes. Returns the new
- * length, or -1 when the path is invalid (not starting with '/', escapes the root, encodes
- * '/', '\\' or NUL, contains a raw '\\' or NUL, bad percent-encoding). Writes nothing
- * when the path is already normal.
+ * unreserved characters (other escapes get upper-case hex), drops path parameters (";..."
+ * up to the end of each segment, so "..;" is ".."), drops trailing dots of segments
+ * ("admin." is "admin"), resolves "." and ".." segments (RFC 3986 5.2.4, also when encoded
+ * as %2e) and merges repeated slashes. Returns the new length, or -1 when the path is
+ * invalid (not starting with '/', escapes the root, encodes '/', '\\', ';' or a control
+ * character, contains a raw '\\' or NUL, a segment of three or more dots, a segment
+ * starting or ending with encoded space, "%25" followed by two hex digits, bad
+ * percent-encoding). Writes nothing when the path is already normal.
  */
 ssize_t http_path_normalize(char *path, size_t len);
 
-/* X-Request-Id validity: 1..128 chars of [A-Za-z0-9._:-]. */
+/* X-Request-Id validity: 1..HTTP_REQUEST_ID_MAX chars of [A-Za-z0-9._:-]. */
+#define HTTP_REQUEST_ID_MAX 128
 bool http_request_id_valid(struct http_str id);
 
 #endif

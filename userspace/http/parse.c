@@ -455,16 +455,6 @@ static bool conn_has(const struct fields *f, const char *token, size_t n)
 	return f->has_conn && http_list_has_token(f->connection, token, n);
 }
 
-static bool str_eq_nocase(struct http_str a, struct http_str b)
-{
-	if (a.len != b.len)
-		return false;
-	for (size_t i = 0; i < a.len; i++)
-		if (http_lower[(unsigned char)a.p[i]] != http_lower[(unsigned char)b.p[i]])
-			return false;
-	return true;
-}
-
 static int finish_request(struct http_request *req, const struct fields *f)
 {
 	bool absolute = req->host.len != 0;
@@ -473,9 +463,9 @@ static int finish_request(struct http_request *req, const struct fields *f)
 		return HTTP_ERR_BAD;
 	if (req->minor_version == 1 && !f->has_host)
 		return HTTP_ERR_BAD;
-	/* absolute-form naming another origin than Host could be routed two ways */
-	if (absolute && f->has_host && !str_eq_nocase(req->host, f->host))
-		return HTTP_ERR_BAD;
+	/* RFC 9112 3.2.2: with absolute-form the Host field is ignored and the authority is
+	 * the host; the gateway routes by it and forwards it as the only Host, so the two can
+	 * never be read apart. */
 	if (!absolute && f->has_host)
 		req->host = f->host;
 	if (f->has_expect) {

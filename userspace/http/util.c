@@ -59,6 +59,16 @@ static const char *const hop_by_hop[] = {
     "transfer-encoding", "proxy-authenticate", "proxy-authorization",
 };
 
+bool http_name_dashed(struct http_str name, char *out, size_t cap, struct http_str *dashed)
+{
+	if (!memchr(name.p, '_', name.len) || name.len > cap)
+		return false;
+	for (size_t i = 0; i < name.len; i++)
+		out[i] = name.p[i] == '_' ? '-' : name.p[i];
+	*dashed = (struct http_str){out, name.len};
+	return true;
+}
+
 bool http_is_hop_by_hop(struct http_str name, struct http_str connection)
 {
 	for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++)
@@ -161,7 +171,7 @@ const char *http_status_reason(int status)
 
 bool http_request_id_valid(struct http_str id)
 {
-	if (id.len == 0 || id.len > 128)
+	if (id.len == 0 || id.len > HTTP_REQUEST_ID_MAX)
 		return false;
 	for (size_t i = 0; i < id.len; i++)
 		if (!http_is(id.p[i], HTTP_C_REQUEST_ID))

@@ -71,6 +71,7 @@ const char *upstream_outcome_name(enum upstream_outcome o)
 	    [OUTCOME_CONNECT_ERROR] = "connect_error",
 	    [OUTCOME_TIMEOUT] = "timeout",
 	    [OUTCOME_RESET] = "reset",
+	    [OUTCOME_PROTOCOL_ERROR] = "protocol_error",
 	};
 
 	return (unsigned)o < OUTCOME_COUNT ? names[o] : "unknown";

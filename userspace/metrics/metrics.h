@@ -21,7 +21,11 @@ enum upstream_outcome {
 	OUTCOME_SUCCESS,       /* response received (any status) */
 	OUTCOME_CONNECT_ERROR, /* refused / unreachable */
 	OUTCOME_TIMEOUT,       /* connect or read timeout */
-	OUTCOME_RESET,	       /* closed/reset mid-response, or a bad response */
+	OUTCOME_RESET,	       /* closed/reset mid-response */
+	/* A response the gateway cannot take as HTTP (unparseable or over-limit head, bad
+	 * chunking, an unasked-for 101, bytes after a complete response, bytes while idle
+	 * in the pool): the connection is closed, never reused. */
+	OUTCOME_PROTOCOL_ERROR,
 	OUTCOME_COUNT
 };
 const char *upstream_outcome_name(enum upstream_outcome o);

@@ -106,6 +106,7 @@ void exchange_reset(struct conn *c)
 	}
 	free(ex->log_path);
 	buf_free(&ex->head);
+	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
 	ex->route = ex->upstream = ex->target = -1;
 }
@@ -388,20 +389,26 @@ static void stream_forward_host(struct stream *st)
 			up_len = 1;
 		}
 	}
-	if (!build_upstream_head(c, req, up_path, up_len, ar, &ex->head)) {
+	/* Only a WebSocket upgrade (a GET without body, RFC 6455 4.1), only on a route that
+	 * allows it: any other Upgrade (h2c, TLS/1.0, ...) is ignored as RFC 9110 7.8 lets a
+	 * server do, so the upstream sees a plain request and the gateway never relays a
+	 * protocol it does not know. */
+	ex->upgrade = req->upgrade && rc->websocket && req->method == HTTP_GET &&
+		      !ex->req_has_body && http_str_eq_nocase(req->upgrade_proto, "websocket");
+	if (!build_upstream_head(c, req, up_path, up_len, ar, ex->upgrade, &ex->head)) {
 		reject(c, 431, "request headers too large", 0, NULL);
 		return;
 	}
 	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, ar);
-	ex->upgrade = req->upgrade;
 	ex->req_body = req->body;
-	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_SOCKMAP &&
+	if (ex->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_SOCKMAP &&
 	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
 		/* RFC 6455 clients send nothing before the 101: the head is the last byte read. */
 		c->splice_wanted = true;
 	}
 	ex->req_remaining = req->content_length;
 	http_chunked_init(&ex->req_chunked);
+	ex->req_chunked.split_trailers = true;
 	if (c->splice_wanted)
 		splice_enrol(c, &c->cli);
 	if (req->expect_continue && ex->req_has_body && !buf_len(&c->cli.in)) {
@@ -462,13 +469,6 @@ static bool is_idempotent(enum http_method m)
 	       m == HTTP_DELETE || m == HTTP_TRACE;
 }
 
-/* A request that upstream_failed() would resend on a fresh connection if the pooled one
- * turned out to be closed. */
-static bool retryable_on_fresh(const struct exchange *ex)
-{
-	return is_idempotent(ex->method) && !ex->req_has_body;
-}
-
 /* Attaches an upstream connection: a pooled one, or a new connect. */
 static bool pick_and_connect(struct conn *c)
 {
@@ -501,7 +501,7 @@ static bool pick_and_connect(struct conn *c)
 		ex->counted_active = true;
 	}
 	/* An upgrade may be spliced, which needs a socket nothing was read from yet. */
-	u = ex->upgrade ? NULL : pool_take(w, tc->state, retryable_on_fresh(ex));
+	u = ex->upgrade ? NULL : pool_take(w, tc->state);
 	if (!u) {
 		u = upconn_new(w, tc);
 		if (!u) {
@@ -608,40 +608,159 @@ size_t pump_room(struct side *src, struct side *dst)
 	return n < buf_space(&dst->out) ? n : buf_space(&dst->out);
 }
 
+static bool bad_request_body(struct conn *c)
+{
+	c->close_after = true;
+	if (!c->ex.resp_started) {
+		release_upconn(c, false);
+		reject(c, 400, "invalid chunked body", 0, NULL);
+	} else {
+		conn_abort(c);
+	}
+	return true;
+}
+
+/* A client trailer field the upstream may see: allow-listed and not an identity header. */
+static bool keep_trailer(struct http_str name, void *arg)
+{
+	const struct conn *c = arg;
+
+	return http_trailer_allowed(name) && !auth_is_identity_header(c->cfg->auth, name);
+}
+
+/*
+ * The trailer section of a chunked request body is held back until it is complete, then
+ * filtered (RFC 9110 6.5.1: trailers must not smuggle framing, routing, credentials or
+ * identity past the checks the head went through) and sent on.
+ */
+static bool pump_trailers(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *src = &c->cli, *dst = &c->up->s;
+	struct buf *t = &ex->req_trailers;
+	size_t n;
+	ssize_t k;
+
+	if (!ex->req_chunked.done && !buf_len(t) && buf_len(&src->in) >= 2 &&
+	    !memcmp(buf_head(&src->in), "\r\n", 2)) {
+		/* No trailers, the usual case: the final CRLF goes on without a buffer. */
+		if (!(dst->pending & PEND_SEND))
+			buf_compact(&dst->out);
+		if (buf_space(&dst->out) < 2)
+			return false;
+		if (http_chunked_scan(&ex->req_chunked, buf_head(&src->in), 2, NULL, NULL) != 2 ||
+		    !ex->req_chunked.done)
+			return bad_request_body(c);
+		buf_append(&dst->out, "\r\n", 2);
+		buf_consume(&src->in, 2);
+		ex->bytes_in += 2;
+		ex->req_body_bytes += 2;
+		ex->req_done = true;
+		return true;
+	}
+	if (!ex->req_chunked.done) {
+		if (!buf_ensure(t, HTTP_CHUNK_TRAILER_MAX + 64)) {
+			conn_abort(c);
+			return true;
+		}
+		n = buf_len(&src->in) < buf_space(t) ? buf_len(&src->in) : buf_space(t);
+		if (!n)
+			return false;
+		k = http_chunked_scan(&ex->req_chunked, buf_head(&src->in), n, NULL, NULL);
+		if (k < 0)
+			return bad_request_body(c);
+		buf_append(t, buf_head(&src->in), k);
+		buf_consume(&src->in, k);
+		ex->bytes_in += k;
+		if (ex->req_chunked.done) {
+			k = http_trailers_filter(buf_head(t), buf_len(t), buf_head(t), buf_len(t),
+						 keep_trailer, c);
+			if (k < 0)
+				return bad_request_body(c);
+			t->end = t->start + k;
+		}
+		return true;
+	}
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	n = buf_len(t) < buf_space(&dst->out) ? buf_len(t) : buf_space(&dst->out);
+	buf_append(&dst->out, buf_head(t), n);
+	buf_consume(t, n);
+	ex->req_body_bytes += n;
+	ex->req_done = !buf_len(t);
+	return n > 0;
+}
+
+#define REFRAME_SPANS 32
+/* The most framing one pump_chunks() call adds: a size line and CRLF per span (16 hex
+ * digits at most), then the last-chunk line. */
+#define REFRAME_OVERHEAD (REFRAME_SPANS * (16 + 4) + 3)
+
+/*
+ * A chunked request body goes upstream in chunks the gateway framed itself: the client's
+ * payload bytes with sizes in its own hex and no chunk extensions, so no size-line or
+ * extension quirk of the client reaches an upstream parser that might read it otherwise.
+ * Chunk boundaries are not meaningful (RFC 9112 7.1), so they follow the reads.
+ */
+static bool pump_chunks(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *src = &c->cli, *dst = &c->up->s;
+	struct http_span spans[REFRAME_SPANS];
+	size_t nspans = REFRAME_SPANS, n = buf_len(&src->in), room;
+	const char *p = buf_head(&src->in);
+	char line[24];
+	ssize_t k;
+	int m;
+
+	if (!n)
+		return false;
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	room = buf_space(&dst->out);
+	if (room <= REFRAME_OVERHEAD)
+		return false; /* the send in flight makes room */
+	if (n > room - REFRAME_OVERHEAD)
+		n = room - REFRAME_OVERHEAD;
+	k = http_chunked_scan(&ex->req_chunked, p, n, spans, &nspans);
+	if (k < 0)
+		return bad_request_body(c);
+	if (ex->req_chunked.total > c->cfg->limits.max_body_bytes && !ex->resp_started) {
+		c->close_after = true;
+		release_upconn(c, false);
+		reject(c, 413, "request body too large", 0, NULL);
+		return true;
+	}
+	for (size_t i = 0; i < nspans; i++) {
+		m = snprintf(line, sizeof(line), "%zx\r\n", spans[i].len);
+		buf_append(&dst->out, line, m);
+		buf_append(&dst->out, p + spans[i].off, spans[i].len);
+		buf_append(&dst->out, "\r\n", 2);
+	}
+	if (ex->req_chunked.in_trailers)
+		buf_append(&dst->out, "0\r\n", 3); /* the trailers follow (pump_trailers) */
+	buf_consume(&src->in, k);
+	ex->req_body_bytes += k;
+	ex->bytes_in += k;
+	return k > 0;
+}
+
 /* Moves request body bytes from the client buffer to the upstream, within framing. */
 static bool pump_request(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 	struct side *src = &c->cli, *dst = &c->up->s;
-	size_t n = pump_room(src, dst);
+	size_t n;
 	ssize_t k;
 
+	if (ex->req_body == HTTP_BODY_CHUNKED)
+		return ex->req_chunked.in_trailers ? pump_trailers(c) : pump_chunks(c);
+	n = pump_room(src, dst);
 	if (!n)
 		return false;
-	if (ex->req_body == HTTP_BODY_LENGTH) {
-		k = n < ex->req_remaining ? n : ex->req_remaining;
-		ex->req_remaining -= k;
-		ex->req_done = ex->req_remaining == 0;
-	} else {
-		k = http_chunked_scan(&ex->req_chunked, buf_head(&src->in), n, NULL, NULL);
-		if (k < 0) {
-			c->close_after = true;
-			if (!ex->resp_started) {
-				release_upconn(c, false);
-				reject(c, 400, "invalid chunked body", 0, NULL);
-			} else {
-				conn_abort(c);
-			}
-			return true;
-		}
-		ex->req_done = ex->req_chunked.done;
-		if (ex->req_chunked.total > c->cfg->limits.max_body_bytes && !ex->resp_started) {
-			c->close_after = true;
-			release_upconn(c, false);
-			reject(c, 413, "request body too large", 0, NULL);
-			return true;
-		}
-	}
+	k = n < ex->req_remaining ? n : ex->req_remaining;
+	ex->req_remaining -= k;
+	ex->req_done = ex->req_remaining == 0;
 	buf_append(&dst->out, buf_head(&src->in), k);
 	buf_consume(&src->in, k);
 	ex->req_body_bytes += k;
@@ -670,14 +789,17 @@ static bool read_response_head(struct conn *c)
 	if (n == HTTP_INCOMPLETE)
 		return false;
 	if (n < 0) {
-		count_target(c, OUTCOME_RESET);
+		count_target(c, OUTCOME_PROTOCOL_ERROR);
 		release_upconn(c, false);
 		reject(c, 502, "invalid upstream response", 0, NULL);
 		return true;
 	}
 	if (resp.status == 101) {
-		if (!ex->upgrade) {
-			count_target(c, OUTCOME_RESET);
+		const struct http_header *proto =
+		    http_find_header(resp.headers, resp.nheaders, "upgrade");
+
+		if (!ex->upgrade || !proto || !http_str_eq_nocase(proto->value, "websocket")) {
+			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			release_upconn(c, false);
 			reject(c, 502, "unexpected upgrade from upstream", 0, NULL);
 			return true;
@@ -707,7 +829,7 @@ static bool read_response_head(struct conn *c)
 		size_t before = c->cli.out.end;
 
 		if (!build_client_head(c, &resp, &c->cli.out)) {
-			count_target(c, OUTCOME_RESET);
+			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			release_upconn(c, false);
 			reject(c, 502, "upstream response headers too large", 0, NULL);
 			return true;
@@ -762,7 +884,7 @@ static bool pump_response(struct conn *c)
 			k = http_chunked_scan(&ex->resp_chunked, buf_head(&src->in), n, NULL, NULL);
 		}
 		if (k < 0) {
-			count_target(c, OUTCOME_RESET);
+			count_target(c, OUTCOME_PROTOCOL_ERROR);
 			conn_abort(c);
 			return true;
 		}
@@ -816,6 +938,14 @@ static bool step_exchange(struct conn *c)
 		}
 		if (c->st)
 			c->st->completed = true;
+		if (buf_len(&u->s.in)) {
+			/* Bytes past the response's framing: a body to HEAD or after 204/304,
+			 * more than Content-Length. Whatever they are, the next request on
+			 * this connection would read them as its response. */
+			upconn_protocol_error(u);
+			finish_exchange(c, false);
+			return true;
+		}
 		finish_exchange(c, !u->s.failed && !u->s.eof && !buf_len(&u->s.out));
 		return true;
 	}

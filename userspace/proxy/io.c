@@ -400,6 +400,14 @@ void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
 	case OP_TIMER:
 		s->pending &= ~PEND_TIMER;
 		break;
+	case OP_IDLE_POLL:
+		s->pending &= ~PEND_IDLE_POLL;
+		if (s->closing)
+			break;
+		/* Taken from the pool since (the cancel raced): the owner's recv reads. */
+		if (cqe->res != -ECANCELED && !((struct upconn *)s)->owner)
+			pool_idle_event(s->w, (struct upconn *)s);
+		return;
 	default:
 		break;
 	}
@@ -432,6 +440,7 @@ struct upconn *upconn_new(struct worker *w, const struct target_config *tc)
 	}
 	side_init(&u->s, w, fd, true);
 	u->ts = tc->state;
+	u->metrics_slot = tc->metrics_slot;
 	memcpy(&u->addr, &tc->addr, tc->addrlen);
 	u->addrlen = tc->addrlen;
 	return u;

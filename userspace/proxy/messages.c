@@ -57,46 +57,137 @@ void make_request_id(struct worker *w, char *out, size_t len)
 		 (unsigned long long)++w->req_counter);
 }
 
-static bool drop_request_header(struct conn *c, const struct http_request *req,
-				const struct http_header *h)
+/*
+ * Headers the gateway sets itself (framing, forwarding, request id) or that must come from
+ * it alone (identity), and HTTP2-Settings (the h2c upgrade is never forwarded): a
+ * client's copy is never forwarded. Forwarded and X-Real-IP are
+ * replaced like X-Forwarded-For: an edge gateway trusts no client-supplied chain.
+ */
+static bool controlled_header(const struct conn *c, const struct http_request *req,
+			      struct http_str name)
 {
 	static const char *const replaced[] = { "content-length", "transfer-encoding",
 						"x-forwarded-for", "x-forwarded-proto",
-						"x-request-id", "expect", NULL };
+						"x-forwarded-host", "x-forwarded-port",
+						"forwarded", "x-real-ip",
+						"x-request-id", "expect",
+						"http2-settings", NULL };
 
 	for (int i = 0; replaced[i]; i++)
-		if (http_str_eq_nocase(h->name, replaced[i]))
+		if (http_str_eq_nocase(name, replaced[i]))
 			return true;
-	return http_is_hop_by_hop(h->name, req->connection) ||
-	       auth_is_identity_header(c->cfg->auth, h->name);
+	return http_is_hop_by_hop(name, req->connection) ||
+	       auth_is_identity_header(c->cfg->auth, name);
+}
+
+/*
+ * Headers some upstream frameworks take as the request's real path (IIS, Symfony, Zend:
+ * X-Original-URL, X-Rewrite-URL) or method (Rails, Express, Laravel method override):
+ * routing and the route's auth went by the request line, so the upstream must not act on
+ * another path, nor on another method when the route restricts methods.
+ */
+static bool overrides_request_line(const struct conn *c, struct http_str name)
+{
+	static const char *const path_override[] = { "x-original-url", "x-rewrite-url", NULL };
+	static const char *const method_override[] = { "x-http-method-override", "x-http-method",
+						       "x-method-override", NULL };
+	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+
+	for (int i = 0; path_override[i]; i++)
+		if (http_str_eq_nocase(name, path_override[i]))
+			return true;
+	for (int i = 0; rc && rc->methods && method_override[i]; i++)
+		if (http_str_eq_nocase(name, method_override[i]))
+			return true;
+	return false;
+}
+
+/* Also the names the gateway read to decide on the request: host, credentials, the
+ * route's header matches. */
+static bool decision_header(const struct conn *c, const struct http_request *req,
+			    struct http_str name)
+{
+	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+
+	if (controlled_header(c, req, name) || http_str_eq_nocase(name, "host") ||
+	    auth_is_credential_header(c->cfg->auth, name) || overrides_request_line(c, name))
+		return true;
+	for (int i = 0; rc && i < rc->nheaders; i++)
+		if (http_str_eq_nocase(name, rc->headers[i].name))
+			return true;
+	return false;
+}
+
+static bool drop_request_header(const struct conn *c, const struct http_request *req,
+				const struct http_header *h)
+{
+	char tmp[256];
+	struct http_str dashed;
+
+	if (controlled_header(c, req, h->name) || overrides_request_line(c, h->name))
+		return true;
+	if (!memchr(h->name.p, '_', h->name.len))
+		return false;
+	switch (c->cfg->headers.underscores) {
+	case UNDERSCORE_ALLOW:
+		return false;
+	case UNDERSCORE_DROP:
+		return true;
+	case UNDERSCORE_DROP_LOOKALIKES:
+		break;
+	}
+	/* "X_Consumer" is "X-Consumer" to an upstream that maps both to HTTP_X_CONSUMER. A
+	 * name longer than any the gateway controls cannot be one; a huge one goes anyway. */
+	if (!http_name_dashed(h->name, tmp, sizeof(tmp), &dashed))
+		return true;
+	return decision_header(c, req, dashed);
+}
+
+/* RFC 7239 node: an IPv6 address is bracketed and quoted. */
+static void forwarded_for(const struct conn *c, char *out, size_t len)
+{
+	if (c->peer.ss_family == AF_INET6)
+		snprintf(out, len, "\"[%s]\"", c->peer_ip);
+	else
+		snprintf(out, len, "%s", c->peer_ip);
 }
 
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
-			 size_t path_len, const struct auth_result *auth, struct buf *out)
+			 size_t path_len, const struct auth_result *auth, bool upgrade,
+			 struct buf *out)
 {
 	struct head_writer hw = { .b = out };
+	const char *proto = c->cli.tls ? "https" : "http";
+	char node[INET6_ADDRSTRLEN + 4];
 
 	if (!buf_ensure(out, c->cfg->limits.max_header_bytes + 16 * 1024))
 		return false;
 	hw_printf(&hw, "%.*s %.*s%s%.*s HTTP/1.1\r\n", (int)req->method_str.len,
 		  req->method_str.p, (int)path_len, path, req->query.len ? "?" : "",
 		  (int)req->query.len, req->query.p);
-	if (!req->host.len)
+	/* The host the request was routed by is the one Host: the Host field, or for
+	 * absolute-form the authority (RFC 9112 3.2.2: any Host field is ignored then). */
+	if (req->host.len)
+		hw_printf(&hw, "Host: %.*s\r\n", (int)req->host.len, req->host.p);
+	else
 		hw_printf(&hw, "Host: %s\r\n", c->cfg->upstreams[c->ex.upstream].targets[0].address_text);
 	for (int i = 0; i < req->nheaders; i++)
-		if (!drop_request_header(c, req, &req->headers[i]))
+		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
+		    !drop_request_header(c, req, &req->headers[i]))
 			hw_header(&hw, &req->headers[i]);
-	hw_printf(&hw, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n",
-		  c->peer_ip, c->cli.tls ? "https" : "http", c->ex.request_id);
+	forwarded_for(c, node, sizeof(node));
+	hw_printf(&hw,
+		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
+		  "Forwarded: for=%s;proto=%s\r\nX-Request-Id: %s\r\n",
+		  c->peer_ip, proto, c->peer_ip, node, proto, c->ex.request_id);
 	for (int i = 0; auth && i < auth->nforward; i++)
 		hw_printf(&hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
 	if (req->body == HTTP_BODY_LENGTH)
 		hw_printf(&hw, "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
 	else if (req->body == HTTP_BODY_CHUNKED)
 		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
-	if (req->upgrade)
-		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n",
-			  (int)req->upgrade_proto.len, req->upgrade_proto.p);
+	if (upgrade)
+		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
 	else
 		hw_printf(&hw, "Connection: keep-alive\r\n\r\n");
 	return !hw.overflow;

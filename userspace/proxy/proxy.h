@@ -46,6 +46,7 @@ enum op {
 	OP_TIMER,
 	OP_WAKE, /* the worker's eventfd: a new config or a stop request */
 	OP_POLL_OUT, /* OP_POLL waits for POLLIN; both can be armed on one side at once */
+	OP_IDLE_POLL, /* readability of a pooled upstream connection: bytes or FIN while idle */
 };
 #define OP_MASK 0xfULL
 
@@ -58,6 +59,7 @@ enum {
 	PEND_POLL_OUT = 1 << 4,
 	PEND_SHUTDOWN = 1 << 5,
 	PEND_TIMER = 1 << 6,
+	PEND_IDLE_POLL = 1 << 7,
 };
 
 struct worker;
@@ -115,7 +117,7 @@ struct exchange {
 	char method_str[16];
 	char *log_path; /* path as received, for the access log */
 	size_t log_path_len;
-	char request_id[72];
+	char request_id[HTTP_REQUEST_ID_MAX + 1];
 	char consumer[128];
 	int route;    /* -1 none */
 	int upstream; /* -1 none */
@@ -131,6 +133,7 @@ struct exchange {
 	enum http_body req_body;
 	uint64_t req_remaining;
 	struct http_chunked req_chunked;
+	struct buf req_trailers; /* the client's trailer section, filtered before it goes on */
 	bool req_done;
 	uint64_t req_body_bytes;
 	/* response: upstream -> client */
@@ -180,6 +183,7 @@ struct upconn {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct conn *owner; /* NULL while idle in the pool */
+	int metrics_slot; /* the target's upstream-request counters */
 	bool connected;
 	bool reused;
 	uint64_t received_before; /* s.bytes_received when this exchange took it */
@@ -248,8 +252,12 @@ struct worker {
 
 /* worker.c */
 struct io_uring_sqe *worker_sqe(struct worker *w);
-struct upconn *pool_take(struct worker *w, struct target_state *ts, bool retryable);
+struct upconn *pool_take(struct worker *w, struct target_state *ts);
 void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive);
+/* An idle pooled connection became readable (bytes or FIN): it leaves the pool, closed. */
+void pool_idle_event(struct worker *w, struct upconn *u);
+/* Counts a framing violation by a target whose connection is being dropped for it. */
+void upconn_protocol_error(struct upconn *u);
 struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream);
 void conn_free(struct conn *c);
 
@@ -298,7 +306,8 @@ void tunnel_pipe_release(struct conn *c);
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers);
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
-			 size_t path_len, const struct auth_result *auth, struct buf *out);
+			 size_t path_len, const struct auth_result *auth, bool upgrade,
+			 struct buf *out);
 bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out);
 void make_request_id(struct worker *w, char *out, size_t len);
 bool write_cached_head(struct conn *c, const struct cache_hit *hit);

@@ -290,43 +290,104 @@ static struct pool *pool_find(struct worker *w, struct target_state *ts, bool cr
 }
 
 /*
- * An idle upstream connection is stale when the upstream closed it or sent bytes. Checking
- * costs a syscall, so for a request that can be retried on a fresh connection (see
- * upstream_failed) a connection idle for less than POOL_TRUST_MS is taken as it is:
- * upstreams close idle connections after seconds, not milliseconds. Requests that could
- * not be retried always get a checked connection.
+ * An idle upstream connection is a byte stream nobody is reading: whatever the upstream
+ * sends on it now (bytes after a response that was already complete, or a late segment)
+ * would be taken by the next request as its response. So a pooled connection keeps a
+ * poll armed and is closed as soon as it becomes readable, and a connection taken from
+ * the pool is checked once more (the poll's completion may still be queued).
  */
-#define POOL_TRUST_MS 1000
-
-static bool upconn_stale(struct upconn *u, uint64_t now_ms, uint32_t idle_timeout_ms,
-			 bool retryable)
+void upconn_protocol_error(struct upconn *u)
 {
-	char c;
-	ssize_t n;
-
-	if (now_ms - u->idle_since_ms > idle_timeout_ms)
-		return true;
-	if (retryable && now_ms - u->idle_since_ms < POOL_TRUST_MS)
-		return false;
-	n = recv(u->s.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	metrics_upstream_request(u->s.w->metrics, u->metrics_slot, OUTCOME_PROTOCOL_ERROR);
 }
 
-struct upconn *pool_take(struct worker *w, struct target_state *ts, bool retryable)
+enum idle_check { IDLE_CLEAN, IDLE_CLOSED, IDLE_BYTES };
+
+static enum idle_check upconn_peek(struct upconn *u)
+{
+	char c;
+	ssize_t n = recv(u->s.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n > 0)
+		return IDLE_BYTES;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return IDLE_CLEAN;
+	return IDLE_CLOSED; /* FIN or an error: the upstream let the connection go */
+}
+
+/* Closes a stale idle connection; bytes it holds are the upstream's framing error. */
+static void upconn_discard(struct upconn *u, enum idle_check why)
+{
+	if (why == IDLE_BYTES)
+		upconn_protocol_error(u);
+	side_close(&u->s);
+}
+
+static void idle_poll_arm(struct worker *w, struct upconn *u)
+{
+	struct io_uring_sqe *sqe = worker_sqe(w);
+
+	io_uring_prep_poll_add(sqe, u->s.fd, POLLIN | POLLRDHUP);
+	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&u->s | OP_IDLE_POLL);
+	u->s.inflight++;
+	u->s.pending |= PEND_IDLE_POLL;
+}
+
+static void idle_poll_cancel(struct worker *w, struct upconn *u)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!(u->s.pending & PEND_IDLE_POLL))
+		return;
+	sqe = worker_sqe(w);
+	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&u->s | OP_IDLE_POLL);
+	io_uring_sqe_set_data64(sqe, OP_CANCEL);
+}
+
+static bool pool_unlink(struct pool *p, struct upconn *u)
+{
+	for (struct upconn **pp = &p->idle; *pp; pp = &(*pp)->next_idle) {
+		if (*pp == u) {
+			*pp = u->next_idle;
+			u->next_idle = NULL;
+			p->nidle--;
+			return true;
+		}
+	}
+	return false;
+}
+
+void pool_idle_event(struct worker *w, struct upconn *u)
+{
+	struct pool *p = pool_find(w, u->ts, false);
+	enum idle_check why;
+
+	if (!p || !pool_unlink(p, u))
+		return; /* taken meanwhile: its owner reads whatever came */
+	why = upconn_peek(u);
+	upconn_discard(u, why == IDLE_CLEAN ? IDLE_CLOSED : why);
+}
+
+struct upconn *pool_take(struct worker *w, struct target_state *ts)
 {
 	struct pool *p = pool_find(w, ts, false);
+	uint32_t idle_timeout_ms = w->cfg->limits.idle_timeout_ms;
 	struct upconn *u;
+	enum idle_check why;
 
 	while (p && p->idle) {
 		u = p->idle;
 		p->idle = u->next_idle;
 		p->nidle--;
 		u->next_idle = NULL;
-		if (!upconn_stale(u, w->now_ms, w->cfg->limits.idle_timeout_ms, retryable)) {
+		why = w->now_ms - u->idle_since_ms > idle_timeout_ms ? IDLE_CLOSED
+								      : upconn_peek(u);
+		if (why == IDLE_CLEAN) {
+			idle_poll_cancel(w, u);
 			u->reused = true;
 			return u;
 		}
-		side_close(&u->s);
+		upconn_discard(u, why);
 	}
 	return NULL;
 }
@@ -336,6 +397,7 @@ void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive)
 	struct pool *p = w->draining ? NULL : pool_find(w, u->ts, true);
 
 	u->owner = NULL;
+	/* Unread bytes are more than the response framed (the exchange counted them). */
 	if (!p || p->nidle >= keepalive || u->s.failed || u->s.eof || buf_len(&u->s.in) ||
 	    buf_len(&u->s.out) || u->s.pending) {
 		side_close(&u->s);
@@ -347,6 +409,7 @@ void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive)
 	u->next_idle = p->idle;
 	p->idle = u;
 	p->nidle++;
+	idle_poll_arm(w, u);
 }
 
 static void pools_close_all(struct worker *w)

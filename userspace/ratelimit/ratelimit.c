@@ -1,7 +1,9 @@
 /* Route rate limits: see ratelimit.h. */
 #include "ratelimit/ratelimit.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -457,4 +459,31 @@ enum throttle_verdict throttle_admit(struct throttle_policy *p, const void *key,
 		return THROTTLE_PASS;
 	*delay_ns = ahead - free_ns;
 	return THROTTLE_DELAY;
+}
+
+size_t ratelimit_ip_key(const char *ip, char *out, size_t cap)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+	char text[INET6_ADDRSTRLEN];
+	int n;
+
+	if (!cap)
+		return 0;
+	if (inet_pton(AF_INET6, ip, &a6) == 1) {
+		if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+			memcpy(&a4, &a6.s6_addr[12], 4);
+			inet_ntop(AF_INET, &a4, text, sizeof(text));
+			n = snprintf(out, cap, "ip:%s", text);
+		} else {
+			memset(&a6.s6_addr[8], 0, 8);
+			inet_ntop(AF_INET6, &a6, text, sizeof(text));
+			n = snprintf(out, cap, "ip:%s/64", text);
+		}
+	} else {
+		n = snprintf(out, cap, "ip:%s", ip);
+	}
+	if (n < 0)
+		n = 0;
+	return (size_t)n < cap ? (size_t)n : cap - 1;
 }

@@ -36,6 +36,16 @@ bool ratelimit_take(struct ratelimit_policy *p, const void *key, size_t keylen, 
 		    uint32_t *retry_after_s);
 
 #define RATELIMIT_KEY_MAX 256
+
+/*
+ * The key a client address is counted under by "by": "ip": "ip:" and the IPv4 address, or
+ * for IPv6 the /64 it belongs to ("ip:2001:db8:1:2::/64"), as the XDP buckets do: one
+ * subscriber gets a whole /64 and could otherwise spread its requests over 2^64 buckets.
+ * An IPv4-mapped IPv6 address counts as its IPv4 address. Text that is no address is
+ * used as it is. Returns the key length (< cap; cap >= RATELIMIT_IP_KEY_LEN fits any).
+ */
+#define RATELIMIT_IP_KEY_LEN 64
+size_t ratelimit_ip_key(const char *ip, char *out, size_t cap);
 /* Keys tracked per policy; beyond it the least recently used key is forgotten (its next
  * request starts with a full bucket). */
 #define RATELIMIT_MAX_KEYS 65536

@@ -53,12 +53,23 @@ struct router {
 
 #define ALL_METHODS (((1u << HTTP_METHOD_COUNT) - 1) & ~1u)
 
+/*
+ * Path segments match without regard to ASCII case: "/ADMIN" is the "/admin" route, because
+ * upstreams on case-insensitive frameworks or file systems (IIS, ASP.NET, Spring with
+ * case-insensitive matching) would serve "/admin" for it, and an open "/" route must not
+ * carry it there past the protected one. The path is forwarded as the client wrote it.
+ */
+static char ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
 static uint64_t segment_hash(int parent, const char *seg, size_t len)
 {
 	uint64_t h = 0xcbf29ce484222325ULL ^ ((uint64_t)(uint32_t)parent * 0x9e3779b97f4a7c15ULL);
 
 	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)seg[i];
+		h ^= (unsigned char)ascii_lower(seg[i]);
 		h *= 0x100000001b3ULL;
 	}
 	/* FNV's low bits are weak; the table indexes by them. */
@@ -81,7 +92,7 @@ static int find_child(const struct router *r, int parent, const char *seg, size_
 		if (e->hash != h || e->parent != parent)
 			continue;
 		c = &r->nodes[e->child];
-		if (c->seg_len == len && !memcmp(r->text + c->seg_off, seg, len))
+		if (c->seg_len == len && !strncasecmp(r->text + c->seg_off, seg, len))
 			return e->child;
 	}
 }
@@ -353,11 +364,19 @@ void router_free(struct router *r)
 	free(r);
 }
 
-/* Exact name, or "*.example.com" for any host strictly below example.com. */
-static bool host_fits(const struct route_config *rc, const char *host, size_t host_len)
+enum host_fit { HOST_NO = -1, HOST_ANY, HOST_WILDCARD, HOST_EXACT };
+
+/*
+ * How a route's hosts fit: an exact name, "*.example.com" for any host strictly below
+ * example.com, or any host when the route lists none. Names compare without regard to
+ * case; the request host comes without port or trailing dot.
+ */
+static enum host_fit host_fits(const struct route_config *rc, const char *host, size_t host_len)
 {
+	enum host_fit best = HOST_NO;
+
 	if (!rc->nhosts)
-		return true;
+		return HOST_ANY;
 	for (int i = 0; i < rc->nhosts; i++) {
 		const char *h = rc->hosts[i];
 		size_t len = strlen(h);
@@ -365,12 +384,12 @@ static bool host_fits(const struct route_config *rc, const char *host, size_t ho
 		if (h[0] == '*' && h[1] == '.') {
 			len--;
 			if (host_len > len && !strncasecmp(host + host_len - len, h + 1, len))
-				return true;
+				best = HOST_WILDCARD;
 		} else if (len == host_len && !strncasecmp(h, host, len)) {
-			return true;
+			return HOST_EXACT;
 		}
 	}
-	return false;
+	return best;
 }
 
 /* Every listed header present (any occurrence with the exact value, when one is given). */
@@ -422,18 +441,23 @@ static enum walk_step walk_list(struct match_walk *w, const struct route_list *l
 		w->level_len = level_len;
 		w->level_allowed = 0;
 	}
-	for (int i = 0; i < l->n; i++) {
-		int route = l->refs[i].route;
-		const struct route_config *rc = &w->routes[route];
+	/* The most specific host fit first (exact name, then wildcard, then routes without
+	 * hosts), config order within each: a host's own route is not taken by a host-less
+	 * route of the same path that happens to come first in the file. */
+	for (enum host_fit want = HOST_EXACT; want >= HOST_ANY; want--) {
+		for (int i = 0; i < l->n; i++) {
+			int route = l->refs[i].route;
+			const struct route_config *rc = &w->routes[route];
 
-		if (!host_fits(rc, w->host, w->host_len) || !headers_fit(rc, w->req))
-			continue;
-		w->level_has_candidates = true;
-		w->level_allowed |= methods_of(rc);
-		if (!rc->methods || (rc->methods & w->method_bit)) {
-			out->route = route;
-			out->prefix_len = prefix_len;
-			return WALK_MATCH;
+			if (host_fits(rc, w->host, w->host_len) != want || !headers_fit(rc, w->req))
+				continue;
+			w->level_has_candidates = true;
+			w->level_allowed |= methods_of(rc);
+			if (!rc->methods || (rc->methods & w->method_bit)) {
+				out->route = route;
+				out->prefix_len = prefix_len;
+				return WALK_MATCH;
+			}
 		}
 	}
 	return WALK_NEXT;

@@ -47,7 +47,9 @@ void router_free(struct router *r);
 
 /*
  * Walks from the longest matching prefix to the shortest. At each prefix the routes whose
- * hosts and headers fit are candidates (config order); the first whose methods fit wins.
+ * hosts and headers fit are candidates: routes naming the host exactly first, then those
+ * matching it by wildcard, then those without hosts, config order within each; the first
+ * whose methods fit wins. Path segments compare without regard to ASCII case.
  * If candidates exist but none allows the method: 405 with their union in Allow. If no
  * candidate fits hosts/headers at that prefix, shorter prefixes are tried.
  * `path` is the normalized path (http_path_normalize), `host` without port, lower-case.

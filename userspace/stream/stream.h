@@ -119,6 +119,7 @@ struct stream {
 	struct auth_result auth;
 	bool auth_done;
 	char consumer[128];
+	char identity[AUTH_IDENTITY_MAX]; /* auth_result.identity: the key of who it is */
 	/* Set by the host. */
 	int status;
 	bool completed; /* the whole response reached the client's buffers */
