@@ -11,7 +11,7 @@ CLANG     ?= clang
 BPFTOOL   ?= bpftool
 PYTHON    := /usr/bin/python3
 
-PKGS      := libbpf libxdp liburing jansson openssl zlib
+PKGS      := libbpf libxdp liburing jansson openssl zlib libbrotlienc
 CPPFLAGS  += -D_GNU_SOURCE -DXGATE_VERSION='"$(VERSION)"' -Iuserspace -I. -I$(BUILD)/bpf
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \

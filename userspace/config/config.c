@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "compress/compress.h"
+#include "cors/cors.h"
 #include "edge/edge.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -422,11 +424,12 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	static const char *const keys[] = { "name",	   "paths",	 "methods", "hosts",
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
-					    "throttle",	   NULL };
+					    "throttle",	   "cors",	 "compression",
+					    NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
-	json_t *cache, *auth, *sched, *rl, *th;
+	json_t *cache, *auth, *sched, *rl, *th, *cors, *comp;
 	long long v;
 
 	if (!json_is_object(r)) {
@@ -457,6 +460,19 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	if (th)
 		rc->throttle = throttle_policy_parse(th, cfg_path_key(p, path, "throttle"),
 						     rc->name, errs);
+	cors = json_object_get(r, "cors");
+	if (cors)
+		rc->cors = cors_policy_parse(cors, cfg_path_key(p, path, "cors"), errs);
+	/* The route's own compression wins; false turns the top-level one off. */
+	comp = json_object_get(r, "compression");
+	rc->compression = cfg->compression;
+	if (json_is_false(comp)) {
+		rc->compression = NULL;
+	} else if (comp) {
+		rc->compression = compress_policy_parse(comp, cfg_path_key(p, path, "compression"),
+							errs);
+		rc->own_compression = true;
+	}
 	rc->metrics_slot = metrics_route_slot(rc->name);
 	(void)root_auth;
 }
@@ -625,9 +641,9 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 {
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
-					    "consumers", "access_log", NULL };
+					    "consumers", "access_log", "compression", NULL };
 	long long workers;
-	json_t *edge;
+	json_t *edge, *comp;
 
 	cfg_check_keys(root, "", keys, errs);
 	cfg_get_int(root, "workers", "", 0, 0, MAX_WORKERS, &workers, errs);
@@ -639,6 +655,9 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	parse_limits(root, &cfg->limits, errs);
 	cfg->auth = auth_config_parse(cfg_get_object(root, "auth", "", errs),
 				      cfg_get_array(root, "consumers", "", errs), errs);
+	comp = json_object_get(root, "compression");
+	if (comp)
+		cfg->compression = compress_policy_parse(comp, "compression", errs);
 	parse_upstreams(root, cfg, errs);
 	parse_listeners(root, cfg, errs);
 	parse_routes(root, cfg, errs);
@@ -717,6 +736,9 @@ static void free_route(struct route_config *rc)
 	route_auth_free(rc->auth);
 	ratelimit_policy_free(rc->rate_limit);
 	throttle_policy_free(rc->throttle);
+	cors_policy_free(rc->cors);
+	if (rc->own_compression)
+		compress_policy_free(rc->compression);
 }
 
 static void free_upstream(struct upstream_config *uc)
@@ -756,6 +778,7 @@ void config_put(struct xg_config *cfg)
 	free(cfg->listeners);
 	auth_config_free(cfg->auth);
 	edge_config_free(cfg->edge);
+	compress_policy_free(cfg->compression);
 	free(cfg->admin.address_text);
 	free(cfg->access_log.path);
 	free(cfg->path);

@@ -48,7 +48,7 @@ static void cache_response(struct stream *st, void *state, const struct http_res
 {
 	struct cache_state *cs = state;
 
-	if (!cs->keyed || cs->from_cache || st->req.method != HTTP_GET)
+	if (!cs->keyed || cs->from_cache || st->resp_local || st->req.method != HTTP_GET)
 		return;
 	cache_fill_begin(st->env->cache, &cs->key, &st->req, resp,
 			 st->cfg->routes[st->route].cache_ttl_s, st->now_ms, &cs->fill);

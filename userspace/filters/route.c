@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "cors/cors.h"
 #include "filters/filters.h"
 #include "router/router.h"
 
@@ -52,6 +53,35 @@ static enum filter_verdict reject_unmatched(struct stream *st, enum route_result
 	return FILTER_DONE;
 }
 
+/*
+ * A preflight announces the request that will follow: it goes to the route that request
+ * will take (a route allowing only GET and POST still gets its OPTIONS preflights), when
+ * that route has a CORS policy to answer it.
+ */
+static enum route_result route_preflight(struct stream *st, enum route_result rr)
+{
+	const struct http_header *m = http_find_header(st->req.headers, st->req.nheaders,
+						       "access-control-request-method");
+	struct http_request *as = stream_alloc(st, sizeof(*as));
+	struct route_match match;
+
+	if (!as)
+		return rr;
+	*as = st->req;
+	as->method = HTTP_OTHER;
+	for (int i = HTTP_GET; i < HTTP_METHOD_COUNT; i++)
+		if (strlen(http_method_name(i)) == m->value.len &&
+		    !memcmp(http_method_name(i), m->value.p, m->value.len))
+			as->method = i;
+	if (router_match(st->cfg->router, st->cfg->routes, as, st->path, st->path_len,
+			 st->host_name, st->host_len, &match) == ROUTE_MATCH &&
+	    st->cfg->routes[match.route].cors) {
+		st->match = match;
+		return ROUTE_MATCH;
+	}
+	return rr;
+}
+
 static enum filter_verdict route_request(struct stream *st, void *state)
 {
 	const struct http_request *req = &st->req;
@@ -71,6 +101,8 @@ static enum filter_verdict route_request(struct stream *st, void *state)
 	st->path_len = plen;
 	rr = router_match(st->cfg->router, st->cfg->routes, req, st->path, plen, st->host_name,
 			  st->host_len, &st->match);
+	if (cors_is_preflight(req) && (rr != ROUTE_MATCH || !st->cfg->routes[st->match.route].cors))
+		rr = route_preflight(st, rr);
 	if (rr != ROUTE_MATCH)
 		return reject_unmatched(st, rr);
 	st->route = st->match.route;
@@ -99,11 +131,15 @@ bool filters_for_route(struct stream *st)
 {
 	const struct route_config *rc = &st->cfg->routes[st->route];
 
+	if (rc->cors && !stream_add_filter(st, &filter_cors))
+		return false;
 	if (rc->auth && !stream_add_filter(st, &filter_auth))
 		return false;
 	if (rc->rate_limit && !stream_add_filter(st, &filter_rate_limit))
 		return false;
 	if (rc->throttle && !stream_add_filter(st, &filter_throttle))
+		return false;
+	if (rc->compression && !stream_add_filter(st, &filter_compress))
 		return false;
 	if (rc->cache_ttl_s && st->env->cache && !stream_add_filter(st, &filter_cache))
 		return false;
