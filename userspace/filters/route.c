@@ -53,32 +53,44 @@ static enum filter_verdict reject_unmatched(struct stream *st, enum route_result
 	return FILTER_DONE;
 }
 
+static bool cors_route_for(struct stream *st, struct http_request *as, enum http_method m)
+{
+	struct route_match match;
+
+	as->method = m;
+	if (router_match(st->cfg->router, st->cfg->routes, as, st->path, st->path_len,
+			 st->host_name, st->host_len, &match) != ROUTE_MATCH ||
+	    !st->cfg->routes[match.route].cors)
+		return false;
+	st->match = match;
+	return true;
+}
+
 /*
  * A preflight announces the request that will follow: it goes to the route that request
  * will take (a route allowing only GET and POST still gets its OPTIONS preflights), when
- * that route has a CORS policy to answer it.
+ * that route has a CORS policy to answer it. A method no route here takes is still the
+ * path's CORS policy's to refuse (403), so the other methods are tried after it.
  */
 static enum route_result route_preflight(struct stream *st, enum route_result rr)
 {
 	const struct http_header *m = http_find_header(st->req.headers, st->req.nheaders,
 						       "access-control-request-method");
 	struct http_request *as = stream_alloc(st, sizeof(*as));
-	struct route_match match;
+	enum http_method announced = HTTP_OTHER;
 
 	if (!as)
 		return rr;
 	*as = st->req;
-	as->method = HTTP_OTHER;
 	for (int i = HTTP_GET; i < HTTP_METHOD_COUNT; i++)
 		if (strlen(http_method_name(i)) == m->value.len &&
 		    !memcmp(http_method_name(i), m->value.p, m->value.len))
-			as->method = i;
-	if (router_match(st->cfg->router, st->cfg->routes, as, st->path, st->path_len,
-			 st->host_name, st->host_len, &match) == ROUTE_MATCH &&
-	    st->cfg->routes[match.route].cors) {
-		st->match = match;
+			announced = i;
+	if (cors_route_for(st, as, announced))
 		return ROUTE_MATCH;
-	}
+	for (int i = HTTP_GET; i < HTTP_METHOD_COUNT; i++)
+		if (i != (int)announced && cors_route_for(st, as, i))
+			return ROUTE_MATCH;
 	return rr;
 }
 
