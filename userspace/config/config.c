@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "compress/compress.h"
 #include "cors/cors.h"
+#include "split/split.h"
 #include "edge/edge.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -425,7 +426,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
 					    "throttle",	   "cors",	 "compression",
-					    NULL };
+					    "split",	   "sticky",	 NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -440,7 +441,16 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	snprintf(name, sizeof(name), "route%d", idx);
 	cfg_get_str(r, "name", path, name, &rc->name, errs);
 	parse_route_matchers(r, path, rc, errs);
-	rc->upstream = upstream_ref(r, "upstream", path, cfg, true, errs);
+	/* A split names its pools; "upstream" is then optional (the first entry's). */
+	rc->upstream = upstream_ref(r, "upstream", path, cfg, !json_object_get(r, "split"), errs);
+	if (json_object_get(r, "split")) {
+		rc->split = split_policy_parse(json_object_get(r, "split"),
+					       json_object_get(r, "sticky"), path, cfg, errs);
+		if (rc->split && rc->upstream < 0 && !json_object_get(r, "upstream"))
+			rc->upstream = rc->split->entries[0].upstream;
+	} else if (json_object_get(r, "sticky")) {
+		cfg_err(errs, cfg_path_key(p, path, "sticky"), "needs \"split\"");
+	}
 	cfg_get_bool(r, "strip_prefix", path, false, &rc->strip_prefix, errs);
 	cache = cfg_get_object(r, "cache", path, errs);
 	if (cache) {
@@ -737,6 +747,7 @@ static void free_route(struct route_config *rc)
 	ratelimit_policy_free(rc->rate_limit);
 	throttle_policy_free(rc->throttle);
 	cors_policy_free(rc->cors);
+	split_policy_free(rc->split);
 	if (rc->own_compression)
 		compress_policy_free(rc->compression);
 }

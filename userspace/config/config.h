@@ -26,6 +26,7 @@ struct ratelimit_policy; /* ratelimit/ratelimit.h */
 struct throttle_policy;  /* ratelimit/ratelimit.h */
 struct cors_policy;      /* cors/cors.h */
 struct compress_policy;  /* compress/compress.h */
+struct split_policy;     /* split/split.h */
 struct target_state;  /* upstream/target_state.h */
 
 enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
@@ -123,6 +124,7 @@ struct route_config {
 	struct throttle_policy *throttle;    /* NULL: none */
 	uint32_t cache_ttl_s;		    /* 0: no caching */
 	struct cors_policy *cors;	    /* NULL: no CORS handling */
+	struct split_policy *split;	    /* NULL: every request goes to `upstream` */
 	/* the route's own, or the top-level one (not owned); NULL: none */
 	struct compress_policy *compression;
 	bool own_compression;

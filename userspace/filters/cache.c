@@ -32,8 +32,10 @@ static enum filter_verdict cache_request(struct stream *st, void *state)
 	keybuf = stream_alloc(st, CACHE_KEY_MAX);
 	if (!keybuf)
 		return FILTER_CONTINUE;
+	/* The pool is part of the key: a split route's pools may answer differently. */
 	n = cache_key_make(&cs->key, keybuf, CACHE_KEY_MAX, &st->req, st->host_name, st->host_len,
-			   st->path, st->path_len, st->route, st->consumer, strlen(st->consumer));
+			   st->path, st->path_len, st->route + (st->upstream + 1) * 65536,
+			   st->consumer, strlen(st->consumer));
 	if (n > CACHE_KEY_MAX)
 		return FILTER_CONTINUE;
 	cs->keyed = true;

@@ -2,7 +2,8 @@
  * The gateway's request filters (see stream/stream.h for the interface). A request's chain
  * starts with the route filter; once it has matched a route it appends the filters that
  * route needs, in the order they must run: CORS (a preflight needs no credentials),
- * authentication, rate limit, throttle, compression, response cache (compression before
+ * authentication, rate limit, throttle, split (the upstream pool), compression, response
+ * cache (compression before
  * the cache so that cached responses are encoded per request when served).
  * A new filter goes into this folder, gets a `const struct filter`, and is appended by
  * filters_for_route() when its route config asks for it.
@@ -19,6 +20,7 @@ extern const struct filter filter_throttle;
 extern const struct filter filter_cache;
 extern const struct filter filter_cors;
 extern const struct filter filter_compress;
+extern const struct filter filter_split;
 
 /* Puts the route filter at the head of a new stream's chain. */
 bool filters_begin(struct stream *st);

@@ -118,6 +118,7 @@ static enum filter_verdict route_request(struct stream *st, void *state)
 	if (rr != ROUTE_MATCH)
 		return reject_unmatched(st, rr);
 	st->route = st->match.route;
+	st->upstream = st->cfg->routes[st->route].upstream;
 	if (req->body == HTTP_BODY_LENGTH && req->content_length > st->cfg->limits.max_body_bytes) {
 		stream_reply_error(st, 413, "request body too large", NULL);
 		return FILTER_DONE;
@@ -150,6 +151,8 @@ bool filters_for_route(struct stream *st)
 	if (rc->rate_limit && !stream_add_filter(st, &filter_rate_limit))
 		return false;
 	if (rc->throttle && !stream_add_filter(st, &filter_throttle))
+		return false;
+	if (rc->split && !stream_add_filter(st, &filter_split))
 		return false;
 	if (rc->compression && !stream_add_filter(st, &filter_compress))
 		return false;

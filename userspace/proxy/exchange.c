@@ -399,7 +399,7 @@ static const struct auth_result no_auth;
 static void take_stream_result(struct conn *c, const struct stream *st)
 {
 	c->ex.route = st->route;
-	c->ex.upstream = st->route >= 0 ? c->cfg->routes[st->route].upstream : -1;
+	c->ex.upstream = st->route >= 0 ? st->upstream : -1;
 	snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", st->consumer);
 }
 
@@ -484,7 +484,7 @@ static void stream_forward_host(struct stream *st)
 		reject(c, 431, "request headers too large", 0, NULL);
 		return;
 	}
-	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, ar);
+	ex->hash = balance_hash(c, &c->cfg->upstreams[ex->upstream], req, ar);
 	ex->upgrade = req->upgrade;
 	ex->req_body = req->body;
 	if (req->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_AUTO &&

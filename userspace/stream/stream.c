@@ -177,6 +177,7 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->host = host;
 	st->cfg = cfg;
 	st->route = -1;
+	st->upstream = -1;
 	if (!arena_get(p, &st->arena, head_len)) {
 		st->runq_next = p->free_streams;
 		p->free_streams = st;

@@ -159,6 +159,7 @@ struct stream {
 	char *path; /* normalised path, in the arena */
 	size_t path_len;
 	int route; /* -1: none */
+	int upstream; /* the pool the request goes to (the route's, or a split's choice) */
 	struct route_match match;
 	struct auth_result auth;
 	bool auth_done;
