@@ -21,7 +21,7 @@ static struct split_policy *parse(const char *split, const char *sticky, struct 
 
 	cfg_errs_free(errs);
 	memset(errs, 0, sizeof(*errs));
-	p = split_policy_parse(a, s, "routes[3]", &cfg, errs);
+	p = split_policy_parse(a, s, "routes[3]", "users", &cfg, errs);
 	json_decref(a);
 	json_decref(s);
 	return p;

@@ -445,7 +445,8 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	rc->upstream = upstream_ref(r, "upstream", path, cfg, !json_object_get(r, "split"), errs);
 	if (json_object_get(r, "split")) {
 		rc->split = split_policy_parse(json_object_get(r, "split"),
-					       json_object_get(r, "sticky"), path, cfg, errs);
+					       json_object_get(r, "sticky"), path, rc->name, cfg,
+					       errs);
 		if (rc->split && rc->upstream < 0 && !json_object_get(r, "upstream"))
 			rc->upstream = rc->split->entries[0].upstream;
 	} else if (json_object_get(r, "sticky")) {

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "config/config.h"
 #include "filters/filters.h"
+#include "metrics/metrics.h"
 #include "split/split.h"
 #include "upstream/upstream.h"
 
@@ -37,8 +38,10 @@ static enum filter_verdict split_request(struct stream *st, void *state)
 		i = split_pick(p, split_sticky_value(p, &st->req, st->peer_ip, st->consumer, &key)
 					  ? hash_key64(key.p, key.len)
 					  : rng_next());
-	if (i >= 0)
+	if (i >= 0) {
 		st->upstream = p->entries[i].upstream;
+		metrics_split_request(st->env->metrics, p->entries[i].metrics_slot);
+	}
 	return FILTER_CONTINUE;
 }
 

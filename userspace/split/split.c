@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "metrics/metrics.h"
 #include "split/split.h"
 #include "upstream/upstream.h"
 
@@ -125,7 +126,8 @@ static void parse_sticky(json_t *s, const char *path, struct split_policy *p,
 }
 
 struct split_policy *split_policy_parse(json_t *arr, json_t *sticky, const char *route_path,
-					const struct xg_config *cfg, struct cfg_errs *errs)
+					const char *route_name, const struct xg_config *cfg,
+					struct cfg_errs *errs)
 {
 	struct split_policy *p;
 	char sp[CFG_PATH_MAX], ep[CFG_PATH_MAX], up[CFG_PATH_MAX];
@@ -153,6 +155,9 @@ struct split_policy *split_policy_parse(json_t *arr, json_t *sticky, const char 
 		cfg_path_idx(ep, sp, i);
 		parse_entry(o, ep, e, cfg, errs);
 		total += e->weight;
+		e->metrics_slot = e->upstream >= 0 ? metrics_split_slot(route_name,
+									cfg->upstreams[e->upstream].name)
+						   : -1;
 		for (int j = 0; j < p->n - 1; j++)
 			if (e->upstream >= 0 && p->entries[j].upstream == e->upstream)
 				cfg_err(errs, cfg_path_key(up, ep, "upstream"),

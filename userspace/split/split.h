@@ -40,6 +40,7 @@ struct split_entry {
 	uint64_t id; /* hash of the upstream name */
 	struct header_match *match; /* every one must hold; NULL/0: no match */
 	int nmatch;
+	int metrics_slot; /* xgate_split_requests_total{route, upstream} */
 };
 
 struct split_policy {
@@ -54,7 +55,8 @@ struct split_policy {
  * are resolved in cfg (already parsed). Errors name routes[i].split[j].upstream etc.
  */
 struct split_policy *split_policy_parse(json_t *arr, json_t *sticky, const char *route_path,
-					const struct xg_config *cfg, struct cfg_errs *errs);
+					const char *route_name, const struct xg_config *cfg,
+					struct cfg_errs *errs);
 void split_policy_free(struct split_policy *p);
 
 /* The entry whose match the request satisfies, or -1. */
