@@ -24,14 +24,14 @@ static struct compress_policy *parse(const char *json, struct cfg_errs *errs)
 
 static enum compress_algo nego(const struct compress_policy *p, const char *ae)
 {
-	struct http_header h = { { "Accept-Encoding", 15 }, { ae, strlen(ae) } };
+	struct http_header h = {{"Accept-Encoding", 15}, {ae, strlen(ae)}};
 
 	return compress_negotiate(p, &h, 1);
 }
 
 static void test_policy_defaults_and_errors(void)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct compress_policy *p = parse("{}", &errs);
 
 	CHECK(p != NULL);
@@ -61,11 +61,11 @@ static void test_policy_defaults_and_errors(void)
 
 static void test_negotiation(void)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct compress_policy *p = parse("{\"algorithms\": [\"gzip\", \"br\"]}", &errs);
 	struct http_header two[2] = {
-		{ { "Accept-Encoding", 15 }, { "br;q=0.4", 8 } },
-		{ { "accept-encoding", 15 }, { "gzip;q=0.3", 10 } },
+	    {{"Accept-Encoding", 15}, {"br;q=0.4", 8}},
+	    {{"accept-encoding", 15}, {"gzip;q=0.3", 10}},
 	};
 
 	CHECK_EQ(nego(p, "gzip"), COMPRESS_GZIP);
@@ -99,16 +99,16 @@ static void test_negotiation(void)
 
 static bool listed(const struct compress_policy *p, const char *ct)
 {
-	struct http_str s = { ct, strlen(ct) };
+	struct http_str s = {ct, strlen(ct)};
 
 	return compress_type_listed(p, s);
 }
 
 static void test_media_types(void)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct compress_policy *p =
-		parse("{\"types\": [\"application/json\", \"text/*\", \"image/svg+xml\"]}", &errs);
+	    parse("{\"types\": [\"application/json\", \"text/*\", \"image/svg+xml\"]}", &errs);
 
 	CHECK(listed(p, "application/json"));
 	CHECK(listed(p, "Application/JSON; charset=utf-8"));
@@ -165,7 +165,7 @@ static size_t encode(enum compress_algo a, const char *in, size_t n, size_t cap,
 
 static void check_gunzip(const char *enc, size_t elen, const char *want, size_t n)
 {
-	z_stream zs = { 0 };
+	z_stream zs = {0};
 	char *out = malloc(n + 16);
 
 	CHECK_EQ(inflateInit2(&zs, 16 + MAX_WBITS), Z_OK);
@@ -204,13 +204,14 @@ static void test_encoders_round_trip_through_small_buffers(void)
 		in[i] = i < n / 2 ? "abcdefgh {}\":,"[(i / 7 + (i % 5)) % 14] : (char)(x >> 16);
 	}
 	for (int a = COMPRESS_GZIP; a <= COMPRESS_BR; a++) {
-		size_t caps[] = { 1, 7, 300, 65536 };
+		size_t caps[] = {1, 7, 300, 65536};
 
 		for (int c = 0; c < 4; c++) {
 			size_t feed = c == 3 ? n : 16384, elen;
 
 			if (caps[c] == 1 && a == COMPRESS_BR)
-				feed = 4096; /* byte-at-a-time output, fewer flushes: keep it fast */
+				feed =
+				    4096; /* byte-at-a-time output, fewer flushes: keep it fast */
 			elen = encode(a, in, n, caps[c], feed, &enc);
 			CHECK(elen > 0 && elen < n);
 			if (a == COMPRESS_GZIP)
@@ -233,12 +234,14 @@ static void test_flush_emits_and_empty_flush_adds_nothing(void)
 		int r;
 
 		CHECK_EQ(compressor_step(z, "hello hello hello", 17, out, sizeof(out),
-					 COMPRESS_PROCESS, &used, &produced, &done), 0);
+					 COMPRESS_PROCESS, &used, &produced, &done),
+			 0);
 		CHECK_EQ(used, 17);
 		first = produced;
 		/* A flush makes what was taken decodable now (a streaming client sees it). */
 		CHECK_EQ(compressor_step(z, NULL, 0, out + first, sizeof(out) - first,
-					 COMPRESS_FLUSH, &used, &produced, &done), 0);
+					 COMPRESS_FLUSH, &used, &produced, &done),
+			 0);
 		CHECK(produced > 0);
 		first += produced;
 		/* Flushing again with nothing new writes nothing. */
@@ -247,7 +250,8 @@ static void test_flush_emits_and_empty_flush_adds_nothing(void)
 		CHECK_EQ(r, 0);
 		CHECK_EQ(produced, 0);
 		CHECK_EQ(compressor_step(z, NULL, 0, out + first, sizeof(out) - first,
-					 COMPRESS_FINISH, &used, &produced, &done), 0);
+					 COMPRESS_FINISH, &used, &produced, &done),
+			 0);
 		CHECK(done);
 		first += produced;
 		if (a == COMPRESS_GZIP)

@@ -21,14 +21,14 @@ static struct cors_policy *parse(const char *json, struct cfg_errs *errs)
 
 static const char *allow(const struct cors_policy *p, const char *origin)
 {
-	struct http_str o = { origin, strlen(origin) };
+	struct http_str o = {origin, strlen(origin)};
 
 	return cors_allow_origin(p, o);
 }
 
 static void test_config_errors(void)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 
 	CHECK(!parse("{\"origins\": [\"*\"], \"credentials\": true}", &errs));
 	CHECK(strstr(errs.text, "routes[2].cors.credentials: credentials need explicit origins"));
@@ -39,7 +39,8 @@ static void test_config_errors(void)
 	CHECK(!parse("{\"origins\": [\"https://a.example\", \"*\"]}", &errs));
 	CHECK(strstr(errs.text, "routes[2].cors.origins[1]"));
 	CHECK(!parse("{\"origins\": [\"https://a.example/\"]}", &errs));
-	CHECK(strstr(errs.text, "routes[2].cors.origins[0]: \"https://a.example/\" is not an origin"));
+	CHECK(strstr(errs.text,
+		     "routes[2].cors.origins[0]: \"https://a.example/\" is not an origin"));
 	CHECK(!parse("{\"origins\": [\"a.example\"]}", &errs));
 	CHECK(strstr(errs.text, "routes[2].cors.origins[0]"));
 	CHECK(!parse("{\"origins\": [\"null\"]}", &errs));
@@ -59,9 +60,9 @@ static void test_config_errors(void)
 
 static void test_origin_matching_is_exact(void)
 {
-	struct cfg_errs errs = { 0 };
-	struct cors_policy *p = parse(
-		"{\"origins\": [\"https://App.example\", \"http://localhost:3000\"]}", &errs);
+	struct cfg_errs errs = {0};
+	struct cors_policy *p =
+	    parse("{\"origins\": [\"https://App.example\", \"http://localhost:3000\"]}", &errs);
 	struct cors_policy *any = parse("{\"origins\": [\"*\"]}", &errs);
 
 	CHECK(p != NULL && any != NULL);
@@ -88,8 +89,8 @@ static void test_origin_matching_is_exact(void)
 	cfg_errs_free(&errs);
 }
 
-static enum cors_verdict check(const struct cors_policy *p, const char *raw, char *out,
-			       size_t cap, bool *fits)
+static enum cors_verdict check(const struct cors_policy *p, const char *raw, char *out, size_t cap,
+			       bool *fits)
 {
 	struct http_request req;
 	int n = http_parse_request(raw, strlen(raw), NULL, &req);
@@ -101,21 +102,22 @@ static enum cors_verdict check(const struct cors_policy *p, const char *raw, cha
 
 static void test_preflight(void)
 {
-	struct cfg_errs errs = { 0 };
-	struct cors_policy *p = parse(
-		"{\"origins\": [\"https://app.example\"], \"methods\": [\"GET\", \"PUT\"],"
-		" \"headers\": [\"Authorization\", \"X-Trace\"], \"credentials\": true,"
-		" \"max_age_s\": 120}",
-		&errs);
+	struct cfg_errs errs = {0};
+	struct cors_policy *p =
+	    parse("{\"origins\": [\"https://app.example\"], \"methods\": [\"GET\", \"PUT\"],"
+		  " \"headers\": [\"Authorization\", \"X-Trace\"], \"credentials\": true,"
+		  " \"max_age_s\": 120}",
+		  &errs);
 	char out[1024];
 	bool fits;
 	struct http_request req;
 	const char *plain = "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n\r\n";
 
 	CHECK(p != NULL);
-	CHECK_EQ(check(p, "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
-			  "Access-Control-Request-Method: PUT\r\n"
-			  "Access-Control-Request-Headers: x-trace,  AUTHORIZATION\r\n\r\n",
+	CHECK_EQ(check(p,
+		       "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
+		       "Access-Control-Request-Method: PUT\r\n"
+		       "Access-Control-Request-Headers: x-trace,  AUTHORIZATION\r\n\r\n",
 		       out, sizeof(out), &fits),
 		 CORS_OK);
 	CHECK(fits);
@@ -125,23 +127,27 @@ static void test_preflight(void)
 	CHECK(strstr(out, "Access-Control-Max-Age: 120\r\n"));
 	CHECK(strstr(out, "Access-Control-Allow-Credentials: true\r\n"));
 	CHECK(strstr(out, "Vary: Origin, "));
-	CHECK_EQ(check(p, "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://other.example\r\n"
-			  "Access-Control-Request-Method: PUT\r\n\r\n",
+	CHECK_EQ(check(p,
+		       "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://other.example\r\n"
+		       "Access-Control-Request-Method: PUT\r\n\r\n",
 		       out, sizeof(out), &fits),
 		 CORS_DENY_ORIGIN);
 	/* Methods are case-sensitive (Fetch): "put" is not "PUT". */
-	CHECK_EQ(check(p, "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
-			  "Access-Control-Request-Method: put\r\n\r\n",
+	CHECK_EQ(check(p,
+		       "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
+		       "Access-Control-Request-Method: put\r\n\r\n",
 		       out, sizeof(out), &fits),
 		 CORS_DENY_METHOD);
-	CHECK_EQ(check(p, "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
-			  "Access-Control-Request-Method: GET\r\n"
-			  "Access-Control-Request-Headers: x-trace, x-secret\r\n\r\n",
+	CHECK_EQ(check(p,
+		       "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
+		       "Access-Control-Request-Method: GET\r\n"
+		       "Access-Control-Request-Headers: x-trace, x-secret\r\n\r\n",
 		       out, sizeof(out), &fits),
 		 CORS_DENY_HEADERS);
 	/* Header lines that do not fit are reported, never truncated silently. */
-	CHECK_EQ(check(p, "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
-			  "Access-Control-Request-Method: GET\r\n\r\n",
+	CHECK_EQ(check(p,
+		       "OPTIONS /x HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example\r\n"
+		       "Access-Control-Request-Method: GET\r\n\r\n",
 		       out, 40, &fits),
 		 CORS_OK);
 	CHECK(!fits);

@@ -9,9 +9,9 @@
 #include "upstream/upstream.h"
 #include "unit/check.h"
 
-static struct upstream_config ups[3] = { { .name = "users" }, { .name = "users-v2" },
-					 { .name = "users-v3" } };
-static struct xg_config cfg = { .upstreams = ups, .nupstreams = 3 };
+static struct upstream_config ups[3] = {
+    {.name = "users"}, {.name = "users-v2"}, {.name = "users-v3"}};
+static struct xg_config cfg = {.upstreams = ups, .nupstreams = 3};
 
 static struct split_policy *parse(const char *split, const char *sticky, struct cfg_errs *errs)
 {
@@ -29,7 +29,7 @@ static struct split_policy *parse(const char *split, const char *sticky, struct 
 
 static void test_config_errors(void)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 
 	CHECK(!parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"nope\"}]", NULL,
 		     &errs));
@@ -49,8 +49,9 @@ static void test_config_errors(void)
 		     NULL, &errs));
 	CHECK(strstr(errs.text, "routes[3].split[0].match.headers: at least one header"));
 	CHECK(strstr(errs.text, "routes[3].split[1].match.headers.x: must be a string or null"));
-	CHECK(!parse("[{\"upstream\": \"users\", \"weight\": 1, \"w\": 2}, {\"upstream\": \"users-v2\"}]",
-		     NULL, &errs));
+	CHECK(!parse(
+	    "[{\"upstream\": \"users\", \"weight\": 1, \"w\": 2}, {\"upstream\": \"users-v2\"}]",
+	    NULL, &errs));
 	CHECK(strstr(errs.text, "routes[3].split[0].w"));
 	CHECK(!parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\"}]",
 		     "\"cookie:\"", &errs));
@@ -71,15 +72,15 @@ static uint64_t key_of(int i)
 
 static void test_shares_within_tolerance(void)
 {
-	struct cfg_errs errs = { 0 };
-	struct split_policy *p = parse(
-		"[{\"upstream\": \"users-v2\", \"weight\": 10}, {\"upstream\": \"users\", \"weight\": 90}]",
-		NULL, &errs);
-	struct split_policy *q = parse(
-		"[{\"upstream\": \"users\", \"weight\": 50}, {\"upstream\": \"users-v2\", \"weight\": 30},"
-		" {\"upstream\": \"users-v3\", \"weight\": 20}]",
-		NULL, &errs);
-	int n[3] = { 0 }, m[3] = { 0 };
+	struct cfg_errs errs = {0};
+	struct split_policy *p = parse("[{\"upstream\": \"users-v2\", \"weight\": 10}, "
+				       "{\"upstream\": \"users\", \"weight\": 90}]",
+				       NULL, &errs);
+	struct split_policy *q = parse("[{\"upstream\": \"users\", \"weight\": 50}, {\"upstream\": "
+				       "\"users-v2\", \"weight\": 30},"
+				       " {\"upstream\": \"users-v3\", \"weight\": 20}]",
+				       NULL, &errs);
+	int n[3] = {0}, m[3] = {0};
 
 	CHECK(p && q);
 	for (int i = 0; i < 2000; i++) {
@@ -105,16 +106,16 @@ static void test_shares_within_tolerance(void)
 
 static void test_weight_change_moves_only_its_share(void)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	/* Same entries in another order: the order never matters to the hash. */
-	struct split_policy *a = parse(
-		"[{\"upstream\": \"users\", \"weight\": 60}, {\"upstream\": \"users-v2\", \"weight\": 30},"
-		" {\"upstream\": \"users-v3\", \"weight\": 10}]",
-		NULL, &errs);
-	struct split_policy *b = parse(
-		"[{\"upstream\": \"users-v3\", \"weight\": 30}, {\"upstream\": \"users\", \"weight\": 60},"
-		" {\"upstream\": \"users-v2\", \"weight\": 30}]",
-		NULL, &errs);
+	struct split_policy *a = parse("[{\"upstream\": \"users\", \"weight\": 60}, {\"upstream\": "
+				       "\"users-v2\", \"weight\": 30},"
+				       " {\"upstream\": \"users-v3\", \"weight\": 10}]",
+				       NULL, &errs);
+	struct split_policy *b = parse("[{\"upstream\": \"users-v3\", \"weight\": 30}, "
+				       "{\"upstream\": \"users\", \"weight\": 60},"
+				       " {\"upstream\": \"users-v2\", \"weight\": 30}]",
+				       NULL, &errs);
 	int moved = 0, wrong = 0;
 
 	CHECK(a && b);
@@ -138,12 +139,12 @@ static void test_weight_change_moves_only_its_share(void)
 
 static void test_match_pins_and_sticky_values(void)
 {
-	struct cfg_errs errs = { 0 };
-	struct split_policy *p = parse(
-		"[{\"upstream\": \"users\", \"weight\": 100},"
-		" {\"upstream\": \"users-v2\", \"weight\": 0, \"match\": {\"headers\": {\"X-Canary\": \"1\","
-		" \"X-Beta\": null}}}]",
-		"\"cookie:uid\"", &errs);
+	struct cfg_errs errs = {0};
+	struct split_policy *p = parse("[{\"upstream\": \"users\", \"weight\": 100},"
+				       " {\"upstream\": \"users-v2\", \"weight\": 0, \"match\": "
+				       "{\"headers\": {\"X-Canary\": \"1\","
+				       " \"X-Beta\": null}}}]",
+				       "\"cookie:uid\"", &errs);
 	struct http_request req;
 	struct http_str v;
 	const char *r1 = "GET / HTTP/1.1\r\nHost: a\r\nx-canary: 1\r\nX-Beta: yes\r\n"
@@ -165,17 +166,20 @@ static void test_match_pins_and_sticky_values(void)
 	for (int i = 0; i < 200; i++)
 		CHECK_EQ(split_pick(p, key_of(i)), 0);
 	split_policy_free(p);
-	p = parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\", \"weight\": 1}]",
+	p = parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\", "
+		  "\"weight\": 1}]",
 		  "\"header:X-User\"", &errs);
 	CHECK(http_parse_request(r1, strlen(r1), NULL, &req) > 0);
 	CHECK(!split_sticky_value(p, &req, "1.2.3.4", "", &v));
 	split_policy_free(p);
-	p = parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\", \"weight\": 1}]",
+	p = parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\", "
+		  "\"weight\": 1}]",
 		  "\"consumer\"", &errs);
 	CHECK(!split_sticky_value(p, &req, "1.2.3.4", "", &v));
 	CHECK(split_sticky_value(p, &req, "1.2.3.4", "app", &v) && v.len == 3);
 	split_policy_free(p);
-	p = parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\", \"weight\": 1}]",
+	p = parse("[{\"upstream\": \"users\", \"weight\": 1}, {\"upstream\": \"users-v2\", "
+		  "\"weight\": 1}]",
 		  "\"ip\"", &errs);
 	CHECK(split_sticky_value(p, &req, "1.2.3.4", "app", &v) && v.len == 7);
 	split_policy_free(p);

@@ -14,7 +14,7 @@
 #define BROTLI_QUALITY 4
 #define BROTLI_MAX_LGWIN 18
 
-static const char *const algo_names[] = { "identity", "gzip", "br", NULL };
+static const char *const algo_names[] = {"identity", "gzip", "br", NULL};
 
 const char *compress_algo_name(enum compress_algo a)
 {
@@ -74,8 +74,8 @@ static void parse_algorithms(json_t *o, const char *path, struct compress_policy
 
 struct compress_policy *compress_policy_parse(json_t *o, const char *path, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "algorithms", "types", "min_bytes", NULL };
-	static const char *const default_types[] = { "application/json", "text/*" };
+	static const char *const keys[] = {"algorithms", "types", "min_bytes", NULL};
+	static const char *const default_types[] = {"application/json", "text/*"};
 	struct compress_policy *p;
 	char tp[CFG_PATH_MAX], ip[CFG_PATH_MAX];
 	int before = errs->count;
@@ -208,7 +208,7 @@ static void ae_field(struct http_str v, struct ae_prefs *ap)
 			continue; /* a malformed element says nothing */
 		ap->any = true;
 		for (int a = 0; algo_names[a]; a++) {
-			struct http_str c = { e + st, clen };
+			struct http_str c = {e + st, clen};
 
 			if (strlen(algo_names[a]) == clen && http_str_eq_nocase(c, algo_names[a]))
 				ap->q[a] = q;
@@ -223,7 +223,7 @@ static void ae_field(struct http_str v, struct ae_prefs *ap)
 enum compress_algo compress_negotiate(const struct compress_policy *p,
 				      const struct http_header *headers, int nheaders)
 {
-	struct ae_prefs ap = { .q = { -1, -1, -1 }, .star = -1 };
+	struct ae_prefs ap = {.q = {-1, -1, -1}, .star = -1};
 	enum compress_algo best = COMPRESS_NONE;
 	int best_q = 0;
 
@@ -273,10 +273,10 @@ bool compress_type_listed(const struct compress_policy *p, struct http_str ct)
 
 struct compressor {
 	enum compress_algo algo;
-	bool dirty;	     /* input taken since the last completed flush */
-	bool pending;	     /* the last call filled the output: the encoder holds more */
-	bool flushing;	     /* br: a FLUSH is under way, its input may not grow */
-	size_t flush_left;   /* br: input of that flush not yet taken */
+	bool dirty;	   /* input taken since the last completed flush */
+	bool pending;	   /* the last call filled the output: the encoder holds more */
+	bool flushing;	   /* br: a FLUSH is under way, its input may not grow */
+	size_t flush_left; /* br: input of that flush not yet taken */
 	z_stream zs;
 	BrotliEncoderState *br;
 };
@@ -294,7 +294,9 @@ struct compressor *compressor_new(enum compress_algo a, uint64_t size_hint)
 		while (size_hint && wbits > 9 && size_hint < (1ull << (wbits - 1)))
 			wbits--;
 		if (deflateInit2(&z->zs, GZIP_LEVEL, Z_DEFLATED, wbits + 16,
-				 wbits - 7 > 8 ? 8 : wbits - 7 < 1 ? 1 : wbits - 7,
+				 wbits - 7 > 8	 ? 8
+				 : wbits - 7 < 1 ? 1
+						 : wbits - 7,
 				 Z_DEFAULT_STRATEGY) != Z_OK) {
 			free(z);
 			return NULL;
@@ -330,7 +332,7 @@ void compressor_free(struct compressor *z)
 static int gzip_step(struct compressor *z, const char *in, size_t n, char *out, size_t cap,
 		     enum compress_mode mode, size_t *used, size_t *produced, bool *done)
 {
-	int flush = mode == COMPRESS_FINISH ? Z_FINISH
+	int flush = mode == COMPRESS_FINISH  ? Z_FINISH
 		    : mode == COMPRESS_FLUSH ? Z_SYNC_FLUSH
 					     : Z_NO_FLUSH;
 	int r;
@@ -352,7 +354,7 @@ static int gzip_step(struct compressor *z, const char *in, size_t n, char *out, 
 static int br_step(struct compressor *z, const char *in, size_t n, char *out, size_t cap,
 		   enum compress_mode mode, size_t *used, size_t *produced, bool *done)
 {
-	BrotliEncoderOperation op = mode == COMPRESS_FINISH ? BROTLI_OPERATION_FINISH
+	BrotliEncoderOperation op = mode == COMPRESS_FINISH  ? BROTLI_OPERATION_FINISH
 				    : mode == COMPRESS_FLUSH ? BROTLI_OPERATION_FLUSH
 							     : BROTLI_OPERATION_PROCESS;
 	const uint8_t *next_in = (const uint8_t *)in;

@@ -69,8 +69,7 @@ static void check_tokens(char **items, int n, const char *base, const char *key,
 				!strcmp(key, "methods") ? "method" : "header name");
 }
 
-static void parse_origins(json_t *o, const char *path, struct cors_policy *p,
-			  struct cfg_errs *errs)
+static void parse_origins(json_t *o, const char *path, struct cors_policy *p, struct cfg_errs *errs)
 {
 	char op[CFG_PATH_MAX], ip[CFG_PATH_MAX];
 
@@ -94,7 +93,8 @@ static void parse_origins(json_t *o, const char *path, struct cors_policy *p,
 		} else if (!strcmp(p->origins[i], "null")) {
 			/* Sandboxed documents and file: URLs all send "null": allowing it
 			 * allows anyone who can make a page send it. */
-			cfg_err(errs, cfg_path_idx(ip, op, i), "the \"null\" origin cannot be allowed");
+			cfg_err(errs, cfg_path_idx(ip, op, i),
+				"the \"null\" origin cannot be allowed");
 		} else if (!origin_valid(p->origins[i])) {
 			cfg_err(errs, cfg_path_idx(ip, op, i),
 				"\"%s\" is not an origin (scheme://host[:port], no path)",
@@ -105,9 +105,9 @@ static void parse_origins(json_t *o, const char *path, struct cors_policy *p,
 
 struct cors_policy *cors_policy_parse(json_t *o, const char *path, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "origins", "methods",     "headers", "expose",
-					    "credentials", "max_age_s", NULL };
-	static const char *const simple[] = { "GET", "HEAD", "POST" };
+	static const char *const keys[] = {"origins",	  "methods",   "headers", "expose",
+					   "credentials", "max_age_s", NULL};
+	static const char *const simple[] = {"GET", "HEAD", "POST"};
 	struct cors_policy *p;
 	char **expose = NULL;
 	int nexpose = 0, before = errs->count;
@@ -185,7 +185,7 @@ static struct http_str header_value(const struct http_request *req, const char *
 {
 	const struct http_header *h = http_find_header(req->headers, req->nheaders, name);
 
-	return h ? h->value : (struct http_str){ NULL, 0 };
+	return h ? h->value : (struct http_str){NULL, 0};
 }
 
 bool cors_is_preflight(const struct http_request *req)
@@ -204,7 +204,7 @@ static bool method_allowed(const struct cors_policy *p, struct http_str m)
 
 static bool header_allowed(const struct cors_policy *p, const char *name, size_t len)
 {
-	struct http_str s = { name, len };
+	struct http_str s = {name, len};
 
 	for (int i = 0; i < p->nheaders; i++)
 		if (strlen(p->headers[i]) == len && http_str_eq_nocase(s, p->headers[i]))
@@ -231,7 +231,8 @@ static bool headers_allowed(const struct cors_policy *p, const struct http_reque
 			while (i < f->value.len && f->value.p[i] != ',')
 				i++;
 			end = i;
-			while (end > start && (f->value.p[end - 1] == ' ' || f->value.p[end - 1] == '\t'))
+			while (end > start &&
+			       (f->value.p[end - 1] == ' ' || f->value.p[end - 1] == '\t'))
 				end--;
 			if (end > start && !header_allowed(p, f->value.p + start, end - start))
 				return false;

@@ -28,7 +28,7 @@ static struct http_str header(const struct http_response *resp, const char *name
 {
 	const struct http_header *h = http_find_header(resp->headers, resp->nheaders, name);
 
-	return h ? h->value : (struct http_str){ NULL, 0 };
+	return h ? h->value : (struct http_str){NULL, 0};
 }
 
 /* Whether this response is one the policy would encode (for some client): its
@@ -120,8 +120,8 @@ static int compress_body(struct stream *st, void *state, struct stream_body_io *
 
 	if (!cs->z)
 		return -1;
-	return compressor_step(cs->z, io->in, io->in_len, io->out, io->out_cap, mode,
-			       &io->in_used, &io->out_len, &io->done);
+	return compressor_step(cs->z, io->in, io->in_len, io->out, io->out_cap, mode, &io->in_used,
+			       &io->out_len, &io->done);
 }
 
 static void compress_end(struct stream *st, void *state)
@@ -133,10 +133,10 @@ static void compress_end(struct stream *st, void *state)
 }
 
 const struct filter filter_compress = {
-	.name = "compress",
-	.state_size = sizeof(struct compress_state),
-	.on_request = compress_request,
-	.on_response = compress_response,
-	.on_response_body = compress_body,
-	.on_end = compress_end,
+    .name = "compress",
+    .state_size = sizeof(struct compress_state),
+    .on_request = compress_request,
+    .on_response = compress_response,
+    .on_response_body = compress_body,
+    .on_end = compress_end,
 };

@@ -70,8 +70,8 @@ static void cors_response(struct stream *st, void *state, const struct http_resp
 }
 
 const struct filter filter_cors = {
-	.name = "cors",
-	.state_size = sizeof(struct cors_state),
-	.on_request = cors_request,
-	.on_response = cors_response,
+    .name = "cors",
+    .state_size = sizeof(struct cors_state),
+    .on_request = cors_request,
+    .on_response = cors_response,
 };

@@ -36,8 +36,8 @@ static enum filter_verdict split_request(struct stream *st, void *state)
 
 	if (i < 0)
 		i = split_pick(p, split_sticky_value(p, &st->req, st->peer_ip, st->consumer, &key)
-					  ? hash_key64(key.p, key.len)
-					  : rng_next());
+				      ? hash_key64(key.p, key.len)
+				      : rng_next());
 	if (i >= 0) {
 		st->upstream = p->entries[i].upstream;
 		metrics_split_request(st->env->metrics, p->entries[i].metrics_slot);
@@ -46,6 +46,6 @@ static enum filter_verdict split_request(struct stream *st, void *state)
 }
 
 const struct filter filter_split = {
-	.name = "split",
-	.on_request = split_request,
+    .name = "split",
+    .on_request = split_request,
 };

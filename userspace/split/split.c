@@ -28,10 +28,9 @@ static char *lower_dup(const char *s)
 	return d;
 }
 
-static void parse_match(json_t *m, const char *path, struct split_entry *e,
-			struct cfg_errs *errs)
+static void parse_match(json_t *m, const char *path, struct split_entry *e, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "headers", NULL };
+	static const char *const keys[] = {"headers", NULL};
 	char hp[CFG_PATH_MAX], kp[CFG_PATH_MAX];
 	json_t *hdrs, *v;
 	const char *name;
@@ -52,7 +51,8 @@ static void parse_match(json_t *m, const char *path, struct split_entry *e,
 		cfg_err(errs, hp, "out of memory");
 		return;
 	}
-	json_object_foreach(hdrs, name, v) {
+	json_object_foreach(hdrs, name, v)
+	{
 		struct header_match *hm = &e->match[e->nmatch];
 
 		if (!json_is_string(v) && !json_is_null(v)) {
@@ -68,7 +68,7 @@ static void parse_match(json_t *m, const char *path, struct split_entry *e,
 static void parse_entry(json_t *o, const char *path, struct split_entry *e,
 			const struct xg_config *cfg, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "upstream", "weight", "match", NULL };
+	static const char *const keys[] = {"upstream", "weight", "match", NULL};
 	char p[CFG_PATH_MAX];
 	char *name = NULL;
 	long long w;
@@ -97,13 +97,13 @@ static void parse_entry(json_t *o, const char *path, struct split_entry *e,
 		parse_match(m, cfg_path_key(p, path, "match"), e, errs);
 }
 
-static void parse_sticky(json_t *s, const char *path, struct split_policy *p,
-			 struct cfg_errs *errs)
+static void parse_sticky(json_t *s, const char *path, struct split_policy *p, struct cfg_errs *errs)
 {
 	const char *v = json_is_string(s) ? json_string_value(s) : NULL;
 
 	if (!v) {
-		cfg_err(errs, path, "must be \"cookie:NAME\", \"header:NAME\", \"ip\" or \"consumer\"");
+		cfg_err(errs, path,
+			"must be \"cookie:NAME\", \"header:NAME\", \"ip\" or \"consumer\"");
 		return;
 	}
 	if (!strcmp(v, "ip")) {
@@ -118,7 +118,8 @@ static void parse_sticky(json_t *s, const char *path, struct split_policy *p,
 		p->sticky_name = lower_dup(v + 7);
 	} else {
 		cfg_err(errs, path,
-			"\"%s\": must be \"cookie:NAME\", \"header:NAME\", \"ip\" or \"consumer\"", v);
+			"\"%s\": must be \"cookie:NAME\", \"header:NAME\", \"ip\" or \"consumer\"",
+			v);
 		return;
 	}
 	if (p->sticky_name && (strpbrk(p->sticky_name, " \t;,=:\"") != NULL))
@@ -149,15 +150,17 @@ struct split_policy *split_policy_parse(json_t *arr, json_t *sticky, const char 
 		cfg_err(errs, sp, "out of memory");
 		return NULL;
 	}
-	json_array_foreach(arr, i, o) {
+	json_array_foreach(arr, i, o)
+	{
 		struct split_entry *e = &p->entries[p->n++];
 
 		cfg_path_idx(ep, sp, i);
 		parse_entry(o, ep, e, cfg, errs);
 		total += e->weight;
-		e->metrics_slot = e->upstream >= 0 ? metrics_split_slot(route_name,
-									cfg->upstreams[e->upstream].name)
-						   : -1;
+		e->metrics_slot =
+		    e->upstream >= 0
+			? metrics_split_slot(route_name, cfg->upstreams[e->upstream].name)
+			: -1;
 		for (int j = 0; j < p->n - 1; j++)
 			if (e->upstream >= 0 && p->entries[j].upstream == e->upstream)
 				cfg_err(errs, cfg_path_key(up, ep, "upstream"),

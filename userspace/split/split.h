@@ -37,7 +37,7 @@ enum split_sticky {
 struct split_entry {
 	int upstream; /* index into the config's upstreams */
 	uint32_t weight;
-	uint64_t id; /* hash of the upstream name */
+	uint64_t id;		    /* hash of the upstream name */
 	struct header_match *match; /* every one must hold; NULL/0: no match */
 	int nmatch;
 	int metrics_slot; /* xgate_split_requests_total{route, upstream} */
