@@ -11,7 +11,7 @@ import zlib
 
 import brotli
 
-from conftest import base_config, http_raw, http_request
+from conftest import base_config, free_port, http_raw, http_request
 
 APP = "https://app.example"
 API_KEY = "k-3f9a0c2e7b"
@@ -89,7 +89,10 @@ def test_cors_headers_on_gateway_errors(upstream, gateway):
     route["auth"] = {"api_key": {}}
     limited = cors_route(up)
     limited.update(name="limited", paths=["/lim"], rate_limit={"per_s": 1, "burst": 1})
-    gw = gateway(base_config(upstreams=[up], routes=[route, limited],
+    dead = cors_route(up)
+    dead.update(name="dead", paths=["/dead"], upstream="dead")
+    gw = gateway(base_config(upstreams=[up, {"name": "dead", "targets": [
+        {"address": "127.0.0.1:%d" % free_port()}]}], routes=[route, limited, dead],
                              auth={"api_keys": {"header": "X-API-Key"}},
                              consumers=[{"name": "app", "api_keys": [API_KEY]}]))
     r = http_request("GET", gw.url("/api/x"), headers={"Origin": APP})
@@ -107,6 +110,8 @@ def test_cors_headers_on_gateway_errors(upstream, gateway):
         statuses.append(r.status)
         assert r.headers.get("access-control-allow-origin") == APP, (r.status, r.headers)
     assert 429 in statuses, statuses
+    r = http_request("GET", gw.url("/dead"), headers={"Origin": APP})
+    assert r.status == 502 and r.headers.get("access-control-allow-origin") == APP, r.headers
 
 
 def test_cors_any_origin_and_config_errors(upstream, gateway):
