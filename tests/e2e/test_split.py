@@ -18,6 +18,18 @@ def split_config(stable, canary, w_stable, w_canary, sticky=None, match=None):
     return base_config(upstreams=[stable, canary], routes=[route], access_log=None)
 
 
+def read_response(s):
+    """One whole Content-Length response from a keep-alive socket: (status, headers, body)."""
+    raw = b""
+    while True:
+        chunk = s.recv(65536)
+        assert chunk, raw
+        raw += chunk
+        resp = parse_responses(raw)
+        if resp and len(resp[0][2]) == int(resp[0][1].get("content-length", -1)):
+            return resp[0]
+
+
 def served_by(r):
     return json.loads(r.body)["upstream"]
 
@@ -29,13 +41,7 @@ def test_split_shares_over_1000_requests(upstream, gateway):
     with socket.create_connection(("127.0.0.1", gw.port()), timeout=10) as s:
         for i in range(1000):
             s.sendall(b"GET /users/%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
-            raw = b""
-            while True:
-                raw += s.recv(65536)
-                resp = parse_responses(raw)
-                if resp and len(resp[0][2]) == int(resp[0][1].get("content-length", -1)):
-                    break
-            counts[json.loads(resp[0][2])["upstream"]] += 1
+            counts[json.loads(read_response(s)[2])["upstream"]] += 1
     # 20 % ± 5 points (the binomial spread over 1,000 is 1.3 points).
     assert 150 <= counts["users-v2"] <= 250, counts
     assert len(stable.requests) + len(canary.requests) == 1000
@@ -69,7 +75,7 @@ def test_weight_change_on_reload_moves_only_its_share(upstream, gateway):
     gw = gateway(cfg)
     held = socket.create_connection(("127.0.0.1", gw.port()), timeout=10)
     held.sendall(b"GET /users HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert held.recv(65536).startswith(b"HTTP/1.1 200")
+    assert read_response(held)[0] == 200
 
     def mapping():
         return {u: served_by(http_request("GET", gw.url("/users"),
@@ -85,7 +91,7 @@ def test_weight_change_on_reload_moves_only_its_share(upstream, gateway):
     assert 30 <= len(moved) <= 100, len(moved)  # about 21 % of 300
     # The connection opened before the reload is still served.
     held.sendall(b"GET /users HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert held.recv(65536).startswith(b"HTTP/1.1 200")
+    assert read_response(held)[0] == 200
     held.close()
 
 

@@ -385,3 +385,23 @@ def test_compression_config_errors_name_their_path(upstream, gateway):
     code, output = gateway(compressed_config(up, {"compression": {"types": ["text/*/x"]}}),
                            expect_start_failure=True)
     assert code != 0 and "routes[0].compression.types[0]" in output, output
+
+
+def test_compression_of_a_chunked_body_across_many_reads(upstream, gateway):
+    """The upstream's chunk framing is squeezed out in place across reads of every size."""
+    rnd = random.Random(3)
+    pieces = [("%d:" % i).encode() + bytes(rnd.choice(b"abcdefgh{}[],:") for _ in
+                                          range(rnd.choice((1, 7, 300, 4096, 9000))))
+              for i in range(600)]
+    body = b"".join(pieces)
+    up = upstream(name="svc", handler=lambda req: (200, {"Content-Type": "text/plain"},
+                                                   iter(pieces)))
+    gw = gateway(compressed_config(up))
+    for ae, dec in (("gzip", gzip.decompress), ("br", brotli.decompress)):
+        r = http_request("GET", gw.url("/c"), headers={"Accept-Encoding": ae})
+        assert r.headers["content-encoding"] == ae
+        assert dec(r.body) == body, ae
+    # HTTP/1.0: de-chunked upstream, close-delimited encoded body.
+    raw = http_raw(gw.port(), b"GET /c HTTP/1.0\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n",
+                   timeout=10)
+    assert gzip.decompress(raw.partition(b"\r\n\r\n")[2]) == body
