@@ -11,7 +11,7 @@ CLANG     ?= clang
 BPFTOOL   ?= bpftool
 PYTHON    := /usr/bin/python3
 
-PKGS      := libbpf libxdp liburing jansson openssl zlib
+PKGS      := libbpf libxdp liburing jansson openssl zlib libbrotlienc libbrotlidec
 CPPFLAGS  += -D_GNU_SOURCE -DXGATE_VERSION='"$(VERSION)"' -Iuserspace -I. -I$(BUILD)/bpf
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
@@ -38,6 +38,7 @@ UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 BENCH_SRCS := $(wildcard bench/*.c)
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
+# libbrotlidec: only the unit tests decode (they check what the encoders wrote).
 # Generated BPF objects and skeletons are kept, not treated as intermediates.
 .SECONDARY:
 

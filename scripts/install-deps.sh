@@ -4,9 +4,9 @@
 set -euo pipefail
 PKGS=(
   build-essential pkg-config clang llvm bpftool libbpf-dev libxdp-dev xdp-tools
-  liburing-dev libjansson-dev libssl-dev openssl zlib1g-dev linux-libc-dev libc6-dev-i386
+  liburing-dev libjansson-dev libssl-dev openssl zlib1g-dev libbrotli-dev linux-libc-dev libc6-dev-i386
   iproute2 iptables procps curl wrk haproxy nginx-light prometheus hping3
-  python3 python3-pytest python3-jwt python3-cryptography python3-websockets python3-scapy
+  python3 python3-pytest python3-brotli python3-jwt python3-cryptography python3-websockets python3-scapy
   tzdata
 )
 missing=()

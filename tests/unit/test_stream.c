@@ -2,6 +2,7 @@
  * Streams and the filter chain driven by a fake codec/host: continue, answer, wait and
  * resume through the run queue, cancel while waiting, late wakes after stream end.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,8 +37,18 @@ static void host_resumed(void *host)
 	((struct fake_host *)host)->resumed++;
 }
 
+static void host_reply_status(struct stream *st, int status, const char *headers)
+{
+	struct fake_host *h = st->host;
+
+	h->replied++;
+	h->status = status;
+	snprintf(h->reason, sizeof(h->reason), "%s", headers);
+}
+
 static const struct stream_host_ops ops = {
 	.reply_error = host_reply,
+	.reply_status = host_reply_status,
 	.forward = host_forward,
 	.resumed = host_resumed,
 };
@@ -297,6 +308,161 @@ static void test_chain_bound(void)
 	stream_pool_free(p);
 }
 
+/* A response filter: edits the head and upper-cases the body, at most 4 bytes of input
+ * per call and only as much as the host has room for (so backpressure is visible). */
+struct upper_state {
+	bool claimed, second_claim;
+	int fin_calls;
+};
+
+static void upper_response(struct stream *st, void *state, const struct http_response *resp)
+{
+	struct upper_state *us = state;
+
+	stream_resp_header_remove(st, "Content-Length");
+	stream_resp_header_add(st, "X-Upper", "yes");
+	us->claimed = stream_claim_body(st, state);
+	us->second_claim = stream_claim_body(st, state);
+}
+
+static int upper_body(struct stream *st, void *state, struct stream_body_io *io)
+{
+	struct upper_state *us = state;
+	size_t n = io->in_len < 4 ? io->in_len : 4;
+
+	if (n > io->out_cap)
+		n = io->out_cap;
+	for (size_t i = 0; i < n; i++)
+		io->out[i] = toupper((unsigned char)io->in[i]);
+	io->in_used = io->out_len = n;
+	if (io->fin && n == io->in_len) {
+		us->fin_calls++;
+		io->done = true;
+	}
+	return 0;
+}
+
+static void observe_response(struct stream *st, void *state, const struct http_response *resp)
+{
+	/* Not a body filter: it cannot claim. */
+	CHECK(!stream_claim_body(st, state));
+}
+
+static const struct filter f_upper = { .name = "upper", .state_size = sizeof(struct upper_state),
+					.on_request = pass_request, .on_response = upper_response,
+					.on_response_body = upper_body };
+static const struct filter f_observe = { .name = "observe", .state_size = 8,
+					  .on_request = pass_request,
+					  .on_response = observe_response,
+					  .on_response_data = count_data };
+
+static void parse_resp(const char *raw, struct http_response *resp)
+{
+	CHECK(http_parse_response(raw, strlen(raw), NULL, HTTP_GET, resp) > 0);
+}
+
+static void test_response_edits_and_body_transform(void)
+{
+	struct stream_pool *p = stream_pool_new();
+	struct fake_host h = { 0 };
+	struct stream *st = open_stream(p, &h);
+	struct http_response resp;
+	struct upper_state *us;
+	struct stream_body_io io;
+	char out[16];
+	const char *body = "hello, world";
+	size_t off = 0;
+	int calls = 0;
+
+	stream_add_filter(st, &f_observe);
+	stream_add_filter(st, &f_upper);
+	stream_run(st, 1);
+	CHECK_EQ(h.forwarded, 1);
+	CHECK(!stream_transforms_body(st));
+	parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-A: 1\r\n\r\n", &resp);
+	stream_response(st, &resp);
+	us = st->state[1];
+	CHECK(us->claimed);
+	CHECK(!us->second_claim); /* one body filter per stream */
+	CHECK(stream_transforms_body(st));
+	CHECK(stream_resp_header_removed(st, resp.headers[0].name)); /* any case */
+	CHECK(!stream_resp_header_removed(st, resp.headers[1].name));
+	CHECK_EQ(st->nresp_edits, 2);
+	CHECK_STR(st->resp_edits[1].name, "X-Upper");
+	CHECK_STR(st->resp_edits[1].value, "yes");
+	/* The host drives it with the room it has: 3 bytes, then none, then plenty. */
+	memset(&io, 0, sizeof(io));
+	io.in = body;
+	io.in_len = strlen(body);
+	io.out = out;
+	io.out_cap = 3;
+	CHECK_EQ(stream_response_body(st, &io), 0);
+	CHECK_EQ(io.in_used, 3);
+	CHECK_EQ(io.out_len, 3);
+	CHECK(!memcmp(out, "HEL", 3));
+	off = io.in_used;
+	io.in = body + off;
+	io.in_len = strlen(body) - off;
+	io.out_cap = 0;
+	CHECK_EQ(stream_response_body(st, &io), 0);
+	CHECK_EQ(io.in_used, 0); /* no room: nothing taken, nothing lost */
+	io.out_cap = sizeof(out);
+	while (!io.done && calls++ < 10) {
+		io.in = body + off;
+		io.in_len = strlen(body) - off;
+		io.fin = true;
+		CHECK_EQ(stream_response_body(st, &io), 0);
+		off += io.in_used;
+	}
+	CHECK(io.done);
+	CHECK_EQ(off, strlen(body));
+	CHECK_EQ(us->fin_calls, 1);
+	/* Observers still see the origin's bytes. */
+	data_bytes = 0;
+	stream_response_data(st, body, strlen(body));
+	CHECK_EQ(data_bytes, 12);
+	/* A replacing head (a gateway error instead) starts with no edits and no claim. */
+	parse_resp("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", &resp);
+	st->body_filter = 0;
+	stream_response(st, &resp);
+	CHECK_EQ(st->body_filter, 1); /* claimed again by upper, not left at a stale index */
+	CHECK_EQ(st->nresp_edits, 2);
+	stream_end(st);
+	stream_pool_free(p);
+}
+
+static void test_edit_bounds_and_reply_status(void)
+{
+	struct stream_pool *p = stream_pool_new();
+	struct fake_host h = { 0 };
+	struct stream *st = open_stream(p, &h);
+	struct stream_body_io io = { 0 };
+	int added = 0;
+
+	stream_add_filter(st, &f_pass);
+	stream_run(st, 1);
+	while (stream_resp_header_add(st, "X-N", "v"))
+		added++;
+	CHECK_EQ(added, STREAM_MAX_RESP_EDITS);
+	CHECK_EQ(stream_resp_edits_room(st), 0);
+	CHECK(!stream_resp_header_remove(st, "X-M"));
+	/* No body filter: the host gets a failure, not a call through a NULL hook. */
+	CHECK_EQ(stream_response_body(st, &io), -1);
+	CHECK(!stream_claim_body(st, st->state[0]));
+	stream_reply_status(st, 204, "A: b\r\n");
+	CHECK_EQ(h.status, 204);
+	CHECK_EQ(st->status, 204);
+	CHECK_STR(h.reason, "A: b\r\n");
+	stream_end(st);
+	/* The next stream from the pool starts without the old edits. */
+	st = open_stream(p, &h);
+	CHECK_EQ(st->nresp_edits, 0);
+	CHECK_EQ(st->body_filter, -1);
+	CHECK(!st->resp_local);
+	stream_end(st);
+	stream_pool_free(p);
+}
+
 int main(void)
 {
 	RUN(test_request_survives_codec_buffer);
@@ -306,5 +472,7 @@ int main(void)
 	RUN(test_cancel_while_waiting);
 	RUN(test_big_head_and_arena_bounds);
 	RUN(test_chain_bound);
+	RUN(test_response_edits_and_body_transform);
+	RUN(test_edit_bounds_and_reply_status);
 	return CHECK_DONE();
 }

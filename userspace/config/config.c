@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "compress/compress.h"
+#include "cors/cors.h"
+#include "split/split.h"
 #include "edge/edge.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -467,11 +470,12 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	static const char *const keys[] = { "name",	   "paths",	 "methods", "hosts",
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
-					    "throttle",	   "websocket",	 NULL };
+					    "throttle",	   "websocket",	 "cors",
+					    "compression", "split",	 "sticky",	NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
-	json_t *cache, *auth, *sched, *rl, *th;
+	json_t *cache, *auth, *sched, *rl, *th, *cors, *comp;
 	long long v;
 
 	if (!json_is_object(r)) {
@@ -482,7 +486,17 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	snprintf(name, sizeof(name), "route%d", idx);
 	cfg_get_str(r, "name", path, name, &rc->name, errs);
 	parse_route_matchers(r, path, rc, errs);
-	rc->upstream = upstream_ref(r, "upstream", path, cfg, true, errs);
+	/* A split names its pools; "upstream" is then optional (the first entry's). */
+	rc->upstream = upstream_ref(r, "upstream", path, cfg, !json_object_get(r, "split"), errs);
+	if (json_object_get(r, "split")) {
+		rc->split = split_policy_parse(json_object_get(r, "split"),
+					       json_object_get(r, "sticky"), path, rc->name, cfg,
+					       errs);
+		if (rc->split && rc->upstream < 0 && !json_object_get(r, "upstream"))
+			rc->upstream = rc->split->entries[0].upstream;
+	} else if (json_object_get(r, "sticky")) {
+		cfg_err(errs, cfg_path_key(p, path, "sticky"), "needs \"split\"");
+	}
 	cfg_get_bool(r, "strip_prefix", path, false, &rc->strip_prefix, errs);
 	cfg_get_bool(r, "websocket", path, false, &rc->websocket, errs);
 	cache = cfg_get_object(r, "cache", path, errs);
@@ -503,6 +517,19 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	if (th)
 		rc->throttle = throttle_policy_parse(th, cfg_path_key(p, path, "throttle"),
 						     rc->name, errs);
+	cors = json_object_get(r, "cors");
+	if (cors)
+		rc->cors = cors_policy_parse(cors, cfg_path_key(p, path, "cors"), errs);
+	/* The route's own compression wins; false turns the top-level one off. */
+	comp = json_object_get(r, "compression");
+	rc->compression = cfg->compression;
+	if (json_is_false(comp)) {
+		rc->compression = NULL;
+	} else if (comp) {
+		rc->compression = compress_policy_parse(comp, cfg_path_key(p, path, "compression"),
+							errs);
+		rc->own_compression = true;
+	}
 	rc->metrics_slot = metrics_route_slot(rc->name);
 	(void)root_auth;
 }
@@ -684,9 +711,9 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 {
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
-					    "consumers", "access_log", "headers",  NULL };
+					    "consumers", "access_log", "headers",  "compression", NULL };
 	long long workers;
-	json_t *edge;
+	json_t *edge, *comp;
 
 	cfg_check_keys(root, "", keys, errs);
 	cfg_get_int(root, "workers", "", 0, 0, MAX_WORKERS, &workers, errs);
@@ -699,6 +726,9 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	parse_headers(root, &cfg->headers, errs);
 	cfg->auth = auth_config_parse(cfg_get_object(root, "auth", "", errs),
 				      cfg_get_array(root, "consumers", "", errs), errs);
+	comp = json_object_get(root, "compression");
+	if (comp)
+		cfg->compression = compress_policy_parse(comp, "compression", errs);
 	parse_upstreams(root, cfg, errs);
 	parse_listeners(root, cfg, errs);
 	parse_routes(root, cfg, errs);
@@ -777,6 +807,10 @@ static void free_route(struct route_config *rc)
 	route_auth_free(rc->auth);
 	ratelimit_policy_free(rc->rate_limit);
 	throttle_policy_free(rc->throttle);
+	cors_policy_free(rc->cors);
+	split_policy_free(rc->split);
+	if (rc->own_compression)
+		compress_policy_free(rc->compression);
 }
 
 static void free_upstream(struct upstream_config *uc)
@@ -816,6 +850,7 @@ void config_put(struct xg_config *cfg)
 	free(cfg->listeners);
 	auth_config_free(cfg->auth);
 	edge_config_free(cfg->edge);
+	compress_policy_free(cfg->compression);
 	free(cfg->admin.address_text);
 	free(cfg->access_log.path);
 	free(cfg->path);

@@ -24,6 +24,9 @@ struct edge_config;   /* edge/edge.h */
 struct router;	      /* router/router.h */
 struct ratelimit_policy; /* ratelimit/ratelimit.h */
 struct throttle_policy;  /* ratelimit/ratelimit.h */
+struct cors_policy;      /* cors/cors.h */
+struct compress_policy;  /* compress/compress.h */
+struct split_policy;     /* split/split.h */
 struct target_state;  /* upstream/target_state.h */
 
 enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
@@ -133,6 +136,11 @@ struct route_config {
 	struct ratelimit_policy *rate_limit; /* NULL: none */
 	struct throttle_policy *throttle;    /* NULL: none */
 	uint32_t cache_ttl_s;		    /* 0: no caching */
+	struct cors_policy *cors;	    /* NULL: no CORS handling */
+	struct split_policy *split;	    /* NULL: every request goes to `upstream` */
+	/* the route's own, or the top-level one (not owned); NULL: none */
+	struct compress_policy *compression;
+	bool own_compression;
 	int metrics_slot;
 };
 
@@ -167,6 +175,7 @@ struct xg_config {
 	struct router *router;
 	struct auth_config *auth;
 	struct edge_config *edge; /* NULL: no XDP */
+	struct compress_policy *compression; /* top level, routes inherit it; NULL: none */
 	struct access_log_config access_log;
 };
 

@@ -34,8 +34,10 @@ static enum filter_verdict cache_request(struct stream *st, void *state)
 	keybuf = stream_alloc(st, CACHE_KEY_MAX);
 	if (!keybuf)
 		return FILTER_CONTINUE;
+	/* The pool is part of the key: a split route's pools may answer differently. */
 	n = cache_key_make(&cs->key, keybuf, CACHE_KEY_MAX, &st->req, st->host_name, st->host_len,
-			   st->path, st->path_len, st->route, st->identity, strlen(st->identity));
+			   st->path, st->path_len, st->route + (st->upstream + 1) * 65536,
+			   st->identity, strlen(st->identity));
 	if (n > CACHE_KEY_MAX)
 		return FILTER_CONTINUE;
 	cs->keyed = true;
@@ -50,7 +52,7 @@ static void cache_response(struct stream *st, void *state, const struct http_res
 {
 	struct cache_state *cs = state;
 
-	if (!cs->keyed || cs->from_cache || st->req.method != HTTP_GET)
+	if (!cs->keyed || cs->from_cache || st->resp_local || st->req.method != HTTP_GET)
 		return;
 	cache_fill_begin(st->env->cache, &cs->key, &st->req, resp,
 			 st->cfg->routes[st->route].cache_ttl_s, st->now_ms, &cs->fill);

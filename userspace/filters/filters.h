@@ -1,8 +1,10 @@
 /*
  * The gateway's request filters (see stream/stream.h for the interface). A request's chain
  * starts with the route filter; once it has matched a route it appends the filters that
- * route needs, in the order they must run: authentication, rate limit, throttle,
- * response cache.
+ * route needs, in the order they must run: CORS (a preflight needs no credentials),
+ * authentication, rate limit, throttle, split (the upstream pool), compression, response
+ * cache (compression before
+ * the cache so that cached responses are encoded per request when served).
  * A new filter goes into this folder, gets a `const struct filter`, and is appended by
  * filters_for_route() when its route config asks for it.
  */
@@ -17,6 +19,9 @@ extern const struct filter filter_auth;
 extern const struct filter filter_rate_limit;
 extern const struct filter filter_throttle;
 extern const struct filter filter_cache;
+extern const struct filter filter_cors;
+extern const struct filter filter_compress;
+extern const struct filter filter_split;
 
 /* The rate-limit / throttle key for "by" (filters/ratelimit.c); buf holds an address key. */
 const char *filter_limit_key(const struct stream *st, enum ratelimit_by by, char *buf, size_t cap);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "cors/cors.h"
 #include "filters/filters.h"
 #include "router/router.h"
 
@@ -54,6 +55,47 @@ static enum filter_verdict reject_unmatched(struct stream *st, enum route_result
 	return FILTER_DONE;
 }
 
+static bool cors_route_for(struct stream *st, struct http_request *as, enum http_method m)
+{
+	struct route_match match;
+
+	as->method = m;
+	if (router_match(st->cfg->router, st->cfg->routes, as, st->path, st->path_len,
+			 st->host_name, st->host_len, &match) != ROUTE_MATCH ||
+	    !st->cfg->routes[match.route].cors)
+		return false;
+	st->match = match;
+	return true;
+}
+
+/*
+ * A preflight announces the request that will follow: it goes to the route that request
+ * will take (a route allowing only GET and POST still gets its OPTIONS preflights), when
+ * that route has a CORS policy to answer it. A method no route here takes is still the
+ * path's CORS policy's to refuse (403), so the other methods are tried after it.
+ */
+static enum route_result route_preflight(struct stream *st, enum route_result rr)
+{
+	const struct http_header *m = http_find_header(st->req.headers, st->req.nheaders,
+						       "access-control-request-method");
+	struct http_request *as = stream_alloc(st, sizeof(*as));
+	enum http_method announced = HTTP_OTHER;
+
+	if (!as)
+		return rr;
+	*as = st->req;
+	for (int i = HTTP_GET; i < HTTP_METHOD_COUNT; i++)
+		if (strlen(http_method_name(i)) == m->value.len &&
+		    !memcmp(http_method_name(i), m->value.p, m->value.len))
+			announced = i;
+	if (cors_route_for(st, as, announced))
+		return ROUTE_MATCH;
+	for (int i = HTTP_GET; i < HTTP_METHOD_COUNT; i++)
+		if (i != (int)announced && cors_route_for(st, as, i))
+			return ROUTE_MATCH;
+	return rr;
+}
+
 static enum filter_verdict route_request(struct stream *st, void *state)
 {
 	const struct http_request *req = &st->req;
@@ -73,9 +115,12 @@ static enum filter_verdict route_request(struct stream *st, void *state)
 	st->path_len = plen;
 	rr = router_match(st->cfg->router, st->cfg->routes, req, st->path, plen, st->host_name,
 			  st->host_len, &st->match);
+	if (cors_is_preflight(req) && (rr != ROUTE_MATCH || !st->cfg->routes[st->match.route].cors))
+		rr = route_preflight(st, rr);
 	if (rr != ROUTE_MATCH)
 		return reject_unmatched(st, rr);
 	st->route = st->match.route;
+	st->upstream = st->cfg->routes[st->route].upstream;
 	if (req->body == HTTP_BODY_LENGTH && req->content_length > st->cfg->limits.max_body_bytes) {
 		stream_reply_error(st, 413, "request body too large", NULL);
 		return FILTER_DONE;
@@ -101,11 +146,17 @@ bool filters_for_route(struct stream *st)
 {
 	const struct route_config *rc = &st->cfg->routes[st->route];
 
+	if (rc->cors && !stream_add_filter(st, &filter_cors))
+		return false;
 	if (rc->auth && !stream_add_filter(st, &filter_auth))
 		return false;
 	if (rc->rate_limit && !stream_add_filter(st, &filter_rate_limit))
 		return false;
 	if (rc->throttle && !stream_add_filter(st, &filter_throttle))
+		return false;
+	if (rc->split && !stream_add_filter(st, &filter_split))
+		return false;
+	if (rc->compression && !stream_add_filter(st, &filter_compress))
 		return false;
 	if (rc->cache_ttl_s && st->env->cache && !stream_add_filter(st, &filter_cache))
 		return false;

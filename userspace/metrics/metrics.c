@@ -31,6 +31,7 @@ static const size_t kind_record_size[KIND_COUNT] = {
     [KIND_ROUTE] = sizeof(struct route_ctr),
     [KIND_LISTENER] = sizeof(struct listener_ctr),
     [KIND_TARGET] = sizeof(struct target_ctr),
+    [KIND_SPLIT] = sizeof(struct split_ctr),
 };
 
 struct metrics_shard {
@@ -198,6 +199,13 @@ int metrics_target_slot(const char *upstream, const char *target)
 	return intern(KIND_TARGET, upstream, target);
 }
 
+int metrics_split_slot(const char *route, const char *upstream)
+{
+	if (!route || !*route || !upstream || !*upstream)
+		return -1;
+	return intern(KIND_SPLIT, route, upstream);
+}
+
 static struct metrics_shard *shard_new(void)
 {
 	struct metrics_shard *s = aligned_alloc(CACHELINE, sizeof(*s));
@@ -292,6 +300,14 @@ void metrics_upstream_request(struct metrics_shard *m, int target_slot,
 
 	if (t && (unsigned)outcome < OUTCOME_COUNT)
 		counter_add(&t->outcomes[outcome], 1);
+}
+
+void metrics_split_request(struct metrics_shard *m, int split_slot)
+{
+	struct split_ctr *sc = shard_record(m, KIND_SPLIT, split_slot);
+
+	if (sc)
+		counter_add(&sc->requests, 1);
 }
 
 void metrics_connection(struct metrics_shard *m, int listener_slot, int delta)

@@ -38,6 +38,8 @@ const char *upstream_outcome_name(enum upstream_outcome o);
 int metrics_route_slot(const char *route_name);
 int metrics_listener_slot(const char *listener_name);
 int metrics_target_slot(const char *upstream, const char *target);
+/* A split entry: requests a split route sent to one of its pools. */
+int metrics_split_slot(const char *route, const char *upstream);
 
 struct metrics_shard;
 /* Created on first call for that worker (any thread); NULL when worker is out of range. */
@@ -51,6 +53,7 @@ void metrics_upstream_request(struct metrics_shard *m, int target_slot,
 void metrics_connection(struct metrics_shard *m, int listener_slot, int delta);
 void metrics_auth_failure(struct metrics_shard *m, enum auth_reason reason);
 void metrics_rate_limited(struct metrics_shard *m, int route_slot);
+void metrics_split_request(struct metrics_shard *m, int split_slot);
 
 /* Process-wide values (main thread): call at startup and after every reload attempt. */
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok);

@@ -32,10 +32,15 @@ struct target_ctr {
 	counter_t outcomes[OUTCOME_COUNT];
 };
 
-enum slot_kind { KIND_ROUTE, KIND_LISTENER, KIND_TARGET, KIND_COUNT };
+struct split_ctr {
+	counter_t requests;
+};
+
+enum slot_kind { KIND_ROUTE, KIND_LISTENER, KIND_TARGET, KIND_SPLIT, KIND_COUNT };
 
 struct slot_label {
-	char *a, *b; /* route/listener name; or upstream name and target address */
+	char *a, *b; /* route/listener name; upstream name and target address; route and
+		      * upstream of a split entry */
 };
 
 extern _Atomic uint64_t metrics_config_generation;

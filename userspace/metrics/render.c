@@ -199,6 +199,21 @@ static void render_durations_and_limits(struct metrics_buf *b, const struct xg_c
 	free(cur);
 }
 
+static void render_splits(struct metrics_buf *b)
+{
+	int n = metrics_table_count(KIND_SPLIT);
+
+	family(b, "xgate_split_requests_total", "counter",
+	       "Requests of split routes, by the upstream pool the split chose.");
+	for (int i = 0; i < n; i++) {
+		const struct slot_label *l = metrics_table_label(KIND_SPLIT, i);
+
+		sample_u64(b, "xgate_split_requests_total",
+			   (const char *const[]){ "route", l->a, "upstream", l->b, NULL },
+			   metrics_sum_counter(KIND_SPLIT, i, offsetof(struct split_ctr, requests)));
+	}
+}
+
 static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
 {
 	int n = metrics_table_count(KIND_TARGET);
@@ -333,6 +348,7 @@ char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *ex
 	render_requests(&b);
 	render_durations_and_limits(&b, cfg);
 	render_upstreams(&b, cfg);
+	render_splits(&b);
 	render_connections(&b, cfg);
 	render_auth(&b);
 	render_config(&b);

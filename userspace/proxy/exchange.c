@@ -304,12 +304,81 @@ static uint64_t balance_hash(struct conn *c, const struct upstream_config *uc,
 	return hash_key64(c->peer_ip, strlen(c->peer_ip));
 }
 
-/* Streams a cached body into the client buffer as space allows. */
+/* Room kept in the client buffer around a transformed piece: its chunk-size line (fixed
+ * width, so the size can be written after the transform ran), the CRLF after the data and
+ * the last-chunk. */
+#define XF_CHUNK_HEAD 10
+#define XF_RESERVE (XF_CHUNK_HEAD + 2 + 5)
+
+/*
+ * Runs the stream's body transform over in[0..n) with the room the client buffer has and
+ * frames its output for the client. *used: input consumed. -1: the transform failed.
+ * Sets ex->xf_done once fin was given and the transform wrote everything.
+ */
+static int xf_emit(struct conn *c, const char *in, size_t n, bool fin, bool flush, size_t *used)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *out = &c->cli.out;
+	bool chunked = !ex->client_http10;
+	size_t head = chunked ? XF_CHUNK_HEAD : 0;
+	struct stream_body_io io = { .in = in, .in_len = n, .flush = flush, .fin = fin };
+	size_t before;
+
+	*used = 0;
+	if (!(c->cli.pending & PEND_SEND))
+		buf_compact(out);
+	if (buf_space(out) < XF_RESERVE + 256)
+		return 0; /* wait for the client to take what is there */
+	before = out->end;
+	io.out = out->data + out->end + head;
+	io.out_cap = buf_space(out) - (chunked ? XF_RESERVE : 0);
+	if (stream_response_body(c->st, &io) < 0 || io.in_used > n || io.out_len > io.out_cap)
+		return -1;
+	if (io.out_len) {
+		if (chunked) {
+			char line[24];
+
+			/* Leading zeros are valid chunk-size digits (RFC 9112 7.1); the client
+			 * buffer is far below 4 GiB, so 8 digits always hold the size. */
+			snprintf(line, sizeof(line), "%08x\r\n", (unsigned)io.out_len);
+			memcpy(out->data + out->end, line, XF_CHUNK_HEAD);
+		}
+		out->end += head + io.out_len;
+		if (chunked)
+			buf_append(out, "\r\n", 2);
+	}
+	if (io.done) {
+		if (chunked)
+			buf_append(out, "0\r\n\r\n", 5);
+		ex->xf_done = true;
+	}
+	ex->bytes_out += out->end - before;
+	*used = io.in_used;
+	return io.in_used || io.out_len || io.done;
+}
+
+/* Streams a cached body into the client buffer as space allows (through the transform
+ * when a filter claimed the body: the cache keeps one identity copy). */
 static bool pump_cached(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 	size_t n = ex->hit->body_len - ex->hit_off;
+	int r;
 
+	if (ex->xf) {
+		r = xf_emit(c, ex->hit->body + ex->hit_off, n, true, false, &n);
+		if (r < 0) {
+			conn_abort(c);
+			return true;
+		}
+		ex->hit_off += n;
+		if (ex->xf_done) {
+			c->st->completed = true;
+			finish_exchange(c, false);
+			return true;
+		}
+		return r > 0;
+	}
 	if (!(c->cli.pending & PEND_SEND))
 		buf_compact(&c->cli.out);
 	if (n > buf_space(&c->cli.out))
@@ -333,7 +402,7 @@ static const struct auth_result no_auth;
 static void take_stream_result(struct conn *c, const struct stream *st)
 {
 	c->ex.route = st->route;
-	c->ex.upstream = st->route >= 0 ? c->cfg->routes[st->route].upstream : -1;
+	c->ex.upstream = st->route >= 0 ? st->upstream : -1;
 	snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", st->consumer);
 }
 
@@ -346,15 +415,40 @@ static void stream_reply_error_host(struct stream *st, int status, const char *r
 	reject(c, status, reason, 0, extra_headers);
 }
 
+/* A filter answered without a body (a CORS preflight). */
+static void stream_reply_status_host(struct stream *st, int status, const char *headers)
+{
+	struct conn *c = st->host;
+
+	take_stream_result(c, st);
+	reject(c, status, NULL, 0, headers);
+}
+
+/* A transformed body has no length: an HTTP/1.0 client learns its end from the close. */
+static void note_body_transform(struct conn *c)
+{
+	c->ex.xf = stream_transforms_body(c->st);
+	if (c->ex.xf && c->ex.client_http10)
+		c->ex.keep_alive = false;
+}
+
 static void stream_reply_cached_host(struct stream *st, const struct cache_hit *hit)
 {
 	struct conn *c = st->host;
 	struct exchange *ex = &c->ex;
+	struct http_response resp;
 
 	take_stream_result(c, st);
 	ex->from_cache = true;
 	ex->hit = hit;
-	if (!write_cached_head(c, hit)) {
+	if (!parse_cached_head(c, hit, &resp)) {
+		reject(c, 502, "cached response does not fit", 0, NULL);
+		return;
+	}
+	st->resp_local = false;
+	stream_response(st, &resp); /* per-request edits: CORS, encoding */
+	note_body_transform(c);
+	if (!write_cached_head(c, hit, &resp)) {
 		reject(c, 502, "cached response does not fit", 0, NULL);
 		return;
 	}
@@ -399,7 +493,7 @@ static void stream_forward_host(struct stream *st)
 		reject(c, 431, "request headers too large", 0, NULL);
 		return;
 	}
-	ex->hash = balance_hash(c, &c->cfg->upstreams[rc->upstream], req, ar);
+	ex->hash = balance_hash(c, &c->cfg->upstreams[ex->upstream], req, ar);
 	ex->req_body = req->body;
 	if (ex->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_SOCKMAP &&
 	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
@@ -427,6 +521,7 @@ static void stream_resumed_host(void *host)
 static const struct stream_host_ops conn_stream_ops = {
 	.reply_error = stream_reply_error_host,
 	.reply_cached = stream_reply_cached_host,
+	.reply_status = stream_reply_status_host,
 	.forward = stream_forward_host,
 	.resumed = stream_resumed_host,
 };
@@ -823,8 +918,11 @@ static bool read_response_head(struct conn *c)
 	if (resp.body == HTTP_BODY_EOF || (ex->client_http10 && resp.body != HTTP_BODY_LENGTH &&
 					   resp.body != HTTP_BODY_NONE))
 		ex->keep_alive = false;
-	if (c->st)
+	if (c->st) {
+		c->st->resp_local = false;
 		stream_response(c->st, &resp);
+		note_body_transform(c);
+	}
 	{
 		size_t before = c->cli.out.end;
 
@@ -860,14 +958,92 @@ static ssize_t dechunk_into(struct conn *c, const char *p, size_t n)
 	return k;
 }
 
+/*
+ * De-frames newly received upstream body bytes in place: afterwards the first xf_ready
+ * bytes of the upstream buffer are payload. Chunk framing is scanned and squeezed out
+ * (the buffer is filled from provided buffers on completion, so nothing writes into it
+ * meanwhile). false on a framing error.
+ */
+static bool xf_deframe(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->up->s.in;
+	uint64_t n = buf_len(in) - ex->xf_ready;
+
+	switch (ex->resp_body) {
+	case HTTP_BODY_LENGTH:
+		if (n > ex->resp_remaining)
+			n = ex->resp_remaining;
+		ex->xf_ready += n;
+		ex->resp_remaining -= n;
+		ex->resp_done = ex->resp_remaining == 0;
+		return true;
+	case HTTP_BODY_CHUNKED:
+		break;
+	default:
+		ex->xf_ready = buf_len(in);
+		ex->resp_done = c->up->s.eof;
+		return true;
+	}
+	while (!ex->resp_chunked.done && ex->xf_ready < buf_len(in)) {
+		struct http_span spans[64];
+		size_t nspans = 64, rawlen = buf_len(in) - ex->xf_ready, p = 0;
+		char *raw = buf_head(in) + ex->xf_ready;
+		ssize_t k = http_chunked_scan(&ex->resp_chunked, raw, rawlen, spans, &nspans);
+
+		if (k < 0)
+			return false;
+		if (!k)
+			break;
+		for (size_t i = 0; i < nspans; i++) {
+			memmove(raw + p, raw + spans[i].off, spans[i].len);
+			p += spans[i].len;
+		}
+		memmove(raw + p, raw + k, rawlen - k);
+		in->end -= k - p;
+		ex->xf_ready += p;
+	}
+	ex->resp_done = ex->resp_chunked.done;
+	return true;
+}
+
+/* The response body through the stream's transform: payload in, re-framed output out. */
+static bool pump_transformed(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->up->s.in;
+	size_t used;
+	int r;
+
+	if (!xf_deframe(c)) {
+		count_target(c, OUTCOME_RESET);
+		conn_abort(c);
+		return true;
+	}
+	if (!ex->xf_ready && !ex->resp_done)
+		return false;
+	r = xf_emit(c, buf_head(in), ex->xf_ready, ex->resp_done, true, &used);
+	if (r < 0) {
+		conn_abort(c);
+		return true;
+	}
+	response_data(c, buf_head(in), used);
+	buf_consume(in, used);
+	ex->xf_ready -= used;
+	return r > 0;
+}
+
 /* Moves response body bytes from the upstream buffer to the client, within framing. */
 static bool pump_response(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
 	struct side *src = &c->up->s, *dst = &c->cli;
-	size_t n = pump_room(src, dst), before;
+	size_t n, before;
 	ssize_t k;
 
+	if (ex->xf)
+		return pump_transformed(c);
+	n = pump_room(src, dst);
 	if (!n)
 		return false;
 	before = dst->out.end;
@@ -921,7 +1097,7 @@ static bool step_exchange(struct conn *c)
 		if (c->state != st || c->up != u)
 			return true;
 	}
-	if (ex->resp_started && !ex->resp_done) {
+	if (ex->resp_started && (!ex->resp_done || (ex->xf && !ex->xf_done))) {
 		progress |= pump_response(c);
 		if (c->state != st)
 			return true;
@@ -931,6 +1107,9 @@ static bool step_exchange(struct conn *c)
 		ex->resp_done = true;
 		progress = true;
 	}
+	/* The whole body is in; the transform's last output waits for client room. */
+	if (ex->resp_done && ex->xf && !ex->xf_done)
+		return progress;
 	if (ex->resp_done) {
 		if (!ex->req_done) {
 			c->close_after = true;

@@ -3,6 +3,7 @@
  * upstream and the rewritten response head sent to the client.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +40,19 @@ static void hw_header(struct head_writer *hw, const struct http_header *h)
 {
 	hw_printf(hw, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
 		  h->value.p);
+}
+
+/* The header lines the stream's filters added (CORS, Vary, Content-Encoding, ...). */
+static void hw_added_headers(struct head_writer *hw, const struct stream *st)
+{
+	for (int i = 0; st && i < st->nresp_edits; i++)
+		if (st->resp_edits[i].value)
+			hw_printf(hw, "%s: %s\r\n", st->resp_edits[i].name, st->resp_edits[i].value);
+}
+
+static bool header_removed(const struct conn *c, struct http_str name)
+{
+	return c->st && stream_resp_header_removed(c->st, name);
 }
 
 static uint32_t process_salt;
@@ -205,14 +219,16 @@ bool build_client_head(struct conn *c, const struct http_response *resp, struct 
 	for (int i = 0; i < resp->nheaders; i++) {
 		const struct http_header *h = &resp->headers[i];
 
-		if (http_is_hop_by_hop(h->name, resp->connection))
+		if (http_is_hop_by_hop(h->name, resp->connection) || header_removed(c, h->name))
 			continue;
 		has_rid |= http_str_eq_nocase(h->name, "x-request-id");
 		hw_header(&hw, h);
 	}
+	hw_added_headers(&hw, c->st);
 	if (!has_rid)
 		hw_printf(&hw, "X-Request-Id: %s\r\n", ex->request_id);
-	if (resp->body == HTTP_BODY_CHUNKED && !ex->resp_dechunk)
+	/* A transformed body has no length we know: chunked, or close-delimited for 1.0. */
+	if (ex->xf ? !ex->client_http10 : resp->body == HTTP_BODY_CHUNKED && !ex->resp_dechunk)
 		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
 	if (resp->status == 101) {
 		up = http_find_header(resp->headers, resp->nheaders, "upgrade");
@@ -228,34 +244,72 @@ bool build_client_head(struct conn *c, const struct http_response *resp, struct 
 	return !hw.overflow;
 }
 
+/*
+ * The stream's filters see the gateway's own responses too (CORS headers on a 401 or a
+ * 429), as a local response they can only add header lines to.
+ */
+static void local_response_edits(struct conn *c, int status, bool has_body, int blen)
+{
+	struct http_response resp;
+	static const char ctype[] = "application/json";
+
+	if (!c->st || c->st->ended)
+		return;
+	memset(&resp, 0, offsetof(struct http_response, headers));
+	resp.status = status;
+	resp.minor_version = 1;
+	resp.reason.p = http_status_reason(status);
+	resp.reason.len = strlen(resp.reason.p);
+	resp.keep_alive = true;
+	resp.nheaders = 0;
+	resp.connection = (struct http_str){ NULL, 0 };
+	resp.body = has_body ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+	resp.content_length = has_body ? blen : 0;
+	if (has_body) {
+		resp.headers[0].name = (struct http_str){ "Content-Type", 12 };
+		resp.headers[0].value = (struct http_str){ ctype, sizeof(ctype) - 1 };
+		resp.nheaders = 1;
+	}
+	c->st->resp_local = true;
+	stream_response(c->st, &resp);
+	c->st->body_filter = -1; /* the gateway writes its own bodies whole */
+}
+
+/* reason NULL: a bodiless answer (a CORS preflight's 204). */
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers)
 {
 	struct exchange *ex = &c->ex;
 	struct head_writer hw = { .b = &c->cli.out };
-	char body[256];
-	int blen;
+	char body[256] = "";
+	int blen = 0;
 	size_t before;
 
 	if (close_conn)
 		c->close_after = true;
 	if (!ex->request_id[0])
 		make_request_id(c->cli.w, ex->request_id, sizeof(ex->request_id));
-	blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%s\"}\n",
-			reason, status, ex->request_id);
+	if (reason)
+		blen = snprintf(body, sizeof(body),
+				"{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%s\"}\n", reason,
+				status, ex->request_id);
 	if (!buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes)) {
 		conn_abort(c);
 		return;
 	}
 	if (!(c->cli.pending & PEND_SEND))
 		buf_compact(&c->cli.out);
+	local_response_edits(c, status, reason != NULL, blen);
 	before = c->cli.out.end;
-	hw_printf(&hw,
-		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-		  "X-Request-Id: %s\r\n%s%s\r\n%s",
-		  status, http_status_reason(status), blen, ex->request_id,
-		  extra_headers ? extra_headers : "",
-		  c->close_after || !ex->keep_alive ? "Connection: close\r\n" : "",
+	hw_printf(&hw, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
+	if (reason)
+		hw_printf(&hw, "Content-Type: application/json\r\nContent-Length: %d\r\n", blen);
+	else if (status != 204 && status != 304)
+		hw_printf(&hw, "Content-Length: 0\r\n");
+	hw_printf(&hw, "X-Request-Id: %s\r\n%s", ex->request_id,
+		  extra_headers ? extra_headers : "");
+	hw_added_headers(&hw, c->st);
+	hw_printf(&hw, "%s\r\n%s", c->close_after || !ex->keep_alive ? "Connection: close\r\n" : "",
 		  ex->method == HTTP_HEAD ? "" : body);
 	if (hw.overflow) {
 		conn_abort(c);
@@ -269,7 +323,23 @@ void respond_error(struct conn *c, int status, const char *reason, bool close_co
 	finish_exchange(c, false);
 }
 
-bool write_cached_head(struct conn *c, const struct cache_hit *hit)
+/* The cached head (status line and headers, no empty line) parsed from the stream's arena,
+ * so the filters see it like an origin head and edit it per request. */
+bool parse_cached_head(struct conn *c, const struct cache_hit *hit, struct http_response *resp)
+{
+	struct http_limits lim = { .max_header_bytes = hit->head_len + 2,
+				   .max_request_line = hit->head_len + 2 };
+	char *copy = c->st ? stream_alloc(c->st, hit->head_len + 2) : NULL;
+
+	if (!copy)
+		return false;
+	memcpy(copy, hit->head, hit->head_len);
+	memcpy(copy + hit->head_len, "\r\n", 2);
+	return http_parse_response(copy, hit->head_len + 2, &lim, c->ex.method, resp) > 0;
+}
+
+bool write_cached_head(struct conn *c, const struct cache_hit *hit,
+		       const struct http_response *resp)
 {
 	struct head_writer hw = { .b = &c->cli.out };
 	size_t before;
@@ -279,14 +349,21 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit)
 	if (!(c->cli.pending & PEND_SEND))
 		buf_compact(&c->cli.out);
 	before = c->cli.out.end;
-	hw_printf(&hw, "%.*sAge: %u\r\nX-Request-Id: %s\r\n%s\r\n", (int)hit->head_len, hit->head,
-		  hit->age_s, c->ex.request_id,
+	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
+		  resp->reason.p);
+	for (int i = 0; i < resp->nheaders; i++)
+		if (!header_removed(c, resp->headers[i].name))
+			hw_header(&hw, &resp->headers[i]);
+	hw_added_headers(&hw, c->st);
+	if (c->ex.xf && !c->ex.client_http10)
+		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
+	hw_printf(&hw, "Age: %u\r\nX-Request-Id: %s\r\n%s\r\n", hit->age_s, c->ex.request_id,
 		  !c->ex.keep_alive || c->close_after ? "Connection: close\r\n" : "");
 	if (hw.overflow) {
 		c->cli.out.end = before;
 		return false;
 	}
-	c->ex.status = hit->head_len > 12 ? atoi(hit->head + 9) : 200;
+	c->ex.status = resp->status;
 	c->ex.bytes_out += c->cli.out.end - before;
 	return true;
 }

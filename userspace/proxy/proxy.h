@@ -146,6 +146,12 @@ struct exchange {
 	bool resp_done;
 	bool resp_close; /* the upstream connection cannot be reused */
 	uint64_t bytes_in, bytes_out;
+	/* a filter transforms the body (stream_claim_body): the client gets its output,
+	 * framed by us; xf_ready payload bytes at the head of the upstream buffer are
+	 * de-framed and waiting for the transform */
+	bool xf;
+	bool xf_done; /* the transform finished and the body's end went out */
+	size_t xf_ready;
 	bool counted_active; /* target_state.active was incremented */
 	bool client_http10;
 	/* a cached response being sent (the cache filter owns the hit until stream end) */
@@ -310,6 +316,8 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 			 struct buf *out);
 bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out);
 void make_request_id(struct worker *w, char *out, size_t len);
-bool write_cached_head(struct conn *c, const struct cache_hit *hit);
+bool parse_cached_head(struct conn *c, const struct cache_hit *hit, struct http_response *resp);
+bool write_cached_head(struct conn *c, const struct cache_hit *hit,
+		       const struct http_response *resp);
 
 #endif

@@ -166,6 +166,9 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->consumer[0] = '\0';
 	st->status = 0;
 	st->completed = false;
+	st->resp_local = false;
+	st->nresp_edits = 0;
+	st->body_filter = -1;
 	st->nfilters = st->cursor = st->entered = 0;
 	st->waiting = st->queued = st->ended = st->running = st->end_requested = false;
 	st->runq_next = NULL;
@@ -174,6 +177,7 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->host = host;
 	st->cfg = cfg;
 	st->route = -1;
+	st->upstream = -1;
 	if (!arena_get(p, &st->arena, head_len)) {
 		st->runq_next = p->free_streams;
 		p->free_streams = st;
@@ -251,8 +255,18 @@ void stream_reply_error(struct stream *st, int status, const char *reason,
 	st->ops->reply_error(st, status, reason, extra_headers);
 }
 
+void stream_reply_status(struct stream *st, int status, const char *headers)
+{
+	st->status = status;
+	st->ops->reply_status(st, status, headers);
+}
+
 void stream_response(struct stream *st, const struct http_response *resp)
 {
+	/* A new head replaces one that was never sent (an origin head the host then refused
+	 * for a gateway error): edits and a body claim belonged to that one. */
+	st->nresp_edits = 0;
+	st->body_filter = -1;
 	st->status = resp->status;
 	for (int i = 0; i < st->entered; i++)
 		if (st->chain[i]->on_response)
@@ -266,6 +280,67 @@ void stream_response_data(struct stream *st, const char *p, size_t n)
 	for (int i = 0; i < st->entered; i++)
 		if (st->chain[i]->on_response_data)
 			st->chain[i]->on_response_data(st, st->state[i], p, n);
+}
+
+static bool add_edit(struct stream *st, const char *name, const char *value)
+{
+	struct stream_hdr_edit *e;
+
+	if (st->nresp_edits == STREAM_MAX_RESP_EDITS)
+		return false;
+	e = &st->resp_edits[st->nresp_edits];
+	e->name = stream_strdup(st, name, strlen(name));
+	e->value = value ? stream_strdup(st, value, strlen(value)) : NULL;
+	if (!e->name || (value && !e->value))
+		return false;
+	st->nresp_edits++;
+	return true;
+}
+
+bool stream_resp_header_add(struct stream *st, const char *name, const char *value)
+{
+	return add_edit(st, name, value);
+}
+
+bool stream_resp_header_remove(struct stream *st, const char *name)
+{
+	return add_edit(st, name, NULL);
+}
+
+int stream_resp_edits_room(const struct stream *st)
+{
+	return STREAM_MAX_RESP_EDITS - st->nresp_edits;
+}
+
+bool stream_resp_header_removed(const struct stream *st, struct http_str name)
+{
+	for (int i = 0; i < st->nresp_edits; i++)
+		if (!st->resp_edits[i].value && http_str_eq_nocase(name, st->resp_edits[i].name))
+			return true;
+	return false;
+}
+
+bool stream_claim_body(struct stream *st, void *state)
+{
+	if (st->body_filter >= 0)
+		return false;
+	for (int i = 0; i < st->entered; i++)
+		if (st->state[i] == state && state && st->chain[i]->on_response_body) {
+			st->body_filter = i;
+			return true;
+		}
+	return false;
+}
+
+int stream_response_body(struct stream *st, struct stream_body_io *io)
+{
+	int i = st->body_filter;
+
+	io->in_used = io->out_len = 0;
+	io->done = false;
+	if (i < 0)
+		return -1;
+	return st->chain[i]->on_response_body(st, st->state[i], io);
 }
 
 static void runq_unlink(struct stream_pool *p, struct stream *st)

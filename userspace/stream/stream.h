@@ -23,6 +23,23 @@
  * completed, failed or cancelled while waiting — in reverse order: it is where a filter
  * cancels its work, releases what it holds and accounts the exchange.
  *
+ * Response hooks may also change what the client gets, in one way each:
+ *   headers  from on_response, stream_resp_header_add() / _remove() record edits in the
+ *            stream; the host applies them when it serialises the response head: origin
+ *            headers whose name was removed are skipped, then every added line is written.
+ *            A set is a remove plus an add. Gateway-made responses (errors, preflights,
+ *            st->resp_local) pass through on_response too and get the added lines;
+ *   body     one filter per stream may claim the body (stream_claim_body() from its
+ *            on_response); the host then passes the decoded payload (no framing) through
+ *            that filter's on_response_body and writes what it produces instead, re-framed
+ *            for the client (chunked for HTTP/1.1, close-delimited for HTTP/1.0). The host
+ *            offers only the room its client buffer has, and takes back only what the
+ *            transform consumed, so backpressure is that of an untransformed body and
+ *            nothing is buffered beyond the filter's own encoder state. After the last
+ *            input the host calls with fin until the filter reports done.
+ * on_response_data always sees the body as it came (before any transform): what a cache
+ * stores is the origin's representation.
+ *
  * Streams come from a per-worker pool and are never handed back to malloc while the worker
  * runs, so a late completion holding a struct stream_ref finds a stream whose generation
  * moved on and does nothing.
@@ -39,6 +56,7 @@
 #include "router/router.h"
 
 #define STREAM_MAX_FILTERS 16
+#define STREAM_MAX_RESP_EDITS 24
 
 struct stream;
 struct xg_config;
@@ -62,6 +80,25 @@ enum filter_verdict {
 	FILTER_DONE,
 };
 
+/* One call of a body transform: input the host offers, room it has for the output. */
+struct stream_body_io {
+	const char *in;
+	size_t in_len;
+	size_t in_used; /* set by the filter: input bytes consumed (the host drops them) */
+	char *out;
+	size_t out_cap;
+	size_t out_len; /* set by the filter: bytes written to out */
+	bool flush;	/* the host has no more input right now: emit what is pending */
+	bool fin;	/* in holds the last of the body */
+	bool done;	/* set by the filter: fin seen, everything written */
+};
+
+/* A response header edit: value NULL removes every origin header of that name. */
+struct stream_hdr_edit {
+	const char *name;
+	const char *value;
+};
+
 struct filter {
 	const char *name;
 	/* Bytes of per-stream state, zeroed at stream open, passed as `state`. */
@@ -70,8 +107,13 @@ struct filter {
 	enum filter_verdict (*on_request)(struct stream *st, void *state);
 	/* The response head the client will get (from the upstream or made by the gateway). */
 	void (*on_response)(struct stream *st, void *state, const struct http_response *resp);
-	/* Response body bytes as they go to the client, in order. */
+	/* Response body bytes as the origin sent them (before a transform), in order. */
 	void (*on_response_data)(struct stream *st, void *state, const char *p, size_t n);
+	/* The body transform of a filter that claimed the body: 0, or -1 when it failed (the
+	 * host drops the connection: the client cannot be given a valid body any more).
+	 * Must make progress (consume or produce) whenever in_len, fin or its pending output
+	 * and out_cap allow it. */
+	int (*on_response_body)(struct stream *st, void *state, struct stream_body_io *io);
 	/* Always, once, at stream end (st->completed tells whether the response was whole). */
 	void (*on_end)(struct stream *st, void *state);
 };
@@ -83,6 +125,8 @@ struct stream_host_ops {
 			    const char *extra_headers);
 	/* Answer from the response cache; the hit stays valid until the stream ends. */
 	void (*reply_cached)(struct stream *st, const struct cache_hit *hit);
+	/* Answer with a bodiless response (a CORS preflight's 204) and these header lines. */
+	void (*reply_status)(struct stream *st, int status, const char *headers);
 	/* Every filter continued: send the request upstream. */
 	void (*forward)(struct stream *st);
 	/* A woken stream's chain ran (the stream may have ended meanwhile): let the host
@@ -115,6 +159,7 @@ struct stream {
 	char *path; /* normalised path, in the arena */
 	size_t path_len;
 	int route; /* -1: none */
+	int upstream; /* the pool the request goes to (the route's, or a split's choice) */
 	struct route_match match;
 	struct auth_result auth;
 	bool auth_done;
@@ -122,7 +167,12 @@ struct stream {
 	char identity[AUTH_IDENTITY_MAX]; /* auth_result.identity: the key of who it is */
 	/* Set by the host. */
 	int status;
-	bool completed; /* the whole response reached the client's buffers */
+	bool completed;	 /* the whole response reached the client's buffers */
+	bool resp_local; /* the response is made by the gateway (error, preflight), not the origin */
+	/* Response edits the filters asked for (see the top of this file). */
+	struct stream_hdr_edit resp_edits[STREAM_MAX_RESP_EDITS];
+	int nresp_edits;
+	int body_filter; /* chain index of the filter transforming the body; -1: none */
 	/* Chain. */
 	const struct filter *chain[STREAM_MAX_FILTERS];
 	void *state[STREAM_MAX_FILTERS];
@@ -164,8 +214,27 @@ bool stream_add_filter(struct stream *st, const struct filter *f);
 void stream_run(struct stream *st, uint64_t now_ms);
 void stream_reply_error(struct stream *st, int status, const char *reason,
 			const char *extra_headers);
+/* A bodiless answer from a filter (ops->reply_status). */
+void stream_reply_status(struct stream *st, int status, const char *headers);
 void stream_response(struct stream *st, const struct http_response *resp);
 void stream_response_data(struct stream *st, const char *p, size_t n);
+
+/* Response head edits (from on_response); false when the edit list or the arena is full. */
+bool stream_resp_header_add(struct stream *st, const char *name, const char *value);
+bool stream_resp_header_remove(struct stream *st, const char *name);
+/* Edits still possible: a filter that needs several checks first, so it never half-edits. */
+int stream_resp_edits_room(const struct stream *st);
+/* Host side: whether an origin header is to be dropped. */
+bool stream_resp_header_removed(const struct stream *st, struct http_str name);
+/* The filter owning `state` transforms the body; false when another one already does or
+ * it has no on_response_body. */
+bool stream_claim_body(struct stream *st, void *state);
+static inline bool stream_transforms_body(const struct stream *st)
+{
+	return st && st->body_filter >= 0;
+}
+/* Host side: one transform call (see struct stream_body_io). */
+int stream_response_body(struct stream *st, struct stream_body_io *io);
 /* Runs every entered filter's on_end (reverse order) and returns the stream to its pool. */
 void stream_end(struct stream *st);
 
