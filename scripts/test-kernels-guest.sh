@@ -106,27 +106,33 @@ e2e_suite() {
 	echo "suite $name: $1 passed, $2 failed"
 }
 
-# The TLS suite's kTLS test writes what the gateway reported (XGATE_KTLS_REPORT).
+# test_ktls_offload_engaged appends one JSON line per connection case it ran to
+# $XGATE_KTLS_REPORT: negotiated version, cipher, and the gateway's kTLS TX/RX counts.
 ktls_line() {
-	local report=/tmp/ktls-report.json
-	if [ ! -s "$report" ]; then
-		echo "kTLS: not engaged (the TLS suite wrote no kTLS report)"
+	if [ ! -s "$XGATE_KTLS_REPORT" ]; then
+		echo "kTLS: not engaged (the TLS suite ran no kTLS offload case)"
 		return
 	fi
-	/usr/bin/python3 - "$report" <<-'EOF'
+	/usr/bin/python3 - "$XGATE_KTLS_REPORT" <<-'EOF'
 		import json, sys
-		r = json.load(open(sys.argv[1]))
-		tx, rx = r.get("ktls_tx_connections", 0), r.get("ktls_rx_connections", 0)
-		if tx and rx:
-		    print("kTLS: TX+RX engaged (%d connections)" % min(tx, rx))
-		elif tx:
-		    print("kTLS: TX engaged (%d connections), RX not engaged" % tx)
+		cases = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+		both = [c for c in cases if c["tx"] and c["rx"]]
+		tx_only = [c for c in cases if c["tx"] and not c["rx"]]
+		none = [c for c in cases if not c["tx"]]
+		name = lambda c: "%s %s" % (c["version"], c["cipher"])
+		if len(both) == len(cases):
+		    print("kTLS: TX+RX engaged (%d connections)" % len(both))
+		elif not none:
+		    print("kTLS: TX engaged (%d connections); RX too on %d [%s]; TX only on [%s] (%s)"
+		          % (len(cases), len(both), ", ".join(map(name, both)),
+		             ", ".join(map(name, tx_only)), cases[0]["openssl"]))
 		else:
-		    print("kTLS: not engaged (%s)" % r.get("reason", "no connection offloaded"))
+		    print("kTLS: not engaged (%d of %d connections not offloaded: %s)"
+		          % (len(none), len(cases), ", ".join(map(name, none))))
 	EOF
 }
 
-export XGATE_KTLS_REPORT=/tmp/ktls-report.json
+export XGATE_KTLS_REPORT=/tmp/ktls-report.jsonl
 for s in $SUITES; do
 	case "$s" in
 	unit) unit_suite unit build/tests/unit/test_* ;;
