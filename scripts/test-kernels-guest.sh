@@ -45,6 +45,7 @@ SUITES="unit bpf edge tls websocket l4"
 SUITE_TIMEOUT_S=900
 XGATE_TIME_SCALE=1
 PYTEST_ARGS=""
+BUILD=build
 # shellcheck disable=SC1090
 [ -n "$CONF" ] && [ -f "$REPO/$CONF" ] && . "$REPO/$CONF"
 export XGATE_TIME_SCALE
@@ -54,7 +55,7 @@ if ! setup; then
 	poweroff_now
 fi
 cd "$REPO" || poweroff_now
-export XGATE_BUILD="$REPO/build"
+export XGATE_BUILD="$REPO/$BUILD"
 echo "guest uname: $(uname -r)"
 
 # "suite NAME: N passed, N failed" from a run-unit-tests.sh run.
@@ -102,7 +103,7 @@ e2e_suite() {
 	if [ "$rc" -ne 0 ] && [ "$2" -eq 0 ]; then
 		set -- "$1" 1 "$3" # pytest itself failed (collection error, timeout)
 	fi
-	[ "$3" -gt 0 ] && echo "suite $name: $3 skipped (reasons above)"
+	[ "$3" -gt 0 ] && echo "skipped in $name: $3 (reasons above)"
 	echo "suite $name: $1 passed, $2 failed"
 }
 
@@ -135,8 +136,8 @@ ktls_line() {
 export XGATE_KTLS_REPORT=/tmp/ktls-report.jsonl
 for s in $SUITES; do
 	case "$s" in
-	unit) unit_suite unit build/tests/unit/test_* ;;
-	bpf) unit_suite bpf build/tests/bpf/test_* ;;
+	unit) unit_suite unit "$BUILD"/tests/unit/test_* ;;
+	bpf) unit_suite bpf "$BUILD"/tests/bpf/test_* ;;
 	edge | tls | websocket | l4)
 		e2e_suite "$s" "test_$s.py"
 		[ "$s" = tls ] && ktls_line

@@ -8,6 +8,8 @@
 #             linux-image-amd64 apt knows.
 #   ACCEL     kvm | tcg | auto (default): KVM when a probe boot works, else TCG.
 #   SUITES    subset of "unit bpf edge tls websocket l4" (default all).
+#   BUILD     the build directory whose binaries run in the guest (default build; it
+#             must be inside the work tree).
 #   PYTEST_ARGS  extra pytest arguments for the e2e suites (e.g. "-k tls13").
 #   XGATE_TIME_SCALE  multiplies the e2e harness's waits; default 1 under KVM, 4 under TCG.
 #
@@ -19,6 +21,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 KDIR=build/kernels
 SUITES=${SUITES:-unit bpf edge tls websocket l4}
+BUILD=${BUILD:-build}
 ACCEL=${ACCEL:-auto}
 GUEST_TIMEOUT_S=${GUEST_TIMEOUT_S:-1500}
 # Modules the initramfs needs to reach the 9p shares and build the overlay root.
@@ -170,6 +173,7 @@ run_kernel() {
 		SUITES="$SUITES"
 		XGATE_TIME_SCALE=$scale
 		PYTEST_ARGS="${PYTEST_ARGS:-}"
+		BUILD="$BUILD"
 	EOF
 	out="$dir/console.log"
 	log "booting $(basename "$dir") under ${accel^^} (time scale $scale)"
