@@ -56,6 +56,8 @@ if ! setup; then
 fi
 cd "$REPO" || poweroff_now
 export XGATE_BUILD="$REPO/$BUILD"
+# The firmware leaves its last console line unterminated: start a fresh one.
+echo
 echo "guest uname: $(uname -r)"
 
 # "suite NAME: N passed, N failed" from a run-unit-tests.sh run.

@@ -133,7 +133,7 @@ qemu_cmd() {
 		-nic none -kernel "$dir/vmlinux" -initrd "$dir/initrd.img" \
 		-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 		-virtfs "local,path=$REPO,mount_tag=worktree,security_model=none" \
-		-append "'console=ttyS0 panic=-1 quiet xgate_mode=$mode xgate_repo=$REPO xgate_kdir=$dir/root xgate_conf=$KDIR/guest.conf'"
+		-append "'console=ttyS0 panic=-1 quiet xgate_mode=$mode xgate_repo=$REPO xgate_kdir=$dir/root xgate_conf=$dir/guest.conf'"
 }
 
 # KVM only when this kernel boots under it: a nested hypervisor may expose /dev/kvm
@@ -169,7 +169,7 @@ run_kernel() {
 	dir=$(prepare_kernel "$spec") || return 1
 	accel=$(pick_accel "$dir")
 	scale=${XGATE_TIME_SCALE:-$([ "$accel" = tcg ] && echo 4 || echo 1)}
-	cat >"$KDIR/guest.conf" <<-EOF
+	cat >"$dir/guest.conf" <<-EOF
 		SUITES="$SUITES"
 		XGATE_TIME_SCALE=$scale
 		PYTEST_ARGS="${PYTEST_ARGS:-}"
