@@ -52,7 +52,7 @@ struct edge {
 static struct {
 	bool holding;
 	int held;
-	char first[256]; /* the first held warning: why the dispatcher failed */
+	char first[512]; /* the first held warning: why the dispatcher failed */
 } libbpf_held;
 
 static void trim_line(char *line)
