@@ -42,7 +42,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 # Generated BPF objects and skeletons are kept, not treated as intermediates.
 .SECONDARY:
 
-.PHONY: all deps test unit-test e2e-test asan-test run bench clean install format
+.PHONY: all deps test unit-test e2e-test asan-test test-kernels run bench clean install format
 all: $(BUILD)/xgate $(BUILD)/xgatectl $(UNIT_BINS) $(BENCH_BINS)
 
 deps:
@@ -92,6 +92,12 @@ test: deps
 	$(MAKE) unit-test
 	$(MAKE) e2e-test
 	$(MAKE) asan-test
+
+# Boots Debian 12's 6.1 kernel (or $(KERNELS)) under QEMU and runs the kernel-facing
+# suites inside with this build; see README "Other kernels".
+test-kernels: deps
+	$(MAKE) all
+	BUILD=$(BUILD) bash scripts/test-kernels.sh
 
 run: deps all
 	bash scripts/demo.sh

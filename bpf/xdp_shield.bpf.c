@@ -96,6 +96,21 @@ struct pkt {
 #define TCPF_ACK 0x10
 #define TCPF_URG 0x20
 
+/*
+ * A 16-bit length field in host order, with bounds the verifier can see. The 6.1
+ * verifier (Debian 12) forgets every bound of a register after a byte swap
+ * (BPF_END), then rejects "pkt pointer + swapped length" as math with an unbounded
+ * register. The compiler knows a swapped u16 fits in 16 bits and would drop a plain
+ * mask, so the value is hidden from it first; the mask changes no value.
+ */
+static __always_inline __u32 len16(__be16 field)
+{
+	__u32 v = bpf_ntohs(field);
+
+	barrier_var(v);
+	return v & 0xffff;
+}
+
 static __always_inline void count(enum xdp_reason reason)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &reason);
@@ -145,7 +160,9 @@ static __always_inline enum xdp_reason parse_l4(struct pkt *p, void *l4, void *l
 
 		if ((void *)(uh + 1) > p->data_end || (void *)(uh + 1) > l4_end)
 			return XDP_REASON_BAD_UDP;
-		if (bpf_ntohs(uh->len) < sizeof(*uh) || l4 + bpf_ntohs(uh->len) > l4_end)
+		__u32 len = len16(uh->len);
+
+		if (len < sizeof(*uh) || l4 + len > l4_end)
 			return XDP_REASON_BAD_UDP;
 		p->dport = bpf_ntohs(uh->dest);
 		return XDP_REASON_PASS;
@@ -162,13 +179,12 @@ static __always_inline enum xdp_reason parse_l4(struct pkt *p, void *l4, void *l
 static __always_inline enum xdp_reason parse_ipv4(struct pkt *p, void *l3)
 {
 	struct iphdr *iph = l3;
-	__u16 tot_len;
-	__u32 hlen;
+	__u32 tot_len, hlen;
 
 	if ((void *)(iph + 1) > p->data_end)
 		return XDP_REASON_BAD_IPV4;
 	hlen = iph->ihl * 4;
-	tot_len = bpf_ntohs(iph->tot_len);
+	tot_len = len16(iph->tot_len);
 	if (iph->version != 4 || iph->ihl < 5 || tot_len < hlen)
 		return XDP_REASON_BAD_IPV4;
 	if (l3 + tot_len > p->data_end)
@@ -191,7 +207,7 @@ static __always_inline enum xdp_reason parse_ipv6(struct pkt *p, void *l3)
 
 	if ((void *)(ip6 + 1) > p->data_end)
 		return XDP_REASON_BAD_IPV6;
-	end = cur + bpf_ntohs(ip6->payload_len);
+	end = cur + len16(ip6->payload_len);
 	if (ip6->version != 6 || end > p->data_end)
 		return XDP_REASON_BAD_IPV6;
 	p->family = 6;

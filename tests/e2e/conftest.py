@@ -21,12 +21,14 @@ import pytest
 
 from harness import (REPO, Gateway, GatewayError, NetNS, Upstream, base_config, build_dir,
                      free_port, http_raw, http_request, parse_responses, pattern_sha256,
-                     pattern_stream, run_check, run_wrk, wait_port, xgate_bin, xgatectl_bin)
+                     pattern_stream, run_check, run_wrk, scaled, wait_port, xgate_bin,
+                     xgatectl_bin)
 
 __all__ = [
     "REPO", "Gateway", "GatewayError", "NetNS", "Upstream", "base_config", "build_dir",
     "free_port", "http_raw", "http_request", "parse_responses", "pattern_sha256",
-    "pattern_stream", "run_check", "run_wrk", "wait_port", "xgate_bin", "xgatectl_bin", "xgatectl",
+    "pattern_stream", "run_check", "run_wrk", "scaled", "wait_port", "xgate_bin", "xgatectl_bin",
+    "xgatectl",
 ]
 
 _all_gateways = []

@@ -8,6 +8,7 @@ Pinned maps go to a unique directory under /sys/fs/bpf, removed at teardown.
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -112,6 +113,11 @@ def test_floods_are_dropped_while_legit_traffic_is_served(shielded, pin_dir):
     gw = make_gateway()
     assert "attached in native mode" in gw.wait_log(r"%s: XDP shield attached in \w+ mode"
                                                     % ns.host_if).group(0)
+    # libbpf's messages go through the event log: no raw "libbpf:" lines, and a libxdp
+    # dispatcher that cannot load is reported in one line, not libbpf's four.
+    log = gw.log()
+    assert not [line for line in log.splitlines() if line.startswith("libbpf:")], log
+    assert len(re.findall(r"dispatcher", log)) <= 1, log
     syn_src, udp_src = ns.add_ns_addr(50), ns.add_ns_addr(51)
     floods = [flood(ns, "syn", syn_src, ns.host_ip, port),
               flood(ns, "udp", udp_src, ns.host_ip, 9999)]

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import pattern_sha256, pattern_stream
+from conftest import pattern_sha256, pattern_stream, scaled
 
 TOTAL = 200 * 1000 * 1000
 
@@ -55,13 +55,13 @@ class SinkEchoServer:
                 digest.update(data)
                 result["received"] += len(data)
             result["sha"] = digest.hexdigest()
-        t.join(120)
+        t.join(scaled(120))
         self.results.append(result)
 
     def wait_result(self, expected_bytes, timeout=10):
         """The result of the connection that received the most (the readiness probe of
         the gateway harness also connects, and receives nothing)."""
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         while time.time() < deadline:
             if any(r["received"] >= expected_bytes for r in self.results):
                 break
@@ -104,7 +104,7 @@ def client_transfer(port, total, shut_first=True):
     The client waits a moment before sending: the gateway only splices a socket whose
     receive queue is empty when it joins the sockhash (see splice_enrol in
     userspace/proxy/tunnel.c), so a client that sends before being accepted is relayed."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=scaled(60))
     time.sleep(0.3)
     digest = hashlib.sha256()
     received = [0]
@@ -122,7 +122,7 @@ def client_transfer(port, total, shut_first=True):
     for piece in pattern_stream(total, seed=b"client"):
         sock.sendall(piece)
     sock.shutdown(socket.SHUT_WR)
-    t.join(180)
+    t.join(scaled(180))
     sock.close()
     return digest.hexdigest(), received[0]
 
@@ -157,7 +157,7 @@ def test_half_close_server_first(gateway, base_config, splice):
     server = SinkEchoServer(send_total=1 << 20)
     try:
         gw = gateway(l4_config(base_config, server, splice))
-        sock = socket.create_connection(("127.0.0.1", gw.port(1)), timeout=30)
+        sock = socket.create_connection(("127.0.0.1", gw.port(1)), timeout=scaled(30))
         got = b""
         while True:
             data = sock.recv(1 << 20)

@@ -41,16 +41,79 @@ struct edge {
 	int config_fd, stats_fd, deny_v4_fd, deny_v6_fd, allow_v4_fd, allow_v6_fd;
 };
 
+/*
+ * libbpf's own messages. When libxdp's multi-program dispatcher cannot load (some
+ * kernels and hypervisors refuse it), libbpf reports the load failure as several warnings
+ * that blame RLIMIT_MEMLOCK, and libxdp then attaches the shield on its own, which works.
+ * While a shield is being attached the warnings are held back and attach_link() says what
+ * happened in one line; at other times they are event-log warnings. libbpf's info and
+ * debug notes (such as ELF sections it skips) are debug lines.
+ */
+static struct {
+	bool holding;
+	int held;
+	char first[512]; /* the first held warning: why the dispatcher failed */
+} libbpf_held;
+
+static void trim_line(char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
+		line[--n] = '\0';
+}
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[512];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	trim_line(line);
+	if (level != LIBBPF_WARN) {
+		log_debug("libbpf", "%s", line);
+		return 0;
+	}
+	if (!libbpf_held.holding) {
+		log_warn("libbpf", "%s", line);
+		return 0;
+	}
+	if (!libbpf_held.held++)
+		snprintf(libbpf_held.first, sizeof(libbpf_held.first), "%s", line);
+	log_debug("libbpf", "%s", line);
+	return 0;
+}
+
+static void hold_libbpf_warnings(bool on)
+{
+	libbpf_held.holding = on;
+	if (on) {
+		libbpf_held.held = 0;
+		libbpf_held.first[0] = '\0';
+	}
+}
+
+/* One line when libxdp attached the shield without its dispatcher (legacy mode). */
+static void report_dispatcher(const struct edge_link *l)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(l->ifindex);
+
+	if (libxdp_get_error(mp))
+		return;
+	if (xdp_multiprog__is_legacy(mp))
+		log_info("edge",
+			 "%s: libxdp's dispatcher is unavailable on this kernel (%s): the shield is "
+			 "attached on its own, so no other XDP program can share this interface",
+			 l->name, libbpf_held.held ? libbpf_held.first : "no reason given");
+	xdp_multiprog__close(mp);
+}
+
 /* libxdp's messages as event-log lines; its notes about dispatcher fallback are warnings. */
 static int libxdp_log(enum libxdp_print_level level, const char *fmt, va_list ap)
 {
 	char line[512];
-	size_t n;
 
 	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
-		line[--n] = '\0';
+	trim_line(line);
 	log_msg(level == LIBXDP_WARN ? LOG_WARN : LOG_DEBUG, "libxdp", "%s", line);
 	return 0;
 }
@@ -185,11 +248,15 @@ static int attach_link(struct edge_link *l, enum edge_mode want, const char *pin
 		return ret;
 	}
 	detach_stale(l->ifindex, l->name);
+	hold_libbpf_warnings(true);
 	ret = attach_mode(l, want == EDGE_MODE_GENERIC ? XDP_MODE_SKB : XDP_MODE_NATIVE);
 	if (ret && want == EDGE_MODE_AUTO) {
 		log_info("edge", "%s: native XDP unavailable, trying generic", l->name);
 		ret = attach_mode(l, XDP_MODE_SKB);
 	}
+	hold_libbpf_warnings(false);
+	if (ret && libbpf_held.held)
+		log_warn("edge", "%s: %s", l->name, libbpf_held.first);
 	if (ret) {
 		libxdp_strerror(ret, msg, sizeof(msg));
 		snprintf(err, errlen, "%s: cannot attach XDP (%s mode): %s%s", l->name,
@@ -204,6 +271,7 @@ static int attach_link(struct edge_link *l, enum edge_mode want, const char *pin
 	}
 	log_info("edge", "%s: XDP shield attached in %s mode", l->name,
 		 l->mode == XDP_MODE_NATIVE ? "native" : "generic");
+	report_dispatcher(l);
 	return 0;
 }
 
@@ -306,6 +374,7 @@ struct edge *edge_start(const struct edge_config *c, char *err, size_t errlen)
 		return NULL;
 	}
 	libxdp_set_print(libxdp_log);
+	libbpf_set_print(libbpf_log);
 	e->config_fd = e->stats_fd = e->deny_v4_fd = e->deny_v6_fd = -1;
 	e->allow_v4_fd = e->allow_v6_fd = -1;
 	ret = resolve_interfaces(e, c, err, errlen);

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 from .net import free_port, wait_port
+from .timing import scaled
 
 REPO = Path(__file__).resolve().parents[3]
-READY_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = scaled(10.0)
+STOP_TIMEOUT_S = scaled(20.0)
 SANITIZER_RE = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|ThreadSanitizer)"
     r"|runtime error: |SUMMARY: (AddressSanitizer|UndefinedBehaviorSanitizer|LeakSanitizer)")
@@ -167,6 +168,7 @@ class Gateway:
     def wait_log(self, pattern, timeout=5.0, start=0):
         """Waits until the log (from offset start) matches regex pattern; returns the match."""
         regex = re.compile(pattern)
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while True:
             match = regex.search(self.log(), start)

@@ -6,6 +6,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from .timing import scaled
+
 # Ports are picked below the kernel's ephemeral range (32768+) so an outgoing connection
 # made by any process cannot grab a port between our check and the gateway's bind.
 _PORT_LOW, _PORT_HIGH = 20000, 32000
@@ -42,7 +44,7 @@ def free_port():
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, alive=None):
     """Waits until host:port accepts; alive() returning False aborts early."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if alive is not None and not alive():
             return False

@@ -12,6 +12,7 @@ import time
 from urllib.parse import unquote
 
 from .net import free_port
+from .timing import scaled
 
 MAX_HEAD_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
@@ -180,6 +181,7 @@ class Upstream:
 
     def wait_requests(self, count, timeout=5.0):
         """Waits until at least count requests were recorded; returns the list."""
+        timeout = scaled(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.requests) >= count:
