@@ -1,6 +1,7 @@
 /*
- * Socket I/O for both sides of a connection: arming io_uring operations (with linked
- * timeouts), completing them into the side's buffers, TLS through OpenSSL on the raw fd,
+ * Socket I/O for both sides of a connection: arming io_uring operations (their deadlines
+ * on the worker's timer heap, not linked timeouts: moving a deadline costs no SQE and an
+ * operation one SQE and one CQE), completing them into the side's buffers, TLS through OpenSSL on the raw fd,
  * and closing without ever freeing memory an in-flight operation still refers to.
  */
 #include <errno.h>
@@ -41,18 +42,53 @@ static void ms_to_ts(struct __kernel_timespec *ts, uint32_t ms)
 	ts->tv_nsec = (long long)(ms % 1000) * 1000000;
 }
 
-static void link_timeout(struct side *s, struct io_uring_sqe *op_sqe,
-			 struct __kernel_timespec *ts, uint32_t ms)
+static void cancel_op(struct side *s, enum op op)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = worker_sqe(s->w);
 
-	if (!ms)
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)s | op, 0);
+	io_uring_sqe_set_data64(sqe, OP_CANCEL);
+}
+
+/* A deadline passed: cancelling the operation makes it complete with -ECANCELED. */
+static void rx_expired(struct timer *t)
+{
+	struct side *s = (struct side *)((char *)t - offsetof(struct side, rx_deadline));
+
+	if (s->closing)
 		return;
-	ms_to_ts(ts, ms);
-	op_sqe->flags |= IOSQE_IO_LINK;
-	sqe = worker_sqe(s->w);
-	io_uring_prep_link_timeout(sqe, ts, 0);
-	set_data(sqe, s, OP_LINK_TIMEOUT);
+	if (s->pending & PEND_RECV)
+		cancel_op(s, OP_RECV);
+	if (s->pending & PEND_POLL_IN)
+		cancel_op(s, OP_POLL);
+}
+
+static void tx_expired(struct timer *t)
+{
+	struct side *s = (struct side *)((char *)t - offsetof(struct side, tx_deadline));
+
+	if (s->closing)
+		return;
+	if (s->pending & PEND_SEND)
+		cancel_op(s, OP_SEND);
+	if (s->pending & PEND_CONNECT)
+		cancel_op(s, OP_CONNECT);
+	if (s->pending & PEND_POLL_OUT)
+		cancel_op(s, OP_POLL_OUT);
+}
+
+/* Sets (ms > 0) or clears a side's deadline; no SQE either way. */
+static void set_deadline(struct side *s, struct timer *t, uint32_t ms)
+{
+	struct worker *w = s->w;
+
+	if (!ms) {
+		timer_del(&w->timers, t);
+		return;
+	}
+	if (!timer_add(&w->timers, t, w->now_ms + ms,
+		       t == &s->rx_deadline ? rx_expired : tx_expired))
+		s->failed = true; /* no memory for the deadline: do not wait forever */
 }
 
 static bool side_usable(const struct side *s)
@@ -60,8 +96,7 @@ static bool side_usable(const struct side *s)
 	return !s->closing && !s->failed;
 }
 
-static void arm_poll(struct side *s, uint32_t mask, uint32_t bit, uint32_t timeout_ms,
-		     struct __kernel_timespec *ts)
+static void arm_poll(struct side *s, uint32_t mask, uint32_t bit, uint32_t timeout_ms)
 {
 	struct io_uring_sqe *sqe;
 
@@ -71,7 +106,7 @@ static void arm_poll(struct side *s, uint32_t mask, uint32_t bit, uint32_t timeo
 	io_uring_prep_poll_add(sqe, s->fd, mask);
 	set_data(sqe, s, bit == PEND_POLL_OUT ? OP_POLL_OUT : OP_POLL);
 	s->pending |= bit;
-	link_timeout(s, sqe, ts, timeout_ms);
+	set_deadline(s, bit == PEND_POLL_OUT ? &s->tx_deadline : &s->rx_deadline, timeout_ms);
 }
 
 /* Reads and writes what OpenSSL can without blocking; arms polls for the rest. */
@@ -90,9 +125,9 @@ bool side_tls_pump(struct side *s)
 			return true;
 		}
 		if (r == TLS_WANT_READ)
-			arm_poll(s, POLLIN, PEND_POLL_IN, s->recv_timeout_ms, &s->recv_ts);
+			arm_poll(s, POLLIN, PEND_POLL_IN, s->recv_timeout_ms);
 		else if (r == TLS_WANT_WRITE)
-			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->recv_timeout_ms, &s->send_ts);
+			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->recv_timeout_ms);
 		else
 			s->failed = true;
 		return s->failed;
@@ -105,9 +140,9 @@ bool side_tls_pump(struct side *s)
 			continue;
 		}
 		if (r == TLS_WANT_WRITE)
-			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->send_timeout_ms, &s->send_ts);
+			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->send_timeout_ms);
 		else if (r == TLS_WANT_READ)
-			arm_poll(s, POLLIN, PEND_POLL_IN, s->send_timeout_ms, &s->recv_ts);
+			arm_poll(s, POLLIN, PEND_POLL_IN, s->send_timeout_ms);
 		else {
 			s->failed = true;
 			return true;
@@ -138,9 +173,9 @@ static bool tls_read_some(struct side *s)
 			continue;
 		}
 		if (r == TLS_WANT_READ)
-			arm_poll(s, POLLIN, PEND_POLL_IN, s->recv_timeout_ms, &s->recv_ts);
+			arm_poll(s, POLLIN, PEND_POLL_IN, s->recv_timeout_ms);
 		else if (r == TLS_WANT_WRITE)
-			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->recv_timeout_ms, &s->send_ts);
+			arm_poll(s, POLLOUT, PEND_POLL_OUT, s->recv_timeout_ms);
 		else if (r == TLS_CLOSED)
 			s->eof = true;
 		else
@@ -173,34 +208,26 @@ bool side_arm_recv(struct side *s)
 	set_data(sqe, s, OP_RECV);
 	s->pending |= PEND_RECV;
 	s->armed_recv_timeout_ms = s->recv_timeout_ms;
-	link_timeout(s, sqe, &s->recv_ts, s->recv_timeout_ms);
+	set_deadline(s, &s->rx_deadline, s->recv_timeout_ms);
 	return false;
 }
 
-/* Replaces an armed recv whose timeout differs from what is wanted now. */
+/* Moves an armed recv's deadline to the timeout wanted now (a timer update, no SQE). */
 void side_retime_recv(struct side *s)
 {
-	struct io_uring_sqe *sqe;
-
-	if (!(s->pending & PEND_RECV) || s->armed_recv_timeout_ms == s->recv_timeout_ms ||
-	    s->cancel_requested)
+	if (!(s->pending & PEND_RECV) || s->armed_recv_timeout_ms == s->recv_timeout_ms)
 		return;
-	sqe = worker_sqe(s->w);
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)s | OP_RECV, 0);
-	io_uring_sqe_set_data64(sqe, OP_CANCEL);
-	s->cancel_requested = true;
+	s->armed_recv_timeout_ms = s->recv_timeout_ms;
+	set_deadline(s, &s->rx_deadline, s->recv_timeout_ms);
 }
 
 /* Cancels an armed recv (not a failure): the caller stops reading through the ring. */
 void side_cancel_recv(struct side *s)
 {
-	struct io_uring_sqe *sqe;
-
 	if (!(s->pending & PEND_RECV) || s->cancel_requested)
 		return;
-	sqe = worker_sqe(s->w);
-	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)s | OP_RECV, 0);
-	io_uring_sqe_set_data64(sqe, OP_CANCEL);
+	timer_del(&s->w->timers, &s->rx_deadline);
+	cancel_op(s, OP_RECV);
 	s->cancel_requested = true;
 }
 
@@ -208,13 +235,13 @@ void side_cancel_recv(struct side *s)
 void side_arm_poll_in(struct side *s)
 {
 	if (side_usable(s))
-		arm_poll(s, POLLIN, PEND_POLL_IN, 0, &s->recv_ts);
+		arm_poll(s, POLLIN, PEND_POLL_IN, 0);
 }
 
 void side_arm_poll_out(struct side *s)
 {
 	if (side_usable(s))
-		arm_poll(s, POLLOUT, PEND_POLL_OUT, 0, &s->send_ts);
+		arm_poll(s, POLLOUT, PEND_POLL_OUT, 0);
 }
 
 bool side_arm_send(struct side *s)
@@ -230,7 +257,7 @@ bool side_arm_send(struct side *s)
 	io_uring_prep_send(sqe, s->fd, buf_head(&s->out), s->send_len, MSG_NOSIGNAL);
 	set_data(sqe, s, OP_SEND);
 	s->pending |= PEND_SEND;
-	link_timeout(s, sqe, &s->send_ts, s->send_timeout_ms);
+	set_deadline(s, &s->tx_deadline, s->send_timeout_ms);
 	return false;
 }
 
@@ -264,6 +291,8 @@ static void side_free(struct side *s)
 {
 	struct worker *w = s->w;
 
+	timer_del(&w->timers, &s->rx_deadline);
+	timer_del(&w->timers, &s->tx_deadline);
 	if (s->splice_enrolled && w->gw->splice)
 		splice_remove(w->gw->splice, s->fd); /* its entry must go before the fd does */
 	if (s->fd >= 0)
@@ -316,6 +345,7 @@ static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
 
 	s->pending &= ~PEND_RECV;
 	s->cancel_requested = false;
+	timer_del(&s->w->timers, &s->rx_deadline);
 	if (cqe->res > 0) {
 		int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
@@ -342,6 +372,7 @@ static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
 static void complete_send(struct side *s, struct io_uring_cqe *cqe)
 {
 	s->pending &= ~PEND_SEND;
+	timer_del(&s->w->timers, &s->tx_deadline);
 	if (cqe->res > 0) {
 		buf_consume(&s->out, cqe->res);
 		s->bytes_sent += cqe->res;
@@ -358,6 +389,7 @@ static void complete_connect(struct side *s, struct io_uring_cqe *cqe)
 	struct upconn *u = (struct upconn *)s;
 
 	s->pending &= ~PEND_CONNECT;
+	timer_del(&s->w->timers, &s->tx_deadline);
 	if (cqe->res == 0) {
 		u->connected = true;
 	} else {
@@ -370,6 +402,7 @@ static void complete_connect(struct side *s, struct io_uring_cqe *cqe)
 static void complete_poll(struct side *s, uint32_t bit, struct io_uring_cqe *cqe)
 {
 	s->pending &= ~bit;
+	timer_del(&s->w->timers, bit == PEND_POLL_OUT ? &s->tx_deadline : &s->rx_deadline);
 	if (cqe->res == -ECANCELED && !s->closing)
 		s->failed = s->timed_out = true;
 }
@@ -416,8 +449,6 @@ void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe)
 			side_retire(s);
 		return;
 	}
-	if (op == OP_LINK_TIMEOUT)
-		return;
 	if (s->upstream)
 		conn_on_upconn_event((struct upconn *)s);
 	else
@@ -453,7 +484,7 @@ void upconn_connect(struct upconn *u, uint32_t timeout_ms)
 	io_uring_prep_connect(sqe, u->s.fd, (struct sockaddr *)&u->addr, u->addrlen);
 	set_data(sqe, &u->s, OP_CONNECT);
 	u->s.pending |= PEND_CONNECT;
-	link_timeout(&u->s, sqe, &u->s.send_ts, timeout_ms);
+	set_deadline(&u->s, &u->s.tx_deadline, timeout_ms);
 }
 
 /* A one-shot wake-up for this side's connection (re-checks that have no event to wait on). */

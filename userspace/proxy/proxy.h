@@ -40,7 +40,6 @@ enum op {
 	OP_SEND,
 	OP_CONNECT,
 	OP_POLL,
-	OP_LINK_TIMEOUT,
 	OP_SHUTDOWN,
 	OP_CANCEL,
 	OP_TIMER,
@@ -86,7 +85,9 @@ struct side {
 	uint32_t send_len;
 	uint32_t recv_timeout_ms; /* timeout for the next armed recv, 0 = none */
 	uint32_t send_timeout_ms;
-	struct __kernel_timespec recv_ts, send_ts;
+	/* Deadlines of the armed read (recv, POLLIN) and write (send, connect, POLLOUT) on the
+	 * worker's timer heap; expiry cancels the operation, which then reports a timeout. */
+	struct timer rx_deadline, tx_deadline;
 	int err; /* last errno */
 	uint32_t armed_recv_timeout_ms;
 	bool cancel_requested; /* we cancelled the armed recv ourselves (to re-time it) */
