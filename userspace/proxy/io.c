@@ -50,31 +50,32 @@ static void cancel_op(struct side *s, enum op op)
 	io_uring_sqe_set_data64(sqe, OP_CANCEL);
 }
 
-/* A deadline passed: cancelling the operation makes it complete with -ECANCELED. */
-static void rx_expired(struct timer *t)
+/* A deadline passed: cancelling the operations makes them complete with -ECANCELED. */
+static void cancel_pending(struct side *s, uint32_t mask)
 {
-	struct side *s = (struct side *)((char *)t - offsetof(struct side, rx_deadline));
+	static const struct {
+		uint32_t bit;
+		enum op op;
+	} ops[] = { { PEND_RECV, OP_RECV },	  { PEND_POLL_IN, OP_POLL }, { PEND_SEND, OP_SEND },
+		    { PEND_CONNECT, OP_CONNECT }, { PEND_POLL_OUT, OP_POLL_OUT } };
 
 	if (s->closing)
 		return;
-	if (s->pending & PEND_RECV)
-		cancel_op(s, OP_RECV);
-	if (s->pending & PEND_POLL_IN)
-		cancel_op(s, OP_POLL);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (s->pending & mask & ops[i].bit)
+			cancel_op(s, ops[i].op);
+}
+
+static void rx_expired(struct timer *t)
+{
+	cancel_pending((struct side *)((char *)t - offsetof(struct side, rx_deadline)),
+		       PEND_RECV | PEND_POLL_IN);
 }
 
 static void tx_expired(struct timer *t)
 {
-	struct side *s = (struct side *)((char *)t - offsetof(struct side, tx_deadline));
-
-	if (s->closing)
-		return;
-	if (s->pending & PEND_SEND)
-		cancel_op(s, OP_SEND);
-	if (s->pending & PEND_CONNECT)
-		cancel_op(s, OP_CONNECT);
-	if (s->pending & PEND_POLL_OUT)
-		cancel_op(s, OP_POLL_OUT);
+	cancel_pending((struct side *)((char *)t - offsetof(struct side, tx_deadline)),
+		       PEND_SEND | PEND_CONNECT | PEND_POLL_OUT);
 }
 
 /* Sets (ms > 0) or clears a side's deadline; no SQE either way. */
