@@ -190,6 +190,7 @@ struct upconn {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct conn *owner; /* NULL while idle in the pool */
+	bool idle_poll_stale; /* its idle poll was armed before this owner took it */
 	int metrics_slot; /* the target's upstream-request counters */
 	bool connected;
 	bool reused;

@@ -323,25 +323,22 @@ static void upconn_discard(struct upconn *u, enum idle_check why)
 	side_close(&u->s);
 }
 
+/*
+ * The poll stays armed when the connection is taken (it then fires once the response
+ * arrives, and the owner ignores it): one SQE per reuse instead of a remove and an add.
+ */
 static void idle_poll_arm(struct worker *w, struct upconn *u)
 {
-	struct io_uring_sqe *sqe = worker_sqe(w);
+	struct io_uring_sqe *sqe;
 
+	if (u->s.pending & PEND_IDLE_POLL)
+		return;
+	sqe = worker_sqe(w);
+	u->idle_poll_stale = false;
 	io_uring_prep_poll_add(sqe, u->s.fd, POLLIN | POLLRDHUP);
 	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&u->s | OP_IDLE_POLL);
 	u->s.inflight++;
 	u->s.pending |= PEND_IDLE_POLL;
-}
-
-static void idle_poll_cancel(struct worker *w, struct upconn *u)
-{
-	struct io_uring_sqe *sqe;
-
-	if (!(u->s.pending & PEND_IDLE_POLL))
-		return;
-	sqe = worker_sqe(w);
-	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&u->s | OP_IDLE_POLL);
-	io_uring_sqe_set_data64(sqe, OP_CANCEL);
 }
 
 static bool pool_unlink(struct pool *p, struct upconn *u)
@@ -364,6 +361,15 @@ void pool_idle_event(struct worker *w, struct upconn *u)
 
 	if (!p || !pool_unlink(p, u))
 		return; /* taken meanwhile: its owner reads whatever came */
+	if (u->idle_poll_stale) {
+		/* Armed before the connection was last taken: its response woke it. A fresh
+		 * poll fires at once if anything unread is there. */
+		u->next_idle = p->idle;
+		p->idle = u;
+		p->nidle++;
+		idle_poll_arm(w, u);
+		return;
+	}
 	why = upconn_peek(u);
 	upconn_discard(u, why == IDLE_CLEAN ? IDLE_CLOSED : why);
 }
@@ -383,7 +389,7 @@ struct upconn *pool_take(struct worker *w, struct target_state *ts)
 		why = w->now_ms - u->idle_since_ms > idle_timeout_ms ? IDLE_CLOSED
 								      : upconn_peek(u);
 		if (why == IDLE_CLEAN) {
-			idle_poll_cancel(w, u);
+			u->idle_poll_stale = true;
 			u->reused = true;
 			return u;
 		}
@@ -399,7 +405,7 @@ void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive)
 	u->owner = NULL;
 	/* Unread bytes are more than the response framed (the exchange counted them). */
 	if (!p || p->nidle >= keepalive || u->s.failed || u->s.eof || buf_len(&u->s.in) ||
-	    buf_len(&u->s.out) || u->s.pending) {
+	    buf_len(&u->s.out) || (u->s.pending & ~PEND_IDLE_POLL)) {
 		side_close(&u->s);
 		return;
 	}
