@@ -1278,6 +1278,10 @@ static bool arm(struct conn *c)
 			cli->recv_timeout_ms = lim->idle_timeout_ms;
 		side_retime_recv(cli);
 		progress |= side_arm_recv(cli);
+		/* A keep-alive connection between requests holds no buffer (cli.in was released
+		 * when the exchange finished). */
+		if (!(cli->pending & PEND_SEND))
+			buf_release_if_empty(&cli->out);
 		break;
 	case CS_EXCHANGE:
 	case CS_CONNECTING:

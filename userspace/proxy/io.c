@@ -194,13 +194,11 @@ bool side_arm_recv(struct side *s)
 		return false;
 	if (s->tls)
 		return s->tls_done ? tls_read_some(s) : side_tls_pump(s);
-	if (!buf_ensure(&s->in, side_buf_cap(s))) {
-		s->failed = true;
-		return true;
-	}
-	if (buf_space(&s->in) < RECV_CHUNK)
+	/* The ring provides the recv's buffer: an idle connection owns no storage of its own
+	 * until bytes arrive (complete_recv allocates). */
+	if (s->in.data && buf_space(&s->in) < RECV_CHUNK)
 		buf_compact(&s->in);
-	if (buf_space(&s->in) < RECV_CHUNK)
+	if (s->in.data && buf_space(&s->in) < RECV_CHUNK)
 		return false; /* backpressure: the consumer has not caught up */
 	sqe = worker_sqe(s->w);
 	io_uring_prep_recv(sqe, s->fd, NULL, RECV_CHUNK, 0);
