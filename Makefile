@@ -109,6 +109,11 @@ FUZZ_SMOKE_SECONDS ?= 5
 FUZZERS      := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZERS))
 
+# The config harness loads millions of configs: it keeps the process-wide target and
+# metrics registries (which never shrink, by design) to a few names. See fuzz_config.c.
+FUZZ_LDFLAGS_config := -Wl,--wrap=target_state_get,--wrap=metrics_route_slot \
+		       -Wl,--wrap=metrics_listener_slot,--wrap=metrics_target_slot
+
 fuzz-build:
 	$(MAKE) FUZZ=1 BUILD=$(FUZZ_BUILD) fuzz-bins
 
@@ -116,7 +121,8 @@ fuzz-bins: $(FUZZ_BINS)
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libxgate.a
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -fsanitize=fuzzer $< $(BUILD)/libxgate.a $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -fsanitize=fuzzer $(FUZZ_LDFLAGS_$*) $< \
+		$(BUILD)/libxgate.a $(LDLIBS) -o $@
 
 # Each harness in turn for FUZZ_SECONDS (FUZZ_ONLY="a b" to pick some), niced, one process.
 fuzz: fuzz-build
