@@ -71,8 +71,8 @@ static void run_pieces(const char *buf, size_t len, uint64_t seed, struct run *r
 
 		while (done_here < piece && !c.done) {
 			size_t cap = 1 + fuzz_next(&seed) % 3, n = cap;
-			ssize_t ret = http_chunked_scan(&c, copy + done_here, piece - done_here,
-							spans, &n);
+			ssize_t ret =
+			    http_chunked_scan(&c, copy + done_here, piece - done_here, spans, &n);
 
 			if (ret < 0) {
 				r->error = true;

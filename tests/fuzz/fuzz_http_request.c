@@ -25,7 +25,8 @@ static void check_request(const char *buf, size_t len, int r, const struct http_
 	fz_check_headers(buf, (size_t)r, req->headers, req->nheaders);
 	FUZZ_CHECK(req->method_str.len > 0 &&
 		   fuzz_within(req->method_str.p, req->method_str.len, buf, (size_t)r));
-	FUZZ_CHECK(req->target.len > 0 && fuzz_within(req->target.p, req->target.len, buf, (size_t)r));
+	FUZZ_CHECK(req->target.len > 0 &&
+		   fuzz_within(req->target.p, req->target.len, buf, (size_t)r));
 	FUZZ_CHECK(req->target.p > req->method_str.p);
 	FUZZ_CHECK(req->path.len > 0);
 	FUZZ_CHECK(fuzz_within(req->path.p, req->path.len, buf, (size_t)r) ||
@@ -36,9 +37,9 @@ static void check_request(const char *buf, size_t len, int r, const struct http_
 	FUZZ_CHECK(req->minor_version == 0 || req->minor_version == 1);
 	FUZZ_CHECK(req->method >= HTTP_OTHER && req->method < HTTP_METHOD_COUNT);
 	if (req->method != HTTP_OTHER)
-		FUZZ_CHECK(req->method_str.len == strlen(http_method_name(req->method)) &&
-			   !memcmp(req->method_str.p, http_method_name(req->method),
-				   req->method_str.len));
+		FUZZ_CHECK(
+		    req->method_str.len == strlen(http_method_name(req->method)) &&
+		    !memcmp(req->method_str.p, http_method_name(req->method), req->method_str.len));
 	fz_check_framing(req->headers, req->nheaders, req->body, req->content_length);
 	/* HTTP/1.1 needs exactly one Host; more than one is always rejected. */
 	FUZZ_CHECK(fz_count(req->headers, req->nheaders, "host") <= 1);
@@ -48,8 +49,9 @@ static void check_request(const char *buf, size_t len, int r, const struct http_
 		FUZZ_CHECK(req->minor_version == 1);
 	FUZZ_CHECK(req->body != HTTP_BODY_EOF);
 	if (req->upgrade)
-		FUZZ_CHECK(req->minor_version == 1 && req->upgrade_proto.len > 0 &&
-			   fuzz_within(req->upgrade_proto.p, req->upgrade_proto.len, buf, (size_t)r));
+		FUZZ_CHECK(
+		    req->minor_version == 1 && req->upgrade_proto.len > 0 &&
+		    fuzz_within(req->upgrade_proto.p, req->upgrade_proto.len, buf, (size_t)r));
 	if (req->expect_continue)
 		FUZZ_CHECK(req->minor_version == 1);
 }
@@ -88,7 +90,8 @@ static ssize_t one_message(const char *buf, size_t len, uint64_t *seed)
 	/* The head alone parses to the same message. */
 	FUZZ_CHECK(parse_copy(buf, (size_t)r, NULL, &again) == r);
 	FUZZ_CHECK(again.nheaders == req.nheaders && again.body == req.body &&
-		   again.content_length == req.content_length && again.keep_alive == req.keep_alive);
+		   again.content_length == req.content_length &&
+		   again.keep_alive == req.keep_alive);
 	if (req.upgrade || req.method == HTTP_CONNECT || !req.keep_alive)
 		return -1;
 	if (req.body == HTTP_BODY_LENGTH)

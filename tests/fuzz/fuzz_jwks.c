@@ -27,8 +27,8 @@ static void check_hmac(const struct jwk *k)
 
 	if (!jwa_key_fits(JWA_HS256, k))
 		return;
-	FUZZ_CHECK(HMAC(EVP_sha256(), k->secret, (int)k->secret_len, msg, sizeof(msg) - 1, mac,
-			&maclen));
+	FUZZ_CHECK(
+	    HMAC(EVP_sha256(), k->secret, (int)k->secret_len, msg, sizeof(msg) - 1, mac, &maclen));
 	FUZZ_CHECK(jwa_verify(JWA_HS256, k, msg, sizeof(msg) - 1, mac, maclen));
 	mac[0] ^= 1;
 	FUZZ_CHECK(!jwa_verify(JWA_HS256, k, msg, sizeof(msg) - 1, mac, maclen));

@@ -20,7 +20,19 @@
 #define NOW 1700000000
 
 /* Public keys only; the HMAC secret is bytes 1..64, as in the corpus generator. */
-static const char jwks[] = "{\"keys\": [{\"kty\": \"oct\", \"kid\": \"hs\", \"k\": \"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4_QA\"}, {\"kty\": \"EC\", \"kid\": \"ec\", \"crv\": \"P-256\", \"x\": \"4PUsISa1yRkzKsQgPoy08dxrsTJYgJVmjVp59pWERL8\", \"y\": \"iY6Pc18wBlIHxhuqD2l2r_GFohXLIwgU_0zSr71rYbc\", \"use\": \"sig\"}, {\"kty\": \"RSA\", \"kid\": \"rsa\", \"n\": \"1Us_JMkEGqjFE5kpnbdcmOlFeqtgny_-qLcS6ai-2eWcbuL9o-5J5n7y33ZpJ5yh-bmIX-uQ0rmNyDJ0Ab6l0n4tO04LItY8c4Er-B5nu_v_hEv3Pz-hH5IXzH-94qJz6XmzbyLBF6u17HG7opZK4ar8t2k68gh6e-ItZ063oGdht25vi3g7qmHt4Cyy52KjDPoCP4czu8aSJnvuK6WCywTvkp6St6SUVHDC6VYcB37aiFI4c7_HmyyoSVkvxY1Nj_nZ3s-TkBvKy86GSngGPa7pJr4gdnpWPgRQ0a8F1urT4g5UzCXy8jacc4DSAfKQWUGPqrennBtYUf_YbTItzw\", \"e\": \"AQAB\"}, {\"kty\": \"OKP\", \"kid\": \"ed\", \"crv\": \"Ed25519\", \"x\": \"aEZhZ3dJRUNA5tlQBADCYqxE8P6OBmvDIjrv3YJWhzA\", \"alg\": \"EdDSA\"}]}";
+static const char jwks[] =
+    "{\"keys\": [{\"kty\": \"oct\", \"kid\": \"hs\", \"k\": "
+    "\"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4_QA\"}, "
+    "{\"kty\": \"EC\", \"kid\": \"ec\", \"crv\": \"P-256\", \"x\": "
+    "\"4PUsISa1yRkzKsQgPoy08dxrsTJYgJVmjVp59pWERL8\", \"y\": "
+    "\"iY6Pc18wBlIHxhuqD2l2r_GFohXLIwgU_0zSr71rYbc\", \"use\": \"sig\"}, {\"kty\": \"RSA\", "
+    "\"kid\": \"rsa\", \"n\": "
+    "\"1Us_JMkEGqjFE5kpnbdcmOlFeqtgny_-qLcS6ai-2eWcbuL9o-5J5n7y33ZpJ5yh-bmIX-"
+    "uQ0rmNyDJ0Ab6l0n4tO04LItY8c4Er-B5nu_v_hEv3Pz-hH5IXzH-94qJz6XmzbyLBF6u17HG7opZK4ar8t2k68gh6e-"
+    "ItZ063oGdht25vi3g7qmHt4Cyy52KjDPoCP4czu8aSJnvuK6WCywTvkp6St6SUVHDC6VYcB37aiFI4c7_"
+    "HmyyoSVkvxY1Nj_nZ3s-TkBvKy86GSngGPa7pJr4gdnpWPgRQ0a8F1urT4g5UzCXy8jacc4DSAfKQWUGPqrennBtYUf_"
+    "YbTItzw\", \"e\": \"AQAB\"}, {\"kty\": \"OKP\", \"kid\": \"ed\", \"crv\": \"Ed25519\", \"x\": "
+    "\"aEZhZ3dJRUNA5tlQBADCYqxE8P6OBmvDIjrv3YJWhzA\", \"alg\": \"EdDSA\"}]}";
 
 static struct keyset *ks;
 static unsigned char secret[64];
@@ -86,8 +98,7 @@ static char *sign_token(const char *in, size_t n, size_t *len)
 	return tok;
 }
 
-static void check_accepted(const struct jwt_policy *p, json_t *claims,
-			   const struct jwt_validity *v)
+static void check_accepted(const struct jwt_policy *p, json_t *claims, const struct jwt_validity *v)
 {
 	struct jwt_validity v2;
 	const char *key;
@@ -144,8 +155,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	policy_for(fuzz_seed(data, size), &p);
 	policy_for(0, &open_policy);
-	tok = signed_here ? sign_token((const char *)data + 5, size - 5, &len)
-			  : fuzz_dup(data, size);
+	tok =
+	    signed_here ? sign_token((const char *)data + 5, size - 5, &len) : fuzz_dup(data, size);
 	if (!tok)
 		return 0;
 	/* every algorithm, no iss/aud, no leeway; then a policy picked by the input */

@@ -30,7 +30,8 @@ static void split(char *line, struct tokens *tk)
 	char *save = NULL, *t;
 
 	tk->n = 0;
-	for (t = strtok_r(line, " ", &save); t && tk->n < MAX_TOKENS; t = strtok_r(NULL, " ", &save))
+	for (t = strtok_r(line, " ", &save); t && tk->n < MAX_TOKENS;
+	     t = strtok_r(NULL, " ", &save))
 		tk->t[tk->n++] = t;
 }
 
@@ -162,8 +163,7 @@ static bool model_headers(const struct route_config *rc, const struct http_reque
  * Whether route path rp covers path; *level orders coverage (longer first; "/a/" sits
  * one above "/a", with "/a/$"), *prefix is what strip_prefix removes.
  */
-static bool model_covers(const char *rp, const char *path, size_t pl, size_t *level,
-			 size_t *prefix)
+static bool model_covers(const char *rp, const char *path, size_t pl, size_t *level, size_t *prefix)
 {
 	size_t n = strlen(rp), b;
 
