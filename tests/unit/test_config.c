@@ -245,6 +245,22 @@ static void test_load_buffer(void)
 	cfg_errs_free(&errs);
 }
 
+/* Found by fuzzing: a key with a line break split one error into two lines. */
+static void test_error_lines_stay_single(void)
+{
+	struct cfg_errs errs = {0};
+	struct xg_config *cfg = load("{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\","
+				     " \"bad\\nkey\\u001b[31m\": 1}]}",
+				     &errs);
+
+	CHECK(cfg == NULL);
+	CHECK_EQ(errs.count, 1);
+	CHECK(errs.text && strchr(errs.text, '\n') == errs.text + errs.len - 1);
+	CHECK(errs.text && strstr(errs.text, "listeners[0].bad?key?[31m: unknown key"));
+	config_put(cfg);
+	cfg_errs_free(&errs);
+}
+
 int main(void)
 {
 	RUN(test_valid_config_defaults);
@@ -254,5 +270,6 @@ int main(void)
 	RUN(test_addresses_and_cidrs);
 	RUN(test_nameless_upstream_references);
 	RUN(test_load_buffer);
+	RUN(test_error_lines_stay_single);
 	return CHECK_DONE();
 }
