@@ -119,7 +119,7 @@ fuzz-build:
 
 fuzz-bins: $(FUZZ_BINS)
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libxgate.a
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libxgate.a
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -fsanitize=fuzzer $(FUZZ_LDFLAGS_$*) $< \
 		$(BUILD)/libxgate.a $(LDLIBS) -o $@
