@@ -21,6 +21,14 @@ ifeq ($(SAN),1)
 CFLAGS    += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS   += -fsanitize=address,undefined
 endif
+# libFuzzer build (make fuzz-build): the library is instrumented for coverage and sanitizers,
+# only the harnesses link the fuzzer's main().
+FUZZ_CC   ?= clang-14
+ifeq ($(FUZZ),1)
+CC        := $(FUZZ_CC)
+CFLAGS    += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+             -fno-sanitize-recover=undefined
+endif
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
@@ -43,6 +51,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 .SECONDARY:
 
 .PHONY: all deps test unit-test e2e-test asan-test test-kernels run bench clean install format
+.PHONY: fuzz-build fuzz-bins fuzz fuzz-smoke
 all: $(BUILD)/xgate $(BUILD)/xgatectl $(UNIT_BINS) $(BENCH_BINS)
 
 deps:
@@ -90,6 +99,7 @@ asan-test:
 test: deps
 	$(MAKE) all
 	$(MAKE) unit-test
+	$(MAKE) fuzz-smoke
 	$(MAKE) e2e-test
 	$(MAKE) asan-test
 
@@ -98,6 +108,36 @@ test: deps
 test-kernels: deps
 	$(MAKE) all
 	BUILD=$(BUILD) bash scripts/test-kernels.sh
+
+# Fuzzing (tests/fuzz/README.md): harnesses in $(FUZZ_BUILD)/fuzz/, seeds in tests/fuzz/corpus/.
+FUZZ_BUILD   ?= build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZERS      := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZERS))
+
+# The config harness loads millions of configs: it keeps the process-wide target and
+# metrics registries (which never shrink, by design) to a few names. See fuzz_config.c.
+FUZZ_LDFLAGS_config := -Wl,--wrap=target_state_get,--wrap=metrics_route_slot \
+		       -Wl,--wrap=metrics_listener_slot,--wrap=metrics_target_slot
+
+fuzz-build:
+	$(MAKE) FUZZ=1 BUILD=$(FUZZ_BUILD) fuzz-bins
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) $(BUILD)/libxgate.a
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -fsanitize=fuzzer $(FUZZ_LDFLAGS_$*) $< \
+		$(BUILD)/libxgate.a $(LDLIBS) -o $@
+
+# Each harness in turn for FUZZ_SECONDS (FUZZ_ONLY="a b" to pick some), niced, one process.
+fuzz: fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_ONLY)
+
+# Regression check for make test: every seed, then a few seconds of mutation per harness.
+fuzz-smoke: fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) bash scripts/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_ONLY)
 
 run: deps all
 	bash scripts/demo.sh

@@ -230,6 +230,82 @@ static void test_addresses_and_cidrs(void)
 	CHECK(!cfg_parse_cidr("1.2.3/8", &fam, addr, &plen));
 }
 
+/* Found by fuzzing: references to an upstream whose name is missing or not a string. */
+static void test_nameless_upstream_references(void)
+{
+	static const char *const texts[] = {
+	    "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+	    " \"upstreams\": [{\"targets\": [{\"address\": \"127.0.0.1:1\"}]}],"
+	    " \"routes\": [{\"paths\": [\"/\"], \"upstream\": \"x\"}]}",
+	    "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+	    " \"upstreams\": [{\"name\": 5, \"targets\": [{\"address\": \"127.0.0.1:1\"}]}],"
+	    " \"routes\": [{\"paths\": [\"/\"], \"upstream\": [\"x\"]}]}",
+	    "{\"listeners\": [{\"name\": \"t\", \"address\": \"127.0.0.1:1\", \"mode\": \"tcp\","
+	    " \"sni_routes\": {\"a\": \"b\"}, \"upstream\": \"c\"}],"
+	    " \"upstreams\": [{\"targets\": [{\"address\": \"127.0.0.1:1\"}]}]}",
+	};
+	static const char *const expect[][2] = {
+	    {"upstreams[0].name: required", "routes[0].upstream: unknown upstream \"x\""},
+	    {"upstreams[0].name: must be a string", "routes[0].upstream: must be a string"},
+	    {"listeners[0].upstream: unknown upstream \"c\"",
+	     "listeners[0].sni_routes.a: unknown upstream \"b\""},
+	};
+
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct cfg_errs errs = {0};
+		struct xg_config *cfg = load(texts[i], &errs);
+
+		CHECK(cfg == NULL);
+		CHECK(errs.text && strstr(errs.text, expect[i][0]));
+		CHECK(errs.text && strstr(errs.text, expect[i][1]));
+		if (errs.text && (!strstr(errs.text, expect[i][0]) || !strstr(errs.text, expect[i][1])))
+			fprintf(stderr, "config %zu errors:\n%s", i, errs.text);
+		config_put(cfg);
+		cfg_errs_free(&errs);
+	}
+}
+
+/* config_load_buffer: same rules as a file, JSON errors with the given name and position. */
+static void test_load_buffer(void)
+{
+	static const char ok[] =
+	    "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}]}";
+	static const char dup[] = "{\"workers\": 1, \"workers\": 2}";
+	struct cfg_errs errs = {0};
+	struct xg_config *cfg = config_load_buffer(ok, sizeof(ok) - 1, "mem.json", &errs);
+
+	CHECK(cfg != NULL && errs.count == 0 && cfg->nlisteners == 1);
+	CHECK_STR(cfg ? cfg->path : NULL, "mem.json");
+	config_put(cfg);
+	/* a length short of the text is honoured: the object is cut, so it is a syntax error */
+	cfg = config_load_buffer(ok, sizeof(ok) - 2, "mem.json", &errs);
+	CHECK(cfg == NULL && errs.count == 1 && errs.text && strstr(errs.text, "(root): mem.json:1:"));
+	cfg_errs_free(&errs);
+	cfg = config_load_buffer(dup, sizeof(dup) - 1, "dup.json", &errs);
+	CHECK(cfg == NULL && errs.text && strstr(errs.text, "dup.json:1:") &&
+	      strstr(errs.text, "duplicate"));
+	cfg_errs_free(&errs);
+	cfg = config_load_buffer("\x00\xff", 2, NULL, &errs);
+	CHECK(cfg == NULL && errs.count == 1);
+	cfg_errs_free(&errs);
+}
+
+/* Found by fuzzing: a key with a line break split one error into two lines. */
+static void test_error_lines_stay_single(void)
+{
+	struct cfg_errs errs = {0};
+	struct xg_config *cfg = load("{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\","
+				     " \"bad\\nkey\\u001b[31m\": 1}]}",
+				     &errs);
+
+	CHECK(cfg == NULL);
+	CHECK_EQ(errs.count, 1);
+	CHECK(errs.text && strchr(errs.text, '\n') == errs.text + errs.len - 1);
+	CHECK(errs.text && strstr(errs.text, "listeners[0].bad?key?[31m: unknown key"));
+	config_put(cfg);
+	cfg_errs_free(&errs);
+}
+
 int main(void)
 {
 	RUN(test_valid_config_defaults);
@@ -238,5 +314,8 @@ int main(void)
 	RUN(test_upstream_errors);
 	RUN(test_env_substitution);
 	RUN(test_addresses_and_cidrs);
+	RUN(test_nameless_upstream_references);
+	RUN(test_load_buffer);
+	RUN(test_error_lines_stay_single);
 	return CHECK_DONE();
 }

@@ -2,6 +2,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 
+#include "auth/jwks.h"
 #include "check.h"
 #include "test_auth_util.h"
 
@@ -948,6 +949,30 @@ static void test_config_errors(void)
 }
 
 /* Issuers that drop leading zero bytes of EC coordinates (PyJWT 2.6) still interoperate. */
+/* keyset_from_jwks: the jwks_file rules on a document in memory, errors naming it. */
+static void test_keyset_from_jwks(void)
+{
+	/* "k" is 32 bytes of 0x01..0x20 */
+	static const char one[] = "{\"keys\": [{\"kty\": \"oct\", \"kid\": \"h\","
+				  " \"k\": \"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\"}]}";
+	static const char dup[] = "{\"keys\": [{\"kty\": \"oct\", \"kid\": \"h\","
+				  " \"k\": \"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\"},"
+				  " {\"kty\": \"oct\", \"kid\": \"h\","
+				  " \"k\": \"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA\"}]}";
+	char err[256] = "";
+	struct keyset *ks = keyset_from_jwks(one, sizeof(one) - 1, "mem", err, sizeof(err));
+
+	CHECK(ks && ks->nkeys == 1 && ks->keys[0].kind == JWK_OCT && ks->keys[0].secret_len == 32);
+	CHECK(ks && keyset_find(ks, "h") == &ks->keys[0] && !keyset_find(ks, "other"));
+	keyset_put(ks);
+	CHECK(!keyset_from_jwks(dup, sizeof(dup) - 1, "mem", err, sizeof(err)));
+	CHECK(strstr(err, "\"mem\": keys[1]: duplicate \"kid\"") == err);
+	CHECK(!keyset_from_jwks(one, 10, "cut", err, sizeof(err)));
+	CHECK(strstr(err, "\"cut\": invalid JSON") == err);
+	CHECK(!keyset_from_jwks("{\"keys\": 1}", 11, "mem", err, sizeof(err)));
+	CHECK(strstr(err, "\"keys\" must be an array") != NULL);
+}
+
 static void test_jwk_short_coordinates(void)
 {
 	struct cfg_errs errs = {0};
@@ -1141,6 +1166,7 @@ int main(void)
 	RUN(test_pem_keys);
 	RUN(test_config_errors);
 	RUN(test_jwk_short_coordinates);
+	RUN(test_keyset_from_jwks);
 	RUN(test_jwks_skips_foreign_keys);
 	RUN(test_concurrent_reload);
 

@@ -381,6 +381,26 @@ static void test_format_allow(void)
 	CHECK_EQ(router_format_allow(M(HTTP_GET), NULL, 0), 3);
 }
 
+/* Found by fuzzing: a table whose segments are all empty had no text buffer (UB on match). */
+static void test_only_empty_segments(void)
+{
+	static const struct route_spec spec[] = {
+	    {.paths = {"/"}},
+	    {.paths = {"//"}, .methods = M(HTTP_PUT)},
+	};
+	struct fixture f;
+
+	if (!fixture_build(&f, spec, 2)) {
+		CHECK(false);
+		return;
+	}
+	CHECK_EQ(match(&f, HTTP_PUT, "//h"), 1);
+	CHECK_EQ(match(&f, HTTP_GET, "//h"), -405);
+	CHECK_EQ(match(&f, HTTP_GET, "/h"), 0);
+	CHECK_EQ(match(&f, HTTP_GET, "/"), 0);
+	fixture_free(&f);
+}
+
 static void test_build_errors(void)
 {
 	static const struct route_spec shadowed[] = {
@@ -475,6 +495,7 @@ int main(void)
 	RUN(test_method_not_allowed);
 	RUN(test_format_allow);
 	RUN(test_build_errors);
+	RUN(test_only_empty_segments);
 	RUN(test_many_routes);
 	return CHECK_DONE();
 }

@@ -357,18 +357,16 @@ static bool keyset_load_jwk(struct keyset *ks, const char *path, json_t *jkey, s
 	return true;
 }
 
-static bool keyset_load_jwks(struct keyset *ks, const char *path, char *err, size_t errlen)
+/* A JWKS document (or one bare JWK) held in memory; `path` names it in messages. */
+static bool keyset_parse_jwks(struct keyset *ks, const char *path, const char *buf, size_t len,
+			      char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root, *keys, *jkey;
-	size_t len, idx;
-	char *buf = read_file(path, &len, err, errlen);
+	size_t idx;
 	bool ok = true;
 
-	if (!buf)
-		return false;
 	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(buf);
 	if (!root) {
 		snprintf(err, errlen, "\"%s\": invalid JSON at line %d: %s", path, jerr.line,
 			 jerr.text);
@@ -389,6 +387,19 @@ static bool keyset_load_jwks(struct keyset *ks, const char *path, char *err, siz
 		}
 	}
 	json_decref(root);
+	return ok;
+}
+
+static bool keyset_load_jwks(struct keyset *ks, const char *path, char *err, size_t errlen)
+{
+	size_t len;
+	char *buf = read_file(path, &len, err, errlen);
+	bool ok;
+
+	if (!buf)
+		return false;
+	ok = keyset_parse_jwks(ks, path, buf, len, err, errlen);
+	free(buf);
 	return ok;
 }
 
@@ -472,11 +483,9 @@ static bool keyset_load_pem(struct keyset *ks, const struct pem_source *pem, cha
 	return true;
 }
 
-struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err, size_t errlen)
+static struct keyset *keyset_alloc(char *err, size_t errlen)
 {
 	struct keyset *ks = calloc(1, sizeof(*ks));
-	bool ok = true;
-	int i;
 
 	if (!ks || !(ks->keys = calloc(JWKS_MAX_KEYS, sizeof(*ks->keys)))) {
 		snprintf(err, errlen, "out of memory");
@@ -484,6 +493,17 @@ struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char 
 		return NULL;
 	}
 	atomic_init(&ks->refs, 1);
+	return ks;
+}
+
+struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err, size_t errlen)
+{
+	struct keyset *ks = keyset_alloc(err, errlen);
+	bool ok = true;
+	int i;
+
+	if (!ks)
+		return NULL;
 	*bad_source = 0;
 	if (src->jwks_file)
 		ok = keyset_load_jwks(ks, src->jwks_file, err, errlen);
@@ -492,6 +512,21 @@ struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char 
 		ok = keyset_load_pem(ks, &src->pems[i], err, errlen);
 	}
 	if (!ok) {
+		keyset_put(ks);
+		return NULL;
+	}
+	ks->generation = atomic_fetch_add(&keyset_generations, 1) + 1;
+	return ks;
+}
+
+struct keyset *keyset_from_jwks(const char *buf, size_t len, const char *name, char *err,
+				size_t errlen)
+{
+	struct keyset *ks = keyset_alloc(err, errlen);
+
+	if (!ks)
+		return NULL;
+	if (!keyset_parse_jwks(ks, name, buf, len, err, errlen)) {
 		keyset_put(ks);
 		return NULL;
 	}

@@ -53,6 +53,12 @@ int jwk_parse(json_t *obj, struct jwk *key, char *err, size_t errlen);
  */
 struct keyset *keyset_load(const struct key_sources *src, int *bad_source, char *err,
 			   size_t errlen);
+/*
+ * A keyset from a JWKS document (or one bare JWK) in memory, parsed exactly like a
+ * jwks_file; `name` stands for the file name in messages. NULL with the reason in err.
+ */
+struct keyset *keyset_from_jwks(const char *buf, size_t len, const char *name, char *err,
+				size_t errlen);
 struct keyset *keyset_get(struct keyset *ks);
 void keyset_put(struct keyset *ks);
 

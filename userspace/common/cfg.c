@@ -20,6 +20,10 @@ void cfg_err(struct cfg_errs *errs, const char *path, const char *fmt, ...)
 	vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
 	va_end(ap);
 	n = strlen(msg);
+	/* Keys and values come from the file: a control character must not start a new line. */
+	for (int i = 0; i < n; i++)
+		if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
+			msg[i] = '?';
 	if (errs->len + n + 2 > errs->cap) {
 		size_t cap = errs->cap ? errs->cap * 2 : 1024;
 		char *text;

@@ -110,8 +110,9 @@ static char *lowercase_dup(const char *s)
 
 int config_upstream_index(const struct xg_config *cfg, const char *name)
 {
+	/* An upstream whose name was missing or invalid is already an error; skip it. */
 	for (int i = 0; i < cfg->nupstreams; i++)
-		if (!strcmp(cfg->upstreams[i].name, name))
+		if (cfg->upstreams[i].name && !strcmp(cfg->upstreams[i].name, name))
 			return i;
 	return -1;
 }
@@ -766,6 +767,15 @@ struct xg_config *config_load_json(json_t *root, const char *path, struct cfg_er
 	return cfg;
 }
 
+/* A JSON syntax error as "file:line:column: text" (no position when jansson has none). */
+static void json_syntax_error(const char *path, const json_error_t *jerr, struct cfg_errs *errs)
+{
+	if (jerr->line < 0)
+		cfg_err(errs, "", "%s: %s", path, jerr->text);
+	else
+		cfg_err(errs, "", "%s:%d:%d: %s", path, jerr->line, jerr->column, jerr->text);
+}
+
 struct xg_config *config_load_file(const char *path, struct cfg_errs *errs)
 {
 	json_error_t jerr;
@@ -773,10 +783,23 @@ struct xg_config *config_load_file(const char *path, struct cfg_errs *errs)
 	struct xg_config *cfg;
 
 	if (!root) {
-		if (jerr.line < 0)
-			cfg_err(errs, "", "%s: %s", path, jerr.text);
-		else
-			cfg_err(errs, "", "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+		json_syntax_error(path, &jerr, errs);
+		return NULL;
+	}
+	cfg = config_load_json(root, path, errs);
+	json_decref(root);
+	return cfg;
+}
+
+struct xg_config *config_load_buffer(const char *buf, size_t len, const char *path,
+				     struct cfg_errs *errs)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	struct xg_config *cfg;
+
+	if (!root) {
+		json_syntax_error(path ? path : "", &jerr, errs);
 		return NULL;
 	}
 	cfg = config_load_json(root, path, errs);

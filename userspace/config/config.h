@@ -182,6 +182,9 @@ struct xg_config {
 /* Loads and validates; NULL with every error in errs. Generation is set by the caller. */
 struct xg_config *config_load_file(const char *path, struct cfg_errs *errs);
 struct xg_config *config_load_json(json_t *root, const char *path, struct cfg_errs *errs);
+/* Like config_load_file on len bytes of JSON text; `path` only names them in messages. */
+struct xg_config *config_load_buffer(const char *buf, size_t len, const char *path,
+				     struct cfg_errs *errs);
 struct xg_config *config_get(struct xg_config *cfg);
 void config_put(struct xg_config *cfg);
 

@@ -28,7 +28,8 @@
 	 (IS_PATH(c) ? HTTP_C_PATH : 0) | (IS_QUERY(c) ? HTTP_C_QUERY : 0) |                       \
 	 (IS_HOST(c) ? HTTP_C_HOST : 0) | (IS_DIGIT(c) || IS_HEXAL(c) ? HTTP_C_HEX : 0) |          \
 	 (IS_UNRESERVED(c) ? HTTP_C_UNRESERVED : 0) | (IS_REQUEST_ID(c) ? HTTP_C_REQUEST_ID : 0))
-#define LC(c) ((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c))
+/* The cast keeps clang from warning about the arm that is never taken for c > 0xdf. */
+#define LC(c) ((uint8_t)((c) >= 'A' && (c) <= 'Z' ? (c) + 32 : (c)))
 
 #define T4(F, c) F(c), F((c) + 1), F((c) + 2), F((c) + 3)
 #define T16(F, c) T4(F, c), T4(F, (c) + 4), T4(F, (c) + 8), T4(F, (c) + 12)

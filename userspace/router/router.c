@@ -124,7 +124,8 @@ static int edges_grow(struct router *r)
 
 static int text_append(struct router *r, const char *s, size_t len, size_t *off)
 {
-	if (r->text_len + len > r->text_cap) {
+	/* Allocated even for empty segments: find_child() offsets into text, NULL + 0 is UB. */
+	if (!r->text || r->text_len + len > r->text_cap) {
 		size_t cap = r->text_cap ? r->text_cap : 1024;
 		char *text;
 
