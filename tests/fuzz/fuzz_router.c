@@ -3,9 +3,11 @@
  *   R <path>[,<path>...] [h=<host>[,<host>...]] [m=<METHOD>[,...]] [H=<name>[:<value>]]...
  *   Q <METHOD> <path> [<host>] [<name>:<value>]...
  * Routes are built into a router; every query is matched with its raw and its normalised
- * path and compared with a direct reading of SPEC: the longest covering route path among
- * routes whose hosts and headers fit decides; there the first route allowing the method
- * wins, else 405 with the union of their methods; no fitting route is 404. Matching twice,
+ * path and compared with a direct reading of the matching rules (README "Routing"): the
+ * longest covering route path (ASCII case ignored) among routes whose hosts and headers fit
+ * decides; there candidates go by path kind, then host fit (exact, wildcard, none), then
+ * file order, and the first allowing the method wins, else 405 with the union of their
+ * methods; no fitting route is 404. Matching twice,
  * or on a router rebuilt from the same routes, gives the same answer.
  */
 #include <ctype.h>
@@ -119,10 +121,13 @@ static void free_route(struct route_config *rc)
 
 /* --- the model: SPEC's matching rules, written out directly --- */
 
-static bool model_host(const struct route_config *rc, const char *host, size_t hl)
+/* How the route's hosts fit: -1 not at all, 0 no hosts listed, 1 wildcard, 2 exact. */
+static int model_host(const struct route_config *rc, const char *host, size_t hl)
 {
+	int fit = -1;
+
 	if (!rc->nhosts)
-		return true;
+		return 0;
 	for (int i = 0; i < rc->nhosts; i++) {
 		const char *h = rc->hosts[i];
 		size_t n = strlen(h);
@@ -130,12 +135,12 @@ static bool model_host(const struct route_config *rc, const char *host, size_t h
 		if (h[0] == '*' && h[1] == '.') {
 			/* strictly below: at least one label before ".example.com" */
 			if (hl > n - 1 && !strncasecmp(host + hl - (n - 1), h + 1, n - 1))
-				return true;
+				fit = 1;
 		} else if (n == hl && !strncasecmp(h, host, n)) {
-			return true;
+			return 2;
 		}
 	}
-	return false;
+	return fit;
 }
 
 static bool model_headers(const struct route_config *rc, const struct http_request *req)
@@ -160,8 +165,8 @@ static bool model_headers(const struct route_config *rc, const struct http_reque
 }
 
 /*
- * Whether route path rp covers path; *level orders coverage (longer first; "/a/" sits
- * one above "/a", with "/a/$"), *prefix is what strip_prefix removes.
+ * Whether route path rp covers path (ASCII case ignored); *level orders coverage (longer
+ * first; "/a/" sits one above "/a", with "/a/$"), *prefix is what strip_prefix removes.
  */
 static bool model_covers(const char *rp, const char *path, size_t pl, size_t *level, size_t *prefix)
 {
@@ -173,14 +178,14 @@ static bool model_covers(const char *rp, const char *path, size_t pl, size_t *le
 	*prefix = b;
 	if (rp[n - 1] == '$') {
 		*level = b;
-		return pl == b && !memcmp(path, rp, b);
+		return pl == b && !strncasecmp(path, rp, b);
 	}
 	if (rp[n - 1] == '/') {
 		*level = b + 1;
-		return pl > b && !memcmp(path, rp, b) && path[b] == '/';
+		return pl > b && !strncasecmp(path, rp, b) && path[b] == '/';
 	}
 	*level = b;
-	return pl >= b && !memcmp(path, rp, b) && (pl == b || path[b] == '/');
+	return pl >= b && !strncasecmp(path, rp, b) && (pl == b || path[b] == '/');
 }
 
 static uint32_t methods_of(const struct route_config *rc)
@@ -188,17 +193,31 @@ static uint32_t methods_of(const struct route_config *rc)
 	return rc->methods ? rc->methods : ALL_METHODS;
 }
 
+/* Order of route path kinds within one level: exact ("$"), prefix, directory ("/"). */
+static int kind_rank(const char *rp)
+{
+	size_t n = strlen(rp);
+
+	return rp[n - 1] == '$' ? 0 : rp[n - 1] == '/' ? 2 : 1;
+}
+
+/*
+ * At the longest covering level, candidates are tried by path kind, then by host fit (exact
+ * name, wildcard, no hosts: a host's own route wins whatever the file order), then in config
+ * order; the first allowing the method wins, else 405 with the union of their methods.
+ */
 static void check_model(const struct route_config *routes, int nroutes,
 			const struct http_request *req, const char *path, size_t pl,
 			const char *host, size_t hl, enum route_result res,
 			const struct route_match *m)
 {
-	size_t best = 0, level, prefix;
-	bool any = false, matched_ok = false, allows = false;
+	size_t best = 0, level, prefix, want_prefix = 0;
+	bool any = false;
+	int want = -1;
 	uint32_t allowed = 0, bit = 1u << req->method;
 
 	for (int i = 0; i < nroutes; i++) {
-		if (!model_host(&routes[i], host, hl) || !model_headers(&routes[i], req))
+		if (model_host(&routes[i], host, hl) < 0 || !model_headers(&routes[i], req))
 			continue;
 		for (int j = 0; j < routes[i].npaths; j++)
 			if (model_covers(routes[i].paths[j], path, pl, &level, &prefix) &&
@@ -211,27 +230,31 @@ static void check_model(const struct route_config *routes, int nroutes,
 		FUZZ_CHECK(res == ROUTE_NOT_FOUND);
 		return;
 	}
-	for (int i = 0; i < nroutes; i++) {
-		bool at_best = false;
-
-		if (!model_host(&routes[i], host, hl) || !model_headers(&routes[i], req))
-			continue;
-		for (int j = 0; j < routes[i].npaths; j++)
-			if (model_covers(routes[i].paths[j], path, pl, &level, &prefix) &&
-			    level == best) {
-				at_best = true;
-				if (res == ROUTE_MATCH && m->route == i && m->prefix_len == prefix)
-					matched_ok = true;
+	for (int kind = 0; kind < 3; kind++) {
+		for (int fit = 2; fit >= 0; fit--) {
+			for (int i = 0; i < nroutes; i++) {
+				if (model_host(&routes[i], host, hl) != fit ||
+				    !model_headers(&routes[i], req))
+					continue;
+				for (int j = 0; j < routes[i].npaths; j++) {
+					if (kind_rank(routes[i].paths[j]) != kind ||
+					    !model_covers(routes[i].paths[j], path, pl, &level,
+							  &prefix) ||
+					    level != best)
+						continue;
+					allowed |= methods_of(&routes[i]);
+					/* no methods means any, even one we have no name for */
+					if (want < 0 &&
+					    (!routes[i].methods || (routes[i].methods & bit))) {
+						want = i;
+						want_prefix = prefix;
+					}
+				}
 			}
-		if (!at_best)
-			continue;
-		allowed |= methods_of(&routes[i]);
-		/* no methods means any, even one we have no name for */
-		allows |= !routes[i].methods || (routes[i].methods & bit);
+		}
 	}
-	if (allows) {
-		FUZZ_CHECK(res == ROUTE_MATCH && matched_ok);
-		FUZZ_CHECK(!routes[m->route].methods || (routes[m->route].methods & bit));
+	if (want >= 0) {
+		FUZZ_CHECK(res == ROUTE_MATCH && m->route == want && m->prefix_len == want_prefix);
 		FUZZ_CHECK(m->prefix_len <= pl);
 	} else {
 		FUZZ_CHECK(res == ROUTE_METHOD_NOT_ALLOWED);
