@@ -3,7 +3,7 @@
  *   R <path>[,<path>...] [h=<host>[,<host>...]] [m=<METHOD>[,...]] [H=<name>[:<value>]]...
  *   Q <METHOD> <path> [<host>] [<name>:<value>]...
  * Routes are built into a router; every query is matched with its raw and its normalised
- * path and compared with a direct reading of the matching rules (README "Routing"): the
+ * path and compared with a direct reading of the matching rules (README, `routes[]`): the
  * longest covering route path (ASCII case ignored) among routes whose hosts and headers fit
  * decides; there candidates go by path kind, then host fit (exact, wildcard, none), then
  * file order, and the first allowing the method wins, else 405 with the union of their
