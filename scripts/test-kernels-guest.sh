@@ -33,6 +33,10 @@ setup() {
 		mkdir -p /dev/pts && mount -t devpts devpts /dev/pts &&
 		mount -t bpf bpf /sys/fs/bpf &&
 		mount -t cgroup2 cgroup2 /sys/fs/cgroup || return 1
+	# A work tree under /tmp or /run (a CI checkout, say) was just hidden: put it back.
+	if [ ! -d "$REPO/scripts" ]; then
+		mkdir -p "$REPO" && mount -o bind /.xgate-worktree "$REPO" || return 1
+	fi
 	ip link set lo up || return 1
 	hostname xgate-guest
 	# The kernel runs this for module autoloading (veth, TLS ULP, schedulers).

@@ -47,6 +47,9 @@ mkdir -p /upper/data /upper/work
 mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot ||
 	die "cannot mount the overlay root"
 mount -t 9p -o "$opts,cache=none" worktree "/newroot$repo" || die "cannot mount the work tree"
+# A second handle on it: the guest's fresh /tmp and /run would hide a tree that lives there.
+mkdir -p /newroot/.xgate-worktree
+mount -o bind "/newroot$repo" /newroot/.xgate-worktree || die "cannot bind the work tree"
 # /lib is a symlink to usr/lib on Debian 12; the host may have no modules directory.
 mkdir -p /newroot/usr/lib/modules
 mount -o bind "/newroot$repo/$kdir/lib/modules" /newroot/usr/lib/modules ||
