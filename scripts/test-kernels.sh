@@ -79,6 +79,10 @@ prepare_kernel() {
 		build_initrd "$dir" "$rel" >&2 || return 1
 		echo "$rel" >"$dir/ready"
 	fi
+	# The unpacked kernel is kept between runs; the initramfs follows its init script.
+	if [ scripts/test-kernels-init.sh -nt "$dir/initrd.img" ]; then
+		build_initrd "$dir" "$(cat "$dir/ready")" >&2 || return 1
+	fi
 	echo "$dir"
 }
 
