@@ -147,7 +147,8 @@ pick_accel() {
 	case "$ACCEL" in kvm | tcg) echo "$ACCEL"; return ;; esac
 	if [ -w /dev/kvm ]; then
 		out=$(mktemp)
-		eval "$(qemu_cmd "$dir" kvm probe)" </dev/null >"$out" 2>&1 &
+		# exec: $! is QEMU itself, so the kill below reaches it (not only a subshell).
+		eval "exec $(qemu_cmd "$dir" kvm probe)" </dev/null >"$out" 2>&1 &
 		pid=$!
 		# A working KVM boots the probe in 1-2 s; a failing one hangs or reports an error.
 		for ((i = 0; i < 50; i++)); do
@@ -156,6 +157,11 @@ pick_accel() {
 			sleep 0.3
 		done
 		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 20; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 		if grep -q '^test-kernels: probe ok' "$out"; then
 			rm -f "$out"
