@@ -196,7 +196,8 @@ bool tunnel_step(struct conn *c)
 	} else {
 		progress = relay(c, &c->cli, &u->s);
 		progress |= relay(c, &u->s, &c->cli);
-		if (c->pipe_wanted)
+		if (c->pipe_wanted && buffers_drained(&c->cli, &u->s) &&
+		    !((c->cli.pending | u->s.pending) & PEND_RECV))
 			progress |= tunnel_pipe_engage(c);
 	}
 	if (c->splice_wanted && !c->spliced)

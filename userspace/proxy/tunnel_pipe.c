@@ -83,23 +83,15 @@ void tunnel_pipe_release(struct conn *c)
 }
 
 /*
- * True once the flow is ready to splice: no recv armed (a recv completing later would
- * reorder bytes against the pipe) and nothing buffered in userspace in either direction.
+ * Moves the flow into pipes; false when it must stay relayed in userspace. The caller
+ * checks that userspace holds none of the flow's bytes and no recv is armed (one
+ * completing later would reorder bytes against the pipe).
  */
-static bool quiescent(const struct side *a, const struct side *b)
-{
-	return !((a->pending | b->pending) & (PEND_RECV | PEND_SEND)) && !buf_len(&a->in) &&
-	       !buf_len(&b->in) && !buf_len(&a->out) && !buf_len(&b->out);
-}
-
-/* Moves the flow into pipes; false when it must stay relayed in userspace. */
 bool tunnel_pipe_engage(struct conn *c)
 {
 	struct side *cli = &c->cli, *up = &c->up->s;
 	struct tunnel_pipes *tp;
 
-	if (!quiescent(cli, up))
-		return false;
 	tp = calloc(1, sizeof(*tp));
 	if (tp)
 		tp->dir[0].rfd = tp->dir[0].wfd = tp->dir[1].rfd = tp->dir[1].wfd = -1;
