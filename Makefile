@@ -11,7 +11,8 @@ CLANG     ?= clang
 BPFTOOL   ?= bpftool
 PYTHON    := /usr/bin/python3
 
-PKGS      := libbpf libxdp liburing jansson openssl zlib libbrotlienc libbrotlidec
+PKGS      := libbpf libxdp liburing jansson openssl zlib libbrotlienc libbrotlidec \
+             libnghttp2 hiredis libcares libxml-2.0 libpcre2-8 modsecurity libprotobuf-c
 CPPFLAGS  += -D_GNU_SOURCE -DXGATE_VERSION='"$(VERSION)"' -Iuserspace -I. -I$(BUILD)/bpf
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \

@@ -8,6 +8,9 @@ PKGS=(
   iproute2 iptables procps curl wrk haproxy nginx-light prometheus hping3
   python3 python3-pytest python3-brotli python3-jwt python3-cryptography python3-websockets python3-scapy
   tzdata
+  libnghttp2-dev nghttp2-client libhiredis-dev redis-server libc-ares-dev libxml2-dev libpcre2-dev
+  libmodsecurity-dev modsecurity-crs protobuf-compiler libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
+  python3-h2 python3-grpcio python3-grpc-tools python3-protobuf chromium
 )
 missing=()
 for p in "${PKGS[@]}"; do
