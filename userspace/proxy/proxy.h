@@ -27,6 +27,7 @@
 #include "proxy/gateway.h"
 #include "loop/timer.h"
 #include "stream/stream.h"
+#include "loop/ring.h"
 #include "upstream/upstream.h"
 
 #define RECV_CHUNK (16 * 1024)
@@ -46,8 +47,10 @@ enum op {
 	OP_WAKE, /* the worker's eventfd: a new config or a stop request */
 	OP_POLL_OUT, /* OP_POLL waits for POLLIN; both can be armed on one side at once */
 	OP_IDLE_POLL, /* readability of a pooled upstream connection: bytes or FIN while idle */
+	OP_COUNT,
 };
-#define OP_MASK 0xfULL
+#define OP_MASK RING_TAG_MASK
+_Static_assert(OP_COUNT <= RING_TAG_CALLBACK, "proxy operation tags collide with ring_op's");
 
 /* Bits of side->pending: operations armed right now. */
 enum {

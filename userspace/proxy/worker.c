@@ -29,14 +29,7 @@
 
 struct io_uring_sqe *worker_sqe(struct worker *w)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-	while (!sqe) {
-		/* SQ full: flush it to the kernel and retry. */
-		io_uring_submit(&w->ring);
-		sqe = io_uring_get_sqe(&w->ring);
-	}
-	return sqe;
+	return ring_get_sqe(&w->ring);
 }
 
 static int ring_init(struct worker *w, struct gateway_features *features)
@@ -477,6 +470,10 @@ static void dispatch(struct worker *w, struct io_uring_cqe *cqe)
 	enum op op = ud & OP_MASK;
 	void *ptr = (void *)(uintptr_t)(ud & ~OP_MASK);
 
+	if (op == RING_TAG_CALLBACK) {
+		ring_op_dispatch(cqe);
+		return;
+	}
 	if (op == OP_ACCEPT) {
 		on_accept(w, ptr, cqe);
 		return;
@@ -608,6 +605,7 @@ static int worker_init(struct worker *w)
 	}
 	w->env.cache = w->cache;
 	w->env.timers = &w->timers;
+	w->env.ring = &w->ring;
 	w->env.metrics = w->metrics;
 	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));

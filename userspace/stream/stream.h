@@ -65,6 +65,7 @@ struct jwt_cache;
 struct resp_cache;
 struct metrics_shard;
 struct timer_heap;
+struct io_uring;
 
 /* The worker's resources filters use; owned by the worker, outlive every stream. */
 struct stream_env {
@@ -72,6 +73,7 @@ struct stream_env {
 	struct resp_cache *cache;
 	struct metrics_shard *metrics;
 	struct timer_heap *timers;
+	struct io_uring *ring; /* for loop/ring.h operations; NULL in unit tests' fake hosts */
 };
 
 enum filter_verdict {
