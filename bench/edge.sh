@@ -147,8 +147,12 @@ RPS[shield_no_flood]=$(measure)
 start_floods; RPS[flood_shield]=$(measure); stop_floods
 DROPS=$(bpftool -j map dump pinned "$PIN_DIR/stats" | /usr/bin/python3 -c '
 import json, sys
-d = {e["formatted"]["key"]: sum(v["value"] for v in e["formatted"]["values"]) for e in json.load(sys.stdin)}
-print(", ".join("%s=%d" % (k[len("XDP_REASON_"):].lower(), v) for k, v in sorted(d.items()) if v))')
+d = {}
+for e in json.load(sys.stdin):
+    for c in e["formatted"]["values"]:
+        for k, v in c["value"].items():
+            d[k] = d.get(k, 0) + v
+print(", ".join("%s=%d" % (k, v) for k, v in sorted(d.items()) if v))')
 stop_gateway
 
 ratio() { awk -v a="$1" -v b="${RPS[baseline]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }

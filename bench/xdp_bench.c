@@ -131,7 +131,6 @@ int main(int argc, char **argv)
 	fd = bpf_program__fd(shield->progs.xdp_shield);
 	inet_pton(AF_INET, "203.0.113.0", deny.addr);
 	if (edge_write_config(bpf_map__fd(shield->maps.config), &cfg, 0) ||
-	    edge_init_stats(bpf_map__fd(shield->maps.stats)) ||
 	    edge_sync_list(bpf_map__fd(shield->maps.deny_v4), bpf_map__fd(shield->maps.deny_v6),
 			   &deny, 1, true)) {
 		fprintf(stderr, "cannot configure the shield\n");

@@ -5,8 +5,9 @@
  * Verdict order: malformed → deny CIDRs → allow CIDRs (pass unlimited) → IPv6 neighbour
  * discovery (pass unlimited) → DMZ port policy for new TCP connections → per-source token
  * buckets (SYN, UDP, ICMP, then all packets) → pass. Every verdict counts one packet in
- * "stats" under its reason. All runtime settings live in maps (maps/xdp_shield.h), so
- * changing them never reloads or detaches the program.
+ * "stats" under its reason (one per-CPU entry, a counter per reason). All runtime
+ * settings live in maps (maps/xdp_shield.h), so changing them never reloads or detaches
+ * the program.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -35,10 +36,10 @@
 #define ND_HOP_LIMIT 255
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, XDP_REASON_MAX);
-	__type(key, enum xdp_reason);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdp_stats);
 } stats SEC(".maps");
 
 struct {
@@ -113,13 +114,11 @@ static __always_inline __u32 len16(__be16 field)
 
 static __always_inline void count(enum xdp_reason reason)
 {
-	__u64 *v = bpf_map_lookup_elem(&stats, &reason);
-	__u64 one = 1;
+	__u32 zero = 0;
+	struct xdp_stats *s = bpf_map_lookup_elem(&stats, &zero);
 
-	if (v)
-		*v += 1; /* per-CPU slot: no atomic needed */
-	else
-		bpf_map_update_elem(&stats, &reason, &one, BPF_NOEXIST);
+	if (s && reason < XDP_REASON_MAX)
+		((__u64 *)s)[reason] += 1; /* per-CPU entry: no atomic needed */
 }
 
 static __always_inline int verdict(enum xdp_reason reason)

@@ -188,6 +188,46 @@ static int set_pin_paths(struct bpf_object *obj, const char *pin_dir)
 	return 0;
 }
 
+/* Whether the map pinned at path has the layout the object declares for map. */
+static bool pin_matches(const struct bpf_map *map, const char *path)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	int fd = bpf_obj_get(path);
+	bool same;
+
+	if (fd < 0)
+		return true; /* nothing pinned (or unreadable: libbpf reports it) */
+	same = !bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == bpf_map__type(map) &&
+	       info.key_size == bpf_map__key_size(map) &&
+	       info.value_size == bpf_map__value_size(map) &&
+	       info.max_entries == bpf_map__max_entries(map);
+	close(fd);
+	return same;
+}
+
+/*
+ * A map pinned by an older xgate whose layout changed (an upgrade) cannot be reused, and
+ * libbpf would refuse to load. It is unpinned so this load creates the new layout; a
+ * gateway still running the old program keeps its own reference.
+ */
+static void unpin_stale_layouts(struct bpf_object *obj)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj)
+	{
+		const char *path = bpf_map__pin_path(map);
+
+		if (!path || pin_matches(map, path))
+			continue;
+		log_warn("edge", "%s was pinned with an older layout: replaced, its contents are lost",
+			 path);
+		if (unlink(path))
+			log_warn("edge", "cannot unpin %s: %s", path, strerror(errno));
+	}
+}
+
 /* A shield left attached by a crashed gateway would run twice; remove it first. */
 static void detach_stale(int ifindex, const char *ifname)
 {
@@ -239,6 +279,7 @@ static int attach_link(struct edge_link *l, enum edge_mode want, const char *pin
 		snprintf(err, errlen, "edge.pin_dir: %s", strerror(-ret));
 		return ret;
 	}
+	unpin_stale_layouts(l->skel->obj);
 	l->prog = xdp_program__from_bpf_obj(l->skel->obj, NULL);
 	ret = libxdp_get_error(l->prog);
 	if (ret) {
@@ -386,8 +427,6 @@ struct edge *edge_start(const struct edge_config *c, char *err, size_t errlen)
 	}
 	if (!ret)
 		ret = open_maps(e, err, errlen);
-	if (!ret && (ret = edge_init_stats(e->stats_fd)))
-		snprintf(err, errlen, "cannot initialise %s/stats: %s", c->pin_dir, strerror(-ret));
 	if (!ret)
 		ret = edge_apply(e, c, err, errlen);
 	if (ret) {

@@ -24,9 +24,6 @@ int edge_pin_open(const char *pin_dir, const char *name, char *err, size_t errle
 /* Fills the config map from c; clock_offset_ns is for tests (the gateway passes 0). */
 int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock_offset_ns);
 
-/* Creates a zero counter for every reason so bpftool and readers see them all. */
-int edge_init_stats(int stats_fd);
-
 /* Applies the reload rule of edge.h to one list (both families). 0 or -errno. */
 int edge_sync_list(int v4_fd, int v6_fd, const struct edge_cidr *cidrs, int n,
 		   bool keep_operator_entries);

@@ -16,27 +16,8 @@
 
 #include "maps/xdp_shield.h"
 
-static const char *const reason_names[XDP_REASON_MAX] = {
-    [XDP_REASON_PASS] = "pass",
-    [XDP_REASON_ALLOW] = "allow",
-    [XDP_REASON_NON_IP] = "non_ip",
-    [XDP_REASON_ND] = "nd",
-    [XDP_REASON_DENY] = "deny",
-    [XDP_REASON_PORT] = "port",
-    [XDP_REASON_SYN_RATE] = "syn_rate",
-    [XDP_REASON_PKT_RATE] = "pkt_rate",
-    [XDP_REASON_UDP_RATE] = "udp_rate",
-    [XDP_REASON_ICMP_RATE] = "icmp_rate",
-    [XDP_REASON_BAD_ETH] = "bad_eth",
-    [XDP_REASON_BAD_VLAN] = "bad_vlan",
-    [XDP_REASON_BAD_IPV4] = "bad_ipv4",
-    [XDP_REASON_BAD_IPV6] = "bad_ipv6",
-    [XDP_REASON_BAD_IPV6_EXT] = "bad_ipv6_ext",
-    [XDP_REASON_BAD_TCP] = "bad_tcp",
-    [XDP_REASON_BAD_TCP_FLAGS] = "bad_tcp_flags",
-    [XDP_REASON_BAD_UDP] = "bad_udp",
-    [XDP_REASON_BAD_ICMP] = "bad_icmp",
-};
+#define XDP_REASON_NAME_(NAME, name, what) [XDP_REASON_##NAME] = #name,
+static const char *const reason_names[XDP_REASON_MAX] = {XDP_REASONS(XDP_REASON_NAME_)};
 
 const char *edge_reason_name(int reason)
 {
@@ -87,62 +68,34 @@ int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock
 	return ret;
 }
 
-int edge_init_stats(int stats_fd)
-{
-	int ncpu = libbpf_num_possible_cpus(), reason;
-	__u64 *zeros;
-
-	if (ncpu < 0)
-		return ncpu;
-	zeros = calloc(ncpu, sizeof(*zeros));
-	if (!zeros)
-		return -ENOMEM;
-	for (reason = 0; reason < XDP_REASON_MAX; reason++) {
-		/* NOEXIST: counters of a previous run, kept in the pinned map, stay. */
-		if (bpf_map_update_elem(stats_fd, &reason, zeros, BPF_NOEXIST) && errno != EEXIST) {
-			int ret = -errno;
-
-			free(zeros);
-			return ret;
-		}
-	}
-	free(zeros);
-	return 0;
-}
-
 int edge_read_stats(const char *pin_dir,
 		    void (*fn)(const char *reason, uint64_t packets, void *ctx), void *ctx)
 {
-	int ncpu = libbpf_num_possible_cpus(), fd, reason, ret = 0;
+	int ncpu = libbpf_num_possible_cpus(), fd, reason, cpu, ret = 0;
+	struct xdp_stats *per_cpu;
+	__u32 zero = 0;
 	char err[256];
-	__u64 *values;
 
 	if (ncpu < 0)
 		return ncpu;
 	fd = edge_pin_open(pin_dir, EDGE_MAP_STATS, err, sizeof(err));
 	if (fd < 0)
 		return fd;
-	values = calloc(ncpu, sizeof(*values));
-	if (!values) {
+	per_cpu = calloc(ncpu, sizeof(*per_cpu));
+	if (!per_cpu) {
 		close(fd);
 		return -ENOMEM;
 	}
-	for (reason = 0; reason < XDP_REASON_MAX; reason++) {
+	if (bpf_map_lookup_elem(fd, &zero, per_cpu))
+		ret = -errno;
+	for (reason = 0; !ret && reason < XDP_REASON_MAX; reason++) {
 		uint64_t sum = 0;
-		int cpu;
 
-		if (bpf_map_lookup_elem(fd, &reason, values)) {
-			if (errno != ENOENT) {
-				ret = -errno;
-				break;
-			}
-			memset(values, 0, ncpu * sizeof(*values));
-		}
 		for (cpu = 0; cpu < ncpu; cpu++)
-			sum += values[cpu];
+			sum += ((const __u64 *)&per_cpu[cpu])[reason];
 		fn(reason_names[reason], sum, ctx);
 	}
-	free(values);
+	free(per_cpu);
 	close(fd);
 	return ret;
 }
