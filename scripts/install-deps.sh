@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config clang clang-14 libclang-rt-14-dev llvm bpftool libbpf-dev libxdp-dev xdp-tools
   liburing-dev libjansson-dev libssl-dev openssl zlib1g-dev libbrotli-dev linux-libc-dev libc6-dev-i386
-  iproute2 iptables procps curl wrk haproxy nginx-light prometheus hping3
+  iproute2 iptables nftables ethtool procps curl wrk haproxy nginx-light prometheus hping3
   python3 python3-pytest python3-brotli python3-jwt python3-cryptography python3-websockets python3-scapy
   tzdata
   libnghttp2-dev nghttp2-client libhiredis-dev redis-server libc-ares-dev libxml2-dev libpcre2-dev
