@@ -3,11 +3,11 @@
  * XDP edge shield: drops floods at the NIC before the kernel allocates an skb.
  *
  * Verdict order: malformed → deny CIDRs → allow CIDRs (pass unlimited) → IPv6 neighbour
- * discovery (pass unlimited) → DMZ port policy for new TCP connections → per-source token
- * buckets (SYN, UDP, ICMP, then all packets) → pass. Every verdict counts one packet in
- * "stats" under its reason (one per-CPU entry, a counter per reason). All runtime
- * settings live in maps (maps/xdp_shield.h), so changing them never reloads or detaches
- * the program.
+ * discovery (pass unlimited) → DMZ port policy for new TCP connections → the budget of new
+ * sources (for a source not tracked yet) → per-source token buckets (SYN, UDP, ICMP, then
+ * all packets) → pass. Every verdict counts one packet in "stats" under its reason (one
+ * per-CPU entry, a counter per reason). All runtime settings live in maps
+ * (maps/xdp_shield.h), so changing them never reloads or detaches the program.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -78,6 +78,19 @@ struct {
 	__type(key, struct rate_v6_key);
 	__type(value, struct rate_value);
 } rate_v6 SEC(".maps");
+
+/*
+ * Each CPU's bucket of new sources (one word, see new_source in struct xdp_config). A flood
+ * from more spoofed sources than rate_v4/rate_v6 hold would otherwise insert an entry (and
+ * evict a tracked one) per packet, every packet with a fresh, full bucket: the per-source
+ * limits would never apply and the LRU churn would cost more than the stack.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} new_sources SEC(".maps");
 
 /* What the parser learnt about a packet; only what the verdict needs. */
 struct pkt {
@@ -296,10 +309,26 @@ static __always_inline int in_list(struct pkt *p, void *map_v4, void *map_v6)
 	}
 }
 
-/* New sources start with full buckets. Losing the insert race to another CPU is fine: the
- * second lookup finds its entry. One call site per map keeps the verifier's lookup
- * inlining. */
-static __always_inline struct rate_value *source_entry(struct pkt *p, __u64 now)
+/* Whether this CPU may start tracking one more source now. */
+static __always_inline bool admit_source(const struct xdp_config *cfg, __u64 now)
+{
+	__u32 zero = 0;
+	__u64 *word = bpf_map_lookup_elem(&new_sources, &zero);
+
+	if (!cfg->new_source.interval)
+		return true;
+	if (!word)
+		return false;
+	if (!*word)
+		*word = tb_init(now);
+	return tb_take(word, &cfg->new_source, now);
+}
+
+/* A source's entry, or NULL when it is new and the new-source budget is spent. New sources
+ * start with full buckets. Losing the insert race to another CPU is fine: the second lookup
+ * finds its entry. One call site per map keeps the verifier's lookup inlining. */
+static __always_inline struct rate_value *source_entry(const struct xdp_config *cfg,
+						       struct pkt *p, __u64 now)
 {
 	struct rate_value fresh = {};
 	struct rate_value *v;
@@ -309,7 +338,7 @@ static __always_inline struct rate_value *source_entry(struct pkt *p, __u64 now)
 
 		__builtin_memcpy(k4.addr, p->src, 4);
 		v = bpf_map_lookup_elem(&rate_v4, &k4);
-		if (v)
+		if (v || !admit_source(cfg, now))
 			return v;
 		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat = tb_init(now);
 		bpf_map_update_elem(&rate_v4, &k4, &fresh, BPF_NOEXIST);
@@ -319,7 +348,7 @@ static __always_inline struct rate_value *source_entry(struct pkt *p, __u64 now)
 
 		__builtin_memcpy(k6.prefix, p->src, 8);
 		v = bpf_map_lookup_elem(&rate_v6, &k6);
-		if (v)
+		if (v || !admit_source(cfg, now))
 			return v;
 		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat = tb_init(now);
 		bpf_map_update_elem(&rate_v6, &k6, &fresh, BPF_NOEXIST);
@@ -337,12 +366,13 @@ static __always_inline bool port_allowed(const struct xdp_config *cfg, __u16 por
 static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p)
 {
 	__u64 now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
-	struct rate_value *v = source_entry(p, now);
+	struct rate_value *v = source_entry(cfg, p, now);
 	bool syn = p->l4 == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
 	enum xdp_reason reason = XDP_REASON_PASS;
 
-	if (!v) /* the LRU map always makes room; this is unreachable but keeps the verifier */
-		return XDP_REASON_PASS;
+	/* The LRU map always makes room: no entry means the new-source budget is spent. */
+	if (!v)
+		return XDP_REASON_NEW_SOURCE;
 	__sync_fetch_and_add(&v->packets, 1);
 	if (syn && !tb_take(&v->syn_tat, &cfg->syn, now))
 		reason = XDP_REASON_SYN_RATE;

@@ -35,7 +35,8 @@
 	X(BAD_TCP, bad_tcp, "truncated, doff < 5, options beyond the packet")                     \
 	X(BAD_TCP_FLAGS, bad_tcp_flags, "no flags, SYN+FIN, SYN+RST, FIN+PSH+URG")                \
 	X(BAD_UDP, bad_udp, "truncated, length field inconsistent")                               \
-	X(BAD_ICMP, bad_icmp, "truncated ICMP/ICMPv6 header")
+	X(BAD_ICMP, bad_icmp, "truncated ICMP/ICMPv6 header")                                     \
+	X(NEW_SOURCE, new_source, "an untracked source while new ones exceed new_sources_per_s")
 
 #define XDP_REASON_ENUM_(NAME, name, what) XDP_REASON_##NAME,
 enum xdp_reason { XDP_REASONS(XDP_REASON_ENUM_) XDP_REASON_MAX };
@@ -115,6 +116,8 @@ struct xdp_config {
 	__u32 flags;
 	__u32 pad;
 	__u64 tcp_ports[65536 / 64]; /* bit p set: new connections to port p allowed */
+	/* Each CPU's budget of sources it starts tracking (its share of new_sources_per_s). */
+	struct tb_params new_source;
 };
 
 #define XDP_LPM_MAX_ENTRIES 16384

@@ -531,6 +531,42 @@ static void test_syn_bucket_and_refill(void)
 	EXPECT(&f, XDP_DROP, XDP_REASON_SYN_RATE);
 }
 
+/* The per-CPU budget of sources the shield starts tracking; tracked ones are not charged. */
+static void test_new_source_budget(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	struct edge_config c = base_cfg;
+	cpu_set_t one, all;
+	struct frame f;
+
+	/* Each CPU gets 1/s with a burst of 2; the runs below all happen on one CPU. */
+	c.new_sources = (struct edge_rate){cpus, 2 * cpus};
+	CHECK_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	push_config(&c);
+	f = tcp4("198.18.9.1", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.9.2", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.9.3", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE); /* still untracked: no entry was made */
+	f = tcp4("198.18.9.1", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	clock_offset += S;
+	push_config(&c);
+	f = tcp4("198.18.9.3", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.9.4", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	push_config(&base_cfg);
+	f = tcp4("198.18.9.4", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS); /* budget off again */
+	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 static void test_packet_bucket(void)
 {
 	struct edge_config c = base_cfg;
@@ -963,6 +999,7 @@ int main(void)
 		RUN(test_deny_allow_precedence);
 		RUN(test_syn_bucket_and_refill);
 		RUN(test_packet_bucket);
+		RUN(test_new_source_budget);
 		RUN(test_udp_and_icmp_buckets);
 		RUN(test_neighbour_discovery_never_limited);
 		RUN(test_ipv6_bucket_per_64);

@@ -50,6 +50,9 @@ struct edge_config {
 	uint16_t *tcp_ports;
 	int ntcp_ports;
 	struct edge_rate syn, packets, udp, icmp;
+	/* Sources the shield starts tracking per second, host-wide (split evenly over the
+	 * online CPUs); beyond it an untracked source's packets are dropped. per_s 0: off. */
+	struct edge_rate new_sources;
 	struct edge_cidr *deny, *allow;
 	int ndeny, nallow;
 	bool keep_operator_entries;

@@ -18,6 +18,8 @@ static const char *const edge_keys[] = {"interfaces",
 					"udp_per_ip_burst",
 					"icmp_per_ip_per_s",
 					"icmp_per_ip_burst",
+					"new_sources_per_s",
+					"new_sources_burst",
 					"deny",
 					"allow",
 					"keep_operator_entries",
@@ -31,6 +33,10 @@ static const struct edge_rate default_syn = {100, 200};
 static const struct edge_rate default_packets = {20000, 40000};
 static const struct edge_rate default_udp = {0, 0};
 static const struct edge_rate default_icmp = {10, 10};
+/* Most of what rate_v4 (65,536 entries) holds per second: a flood from more spoofed
+ * sources than that cannot flush the tracked ones, and legitimate arrivals of new clients
+ * at an edge host stay far below it. */
+static const struct edge_rate default_new_sources = {50000, 50000};
 
 static void parse_interfaces(struct edge_config *c, json_t *obj, const char *path,
 			     struct cfg_errs *errs)
@@ -200,6 +206,8 @@ struct edge_config *edge_config_parse(json_t *edge, const char *path, struct cfg
 	parse_rate(edge, path, "udp_per_ip_per_s", "udp_per_ip_burst", default_udp, &c->udp, errs);
 	parse_rate(edge, path, "icmp_per_ip_per_s", "icmp_per_ip_burst", default_icmp, &c->icmp,
 		   errs);
+	parse_rate(edge, path, "new_sources_per_s", "new_sources_burst", default_new_sources,
+		   &c->new_sources, errs);
 	parse_cidrs(edge, "deny", path, &c->deny, &c->ndeny, errs);
 	parse_cidrs(edge, "allow", path, &c->allow, &c->nallow, errs);
 	cfg_get_bool(edge, "keep_operator_entries", path, true, &c->keep_operator_entries, errs);

@@ -44,6 +44,19 @@ int edge_pin_open(const char *pin_dir, const char *name, char *err, size_t errle
 	return fd;
 }
 
+/* Each CPU tracks new sources on its own word: it gets an even share of the budget. */
+static void init_new_source_budget(struct tb_params *p, const struct edge_rate *r)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t per_s, burst;
+
+	if (cpus < 1)
+		cpus = 1;
+	per_s = r->per_s ? (r->per_s + cpus - 1) / cpus : 0;
+	burst = (r->burst + cpus - 1) / cpus;
+	tb_params_init(p, per_s, burst);
+}
+
 int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock_offset_ns)
 {
 	struct xdp_config *cfg = calloc(1, sizeof(*cfg));
@@ -56,6 +69,7 @@ int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock
 	tb_params_init(&cfg->pkt, c->packets.per_s, c->packets.burst);
 	tb_params_init(&cfg->udp, c->udp.per_s, c->udp.burst);
 	tb_params_init(&cfg->icmp, c->icmp.per_s, c->icmp.burst);
+	init_new_source_budget(&cfg->new_source, &c->new_sources);
 	cfg->clock_offset_ns = clock_offset_ns;
 	if (c->port_policy)
 		cfg->flags |= XDP_CFG_PORT_POLICY;
