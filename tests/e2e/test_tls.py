@@ -300,3 +300,54 @@ def test_ktls_offload_engaged(gateway, upstream, base_config, free_port, certs, 
     assert tls["ktls_rx_connections"] == KTLS_RX_EXPECTED[negotiated], tls
     assert metric(gw, "xgate_ktls_connections_total") == (tls["ktls_tx_connections"] +
                                                           tls["ktls_rx_connections"])
+
+
+def client_hello_bytes():
+    ctx = client_ctx()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="default.test")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def test_handshake_deadline_is_total_not_per_read(gateway, upstream, base_config, free_port,
+                                                  certs):
+    """A client dribbling its ClientHello a byte every 150 ms never trips a per-read
+    timeout; limits.tls_handshake_timeout_ms closes it after the whole handshake time."""
+    up = upstream(name="users")
+    cfg = tls_config(base_config, up, certs, free_port)
+    cfg["limits"] = {"header_timeout_ms": 20000, "tls_handshake_timeout_ms": 1000}
+    gw = gateway(cfg)
+    hello = client_hello_bytes()
+    with socket.create_connection(("127.0.0.1", gw.port(1)), timeout=10) as sock:
+        t0 = time.monotonic()
+        closed_after = None
+        for i in range(len(hello)):
+            try:
+                sock.send(hello[i:i + 1])
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            time.sleep(0.15)
+            if i == 30:
+                break  # well past the deadline at 150 ms a byte
+        if closed_after is None:
+            sock.settimeout(3)
+            try:
+                assert sock.recv(100) == b""
+            except ConnectionResetError:
+                pass
+            closed_after = time.monotonic() - t0
+    assert 0.8 <= closed_after <= 4.0, closed_after
+    # A normal handshake on the same listener still works.
+    status, _, _, _, _ = https_get(gw.port(1), client_ctx(), "default.test")
+    assert status.startswith(b"HTTP/1.1 200"), status
+
+
+def test_handshake_timeout_config_errors(tmp_path, upstream, base_config, free_port, certs):
+    up = upstream(name="users")
+    cfg = tls_config(base_config, up, certs, free_port)
+    cfg["limits"] = {"tls_handshake_timeout_ms": 0}
+    code, out = run_check(cfg, tmp_path)
+    assert code != 0 and "limits.tls_handshake_timeout_ms" in out, out

@@ -141,7 +141,8 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	static const char *const keys[] = { "max_header_bytes", "max_request_line",
 					    "max_body_bytes",	"header_timeout_ms",
 					    "idle_timeout_ms",	"max_connections",
-					    "drain_timeout_ms", "splice_max_inflight_bytes", NULL };
+					    "drain_timeout_ms", "splice_max_inflight_bytes",
+					    "tls_handshake_timeout_ms", NULL };
 	json_t *o = cfg_get_object(root, "limits", "", errs);
 	long long v;
 
@@ -155,6 +156,9 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	l->max_body_bytes = v;
 	cfg_get_int(o, "header_timeout_ms", "limits", 10000, 1, 3600000, &v, errs);
 	l->header_timeout_ms = v;
+	cfg_get_int(o, "tls_handshake_timeout_ms", "limits", l->header_timeout_ms, 1, 3600000, &v,
+		    errs);
+	l->tls_handshake_timeout_ms = v;
 	cfg_get_int(o, "idle_timeout_ms", "limits", 60000, 1, 86400000, &v, errs);
 	l->idle_timeout_ms = v;
 	cfg_get_int(o, "max_connections", "limits", 100000, 1, 10000000, &v, errs);

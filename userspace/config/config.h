@@ -57,6 +57,7 @@ struct limits_config {
 	uint32_t max_request_line;
 	uint64_t max_body_bytes;
 	uint32_t header_timeout_ms;
+	uint32_t tls_handshake_timeout_ms; /* the whole handshake, not per read */
 	uint32_t idle_timeout_ms;
 	uint32_t max_connections;
 	uint32_t drain_timeout_ms;

@@ -85,7 +85,7 @@ void conn_accepted(struct worker *w, int fd, int listener)
 			return;
 		}
 		c->state = CS_TLS_HANDSHAKE;
-		c->deadline_ms = w->now_ms + c->cfg->limits.header_timeout_ms;
+		c->deadline_ms = w->now_ms + c->cfg->limits.tls_handshake_timeout_ms;
 	} else if (lc->mode == LISTENER_TCP) {
 		l4_start(c);
 	} else {
@@ -1207,14 +1207,43 @@ static bool step_tls_handshake(struct conn *c)
 	return true;
 }
 
+/*
+ * Closing a socket with unread input makes the kernel send a reset, which destroys the
+ * answer still in flight to a client that is sending (a 413 to an upload). So once the
+ * answer is flushed we send FIN and read and discard for a bounded time and volume, as
+ * NGINX's lingering_close does, before closing.
+ */
+#define LINGER_MS 5000
+#define LINGER_MAX_BYTES (8u << 20)
+
 static bool step_closing(struct conn *c)
 {
 	if (c->up)
 		release_upconn(c, false);
 	if (buf_len(&c->cli.out) && !c->cli.failed)
 		return false;
-	conn_abort(c);
+	if (c->cli.failed || c->cli.eof) {
+		conn_abort(c);
+		return true;
+	}
+	c->state = CS_LINGER;
+	c->deadline_ms = c->cli.w->now_ms + LINGER_MS;
+	c->lingered_bytes = 0;
 	return true;
+}
+
+static bool step_linger(struct conn *c)
+{
+	struct side *s = &c->cli;
+
+	c->lingered_bytes += buf_len(&s->in);
+	buf_consume(&s->in, buf_len(&s->in));
+	if (s->failed || s->eof || c->lingered_bytes >= LINGER_MAX_BYTES ||
+	    s->w->now_ms >= c->deadline_ms) {
+		conn_abort(c);
+		return true;
+	}
+	return false;
 }
 
 static bool step(struct conn *c)
@@ -1251,6 +1280,8 @@ static bool step(struct conn *c)
 		return l4_sni_step(c);
 	case CS_CLOSING:
 		return step_closing(c);
+	case CS_LINGER:
+		return step_linger(c);
 	case CS_DEAD:
 		return false;
 	}
@@ -1267,7 +1298,9 @@ static bool arm(struct conn *c)
 
 	switch (c->state) {
 	case CS_TLS_HANDSHAKE:
-		cli->recv_timeout_ms = lim->header_timeout_ms;
+		/* A total deadline: a client dribbling one byte at a time gains nothing. */
+		cli->recv_timeout_ms = c->deadline_ms > cli->w->now_ms ? c->deadline_ms - cli->w->now_ms
+								       : 1;
 		return side_tls_pump(cli);
 	case CS_HEAD:
 		if (buf_len(&cli->in) && c->deadline_ms)
@@ -1319,6 +1352,13 @@ static bool arm(struct conn *c)
 			side_arm_shutdown(cli);
 		break;
 	case CS_SNI_PEEK:
+		progress |= side_arm_recv(cli);
+		break;
+	case CS_LINGER:
+		side_arm_shutdown(cli);
+		cli->recv_timeout_ms = c->deadline_ms > cli->w->now_ms ? c->deadline_ms - cli->w->now_ms
+								       : 1;
+		side_retime_recv(cli);
 		progress |= side_arm_recv(cli);
 		break;
 	case CS_FILTERS:

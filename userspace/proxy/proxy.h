@@ -111,6 +111,7 @@ enum conn_state {
 	CS_TUNNEL,     /* upgraded or L4 flow relayed in userspace */
 	CS_SNI_PEEK,   /* L4 listener waiting for the ClientHello */
 	CS_CLOSING,    /* flushing cli.out, then close */
+	CS_LINGER,     /* answer sent and FIN queued: discarding what the client still sends */
 	CS_DEAD,
 };
 
@@ -177,7 +178,9 @@ struct conn {
 	struct exchange ex;
 	struct stream *st; /* the request's stream while an exchange is on */
 	bool in_exchange;
-	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived */
+	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived; the
+			       * handshake's total deadline; the end of lingering */
+	uint64_t lingered_bytes;
 	bool close_after;     /* close once cli.out is flushed */
 	bool l4;	     /* tcp-mode listener: no HTTP */
 	bool splice_wanted;  /* the flow may move into the kernel once it is a tunnel */
