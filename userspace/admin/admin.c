@@ -1,6 +1,8 @@
 /* The admin endpoints: what each one reads from the gateway and how it answers. */
 #include "admin/admin.h"
 
+#include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@
 struct admin {
 	struct gateway *gw;
 	struct admin_server *server;
+	struct sockaddr_storage bound; /* admin.address as bound at start (see admin_start) */
+	atomic_int port; /* written after the thread started when admin.address has port 0 */
 };
 
 struct xdp_collect {
@@ -225,6 +229,60 @@ static void get_config(void *ctx, const struct admin_call *call, struct admin_re
 	admin_json_body(resp, 200, j);
 }
 
+static int sockaddr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+	return req->path.len == strlen(path) && !memcmp(req->path.p, path, req->path.len);
+}
+
+/*
+ * The token is read from the current config, so a reload rotates it. The dashboard page
+ * itself is static code without data (its scripts send the token to /stats), so a browser
+ * can open it; /metrics is open when admin.metrics_public says so.
+ */
+static bool needs_token(const struct xg_config *cfg, const struct http_request *req)
+{
+	if (!cfg->admin.token)
+		return false;
+	if (path_is(req, "/dashboard"))
+		return false;
+	return !(cfg->admin.metrics_public && path_is(req, "/metrics"));
+}
+
+static bool guard(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	const struct http_request *req = call->req;
+	const struct http_header *host = http_find_header(req->headers, req->nheaders, "Host");
+	const struct http_header *authz;
+	struct xg_config *cfg;
+	bool ok = true;
+
+	if (!host || !admin_host_allowed(host->value.p, host->value.len,
+					 (const struct sockaddr *)&a->bound, atomic_load(&a->port))) {
+		admin_json_error(resp, 421, "Host does not name the admin address",
+				 call->request_id);
+		return false;
+	}
+	cfg = gateway_config(a->gw);
+	if (needs_token(cfg, req)) {
+		authz = http_find_header(req->headers, req->nheaders, "Authorization");
+		ok = authz && admin_token_ok(authz->value.p, authz->value.len, cfg->admin.token);
+	}
+	config_put(cfg);
+	if (!ok) {
+		admin_json_error(resp, 401, "admin token required", call->request_id);
+		resp->bearer_challenge = true;
+	}
+	return ok;
+}
+
 static const struct admin_endpoint endpoints[] = {
     {"/metrics", HTTP_GET, get_metrics},
     {"/status", HTTP_GET, get_status},
@@ -250,13 +308,16 @@ struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
 		return NULL;
 	}
 	a->gw = gw;
+	a->bound = cfg->admin.addr;
+	atomic_store(&a->port, sockaddr_port(&cfg->admin.addr));
 	a->server = admin_server_start((struct sockaddr *)&cfg->admin.addr, cfg->admin.addrlen,
-				       endpoints, a, err, errlen);
+				       endpoints, guard, a, err, errlen);
 	if (!a->server) {
 		config_put(cfg);
 		free(a);
 		return NULL;
 	}
+	atomic_store(&a->port, admin_server_port(a->server));
 	log_info("admin", "admin API on %s", cfg->admin.address_text);
 	config_put(cfg);
 	return a;
