@@ -8,7 +8,7 @@ import pytest
 from conftest import base_config, http_request
 
 TOKEN = "adm-token-0123456789abcdef"
-GET_PATHS = ("/status", "/config", "/metrics")
+GET_PATHS = ("/status", "/config", "/metrics", "/stats")
 POST_PATHS = ("/reload",)
 
 
@@ -52,7 +52,7 @@ def test_host_check_421(upstream, gateway):
         assert status == 200, host
     for host in ("attacker.example:" + port, "attacker.example", "127.0.0.2:" + port,
                  "127.0.0.1:1", "localhost.attacker.example:" + port, "[::1]:" + port):
-        for path in GET_PATHS + ("/nope",):
+        for path in GET_PATHS + ("/dashboard", "/nope"):
             status, _, body = admin_get(gw, path, host=host)
             assert status == 421, (host, path, body)
     # A refused POST changes nothing.
@@ -74,6 +74,9 @@ def test_token_required(guarded):
     for path in POST_PATHS:
         status, _, _ = admin_get(gw, path, method="POST", body=b"{}")
         assert status == 401, path
+    # The dashboard page carries no data: it loads without the token (its scripts send it).
+    status, _, body = admin_get(gw, "/dashboard")
+    assert status == 200 and b"<html" in body
     # The Host check comes first, token or not.
     assert admin_get(gw, "/status", host="evil.example", token=TOKEN)[0] == 421
 

@@ -277,7 +277,7 @@ static void test_bind_error(void)
 	char err[256];
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, NULL, err,
+	CHECK(admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, NULL, NULL, err,
 				 sizeof(err)) == NULL);
 	CHECK(strstr(err, "Address already in use") != NULL);
 }
@@ -431,7 +431,7 @@ int main(void)
 	char err[256];
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	server = admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, &hello_calls,
+	server = admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, NULL, &hello_calls,
 				    err, sizeof(err));
 	if (!server) {
 		fprintf(stderr, "admin_server_start: %s\n", err);

@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "accesslog/accesslog.h"
+#include "admin/dashboard.h"
 #include "admin/server.h"
+#include "admin/stats.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "edge/edge.h"
@@ -24,13 +26,27 @@
 #endif
 
 #define MAX_XDP_REASONS 64
+#define TOP_SOURCES 10
+/* Walking the shield's 65,536-entry source tables costs milliseconds: at most this often. */
+#define TOP_SOURCES_EVERY_MS 5000
 
 struct admin {
 	struct gateway *gw;
 	struct admin_server *server;
 	struct sockaddr_storage bound; /* admin.address as bound at start (see admin_start) */
 	atomic_int port; /* written after the thread started when admin.address has port 0 */
+	struct admin_stats *stats;
+	json_t *top_sources; /* cached edge_top() result */
+	int64_t top_sources_at_ms;
 };
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct xdp_collect {
 	struct metrics_xdp_counter counters[MAX_XDP_REASONS];
@@ -194,6 +210,99 @@ static void get_status(void *ctx, const struct admin_call *call, struct admin_re
 	admin_json_body(resp, 200, j);
 }
 
+static json_t *xdp_json(const struct xg_config *cfg)
+{
+	struct xdp_collect xdp = {.n = 0};
+	json_t *reasons;
+	json_int_t dropped = 0;
+
+	if (!cfg->edge || edge_read_stats(edge_config_pin_dir(cfg->edge), collect_xdp, &xdp) < 0)
+		return json_null();
+	reasons = json_object();
+	for (int i = 0; reasons && i < xdp.n; i++) {
+		json_object_set_new(reasons, xdp.counters[i].reason,
+				    json_integer((json_int_t)xdp.counters[i].packets));
+		if (strcmp(xdp.counters[i].reason, "pass"))
+			dropped += (json_int_t)xdp.counters[i].packets;
+	}
+	return json_pack("{s:o*, s:I}", "reasons", reasons, "dropped", dropped);
+}
+
+static json_t *read_top_sources(const struct xg_config *cfg)
+{
+	struct edge_source src[TOP_SOURCES];
+	char err[256], text[64];
+	ssize_t n;
+	json_t *arr;
+
+	if (!cfg->edge)
+		return json_array();
+	n = edge_top(edge_config_pin_dir(cfg->edge), EDGE_TOP_PACKETS, src, TOP_SOURCES, err,
+		     sizeof(err));
+	arr = json_array();
+	for (ssize_t i = 0; arr && i < n; i++) {
+		edge_cidr_format(&src[i].source, text, sizeof(text));
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "source", text, "packets",
+						     (json_int_t)src[i].packets, "drops",
+						     (json_int_t)src[i].drops));
+	}
+	return arr;
+}
+
+static json_t *top_sources(struct admin *a, const struct xg_config *cfg, int64_t now)
+{
+	if (!a->top_sources || now - a->top_sources_at_ms >= TOP_SOURCES_EVERY_MS) {
+		json_decref(a->top_sources);
+		a->top_sources = read_top_sources(cfg);
+		a->top_sources_at_ms = now;
+	}
+	return json_incref(a->top_sources);
+}
+
+static void get_stats(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	int64_t now = mono_ms();
+	json_t *j = admin_stats_counters(a->stats, cfg, now);
+
+	if (j)
+		json_object_update_new(
+		    j, json_pack("{s:I, s:I, s:I, s:o*, s:o*, s:o*}", "time", (json_int_t)time(NULL),
+				 "uptime_s", (json_int_t)(time(NULL) - a->gw->started_at),
+				 "generation", (json_int_t)cfg->generation, "upstreams",
+				 status_upstreams(cfg), "xdp", xdp_json(cfg), "top_sources",
+				 top_sources(a, cfg, now)));
+	config_put(cfg);
+	if (!j) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	admin_json_body(resp, 200, j);
+}
+
+static void get_dashboard(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	size_t len = admin_dashboard_len();
+
+	resp->body = malloc(len);
+	if (!resp->body) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	memcpy(resp->body, admin_dashboard_html, len);
+	resp->body_len = len;
+	resp->status = 200;
+	resp->content_type = "text/html; charset=utf-8";
+}
+
+static void tick(void *ctx)
+{
+	struct admin *a = ctx;
+
+	admin_stats_tick(a->stats, mono_ms());
+}
+
 static void post_reload(void *ctx, const struct admin_call *call, struct admin_response *resp)
 {
 	struct admin *a = ctx;
@@ -288,6 +397,8 @@ static const struct admin_endpoint endpoints[] = {
     {"/status", HTTP_GET, get_status},
     {"/reload", HTTP_POST, post_reload},
     {"/config", HTTP_GET, get_config},
+    {"/stats", HTTP_GET, get_stats},
+    {"/dashboard", HTTP_GET, get_dashboard},
     {NULL, 0, NULL},
 };
 
@@ -308,12 +419,20 @@ struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
 		return NULL;
 	}
 	a->gw = gw;
+	a->stats = admin_stats_new(mono_ms());
+	if (!a->stats) {
+		config_put(cfg);
+		free(a);
+		snprintf(err, errlen, "admin: out of memory");
+		return NULL;
+	}
 	a->bound = cfg->admin.addr;
 	atomic_store(&a->port, sockaddr_port(&cfg->admin.addr));
 	a->server = admin_server_start((struct sockaddr *)&cfg->admin.addr, cfg->admin.addrlen,
-				       endpoints, guard, a, err, errlen);
+				       endpoints, guard, tick, a, err, errlen);
 	if (!a->server) {
 		config_put(cfg);
+		admin_stats_free(a->stats);
 		free(a);
 		return NULL;
 	}
@@ -328,5 +447,7 @@ void admin_stop(struct admin *a)
 	if (!a)
 		return;
 	admin_server_stop(a->server);
+	admin_stats_free(a->stats);
+	json_decref(a->top_sources);
 	free(a);
 }

@@ -32,6 +32,7 @@ struct admin_server {
 	pthread_t thread;
 	const struct admin_endpoint *endpoints;
 	admin_guard_fn guard;
+	admin_tick_fn tick;
 	void *ctx;
 	struct conn *conns[ADMIN_MAX_CONNS];
 	unsigned long next_request_id;
@@ -367,6 +368,8 @@ static void *server_main(void *arg)
 				conn_event(s, slot);
 		}
 		close_idle(s);
+		if (s->tick)
+			s->tick(s->ctx);
 	}
 	return NULL;
 }
@@ -402,8 +405,8 @@ static int bound_port(int fd)
 
 struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t addrlen,
 					const struct admin_endpoint *endpoints,
-					admin_guard_fn guard, void *ctx, char *err,
-					size_t errlen)
+					admin_guard_fn guard, admin_tick_fn tick,
+					void *ctx, char *err, size_t errlen)
 {
 	struct admin_server *s = calloc(1, sizeof(*s));
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -415,6 +418,7 @@ struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t a
 	}
 	s->endpoints = endpoints;
 	s->guard = guard;
+	s->tick = tick;
 	s->ctx = ctx;
 	s->epoll_fd = s->stop_fd = -1;
 	s->listen_fd = listen_on(addr, addrlen, err, errlen);

@@ -44,6 +44,9 @@ typedef void (*admin_handler_fn)(void *ctx, const struct admin_call *call,
 typedef bool (*admin_guard_fn)(void *ctx, const struct admin_call *call,
 			       struct admin_response *resp);
 
+/* Called on the server thread about once a second (and after bursts of requests). */
+typedef void (*admin_tick_fn)(void *ctx);
+
 struct admin_endpoint {
 	const char *path;
 	enum http_method method; /* GET endpoints also answer HEAD */
@@ -55,8 +58,8 @@ struct admin_server;
 /* Binds and starts the thread; endpoints is terminated by an entry with path NULL. */
 struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t addrlen,
 					const struct admin_endpoint *endpoints,
-					admin_guard_fn guard, void *ctx, char *err,
-					size_t errlen);
+					admin_guard_fn guard, admin_tick_fn tick,
+					void *ctx, char *err, size_t errlen);
 void admin_server_stop(struct admin_server *s);
 /* The bound port (useful when started on port 0). */
 int admin_server_port(const struct admin_server *s);
