@@ -1,6 +1,7 @@
 /* The admin endpoints: what each one reads from the gateway and how it answers. */
 #include "admin/admin.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "accesslog/accesslog.h"
 #include "admin/dashboard.h"
+#include "admin/runtime.h"
 #include "admin/server.h"
 #include "admin/stats.h"
 #include "common/log.h"
@@ -36,6 +38,7 @@ struct admin {
 	struct sockaddr_storage bound; /* admin.address as bound at start (see admin_start) */
 	atomic_int port; /* written after the thread started when admin.address has port 0 */
 	struct admin_stats *stats;
+	char runtime_address[128]; /* what the runtime file says; "" when not written */
 	json_t *top_sources; /* cached edge_top() result */
 	int64_t top_sources_at_ms;
 };
@@ -324,6 +327,88 @@ static void post_reload(void *ctx, const struct admin_call *call, struct admin_r
 	cfg_errs_free(&errs);
 }
 
+static void generation_answer(struct admin *a, struct admin_response *resp, int rc,
+			      struct cfg_errs *errs)
+{
+	struct xg_config *cfg;
+
+	if (rc) {
+		admin_json_body(resp, rc == -ENOENT ? 404 : 400,
+				json_pack("{s:o*}", "errors",
+					  error_lines(errs->text ? errs->text : "rejected\n")));
+		return;
+	}
+	cfg = gateway_config(a->gw);
+	admin_json_body(resp, 200,
+			json_pack("{s:s, s:I}", "status", "ok", "generation",
+				  (json_int_t)cfg->generation));
+	config_put(cfg);
+}
+
+static void post_config(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct cfg_errs errs = {0};
+
+	log_info("admin", "config posted (request %s, %zu bytes)", call->request_id,
+		 call->body_len);
+	generation_answer(a, resp, gateway_apply_text(a->gw, call->body, call->body_len, &errs),
+			  &errs);
+	cfg_errs_free(&errs);
+}
+
+/* Body: empty, {} or {"generation": N} (N >= 1). */
+static bool rollback_target(const struct admin_call *call, uint64_t *generation,
+			    struct cfg_errs *errs)
+{
+	static const char *const keys[] = {"generation", NULL};
+	json_error_t jerr;
+	json_t *body;
+	long long n = 0;
+	bool ok;
+
+	*generation = 0;
+	if (!call->body_len)
+		return true;
+	body = json_loadb(call->body, call->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(body)) {
+		cfg_err(errs, "", "the body must be a JSON object like {\"generation\": 3}");
+		json_decref(body);
+		return false;
+	}
+	cfg_check_keys(body, "", keys, errs);
+	ok = cfg_get_int(body, "generation", "", 0, 1, INT64_MAX, &n, errs) && !errs->count;
+	json_decref(body);
+	*generation = (uint64_t)n;
+	return ok;
+}
+
+static void post_rollback(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct cfg_errs errs = {0};
+	uint64_t generation;
+
+	if (!rollback_target(call, &generation, &errs))
+		generation_answer(a, resp, -EINVAL, &errs);
+	else
+		generation_answer(a, resp, gateway_rollback(a->gw, generation, &errs), &errs);
+	cfg_errs_free(&errs);
+}
+
+static void get_generations(void *ctx, const struct admin_call *call,
+			    struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	json_t *j = gateway_generations_json(a->gw);
+
+	if (!j) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	admin_json_body(resp, 200, j);
+}
+
 static void get_config(void *ctx, const struct admin_call *call, struct admin_response *resp)
 {
 	struct admin *a = ctx;
@@ -397,6 +482,9 @@ static const struct admin_endpoint endpoints[] = {
     {"/status", HTTP_GET, get_status},
     {"/reload", HTTP_POST, post_reload},
     {"/config", HTTP_GET, get_config},
+    {"/config", HTTP_POST, post_config},
+    {"/config/generations", HTTP_GET, get_generations},
+    {"/config/rollback", HTTP_POST, post_rollback},
     {"/stats", HTTP_GET, get_stats},
     {"/dashboard", HTTP_GET, get_dashboard},
     {NULL, 0, NULL},
@@ -404,6 +492,7 @@ static const struct admin_endpoint endpoints[] = {
 
 struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
 {
+	int rc;
 	struct xg_config *cfg = gateway_config(gw);
 	struct admin *a;
 
@@ -437,6 +526,13 @@ struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
 		return NULL;
 	}
 	atomic_store(&a->port, admin_server_port(a->server));
+	admin_runtime_address((struct sockaddr *)&a->bound, atomic_load(&a->port),
+			      a->runtime_address, sizeof(a->runtime_address));
+	rc = admin_runtime_write(a->runtime_address);
+	if (rc) {
+		log_warn("admin", "cannot write the runtime file for xgatectl: %s", strerror(-rc));
+		a->runtime_address[0] = '\0';
+	}
 	log_info("admin", "admin API on %s", cfg->admin.address_text);
 	config_put(cfg);
 	return a;
@@ -447,6 +543,8 @@ void admin_stop(struct admin *a)
 	if (!a)
 		return;
 	admin_server_stop(a->server);
+	if (a->runtime_address[0])
+		admin_runtime_remove(a->runtime_address);
 	admin_stats_free(a->stats);
 	json_decref(a->top_sources);
 	free(a);
