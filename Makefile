@@ -69,6 +69,9 @@ $(BUILD)/obj/%.o: %.c $(BPF_SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The admin dashboard page is assembled into the binary (.incbin in dashboard.c).
+$(BUILD)/obj/userspace/admin/dashboard.o: userspace/admin/dashboard.html
+
 $(BUILD)/libxgate.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -120,7 +123,8 @@ FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZERS))
 # The config harness loads millions of configs: it keeps the process-wide target and
 # metrics registries (which never shrink, by design) to a few names. See fuzz_config.c.
 FUZZ_LDFLAGS_config := -Wl,--wrap=target_state_get,--wrap=metrics_route_slot \
-		       -Wl,--wrap=metrics_listener_slot,--wrap=metrics_target_slot
+		       -Wl,--wrap=metrics_listener_slot,--wrap=metrics_target_slot \
+		       -Wl,--wrap=metrics_split_slot,--wrap=metrics_consumer_slot
 
 fuzz-build:
 	$(MAKE) FUZZ=1 BUILD=$(FUZZ_BUILD) fuzz-bins

@@ -121,6 +121,10 @@ cat >&2 <<EOF
   $BUILD/xgatectl deny add $NS_IP/32   # now the namespace is dropped in XDP
   $BUILD/xgatectl deny del $NS_IP/32
 
+ Dashboard (live charts of the traffic above, fed by /stats):
+  http://127.0.0.1:9901/dashboard
+  curl -s http://127.0.0.1:9901/stats
+
  Operations:
   curl -s http://127.0.0.1:9901/metrics | grep ^xgate_
   curl -s http://127.0.0.1:9901/status

@@ -22,6 +22,8 @@ struct target_state *__real_target_state_get(const char *upstream, const char *a
 int __real_metrics_route_slot(const char *route_name);
 int __real_metrics_listener_slot(const char *listener_name);
 int __real_metrics_target_slot(const char *upstream, const char *target);
+int __real_metrics_split_slot(const char *route, const char *upstream);
+int __real_metrics_consumer_slot(const char *consumer);
 
 static const char *fixed(const char *name, const char *as)
 {
@@ -46,6 +48,16 @@ int __wrap_metrics_listener_slot(const char *listener_name)
 int __wrap_metrics_target_slot(const char *upstream, const char *target)
 {
 	return __real_metrics_target_slot(fixed(upstream, "u"), fixed(target, "a"));
+}
+
+int __wrap_metrics_split_slot(const char *route, const char *upstream)
+{
+	return __real_metrics_split_slot(fixed(route, "r"), fixed(upstream, "u"));
+}
+
+int __wrap_metrics_consumer_slot(const char *consumer)
+{
+	return __real_metrics_consumer_slot(fixed(consumer, "c"));
 }
 
 static bool verbose; /* FUZZ_VERBOSE=1: print what each input loads to */

@@ -277,7 +277,7 @@ static void test_bind_error(void)
 	char err[256];
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, err,
+	CHECK(admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, NULL, NULL, err,
 				 sizeof(err)) == NULL);
 	CHECK(strstr(err, "Address already in use") != NULL);
 }
@@ -350,13 +350,88 @@ static void test_redact(void)
 	json_decref(red);
 }
 
+static void test_redact_header_matches(void)
+{
+	json_t *raw = json_loads(
+	    "{\"routes\": [{\"paths\": [\"/a\"], \"headers\": {\"X-Canary\": \"MATCHVAL1\","
+	    " \"X-Any\": null, \"X-Env\": \"${HDR}\"}, \"split\": [{\"upstream\": \"a\","
+	    " \"match\": {\"headers\": {\"X-Beta\": \"MATCHVAL2\"}}}]}]}",
+	    0, NULL);
+	json_t *red = config_redact(raw), *h;
+	char *text = red ? json_dumps(red, 0) : NULL;
+
+	CHECK(text && !strstr(text, "MATCHVAL1") && !strstr(text, "MATCHVAL2"));
+	h = json_object_get(json_array_get(json_object_get(red, "routes"), 0), "headers");
+	CHECK(json_is_null(json_object_get(h, "X-Any")));
+	CHECK_STR(json_string_value(json_object_get(h, "X-Env")), "${HDR}");
+	CHECK_STR(json_string_value(json_object_get(h, "X-Canary")), "<redacted>");
+	free(text);
+	json_decref(red);
+	json_decref(raw);
+}
+
+static void test_host_allowed(void)
+{
+	struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons(9901)};
+	struct sockaddr_in any4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr_in pub = {.sin_family = AF_INET};
+	const struct sockaddr *s4 = (struct sockaddr *)&v4, *s6 = (struct sockaddr *)&v6;
+#define HOST_OK(h, sa, port) admin_host_allowed(h, strlen(h), sa, port)
+
+	v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	inet_pton(AF_INET, "192.0.2.7", &pub.sin_addr);
+	CHECK(HOST_OK("127.0.0.1:9901", s4, 9901));
+	CHECK(HOST_OK("127.0.0.1", s4, 9901));
+	CHECK(HOST_OK("localhost:9901", s4, 9901));
+	CHECK(HOST_OK("LocalHost:9901", s4, 9901));
+	CHECK(!HOST_OK("127.0.0.1:9902", s4, 9901));
+	CHECK(!HOST_OK("127.0.0.2:9901", s4, 9901));
+	CHECK(!HOST_OK("attacker.example:9901", s4, 9901));
+	CHECK(!HOST_OK("localhost.attacker.example", s4, 9901));
+	CHECK(!HOST_OK("127.0.0.1:9901x", s4, 9901));
+	CHECK(!HOST_OK("127.0.0.1:+9901", s4, 9901));
+	CHECK(!HOST_OK("", s4, 9901));
+	CHECK(!HOST_OK(":9901", s4, 9901));
+	CHECK(HOST_OK("[::1]:9901", s6, 9901));
+	CHECK(HOST_OK("[::1]", s6, 9901));
+	CHECK(HOST_OK("localhost", s6, 9901));
+	CHECK(!HOST_OK("[::1]:9901", s4, 9901));
+	CHECK(!HOST_OK("[::1", s6, 9901));
+	CHECK(!HOST_OK("[::1]x", s6, 9901));
+	CHECK(!HOST_OK("[evil]:9901", s6, 9901));
+	/* A wildcard bind: any address literal names it, names other than localhost do not. */
+	CHECK(HOST_OK("198.18.0.1:9901", (struct sockaddr *)&any4, 9901));
+	CHECK(!HOST_OK("rebind.example:9901", (struct sockaddr *)&any4, 9901));
+	/* localhost does not name a non-loopback address. */
+	CHECK(HOST_OK("192.0.2.7:1", (struct sockaddr *)&pub, 1));
+	CHECK(!HOST_OK("localhost:1", (struct sockaddr *)&pub, 1));
+#undef HOST_OK
+}
+
+static void test_token(void)
+{
+	static const char tok[] = "0123456789abcdef";
+#define TOK_OK(h) admin_token_ok(h, strlen(h), tok)
+
+	CHECK(TOK_OK("Bearer 0123456789abcdef"));
+	CHECK(TOK_OK("bearer 0123456789abcdef"));
+	CHECK(!TOK_OK("Bearer 0123456789abcdeF"));
+	CHECK(!TOK_OK("Bearer 0123456789abcde"));
+	CHECK(!TOK_OK("Bearer 0123456789abcdef0"));
+	CHECK(!TOK_OK("Basic 0123456789abcdef"));
+	CHECK(!TOK_OK("0123456789abcdef"));
+	CHECK(!admin_token_ok(NULL, 0, tok));
+#undef TOK_OK
+}
+
 int main(void)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = 0};
 	char err[256];
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	server = admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, &hello_calls,
+	server = admin_server_start((struct sockaddr *)&sin, sizeof(sin), endpoints, NULL, NULL, &hello_calls,
 				    err, sizeof(err));
 	if (!server) {
 		fprintf(stderr, "admin_server_start: %s\n", err);
@@ -368,6 +443,9 @@ int main(void)
 	RUN(test_many_connections);
 	RUN(test_bind_error);
 	RUN(test_redact);
+	RUN(test_redact_header_matches);
+	RUN(test_host_allowed);
+	RUN(test_token);
 	admin_server_stop(server);
 	return CHECK_DONE();
 }

@@ -1,5 +1,6 @@
 /* Metrics: interning, per-worker shards, aggregation and the exposition format. */
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,8 +353,24 @@ static void test_promtool(void)
 	free(text);
 }
 
+static void test_quantile(void)
+{
+	uint64_t b[METRICS_DURATION_BUCKETS + 1] = {0};
+
+	CHECK(metrics_histogram_quantile(b, 0.5) < 0);
+	b[0] = 10; /* all in (0, 0.5 ms] */
+	CHECK(fabs(metrics_histogram_quantile(b, 0.5) - 0.00025) < 1e-9);
+	b[0] = 0;
+	b[2] = 100; /* (1 ms, 2.5 ms] */
+	CHECK(fabs(metrics_histogram_quantile(b, 0.5) - 0.00175) < 1e-9);
+	CHECK(fabs(metrics_histogram_quantile(b, 0.99) - (0.001 + 0.0015 * 0.99)) < 1e-9);
+	b[METRICS_DURATION_BUCKETS] = 100; /* +Inf reads as the largest bound */
+	CHECK(metrics_histogram_quantile(b, 0.99) == 10);
+}
+
 int main(void)
 {
+	RUN(test_quantile);
 	RUN(test_interning);
 	RUN(test_shards_sum);
 	RUN(test_histogram);

@@ -1,13 +1,19 @@
 /* The admin endpoints: what each one reads from the gateway and how it answers. */
 #include "admin/admin.h"
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "accesslog/accesslog.h"
+#include "admin/dashboard.h"
+#include "admin/runtime.h"
 #include "admin/server.h"
+#include "admin/stats.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "edge/edge.h"
@@ -22,11 +28,28 @@
 #endif
 
 #define MAX_XDP_REASONS 64
+#define TOP_SOURCES 10
+/* Walking the shield's 65,536-entry source tables costs milliseconds: at most this often. */
+#define TOP_SOURCES_EVERY_MS 5000
 
 struct admin {
 	struct gateway *gw;
 	struct admin_server *server;
+	struct sockaddr_storage bound; /* admin.address as bound at start (see admin_start) */
+	atomic_int port; /* written after the thread started when admin.address has port 0 */
+	struct admin_stats *stats;
+	char runtime_address[128]; /* what the runtime file says; "" when not written */
+	json_t *top_sources; /* cached edge_top() result */
+	int64_t top_sources_at_ms;
 };
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 struct xdp_collect {
 	struct metrics_xdp_counter counters[MAX_XDP_REASONS];
@@ -190,6 +213,99 @@ static void get_status(void *ctx, const struct admin_call *call, struct admin_re
 	admin_json_body(resp, 200, j);
 }
 
+static json_t *xdp_json(const struct xg_config *cfg)
+{
+	struct xdp_collect xdp = {.n = 0};
+	json_t *reasons;
+	json_int_t dropped = 0;
+
+	if (!cfg->edge || edge_read_stats(edge_config_pin_dir(cfg->edge), collect_xdp, &xdp) < 0)
+		return json_null();
+	reasons = json_object();
+	for (int i = 0; reasons && i < xdp.n; i++) {
+		json_object_set_new(reasons, xdp.counters[i].reason,
+				    json_integer((json_int_t)xdp.counters[i].packets));
+		if (strcmp(xdp.counters[i].reason, "pass"))
+			dropped += (json_int_t)xdp.counters[i].packets;
+	}
+	return json_pack("{s:o*, s:I}", "reasons", reasons, "dropped", dropped);
+}
+
+static json_t *read_top_sources(const struct xg_config *cfg)
+{
+	struct edge_source src[TOP_SOURCES];
+	char err[256], text[64];
+	ssize_t n;
+	json_t *arr;
+
+	if (!cfg->edge)
+		return json_array();
+	n = edge_top(edge_config_pin_dir(cfg->edge), EDGE_TOP_PACKETS, src, TOP_SOURCES, err,
+		     sizeof(err));
+	arr = json_array();
+	for (ssize_t i = 0; arr && i < n; i++) {
+		edge_cidr_format(&src[i].source, text, sizeof(text));
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:I}", "source", text, "packets",
+						     (json_int_t)src[i].packets, "drops",
+						     (json_int_t)src[i].drops));
+	}
+	return arr;
+}
+
+static json_t *top_sources(struct admin *a, const struct xg_config *cfg, int64_t now)
+{
+	if (!a->top_sources || now - a->top_sources_at_ms >= TOP_SOURCES_EVERY_MS) {
+		json_decref(a->top_sources);
+		a->top_sources = read_top_sources(cfg);
+		a->top_sources_at_ms = now;
+	}
+	return json_incref(a->top_sources);
+}
+
+static void get_stats(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	int64_t now = mono_ms();
+	json_t *j = admin_stats_counters(a->stats, cfg, now);
+
+	if (j)
+		json_object_update_new(
+		    j, json_pack("{s:I, s:I, s:I, s:o*, s:o*, s:o*}", "time", (json_int_t)time(NULL),
+				 "uptime_s", (json_int_t)(time(NULL) - a->gw->started_at),
+				 "generation", (json_int_t)cfg->generation, "upstreams",
+				 status_upstreams(cfg), "xdp", xdp_json(cfg), "top_sources",
+				 top_sources(a, cfg, now)));
+	config_put(cfg);
+	if (!j) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	admin_json_body(resp, 200, j);
+}
+
+static void get_dashboard(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	size_t len = admin_dashboard_len();
+
+	resp->body = malloc(len);
+	if (!resp->body) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	memcpy(resp->body, admin_dashboard_html, len);
+	resp->body_len = len;
+	resp->status = 200;
+	resp->content_type = "text/html; charset=utf-8";
+}
+
+static void tick(void *ctx)
+{
+	struct admin *a = ctx;
+
+	admin_stats_tick(a->stats, mono_ms());
+}
+
 static void post_reload(void *ctx, const struct admin_call *call, struct admin_response *resp)
 {
 	struct admin *a = ctx;
@@ -211,6 +327,88 @@ static void post_reload(void *ctx, const struct admin_call *call, struct admin_r
 	cfg_errs_free(&errs);
 }
 
+static void generation_answer(struct admin *a, struct admin_response *resp, int rc,
+			      struct cfg_errs *errs)
+{
+	struct xg_config *cfg;
+
+	if (rc) {
+		admin_json_body(resp, rc == -ENOENT ? 404 : 400,
+				json_pack("{s:o*}", "errors",
+					  error_lines(errs->text ? errs->text : "rejected\n")));
+		return;
+	}
+	cfg = gateway_config(a->gw);
+	admin_json_body(resp, 200,
+			json_pack("{s:s, s:I}", "status", "ok", "generation",
+				  (json_int_t)cfg->generation));
+	config_put(cfg);
+}
+
+static void post_config(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct cfg_errs errs = {0};
+
+	log_info("admin", "config posted (request %s, %zu bytes)", call->request_id,
+		 call->body_len);
+	generation_answer(a, resp, gateway_apply_text(a->gw, call->body, call->body_len, &errs),
+			  &errs);
+	cfg_errs_free(&errs);
+}
+
+/* Body: empty, {} or {"generation": N} (N >= 1). */
+static bool rollback_target(const struct admin_call *call, uint64_t *generation,
+			    struct cfg_errs *errs)
+{
+	static const char *const keys[] = {"generation", NULL};
+	json_error_t jerr;
+	json_t *body;
+	long long n = 0;
+	bool ok;
+
+	*generation = 0;
+	if (!call->body_len)
+		return true;
+	body = json_loadb(call->body, call->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(body)) {
+		cfg_err(errs, "", "the body must be a JSON object like {\"generation\": 3}");
+		json_decref(body);
+		return false;
+	}
+	cfg_check_keys(body, "", keys, errs);
+	ok = cfg_get_int(body, "generation", "", 0, 1, INT64_MAX, &n, errs) && !errs->count;
+	json_decref(body);
+	*generation = (uint64_t)n;
+	return ok;
+}
+
+static void post_rollback(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct cfg_errs errs = {0};
+	uint64_t generation;
+
+	if (!rollback_target(call, &generation, &errs))
+		generation_answer(a, resp, -EINVAL, &errs);
+	else
+		generation_answer(a, resp, gateway_rollback(a->gw, generation, &errs), &errs);
+	cfg_errs_free(&errs);
+}
+
+static void get_generations(void *ctx, const struct admin_call *call,
+			    struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	json_t *j = gateway_generations_json(a->gw);
+
+	if (!j) {
+		admin_json_error(resp, 500, "out of memory", call->request_id);
+		return;
+	}
+	admin_json_body(resp, 200, j);
+}
+
 static void get_config(void *ctx, const struct admin_call *call, struct admin_response *resp)
 {
 	struct admin *a = ctx;
@@ -225,16 +423,76 @@ static void get_config(void *ctx, const struct admin_call *call, struct admin_re
 	admin_json_body(resp, 200, j);
 }
 
+static int sockaddr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+static bool path_is(const struct http_request *req, const char *path)
+{
+	return req->path.len == strlen(path) && !memcmp(req->path.p, path, req->path.len);
+}
+
+/*
+ * The token is read from the current config, so a reload rotates it. The dashboard page
+ * itself is static code without data (its scripts send the token to /stats), so a browser
+ * can open it; /metrics is open when admin.metrics_public says so.
+ */
+static bool needs_token(const struct xg_config *cfg, const struct http_request *req)
+{
+	if (!cfg->admin.token)
+		return false;
+	if (path_is(req, "/dashboard"))
+		return false;
+	return !(cfg->admin.metrics_public && path_is(req, "/metrics"));
+}
+
+static bool guard(void *ctx, const struct admin_call *call, struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	const struct http_request *req = call->req;
+	const struct http_header *host = http_find_header(req->headers, req->nheaders, "Host");
+	const struct http_header *authz;
+	struct xg_config *cfg;
+	bool ok = true;
+
+	if (!host || !admin_host_allowed(host->value.p, host->value.len,
+					 (const struct sockaddr *)&a->bound, atomic_load(&a->port))) {
+		admin_json_error(resp, 421, "Host does not name the admin address",
+				 call->request_id);
+		return false;
+	}
+	cfg = gateway_config(a->gw);
+	if (needs_token(cfg, req)) {
+		authz = http_find_header(req->headers, req->nheaders, "Authorization");
+		ok = authz && admin_token_ok(authz->value.p, authz->value.len, cfg->admin.token);
+	}
+	config_put(cfg);
+	if (!ok) {
+		admin_json_error(resp, 401, "admin token required", call->request_id);
+		resp->bearer_challenge = true;
+	}
+	return ok;
+}
+
 static const struct admin_endpoint endpoints[] = {
     {"/metrics", HTTP_GET, get_metrics},
     {"/status", HTTP_GET, get_status},
     {"/reload", HTTP_POST, post_reload},
     {"/config", HTTP_GET, get_config},
+    {"/config", HTTP_POST, post_config},
+    {"/config/generations", HTTP_GET, get_generations},
+    {"/config/rollback", HTTP_POST, post_rollback},
+    {"/stats", HTTP_GET, get_stats},
+    {"/dashboard", HTTP_GET, get_dashboard},
     {NULL, 0, NULL},
 };
 
 struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
 {
+	int rc;
 	struct xg_config *cfg = gateway_config(gw);
 	struct admin *a;
 
@@ -250,12 +508,30 @@ struct admin *admin_start(struct gateway *gw, char *err, unsigned long errlen)
 		return NULL;
 	}
 	a->gw = gw;
-	a->server = admin_server_start((struct sockaddr *)&cfg->admin.addr, cfg->admin.addrlen,
-				       endpoints, a, err, errlen);
-	if (!a->server) {
+	a->stats = admin_stats_new(mono_ms());
+	if (!a->stats) {
 		config_put(cfg);
 		free(a);
+		snprintf(err, errlen, "admin: out of memory");
 		return NULL;
+	}
+	a->bound = cfg->admin.addr;
+	atomic_store(&a->port, sockaddr_port(&cfg->admin.addr));
+	a->server = admin_server_start((struct sockaddr *)&cfg->admin.addr, cfg->admin.addrlen,
+				       endpoints, guard, tick, a, err, errlen);
+	if (!a->server) {
+		config_put(cfg);
+		admin_stats_free(a->stats);
+		free(a);
+		return NULL;
+	}
+	atomic_store(&a->port, admin_server_port(a->server));
+	admin_runtime_address((struct sockaddr *)&a->bound, atomic_load(&a->port),
+			      a->runtime_address, sizeof(a->runtime_address));
+	rc = admin_runtime_write(a->runtime_address);
+	if (rc) {
+		log_warn("admin", "cannot write the runtime file for xgatectl: %s", strerror(-rc));
+		a->runtime_address[0] = '\0';
 	}
 	log_info("admin", "admin API on %s", cfg->admin.address_text);
 	config_put(cfg);
@@ -267,5 +543,9 @@ void admin_stop(struct admin *a)
 	if (!a)
 		return;
 	admin_server_stop(a->server);
+	if (a->runtime_address[0])
+		admin_runtime_remove(a->runtime_address);
+	admin_stats_free(a->stats);
+	json_decref(a->top_sources);
 	free(a);
 }

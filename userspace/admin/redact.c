@@ -113,9 +113,45 @@ static json_t *redact_value(json_t *v, bool secret)
 	return secret ? redact_scalar(v) : json_incref(v);
 }
 
+/*
+ * Header-match values are often credentials ("X-Internal-Auth": "s3cr3t") whatever the
+ * header is called: every string value of such an object is redacted.
+ */
+static void redact_header_match(json_t *headers)
+{
+	const char *name;
+	json_t *v;
+
+	if (!json_is_object(headers))
+		return;
+	json_object_foreach(headers, name, v)
+	{
+		if (json_is_string(v) && !is_env_reference(json_string_value(v)))
+			json_object_set_new(headers, name, json_string(REDACTED));
+	}
+}
+
+static void redact_routes(json_t *cfg)
+{
+	json_t *route, *entry;
+	size_t i, j;
+
+	json_array_foreach(json_object_get(cfg, "routes"), i, route)
+	{
+		redact_header_match(json_object_get(route, "headers"));
+		json_array_foreach(json_object_get(route, "split"), j, entry)
+			redact_header_match(json_object_get(json_object_get(entry, "match"), "headers"));
+	}
+}
+
 json_t *config_redact(json_t *raw)
 {
+	json_t *out;
+
 	if (!raw)
 		return json_object();
-	return redact_value(raw, false);
+	out = redact_value(raw, false);
+	if (out)
+		redact_routes(out);
+	return out;
 }

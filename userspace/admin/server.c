@@ -31,6 +31,8 @@ struct admin_server {
 	int port;
 	pthread_t thread;
 	const struct admin_endpoint *endpoints;
+	admin_guard_fn guard;
+	admin_tick_fn tick;
 	void *ctx;
 	struct conn *conns[ADMIN_MAX_CONNS];
 	unsigned long next_request_id;
@@ -105,6 +107,8 @@ static void dispatch(struct admin_server *s, const struct admin_call *call,
 	enum http_method m = call->req->method;
 
 	allow[0] = '\0';
+	if (s->guard && !s->guard(s->ctx, call, resp))
+		return;
 	for (const struct admin_endpoint *e = s->endpoints; e->path; e++) {
 		if (!path_is(call->req->path, e->path))
 			continue;
@@ -134,11 +138,13 @@ static bool queue_response(struct conn *c, const struct admin_response *r, bool 
 	int n =
 	    snprintf(head, sizeof(head),
 		     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		     "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s%s\r\n",
+		     "Cache-Control: no-store\r\nX-Request-Id: %s\r\n%s%s%s%s%s\r\n",
 		     r->status, http_status_reason(r->status),
 		     r->content_type ? r->content_type : "application/json", r->body_len,
 		     request_id, r->allow ? "Allow: " : "", r->allow ? r->allow : "",
-		     r->allow ? "\r\n" : "", c->close_after_write ? "Connection: close\r\n" : "");
+		     r->allow ? "\r\n" : "",
+		     r->bearer_challenge ? "WWW-Authenticate: Bearer realm=\"xgate admin\"\r\n" : "",
+		     c->close_after_write ? "Connection: close\r\n" : "");
 	char *out = malloc(n + body_len);
 
 	if (!out)
@@ -362,6 +368,8 @@ static void *server_main(void *arg)
 				conn_event(s, slot);
 		}
 		close_idle(s);
+		if (s->tick)
+			s->tick(s->ctx);
 	}
 	return NULL;
 }
@@ -396,8 +404,9 @@ static int bound_port(int fd)
 }
 
 struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t addrlen,
-					const struct admin_endpoint *endpoints, void *ctx,
-					char *err, size_t errlen)
+					const struct admin_endpoint *endpoints,
+					admin_guard_fn guard, admin_tick_fn tick,
+					void *ctx, char *err, size_t errlen)
 {
 	struct admin_server *s = calloc(1, sizeof(*s));
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -408,6 +417,8 @@ struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t a
 		return NULL;
 	}
 	s->endpoints = endpoints;
+	s->guard = guard;
+	s->tick = tick;
 	s->ctx = ctx;
 	s->epoll_fd = s->stop_fd = -1;
 	s->listen_fd = listen_on(addr, addrlen, err, errlen);

@@ -24,6 +24,7 @@ struct admin_response {
 	char *body;		  /* malloc'd, owned by the server after the handler returns */
 	size_t body_len;
 	const char *allow; /* Allow header (405) */
+	bool bearer_challenge; /* WWW-Authenticate: Bearer (401) */
 };
 
 struct admin_call {
@@ -36,6 +37,16 @@ struct admin_call {
 typedef void (*admin_handler_fn)(void *ctx, const struct admin_call *call,
 				 struct admin_response *resp);
 
+/*
+ * Runs before every endpoint (and before 404/405): false when it refused the request and
+ * filled resp. NULL: every request goes on.
+ */
+typedef bool (*admin_guard_fn)(void *ctx, const struct admin_call *call,
+			       struct admin_response *resp);
+
+/* Called on the server thread about once a second (and after bursts of requests). */
+typedef void (*admin_tick_fn)(void *ctx);
+
 struct admin_endpoint {
 	const char *path;
 	enum http_method method; /* GET endpoints also answer HEAD */
@@ -46,8 +57,9 @@ struct admin_server;
 
 /* Binds and starts the thread; endpoints is terminated by an entry with path NULL. */
 struct admin_server *admin_server_start(const struct sockaddr *addr, socklen_t addrlen,
-					const struct admin_endpoint *endpoints, void *ctx,
-					char *err, size_t errlen);
+					const struct admin_endpoint *endpoints,
+					admin_guard_fn guard, admin_tick_fn tick,
+					void *ctx, char *err, size_t errlen);
 void admin_server_stop(struct admin_server *s);
 /* The bound port (useful when started on port 0). */
 int admin_server_port(const struct admin_server *s);

@@ -53,6 +53,9 @@ struct auth_result {
 	int status; /* 0 allowed, 401 or 403 */
 	enum auth_reason reason;
 	char consumer[128]; /* API-key consumer name or JWT sub; "" when anonymous */
+	/* metrics_consumer_slot() of an API-key consumer; -1 for JWT subjects (unbounded,
+	 * so not given counters of their own) and anonymous callers. */
+	int consumer_slot;
 	/*
 	 * Who the caller is, namespaced by the kind of credential, for keys (rate limits,
 	 * cache): "key:" + consumer name, or "jwt:" + issuer length + ":" + issuer + sub, so

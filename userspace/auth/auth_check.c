@@ -91,6 +91,7 @@ static void result_init(struct auth_result *out)
 	out->status = 0;
 	out->reason = AUTH_OK;
 	out->consumer[0] = '\0';
+	out->consumer_slot = -1;
 	out->identity[0] = '\0';
 	out->nforward = 0;
 	out->claim = result_claim;
@@ -462,6 +463,7 @@ static enum auth_reason check_api_key(const struct auth_config *a, const struct 
 	if (m->roles.n && n == m->roles.n)
 		return AUTH_FORBIDDEN_ROLE;
 	snprintf(out->consumer, sizeof(out->consumer), "%s", c->name);
+	out->consumer_slot = c->metrics_slot;
 	snprintf(out->identity, sizeof(out->identity), "key:%s", c->name);
 	snprintf(out->forward[0].name, sizeof(out->forward[0].name), "%s", AUTH_CONSUMER_HEADER);
 	snprintf(out->forward[0].value, sizeof(out->forward[0].value), "%s", c->name);

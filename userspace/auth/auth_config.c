@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "metrics/metrics.h"
 
 #define DEFAULT_MAX_TOKEN_BYTES 8192
 #define DEFAULT_CACHE_SIZE 4096
@@ -372,6 +373,7 @@ static void parse_consumer(struct auth_config *a, json_t *obj, const char *path,
 			return;
 		}
 	}
+	c->metrics_slot = metrics_consumer_slot(c->name);
 	cfg_get_strings(obj, "roles", path, false, &roles.items, &roles.n, errs);
 	c->roles = roles.items;
 	c->nroles = roles.n;

@@ -41,6 +41,7 @@ struct jwt_settings {
 
 struct consumer {
 	char *name;
+	int metrics_slot; /* metrics_consumer_slot(name) */
 	char **roles;
 	int nroles;
 };

@@ -673,7 +673,7 @@ static void parse_listeners(json_t *root, struct xg_config *cfg, struct cfg_errs
 
 static void parse_admin(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "address", NULL };
+	static const char *const keys[] = { "address", "token", "metrics_public", NULL };
 	json_t *o = cfg_get_object(root, "admin", "", errs);
 
 	cfg->admin.enabled = o != NULL;
@@ -682,6 +682,10 @@ static void parse_admin(json_t *root, struct xg_config *cfg, struct cfg_errs *er
 	cfg_check_keys(o, "admin", keys, errs);
 	parse_addr_key(o, "address", "admin", "127.0.0.1:9901", &cfg->admin.address_text,
 		       &cfg->admin.addr, &cfg->admin.addrlen, errs);
+	if (cfg_get_str(o, "token", "admin", NULL, &cfg->admin.token, errs) && cfg->admin.token &&
+	    strlen(cfg->admin.token) < 16)
+		cfg_err(errs, "admin.token", "must be at least 16 characters");
+	cfg_get_bool(o, "metrics_public", "admin", false, &cfg->admin.metrics_public, errs);
 }
 
 static void parse_access_log(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
@@ -879,6 +883,7 @@ void config_put(struct xg_config *cfg)
 	edge_config_free(cfg->edge);
 	compress_policy_free(cfg->compression);
 	free(cfg->admin.address_text);
+	free(cfg->admin.token);
 	free(cfg->access_log.path);
 	free(cfg->path);
 	json_decref(cfg->raw);

@@ -155,6 +155,8 @@ struct admin_config {
 	char *address_text;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
+	char *token;	     /* NULL: no bearer token required */
+	bool metrics_public; /* GET /metrics without the token */
 };
 
 struct xg_config {

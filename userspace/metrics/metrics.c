@@ -32,6 +32,7 @@ static const size_t kind_record_size[KIND_COUNT] = {
     [KIND_LISTENER] = sizeof(struct listener_ctr),
     [KIND_TARGET] = sizeof(struct target_ctr),
     [KIND_SPLIT] = sizeof(struct split_ctr),
+    [KIND_CONSUMER] = sizeof(struct consumer_ctr),
 };
 
 struct metrics_shard {
@@ -206,6 +207,13 @@ int metrics_split_slot(const char *route, const char *upstream)
 	return intern(KIND_SPLIT, route, upstream);
 }
 
+int metrics_consumer_slot(const char *consumer)
+{
+	if (!consumer || !*consumer)
+		return -1;
+	return intern(KIND_CONSUMER, consumer, NULL);
+}
+
 static struct metrics_shard *shard_new(void)
 {
 	struct metrics_shard *s = aligned_alloc(CACHELINE, sizeof(*s));
@@ -310,6 +318,17 @@ void metrics_split_request(struct metrics_shard *m, int split_slot)
 		counter_add(&sc->requests, 1);
 }
 
+void metrics_consumer_request(struct metrics_shard *m, int consumer_slot, int status)
+{
+	struct consumer_ctr *cc = shard_record(m, KIND_CONSUMER, consumer_slot);
+
+	if (!cc)
+		return;
+	counter_add(&cc->requests, 1);
+	if (status >= 400)
+		counter_add(&cc->errors, 1);
+}
+
 void metrics_connection(struct metrics_shard *m, int listener_slot, int delta)
 {
 	struct listener_ctr *l = shard_record(m, KIND_LISTENER, listener_slot);
@@ -400,4 +419,62 @@ uint64_t metrics_sum_auth(enum auth_reason reason)
 			total += counter_get(&s->auth[reason]);
 	}
 	return total;
+}
+
+int metrics_route_totals(struct metrics_route_totals *out, int max)
+{
+	int n = metrics_table_count(KIND_ROUTE);
+
+	for (int r = 0; r < n && r < max; r++) {
+		struct metrics_route_totals *t = &out[r];
+
+		memset(t, 0, sizeof(*t));
+		t->name = metrics_table_label(KIND_ROUTE, r)->a;
+		for (int c = 0; c < NCODES; c++) {
+			uint64_t v = metrics_sum_counter(KIND_ROUTE, r, CODE_OFF(c));
+
+			t->classes[c == CODE_OTHER ? 0 : (c + CODE_MIN) / 100] += v;
+		}
+		for (int b = 0; b < NBUCKETS; b++) {
+			t->buckets[b] = metrics_sum_counter(KIND_ROUTE, r, BUCKET_OFF(b));
+			t->requests += t->buckets[b];
+		}
+		t->sum_ns = metrics_sum_counter(KIND_ROUTE, r, ROUTE_OFF(sum_ns));
+		t->rate_limited = metrics_sum_counter(KIND_ROUTE, r, ROUTE_OFF(rate_limited));
+	}
+	return n;
+}
+
+int metrics_consumer_totals(struct metrics_consumer_totals *out, int max)
+{
+	int n = metrics_table_count(KIND_CONSUMER);
+
+	for (int i = 0; i < n && i < max; i++) {
+		out[i].name = metrics_table_label(KIND_CONSUMER, i)->a;
+		out[i].requests = metrics_sum_counter(KIND_CONSUMER, i,
+						      offsetof(struct consumer_ctr, requests));
+		out[i].errors =
+		    metrics_sum_counter(KIND_CONSUMER, i, offsetof(struct consumer_ctr, errors));
+	}
+	return n;
+}
+
+double metrics_histogram_quantile(const uint64_t *buckets, double q)
+{
+	uint64_t total = 0, seen = 0;
+	double rank;
+
+	for (int b = 0; b < NBUCKETS; b++)
+		total += buckets[b];
+	if (!total)
+		return -1;
+	rank = q * (double)total;
+	for (int b = 0; b < METRICS_DURATION_BUCKETS; b++) {
+		double lo = b ? metrics_duration_bounds[b - 1] : 0, hi = metrics_duration_bounds[b];
+
+		if (buckets[b] && (double)(seen + buckets[b]) >= rank)
+			return lo + (hi - lo) * ((rank - (double)seen) / (double)buckets[b]);
+		seen += buckets[b];
+	}
+	return metrics_duration_bounds[METRICS_DURATION_BUCKETS - 1];
 }

@@ -40,6 +40,8 @@ int metrics_listener_slot(const char *listener_name);
 int metrics_target_slot(const char *upstream, const char *target);
 /* A split entry: requests a split route sent to one of its pools. */
 int metrics_split_slot(const char *route, const char *upstream);
+/* An API-key consumer of the config (by name, so its counts survive reloads). */
+int metrics_consumer_slot(const char *consumer);
 
 struct metrics_shard;
 /* Created on first call for that worker (any thread); NULL when worker is out of range. */
@@ -54,6 +56,8 @@ void metrics_connection(struct metrics_shard *m, int listener_slot, int delta);
 void metrics_auth_failure(struct metrics_shard *m, enum auth_reason reason);
 void metrics_rate_limited(struct metrics_shard *m, int route_slot);
 void metrics_split_request(struct metrics_shard *m, int split_slot);
+/* A request answered for an authenticated API-key consumer (slot -1: not counted). */
+void metrics_consumer_request(struct metrics_shard *m, int consumer_slot, int status);
 
 /* Process-wide values (main thread): call at startup and after every reload attempt. */
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok);
@@ -82,6 +86,34 @@ struct metrics_extra {
 	int nxdp;
 	uint64_t access_log_dropped;
 };
+
+/*
+ * Totals for /stats (admin thread). Entries are in slot order and slots only ever grow,
+ * so an index names the same series in every call; names point into the label table
+ * (stable for the process's life). Route index 0 is the "" (no route) series.
+ */
+struct metrics_route_totals {
+	const char *name;
+	uint64_t requests;
+	uint64_t classes[6]; /* [0] other status, [1] 1xx ... [5] 5xx */
+	uint64_t buckets[METRICS_DURATION_BUCKETS + 1]; /* per bucket, +Inf last, not cumulative */
+	uint64_t sum_ns;
+	uint64_t rate_limited;
+};
+struct metrics_consumer_totals {
+	const char *name;
+	uint64_t requests, errors; /* errors: status >= 400 */
+};
+/* Fill out[0..max) and return how many series exist (may exceed max). */
+int metrics_route_totals(struct metrics_route_totals *out, int max);
+int metrics_consumer_totals(struct metrics_consumer_totals *out, int max);
+
+/*
+ * Quantile q (0..1) of a duration histogram (per-bucket counts, +Inf last) in seconds,
+ * interpolated linearly inside the bucket like Prometheus' histogram_quantile(); an
+ * observation in +Inf counts as the largest finite bound. -1 when empty.
+ */
+double metrics_histogram_quantile(const uint64_t *buckets, double q);
 
 /*
  * Renders the Prometheus text format into a malloc'd buffer: all counters above, plus

@@ -36,7 +36,11 @@ struct split_ctr {
 	counter_t requests;
 };
 
-enum slot_kind { KIND_ROUTE, KIND_LISTENER, KIND_TARGET, KIND_SPLIT, KIND_COUNT };
+struct consumer_ctr {
+	counter_t requests, errors;
+};
+
+enum slot_kind { KIND_ROUTE, KIND_LISTENER, KIND_TARGET, KIND_SPLIT, KIND_CONSUMER, KIND_COUNT };
 
 struct slot_label {
 	char *a, *b; /* route/listener name; upstream name and target address; route and

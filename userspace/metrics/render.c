@@ -214,6 +214,27 @@ static void render_splits(struct metrics_buf *b)
 	}
 }
 
+static void render_consumers(struct metrics_buf *b)
+{
+	int n = metrics_table_count(KIND_CONSUMER);
+
+	family(b, "xgate_consumer_requests_total", "counter",
+	       "Requests of authenticated API-key consumers, by consumer.");
+	for (int i = 0; i < n; i++)
+		sample_u64(b, "xgate_consumer_requests_total",
+			   (const char *const[]){"consumer", metrics_table_label(KIND_CONSUMER, i)->a,
+						 NULL},
+			   metrics_sum_counter(KIND_CONSUMER, i,
+					       offsetof(struct consumer_ctr, requests)));
+	family(b, "xgate_consumer_errors_total", "counter",
+	       "Requests of API-key consumers answered with a status of 400 or more.");
+	for (int i = 0; i < n; i++)
+		sample_u64(b, "xgate_consumer_errors_total",
+			   (const char *const[]){"consumer", metrics_table_label(KIND_CONSUMER, i)->a,
+						 NULL},
+			   metrics_sum_counter(KIND_CONSUMER, i, offsetof(struct consumer_ctr, errors)));
+}
+
 static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
 {
 	int n = metrics_table_count(KIND_TARGET);
@@ -349,6 +370,7 @@ char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *ex
 	render_durations_and_limits(&b, cfg);
 	render_upstreams(&b, cfg);
 	render_splits(&b);
+	render_consumers(&b);
 	render_connections(&b, cfg);
 	render_auth(&b);
 	render_config(&b);

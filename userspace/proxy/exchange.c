@@ -108,7 +108,7 @@ void exchange_reset(struct conn *c)
 	buf_free(&ex->head);
 	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
-	ex->route = ex->upstream = ex->target = -1;
+	ex->route = ex->upstream = ex->target = ex->consumer_slot = -1;
 }
 
 void conn_free(struct conn *c)
@@ -178,6 +178,7 @@ static void record_exchange(struct conn *c)
 	struct access_entry e;
 
 	metrics_http_request(w->metrics, rc ? rc->metrics_slot : -1, ex->status, dur_ns);
+	metrics_consumer_request(w->metrics, ex->consumer_slot, ex->status);
 	if (ex->counted_active) {
 		atomic_fetch_sub(&uc->targets[ex->target].state->active, 1);
 		ex->counted_active = false;
@@ -404,6 +405,7 @@ static void take_stream_result(struct conn *c, const struct stream *st)
 	c->ex.route = st->route;
 	c->ex.upstream = st->route >= 0 ? st->upstream : -1;
 	snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", st->consumer);
+	c->ex.consumer_slot = st->auth_done ? st->auth.consumer_slot : -1;
 }
 
 static void stream_reply_error_host(struct stream *st, int status, const char *reason,

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config/config.h"
 
 struct edge;
@@ -21,6 +23,20 @@ struct gateway_features {
 	bool ktls;     /* TLS ULP present */
 	bool sockmap;  /* splice programs loaded */
 	char xdp[256]; /* edge_describe() or "off" */
+};
+
+/* Where a generation's config came from (GET /config/generations "source"). */
+enum config_source { CONFIG_SOURCE_FILE, CONFIG_SOURCE_API, CONFIG_SOURCE_ROLLBACK };
+
+#define GATEWAY_GENERATIONS 10
+
+/* One config that was active: kept (before ${ENV} substitution) so it can be rolled back to. */
+struct config_generation {
+	uint64_t generation;
+	int64_t time; /* unix seconds it became active */
+	char sha256[65]; /* of the config's canonical JSON (sorted keys, compact) */
+	enum config_source source;
+	json_t *raw;
 };
 
 struct gateway {
@@ -36,6 +52,9 @@ struct gateway {
 	atomic_bool stopping;
 	int last_reload_ok;
 	char last_reload_errors[4096];
+	/* The last GATEWAY_GENERATIONS active configs, oldest first (under the reload lock). */
+	struct config_generation generations[GATEWAY_GENERATIONS];
+	int ngenerations;
 };
 
 /* Flows spliced through pipes (proxy/tunnel_pipe.c), over all workers. */
@@ -44,6 +63,20 @@ void tunnel_pipe_stats(unsigned long *total, unsigned long *active, unsigned lon
 /* Validates and swaps in the config file (SIGHUP, POST /reload). 0 on success; on failure
  * the old config keeps serving and errs holds every problem. Serialized internally. */
 int gateway_reload(struct gateway *gw, struct cfg_errs *errs);
+/* POST /config: validates the JSON text and swaps it in like a reload (source "api"). */
+int gateway_apply_text(struct gateway *gw, const char *text, size_t len, struct cfg_errs *errs);
+/*
+ * POST /config/rollback: swaps back to a kept generation (0: the one active before the
+ * current one), recorded as a new generation (source "rollback"). -ENOENT when there is no
+ * such generation (errs says which); -EINVAL when it no longer loads (errs has the paths).
+ */
+int gateway_rollback(struct gateway *gw, uint64_t generation, struct cfg_errs *errs);
+/* {"generations": [{"generation", "time", "sha256", "source"}, ...]}, newest last. */
+json_t *gateway_generations_json(struct gateway *gw);
+/* Records the config the gateway started with as generation 1 (source "file"). */
+void gateway_record_initial(struct gateway *gw, const struct xg_config *cfg);
+/* Frees the kept generations (at exit). */
+void gateway_generations_free(struct gateway *gw);
 /* Result of the last reload, consistent with its error text (copied into errors). */
 bool gateway_reload_status(struct gateway *gw, char *errors, size_t len);
 /* Takes a reference to the current config; release with config_put(). */

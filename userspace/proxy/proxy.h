@@ -124,6 +124,7 @@ struct exchange {
 	size_t log_path_len;
 	char request_id[HTTP_REQUEST_ID_MAX + 1];
 	char consumer[128];
+	int consumer_slot; /* metrics slot of an API-key consumer; -1 none */
 	int route;    /* -1 none */
 	int upstream; /* -1 none */
 	int target;   /* -1 none */

@@ -216,6 +216,7 @@ static int run(const char *path)
 		if (gw.splice)
 			splice_set_inflight_limit(gw.splice, cfg->limits.splice_max_inflight_bytes);
 	}
+	gateway_record_initial(&gw, cfg);
 	gateway_publish(&gw, cfg);
 	cfg = NULL;
 	metrics_set_config_generation(1, time(NULL), 1);
@@ -255,6 +256,7 @@ out:
 	accesslog_close();
 	config_put(cfg);
 	gateway_publish(&gw, NULL);
+	gateway_generations_free(&gw);
 	free(gw.workers);
 	cfg_errs_free(&errs);
 	close(sfd);

@@ -195,18 +195,22 @@ static int unreachable(const struct ctl_opts *o, const char *why)
 }
 
 static int exchange(const struct ctl_opts *o, int fd, const char *method, const char *path,
-		    const char *host, int64_t deadline, struct http_reply *reply)
+		    const char *body, size_t body_len, int64_t deadline, struct http_reply *reply)
 {
 	char req[1024], *raw = NULL;
 	size_t rawlen = 0;
 	int err, n = snprintf(req, sizeof(req),
-			      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: xgatectl\r\n"
-			      "Content-Length: 0\r\nConnection: close\r\n\r\n",
-			      method, path, host);
+			      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: xgatectl\r\n%s%s%s"
+			      "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+			      "Connection: close\r\n\r\n",
+			      method, path, o->admin, o->token ? "Authorization: Bearer " : "",
+			      o->token ? o->token : "", o->token ? "\r\n" : "", body_len);
 
 	if (n < 0 || (size_t)n >= sizeof(req))
 		return unreachable(o, "request too long");
 	err = send_request(fd, req, n, deadline);
+	if (!err && body_len)
+		err = send_request(fd, body, body_len, deadline);
 	if (!err)
 		err = read_all(fd, &raw, &rawlen, deadline);
 	if (err)
@@ -220,6 +224,12 @@ static int exchange(const struct ctl_opts *o, int fd, const char *method, const 
 
 int admin_request(const struct ctl_opts *o, const char *method, const char *path,
 		  struct http_reply *reply)
+{
+	return admin_request_body(o, method, path, NULL, 0, reply);
+}
+
+int admin_request_body(const struct ctl_opts *o, const char *method, const char *path,
+		       const char *body, size_t body_len, struct http_reply *reply)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai, *it;
 	int64_t deadline = now_ms() + o->timeout_ms;
@@ -242,7 +252,7 @@ int admin_request(const struct ctl_opts *o, const char *method, const char *path
 	freeaddrinfo(ai);
 	if (fd < 0)
 		return unreachable(o, strerror(-fd));
-	rc = exchange(o, fd, method, path, o->admin, deadline, reply);
+	rc = exchange(o, fd, method, path, body, body_len, deadline, reply);
 	close(fd);
 	return rc;
 }

@@ -16,6 +16,7 @@ enum {
 
 struct ctl_opts {
 	const char *admin; /* HOST:PORT */
+	const char *token; /* XGATE_ADMIN_TOKEN: sent as Authorization: Bearer */
 	const char *pin_dir;
 	bool json;
 	int timeout_ms;
@@ -34,6 +35,9 @@ struct http_reply {
  */
 int admin_request(const struct ctl_opts *o, const char *method, const char *path,
 		  struct http_reply *reply);
+/* The same with a request body (Content-Type: application/json). */
+int admin_request_body(const struct ctl_opts *o, const char *method, const char *path,
+		       const char *body, size_t body_len, struct http_reply *reply);
 void http_reply_free(struct http_reply *r);
 
 /* Column-aligned text tables. */
@@ -48,6 +52,9 @@ int cmd_reload(const struct ctl_opts *o, int argc, char **argv);
 int cmd_stats(const struct ctl_opts *o, int argc, char **argv);
 int cmd_list(const struct ctl_opts *o, int argc, char **argv); /* deny|allow */
 int cmd_top(const struct ctl_opts *o, int argc, char **argv);
+int cmd_apply(const struct ctl_opts *o, int argc, char **argv);
+int cmd_rollback(const struct ctl_opts *o, int argc, char **argv);
+int cmd_generations(const struct ctl_opts *o, int argc, char **argv);
 
 /* Prints why the pinned maps cannot be used and returns EXIT_UNREACHABLE, or 0 if present. */
 int check_pin_dir(const struct ctl_opts *o);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/runtime.h"
 #include "xgatectl/ctl.h"
 
 #ifndef XGATE_VERSION
@@ -32,6 +33,10 @@ static void usage(FILE *out)
 	    "                         prints every error and exits 1 when it is rejected\n"
 	    "  stats                  gateway counters (requests, upstreams, auth, limits,\n"
 	    "                         connections, TLS, splice) and the XDP counters by reason\n"
+	    "  apply FILE             validate FILE (- = stdin) and swap it in (POST /config);\n"
+	    "                         prints every error and exits 1 when it is refused\n"
+	    "  rollback [N]           swap back to generation N (default: the one before)\n"
+	    "  generations            the last 10 configs: generation, time, source, sha256\n"
 	    "\n"
 	    "Commands (pinned XDP maps, need root or CAP_BPF):\n"
 	    "  deny add|del CIDR      drop a source range in XDP (or stop dropping it)\n"
@@ -47,12 +52,17 @@ static void usage(FILE *out)
 	    "config reloads; entries from the config follow the config.\n"
 	    "\n"
 	    "Options:\n"
-	    "  -a, --admin HOST:PORT  admin API address (default " DEFAULT_ADMIN ")\n"
+	    "  -a, --admin HOST:PORT  admin API address (default: the one the running gateway\n"
+	    "                         wrote to " XGATE_RUNTIME_DIR_DEFAULT "/admin, else " DEFAULT_ADMIN ";\n"
+	    "                         XGATE_RUNTIME_DIR moves that directory)\n"
 	    "  -p, --pin-dir DIR      pinned map directory (default " DEFAULT_PIN_DIR ")\n"
 	    "  -j, --json             machine-readable JSON output instead of tables\n"
 	    "  -t, --timeout-ms N     admin API connect+response timeout (default %d)\n"
 	    "  -V, --version          print the version\n"
 	    "  -h, --help             this help\n"
+	    "\n"
+	    "Environment:\n"
+	    "  XGATE_ADMIN_TOKEN      sent as Authorization: Bearer (admin.token)\n"
 	    "\n"
 	    "Exit status:\n"
 	    "  0  success\n"
@@ -77,7 +87,8 @@ struct command {
 
 static const struct command commands[] = {
     {"status", cmd_status}, {"reload", cmd_reload}, {"stats", cmd_stats}, {"deny", cmd_list},
-    {"allow", cmd_list},    {"top", cmd_top},	    {NULL, NULL},
+    {"allow", cmd_list},    {"top", cmd_top},	    {"apply", cmd_apply},
+    {"rollback", cmd_rollback}, {"generations", cmd_generations}, {NULL, NULL},
 };
 
 static int parse_opts(int argc, char **argv, struct ctl_opts *o)
@@ -127,14 +138,38 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 	return 0;
 }
 
+/* The admin address the running gateway wrote (admin/runtime.c), or the default. */
+static const char *find_admin(char *buf, size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	if (!admin_runtime_path(path, sizeof(path)))
+		return DEFAULT_ADMIN;
+	f = fopen(path, "r");
+	if (!f)
+		return DEFAULT_ADMIN;
+	if (!fgets(buf, (int)len, f))
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return buf[0] ? buf : DEFAULT_ADMIN;
+}
+
 int main(int argc, char **argv)
 {
+	static char found[256];
 	struct ctl_opts o = {
-	    .admin = DEFAULT_ADMIN, .pin_dir = DEFAULT_PIN_DIR, .timeout_ms = DEFAULT_TIMEOUT_MS};
+	    .admin = NULL, .pin_dir = DEFAULT_PIN_DIR, .timeout_ms = DEFAULT_TIMEOUT_MS};
 	int rc = parse_opts(argc, argv, &o);
 
 	if (rc)
 		return rc;
+	if (!o.admin)
+		o.admin = find_admin(found, sizeof(found));
+	o.token = getenv("XGATE_ADMIN_TOKEN");
+	if (o.token && !*o.token)
+		o.token = NULL;
 	if (optind >= argc) {
 		usage(stderr);
 		return EXIT_USAGE;

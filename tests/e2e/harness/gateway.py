@@ -100,6 +100,8 @@ class Gateway:
         self.args = list(args or [])
         self.cwd = str(cwd or REPO)
         self.env = sanitizer_env(dict(os.environ, **(env or {})))
+        # The runtime file xgatectl finds the admin API by (default /run/xgate/admin).
+        self.env.setdefault("XGATE_RUNTIME_DIR", str(self.workdir / "run"))
         self.proc = None
         self.pid = None
         self.expected_exit = False  # set when a test ends the process on purpose
