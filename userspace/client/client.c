@@ -40,6 +40,7 @@ struct cconn {
 	size_t in_len, in_cap;
 	uint64_t idle_since_ms;
 	struct cconn *next_idle;
+	struct cconn *all_next, *all_prev; /* every connection, so client_free finds them all */
 };
 
 struct client_pool {
@@ -54,6 +55,7 @@ struct http_client {
 	struct metrics_shard *metrics;
 	struct client_pool *pools;
 	int npools;
+	struct cconn *all;
 	/* Round-robin state for the snapshot last used (indexes change across reloads). */
 	const struct xg_config *rr_cfg;
 	struct balance_rr *rr;
@@ -140,6 +142,12 @@ static const struct target_config *call_target(const struct client_call *c)
 
 static void conn_free_now(struct cconn *k)
 {
+	if (k->all_prev)
+		k->all_prev->all_next = k->all_next;
+	else
+		k->cl->all = k->all_next;
+	if (k->all_next)
+		k->all_next->all_prev = k->all_prev;
 	if (k->fd >= 0)
 		close(k->fd);
 	free(k->in);
@@ -360,6 +368,10 @@ static struct cconn *conn_open(struct http_client *cl, const struct target_confi
 	k->cl = cl;
 	k->fd = fd;
 	k->ts = tc->state;
+	k->all_next = cl->all;
+	if (cl->all)
+		cl->all->all_prev = k;
+	cl->all = k;
 	sqe = ring_get_sqe(cl->ring);
 	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&tc->addr, tc->addrlen);
 	ring_op_set(sqe, &k->op_tx);
@@ -854,14 +866,9 @@ void client_free(struct http_client *cl)
 {
 	if (!cl)
 		return;
-	for (int i = 0; i < cl->npools; i++) {
-		while (cl->pools[i].idle) {
-			struct cconn *k = cl->pools[i].idle;
-
-			cl->pools[i].idle = k->next_idle;
-			conn_free_now(k); /* idle: nothing armed */
-		}
-	}
+	/* Idle ones and closing ones still waiting for completions: the ring is gone. */
+	while (cl->all)
+		conn_free_now(cl->all);
 	free(cl->pools);
 	free(cl->rr);
 	free(cl);

@@ -75,7 +75,8 @@ struct client_call;
 /* metrics may be NULL (then nothing is counted). NULL on memory exhaustion. */
 struct http_client *client_new(struct io_uring *ring, struct timer_heap *timers,
 			       struct metrics_shard *metrics);
-/* Closes every connection; no request may be pending (their owners cancel them first). */
+/* Closes every connection; no request may be pending (their owners cancel them first).
+ * Called after the ring is torn down when operations may still be armed. */
 void client_free(struct http_client *cl);
 
 /* Starts a request; NULL only on memory exhaustion or bad options (no callback then). */
