@@ -33,6 +33,7 @@ struct server {
 	atomic_bool stop;
 	const char *reply;  /* NULL: never answers */
 	bool close_after;   /* closes the connection after each answer */
+	atomic_int delay_ms; /* answers this long after the request arrived */
 	atomic_int accepted;
 	atomic_int requests;
 	atomic_int closed;
@@ -88,6 +89,8 @@ static void *server_main(void *arg)
 					usleep(10000);
 				break;
 			}
+			if (s->delay_ms)
+				usleep(atomic_load(&s->delay_ms) * 1000);
 			if (send(fd, s->reply, strlen(s->reply), MSG_NOSIGNAL) < 0 || s->close_after)
 				break;
 		}
@@ -482,6 +485,49 @@ static void test_cancel_and_post_body(void)
 	server_stop(&q);
 }
 
+/* Requests in flight at once overlap: two 300 ms answers take about 300 ms, not 600. */
+static void test_parallel_requests_overlap(void)
+{
+	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	struct server a, b;
+	struct env e;
+	struct result ra = { 0 }, rb = { 0 };
+	struct client_request_opts o = { .upstream = 0, .path = "/slow", .timeout_ms = 2000 };
+	char json[512];
+	struct cfg_errs errs = { 0 };
+	struct xg_config *two;
+	uint64_t t0, took;
+
+	server_start(&a, reply, false);
+	server_start(&b, reply, false);
+	atomic_store(&a.delay_ms, 300);
+	atomic_store(&b.delay_ms, 300);
+	env_open(&e, target_list(a.port, 0), NULL);
+	snprintf(json, sizeof(json),
+		 "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:1\"}], "
+		 "\"upstreams\": [{\"name\": \"a\", \"targets\": [{\"address\": \"127.0.0.1:%d\"}]},"
+		 " {\"name\": \"b\", \"targets\": [{\"address\": \"127.0.0.1:%d\"}]}]}",
+		 a.port, b.port);
+	two = config_load_buffer(json, strlen(json), "two.json", &errs);
+	CHECK(two != NULL);
+	cfg_errs_free(&errs);
+	o.cfg = two;
+	t0 = clock_mono_ms();
+	CHECK(client_request(e.cl, &o, on_done, &ra) != NULL);
+	o.upstream = 1;
+	CHECK(client_request(e.cl, &o, on_done, &rb) != NULL);
+	run_until(&e, &ra.calls, 1, 3000);
+	run_until(&e, &rb.calls, 1, 3000);
+	took = clock_mono_ms() - t0;
+	CHECK_EQ(ra.err, CLIENT_OK);
+	CHECK_EQ(rb.err, CLIENT_OK);
+	CHECK(took >= 300 && took < 550);
+	env_close(&e);
+	config_put(two);
+	server_stop(&a);
+	server_stop(&b);
+}
+
 int main(void)
 {
 	RUN(test_content_length_and_reuse);
@@ -493,5 +539,6 @@ int main(void)
 	RUN(test_stale_pooled_connection_replaced);
 	RUN(test_no_target_and_bad_response);
 	RUN(test_cancel_and_post_body);
+	RUN(test_parallel_requests_overlap);
 	return CHECK_DONE();
 }
