@@ -240,6 +240,7 @@ struct worker {
 	struct resp_cache *cache;
 	struct metrics_shard *metrics;
 	struct stream_pool *streams;
+	struct http_client *client; /* sub-requests of filters (client/client.h) */
 	struct stream_env env;
 	struct timer_heap timers;
 	struct conn conns_head; /* sentinel of a circular list */

@@ -18,6 +18,7 @@
 
 #include "auth/auth.h"
 #include "cache/cache.h"
+#include "client/client.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
 #include "proxy/proxy.h"
@@ -607,6 +608,12 @@ static int worker_init(struct worker *w)
 	w->env.timers = &w->timers;
 	w->env.ring = &w->ring;
 	w->env.metrics = w->metrics;
+	w->client = client_new(&w->ring, &w->timers, w->metrics);
+	if (!w->client) {
+		snprintf(w->init_err, sizeof(w->init_err), "out of memory");
+		return -1;
+	}
+	w->env.client = w->client;
 	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));
 	if (!w->cfg) {
@@ -686,6 +693,7 @@ void worker_join(struct worker *w)
 	free(w->ls);
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
+	client_free(w->client); /* after the ring: no completion can reach its connections */
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 	if (w->br && w->br != MAP_FAILED)

@@ -66,6 +66,7 @@ struct resp_cache;
 struct metrics_shard;
 struct timer_heap;
 struct io_uring;
+struct http_client;
 
 /* The worker's resources filters use; owned by the worker, outlive every stream. */
 struct stream_env {
@@ -74,6 +75,7 @@ struct stream_env {
 	struct metrics_shard *metrics;
 	struct timer_heap *timers;
 	struct io_uring *ring; /* for loop/ring.h operations; NULL in unit tests' fake hosts */
+	struct http_client *client; /* client/client.h sub-requests; NULL in fake hosts */
 };
 
 enum filter_verdict {

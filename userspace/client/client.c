@@ -1,0 +1,884 @@
+/*
+ * The worker's HTTP/1.1 client (see client.h). A call owns at most one connection at a
+ * time; a connection belongs to a call, to its target's idle pool, or to nobody while it
+ * waits for its last completions before the socket is closed and the memory freed (the
+ * ring_op rule: nothing the kernel may still complete into is freed early).
+ */
+#include "client/client.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "config/config.h"
+#include "loop/ring.h"
+#include "loop/timer.h"
+#include "metrics/metrics.h"
+#include "upstream/upstream.h"
+
+#define CONN_READ_CHUNK (16 * 1024)
+
+struct cconn {
+	struct ring_op op_tx; /* connect, then sends */
+	struct ring_op op_rx; /* receives */
+	struct http_client *cl;
+	struct target_state *ts;
+	int fd;
+	bool tx_armed, rx_armed;
+	bool connected;
+	bool reused;   /* taken from the pool for the current call */
+	bool closing;  /* freed once nothing is armed */
+	bool got_bytes; /* the current call received something on it */
+	struct client_call *call;
+	char *in;
+	size_t in_len, in_cap;
+	uint64_t idle_since_ms;
+	struct cconn *next_idle;
+	struct cconn *all_next, *all_prev; /* every connection, so client_free finds them all */
+};
+
+struct client_pool {
+	struct target_state *ts;
+	struct cconn *idle;
+	unsigned nidle;
+};
+
+struct http_client {
+	struct io_uring *ring;
+	struct timer_heap *timers;
+	struct metrics_shard *metrics;
+	struct client_pool *pools;
+	int npools;
+	struct cconn *all;
+	/* Round-robin state for the snapshot last used (indexes change across reloads). */
+	const struct xg_config *rr_cfg;
+	struct balance_rr *rr;
+	int nrr;
+};
+
+struct client_call {
+	struct http_client *cl;
+	client_done_fn done;
+	void *arg;
+	const struct xg_config *cfg;
+	int upstream;
+	enum http_method method;
+	char *line;   /* "METHOD path HTTP/1.1\r\n" */
+	char *suffix; /* extra headers, framing, empty line, body */
+	size_t suffix_len;
+	char *host;
+	uint64_t hash;
+	size_t max_body;
+	uint64_t start_ns;
+	uint64_t deadline_ms;
+	uint64_t connect_due_ms; /* 0: not connecting */
+	struct timer timer;
+	enum client_error deferred; /* delivered from the timer (never from client_request) */
+	bool deferring;
+	/* the current attempt */
+	int target;
+	uint64_t tried;
+	unsigned attempts;
+	bool stale_retried;
+	bool counted_active;
+	enum client_error last_err;
+	struct cconn *conn;
+	char *out;
+	size_t out_len, out_sent;
+	/* the response */
+	bool have_head;
+	bool eof; /* the upstream closed: the end of a close-delimited body */
+	size_t head_len;
+	struct http_response resp;
+	struct http_chunked chunked;
+	size_t raw_done; /* chunked: raw bytes after the head already decoded */
+	char *body;	 /* chunked: decoded payload */
+	size_t body_len, body_cap;
+};
+
+static const char *const error_names[] = {
+	[CLIENT_OK] = "ok",
+	[CLIENT_ERR_NO_TARGET] = "no available target",
+	[CLIENT_ERR_CONNECT] = "connect failed",
+	[CLIENT_ERR_TIMEOUT] = "timeout",
+	[CLIENT_ERR_RESET] = "connection closed",
+	[CLIENT_ERR_PROTOCOL] = "invalid response",
+	[CLIENT_ERR_TOO_LARGE] = "response too large",
+	[CLIENT_ERR_NOMEM] = "out of memory",
+};
+
+const char *client_error_name(enum client_error e)
+{
+	return (unsigned)e < sizeof(error_names) / sizeof(error_names[0]) ? error_names[e] : "?";
+}
+
+static struct cconn *conn_of_tx(struct ring_op *op)
+{
+	return (struct cconn *)((char *)op - offsetof(struct cconn, op_tx));
+}
+
+static struct cconn *conn_of_rx(struct ring_op *op)
+{
+	return (struct cconn *)((char *)op - offsetof(struct cconn, op_rx));
+}
+
+static const struct upstream_config *call_upstream(const struct client_call *c)
+{
+	return &c->cfg->upstreams[c->upstream];
+}
+
+static const struct target_config *call_target(const struct client_call *c)
+{
+	return c->target >= 0 ? &call_upstream(c)->targets[c->target] : NULL;
+}
+
+/* ---- connections ---- */
+
+static void conn_free_now(struct cconn *k)
+{
+	if (k->all_prev)
+		k->all_prev->all_next = k->all_next;
+	else
+		k->cl->all = k->all_next;
+	if (k->all_next)
+		k->all_next->all_prev = k->all_prev;
+	if (k->fd >= 0)
+		close(k->fd);
+	free(k->in);
+	free(k);
+}
+
+static void conn_maybe_free(struct cconn *k)
+{
+	if (k->closing && !k->tx_armed && !k->rx_armed)
+		conn_free_now(k);
+}
+
+/* Closes the connection once its armed operations have completed (cancelled now). */
+static void conn_close(struct cconn *k)
+{
+	k->call = NULL;
+	k->closing = true;
+	if (k->tx_armed)
+		ring_op_cancel(k->cl->ring, &k->op_tx);
+	if (k->rx_armed)
+		ring_op_cancel(k->cl->ring, &k->op_rx);
+	conn_maybe_free(k);
+}
+
+static struct client_pool *pool_find(struct http_client *cl, struct target_state *ts, bool create)
+{
+	struct client_pool *p;
+
+	for (int i = 0; i < cl->npools; i++)
+		if (cl->pools[i].ts == ts)
+			return &cl->pools[i];
+	if (!create)
+		return NULL;
+	p = realloc(cl->pools, (cl->npools + 1) * sizeof(*p));
+	if (!p)
+		return NULL;
+	cl->pools = p;
+	p = &cl->pools[cl->npools++];
+	memset(p, 0, sizeof(*p));
+	p->ts = ts;
+	return p;
+}
+
+/* An idle connection is usable when the upstream neither closed it nor sent bytes nobody
+ * asked for (they would be taken as the next response). */
+static bool conn_idle_clean(struct cconn *k)
+{
+	char ch;
+	ssize_t n = recv(k->fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static struct cconn *pool_take(struct http_client *cl, struct target_state *ts,
+			       uint32_t idle_timeout_ms)
+{
+	struct client_pool *p = pool_find(cl, ts, false);
+	uint64_t now = clock_mono_ms();
+
+	while (p && p->idle) {
+		struct cconn *k = p->idle;
+
+		p->idle = k->next_idle;
+		p->nidle--;
+		k->next_idle = NULL;
+		if (now - k->idle_since_ms <= idle_timeout_ms && conn_idle_clean(k)) {
+			k->reused = true;
+			return k;
+		}
+		conn_close(k);
+	}
+	return NULL;
+}
+
+static void pool_put(struct http_client *cl, struct cconn *k, unsigned keepalive)
+{
+	struct client_pool *p = pool_find(cl, k->ts, true);
+
+	k->call = NULL;
+	if (!p || p->nidle >= keepalive || k->tx_armed || k->rx_armed) {
+		conn_close(k);
+		return;
+	}
+	k->in_len = 0;
+	k->idle_since_ms = clock_mono_ms();
+	k->next_idle = p->idle;
+	p->idle = k;
+	p->nidle++;
+}
+
+static void conn_arm_rx(struct cconn *k);
+static void conn_arm_tx(struct cconn *k);
+static void call_progress(struct client_call *c);
+static void call_conn_failed(struct client_call *c, enum client_error err, bool connecting);
+
+static void on_tx(struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct cconn *k = conn_of_tx(op);
+	struct client_call *c = k->call;
+
+	k->tx_armed = false;
+	if (k->closing || !c) {
+		conn_maybe_free(k);
+		return;
+	}
+	if (!k->connected) {
+		if (cqe->res < 0) {
+			call_conn_failed(c, CLIENT_ERR_CONNECT, true);
+			return;
+		}
+		k->connected = true;
+		c->connect_due_ms = 0;
+		timer_add(c->cl->timers, &c->timer, c->deadline_ms, c->timer.fire);
+		conn_arm_tx(k);
+		conn_arm_rx(k);
+		return;
+	}
+	if (cqe->res <= 0) {
+		call_conn_failed(c, CLIENT_ERR_RESET, false);
+		return;
+	}
+	c->out_sent += cqe->res;
+	if (c->out_sent < c->out_len)
+		conn_arm_tx(k);
+}
+
+static void on_rx(struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct cconn *k = conn_of_rx(op);
+	struct client_call *c = k->call;
+
+	k->rx_armed = false;
+	if (k->closing || !c) {
+		conn_maybe_free(k);
+		return;
+	}
+	if (cqe->res < 0) {
+		call_conn_failed(c, CLIENT_ERR_RESET, false);
+		return;
+	}
+	if (cqe->res == 0) {
+		/* The upstream closed: the end of a close-delimited body, else too early. */
+		if (c->have_head && c->resp.body == HTTP_BODY_EOF) {
+			c->eof = true;
+			call_progress(c);
+			return;
+		}
+		call_conn_failed(c, CLIENT_ERR_RESET, false);
+		return;
+	}
+	k->got_bytes = true;
+	k->in_len += cqe->res;
+	call_progress(c);
+}
+
+static void conn_arm_tx(struct cconn *k)
+{
+	struct client_call *c = k->call;
+	struct io_uring_sqe *sqe = ring_get_sqe(k->cl->ring);
+
+	io_uring_prep_send(sqe, k->fd, c->out + c->out_sent, c->out_len - c->out_sent,
+			   MSG_NOSIGNAL);
+	ring_op_set(sqe, &k->op_tx);
+	k->tx_armed = true;
+}
+
+static bool conn_room(struct cconn *k, size_t want)
+{
+	char *p;
+	size_t cap;
+
+	if (k->in_cap - k->in_len >= want)
+		return true;
+	cap = k->in_cap ? k->in_cap : CONN_READ_CHUNK;
+	while (cap - k->in_len < want)
+		cap *= 2;
+	p = realloc(k->in, cap);
+	if (!p)
+		return false;
+	k->in = p;
+	k->in_cap = cap;
+	return true;
+}
+
+static void conn_arm_rx(struct cconn *k)
+{
+	struct io_uring_sqe *sqe;
+
+	if (k->rx_armed)
+		return;
+	if (!conn_room(k, CONN_READ_CHUNK)) {
+		call_conn_failed(k->call, CLIENT_ERR_NOMEM, false);
+		return;
+	}
+	sqe = ring_get_sqe(k->cl->ring);
+	io_uring_prep_recv(sqe, k->fd, k->in + k->in_len, k->in_cap - k->in_len, 0);
+	ring_op_set(sqe, &k->op_rx);
+	k->rx_armed = true;
+}
+
+static struct cconn *conn_open(struct http_client *cl, const struct target_config *tc)
+{
+	struct cconn *k;
+	struct io_uring_sqe *sqe;
+	int one = 1;
+	int fd = socket(tc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return NULL;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		close(fd);
+		return NULL;
+	}
+	k->op_tx.complete = on_tx;
+	k->op_rx.complete = on_rx;
+	k->cl = cl;
+	k->fd = fd;
+	k->ts = tc->state;
+	k->all_next = cl->all;
+	if (cl->all)
+		cl->all->all_prev = k;
+	cl->all = k;
+	sqe = ring_get_sqe(cl->ring);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&tc->addr, tc->addrlen);
+	ring_op_set(sqe, &k->op_tx);
+	k->tx_armed = true;
+	return k;
+}
+
+/* ---- calls ---- */
+
+static void call_free(struct client_call *c)
+{
+	free(c->line);
+	free(c->suffix);
+	free(c->host);
+	free(c->out);
+	free(c->body);
+	free(c);
+}
+
+static void count(struct client_call *c, enum upstream_outcome outcome, bool report)
+{
+	const struct target_config *tc = call_target(c);
+
+	if (!tc)
+		return;
+	metrics_upstream_request(c->cl->metrics, tc->metrics_slot, outcome);
+	if (report)
+		target_report(tc->state, &call_upstream(c)->breaker, outcome == OUTCOME_SUCCESS,
+			      clock_mono_ms());
+}
+
+static void release_active(struct client_call *c)
+{
+	if (c->counted_active) {
+		atomic_fetch_sub(&call_target(c)->state->active, 1);
+		c->counted_active = false;
+	}
+}
+
+/* Delivers the outcome and frees the call; the connection goes back to the pool when the
+ * response was complete and nothing follows it. */
+static void call_finish(struct client_call *c, enum client_error err, bool reusable)
+{
+	struct client_response r = { .err = err, .target = "" };
+	const struct target_config *tc = call_target(c);
+	struct cconn *k = c->conn;
+	struct http_response resp;
+	struct http_limits lim = { .max_header_bytes = c->head_len, .max_request_line = 0 };
+
+	timer_del(c->cl->timers, &c->timer);
+	release_active(c);
+	if (tc)
+		r.target = tc->address_text;
+	r.duration_us = (clock_mono_ns() - c->start_ns) / 1000;
+	if (err == CLIENT_OK) {
+		/* Parsed again: the buffer may have moved since the head was first parsed. */
+		if (http_parse_response(k->in, c->head_len, &lim, c->method, &resp) <= 0) {
+			r.err = CLIENT_ERR_PROTOCOL;
+			reusable = false;
+		} else {
+			resp.body = c->resp.body;
+			resp.keep_alive = c->resp.keep_alive;
+			r.status = resp.status;
+			r.head = &resp;
+			if (c->resp.body == HTTP_BODY_CHUNKED) {
+				r.body = c->body ? c->body : "";
+				r.body_len = c->body_len;
+			} else {
+				r.body = k->in + c->head_len;
+				r.body_len = k->in_len - c->head_len;
+			}
+		}
+	}
+	c->done(c->arg, &r);
+	if (k) {
+		c->conn = NULL;
+		if (reusable && r.err == CLIENT_OK)
+			pool_put(c->cl, k, call_upstream(c)->keepalive);
+		else
+			conn_close(k);
+	}
+	call_free(c);
+}
+
+static void call_deferred_fire(struct client_call *c)
+{
+	call_finish(c, c->deferred, false);
+}
+
+static void call_timer_fire(struct timer *t)
+{
+	struct client_call *c = (struct client_call *)((char *)t - offsetof(struct client_call, timer));
+	uint64_t now = clock_mono_ms();
+
+	if (c->deferring) {
+		call_deferred_fire(c);
+		return;
+	}
+	if (c->connect_due_ms && now < c->deadline_ms) {
+		call_conn_failed(c, CLIENT_ERR_CONNECT, true); /* connect timeout: next target */
+		return;
+	}
+	count(c, OUTCOME_TIMEOUT, !c->have_head);
+	call_finish(c, CLIENT_ERR_TIMEOUT, false);
+}
+
+/* Fails the call from the timer heap, so the caller never sees its callback early. */
+static void call_defer(struct client_call *c, enum client_error err)
+{
+	c->deferring = true;
+	c->deferred = err;
+	if (!timer_add(c->cl->timers, &c->timer, 0, call_timer_fire))
+		call_finish(c, err, false); /* cannot happen with a heap that has room */
+}
+
+static bool build_out(struct client_call *c, const char *host)
+{
+	size_t line = strlen(c->line), hl = strlen(host);
+	size_t n = line + 6 + hl + 2 + c->suffix_len;
+
+	free(c->out);
+	c->out = malloc(n);
+	if (!c->out)
+		return false;
+	memcpy(c->out, c->line, line);
+	memcpy(c->out + line, "Host: ", 6);
+	memcpy(c->out + line + 6, host, hl);
+	memcpy(c->out + line + 6 + hl, "\r\n", 2);
+	memcpy(c->out + line + 8 + hl, c->suffix, c->suffix_len);
+	c->out_len = n;
+	c->out_sent = 0;
+	return true;
+}
+
+static struct balance_rr *client_rr(struct http_client *cl, const struct xg_config *cfg,
+				    int upstream)
+{
+	if (cl->rr_cfg != cfg || upstream >= cl->nrr) {
+		struct balance_rr *rr = calloc(cfg->nupstreams + 1, sizeof(*rr));
+
+		if (!rr)
+			return NULL;
+		free(cl->rr);
+		cl->rr = rr;
+		cl->nrr = cfg->nupstreams;
+		cl->rr_cfg = cfg;
+	}
+	return &cl->rr[upstream];
+}
+
+static void reset_response(struct client_call *c)
+{
+	c->have_head = false;
+	c->eof = false;
+	c->head_len = 0;
+	c->raw_done = 0;
+	c->body_len = 0;
+	http_chunked_init(&c->chunked);
+}
+
+/* Sends the request on k (fresh: after its connect; pooled: now). */
+static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
+{
+	const struct upstream_config *uc = call_upstream(c);
+
+	c->conn = k;
+	k->call = c;
+	k->got_bytes = false;
+	k->in_len = 0;
+	reset_response(c);
+	if (fresh) {
+		k->reused = false;
+		c->connect_due_ms = clock_mono_ms() + (uc->connect_timeout_ms ? uc->connect_timeout_ms : 1000);
+		timer_add(c->cl->timers, &c->timer,
+			  c->connect_due_ms < c->deadline_ms ? c->connect_due_ms : c->deadline_ms,
+			  call_timer_fire);
+		return;
+	}
+	conn_arm_tx(k);
+	conn_arm_rx(k);
+}
+
+/* Picks a target and starts on it, or fails the call (deferred). */
+static void call_attempt(struct client_call *c)
+{
+	const struct upstream_config *uc = call_upstream(c);
+	struct balance_rr local, *rr = client_rr(c->cl, c->cfg, c->upstream);
+	const struct target_config *tc;
+	struct cconn *k;
+	int idx;
+
+	if (!rr) {
+		memset(&local, 0, sizeof(local));
+		rr = &local;
+	}
+	idx = balance_pick(uc, rr, c->hash, c->tried, clock_mono_ms());
+	if (idx < 0) {
+		call_defer(c, c->tried ? c->last_err : CLIENT_ERR_NO_TARGET);
+		return;
+	}
+	c->target = idx;
+	c->tried |= 1ull << idx;
+	c->attempts++;
+	tc = &uc->targets[idx];
+	atomic_fetch_add(&tc->state->active, 1);
+	c->counted_active = true;
+	if (!build_out(c, c->host ? c->host : tc->address_text)) {
+		call_defer(c, CLIENT_ERR_NOMEM);
+		return;
+	}
+	k = pool_take(c->cl, tc->state, c->cfg->limits.idle_timeout_ms);
+	if (k) {
+		call_use_conn(c, k, false);
+		return;
+	}
+	k = conn_open(c->cl, tc);
+	if (!k) {
+		c->last_err = CLIENT_ERR_CONNECT;
+		call_defer(c, CLIENT_ERR_CONNECT);
+		return;
+	}
+	call_use_conn(c, k, true);
+}
+
+/*
+ * The connection failed. A connect failure moves to another target while `retries`
+ * allows; a pooled connection the upstream had closed before answering is replaced by a
+ * fresh one once (the request never reached an application); anything else ends the call.
+ */
+static void call_conn_failed(struct client_call *c, enum client_error err, bool connecting)
+{
+	struct cconn *k = c->conn;
+	bool stale = k && k->reused && !k->got_bytes && !connecting;
+
+	c->conn = NULL;
+	if (k)
+		conn_close(k);
+	c->connect_due_ms = 0;
+	if (stale && !c->stale_retried) {
+		c->stale_retried = true;
+		c->tried &= ~(1ull << c->target);
+		c->attempts--;
+		release_active(c);
+		call_attempt(c);
+		return;
+	}
+	count(c, connecting ? OUTCOME_CONNECT_ERROR : (err == CLIENT_ERR_PROTOCOL ? OUTCOME_PROTOCOL_ERROR : OUTCOME_RESET),
+	      !c->have_head);
+	c->last_err = err;
+	if (connecting && c->attempts <= call_upstream(c)->retries) {
+		release_active(c);
+		call_attempt(c);
+		return;
+	}
+	call_finish(c, err, false);
+}
+
+/* Decodes the chunked bytes received since the last call into c->body. */
+static int take_chunked(struct client_call *c)
+{
+	struct cconn *k = c->conn;
+	size_t start = c->head_len + c->raw_done;
+	struct http_span spans[64];
+
+	while (start < k->in_len && !c->chunked.done) {
+		size_t nspans = 64;
+		ssize_t used = http_chunked_scan(&c->chunked, k->in + start, k->in_len - start,
+						 spans, &nspans);
+
+		if (used < 0)
+			return -1;
+		for (size_t i = 0; i < nspans; i++) {
+			size_t need = c->body_len + spans[i].len;
+
+			if (need > c->max_body)
+				return -2;
+			if (need > c->body_cap) {
+				size_t cap = c->body_cap ? c->body_cap : 4096;
+				char *p;
+
+				while (cap < need)
+					cap *= 2;
+				p = realloc(c->body, cap);
+				if (!p)
+					return -3;
+				c->body = p;
+				c->body_cap = cap;
+			}
+			memcpy(c->body + c->body_len, k->in + start + spans[i].off, spans[i].len);
+			c->body_len += spans[i].len;
+		}
+		start += used;
+		if (used == 0)
+			break;
+	}
+	/* Decoded raw bytes are dropped, so the buffer holds the head and a partial chunk. */
+	memmove(k->in + c->head_len, k->in + start, k->in_len - start);
+	k->in_len -= start - c->head_len;
+	c->raw_done = 0;
+	return 0;
+}
+
+static bool parse_head(struct client_call *c)
+{
+	struct cconn *k = c->conn;
+	struct http_limits lim = { .max_header_bytes = c->cfg->limits.max_header_bytes };
+	int r;
+
+	for (;;) {
+		r = http_parse_response(k->in, k->in_len, &lim, c->method, &c->resp);
+		if (r <= 0)
+			break;
+		if (c->resp.status >= 200)
+			break;
+		if (c->resp.status == 101) {
+			r = -1; /* nobody asked for an upgrade */
+			break;
+		}
+		/* 1xx interim responses: dropped, the final one follows. */
+		memmove(k->in, k->in + r, k->in_len - r);
+		k->in_len -= r;
+	}
+	if (r < 0) {
+		call_conn_failed(c, CLIENT_ERR_PROTOCOL, false);
+		return false;
+	}
+	if (r == 0) {
+		conn_arm_rx(k);
+		return false;
+	}
+	c->have_head = true;
+	c->head_len = r;
+	c->connect_due_ms = 0;
+	count(c, OUTCOME_SUCCESS, true);
+	if (c->resp.body == HTTP_BODY_LENGTH && c->resp.content_length > c->max_body) {
+		call_finish(c, CLIENT_ERR_TOO_LARGE, false);
+		return false;
+	}
+	return true;
+}
+
+/* Whatever arrived: parse the head, take body bytes, finish when the body is complete. */
+static void call_progress(struct client_call *c)
+{
+	struct cconn *k = c->conn;
+	size_t have;
+	int r;
+
+	if (!c->have_head && !parse_head(c))
+		return;
+	have = k->in_len - c->head_len;
+	switch (c->resp.body) {
+	case HTTP_BODY_NONE:
+		call_finish(c, CLIENT_OK, have == 0 && c->resp.keep_alive);
+		return;
+	case HTTP_BODY_LENGTH:
+		if (have >= c->resp.content_length) {
+			bool exact = have == c->resp.content_length;
+
+			call_finish(c, CLIENT_OK, exact && c->resp.keep_alive);
+			return;
+		}
+		break;
+	case HTTP_BODY_CHUNKED:
+		r = take_chunked(c);
+		if (r < 0) {
+			call_finish(c, r == -2 ? CLIENT_ERR_TOO_LARGE : r == -3 ? CLIENT_ERR_NOMEM : CLIENT_ERR_PROTOCOL, false);
+			return;
+		}
+		if (c->chunked.done) {
+			call_finish(c, CLIENT_OK, k->in_len == c->head_len && c->resp.keep_alive);
+			return;
+		}
+		break;
+	case HTTP_BODY_EOF:
+		if (have > c->max_body) {
+			call_finish(c, CLIENT_ERR_TOO_LARGE, false);
+			return;
+		}
+		if (c->eof) {
+			call_finish(c, CLIENT_OK, false);
+			return;
+		}
+		break;
+	}
+	conn_arm_rx(k);
+}
+
+static char *dup_str(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static enum http_method method_of(const char *m)
+{
+	for (int i = HTTP_GET; i < HTTP_METHOD_COUNT; i++)
+		if (!strcmp(http_method_name(i), m))
+			return i;
+	return HTTP_OTHER;
+}
+
+static bool build_request_text(struct client_call *c, const struct client_request_opts *o)
+{
+	const char *method = o->method ? o->method : "GET";
+	const char *hdrs = o->headers ? o->headers : "";
+	size_t hl = strlen(hdrs), n;
+	char clen[48] = "";
+
+	if (asprintf(&c->line, "%s %s HTTP/1.1\r\n", method, o->path) < 0) {
+		c->line = NULL;
+		return false;
+	}
+	if (o->body_len || c->method == HTTP_POST || c->method == HTTP_PUT ||
+	    c->method == HTTP_PATCH)
+		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", o->body_len);
+	n = hl + strlen(clen) + sizeof("Connection: keep-alive\r\n\r\n") - 1 + o->body_len;
+	c->suffix = malloc(n + 1);
+	if (!c->suffix)
+		return false;
+	c->suffix_len = (size_t)snprintf(c->suffix, n + 1, "%s%sConnection: keep-alive\r\n\r\n",
+					 hdrs, clen);
+	if (o->body_len)
+		memcpy(c->suffix + c->suffix_len, o->body, o->body_len);
+	c->suffix_len += o->body_len;
+	return true;
+}
+
+struct client_call *client_request(struct http_client *cl, const struct client_request_opts *o,
+				   client_done_fn done, void *arg)
+{
+	struct client_call *c;
+	const struct upstream_config *uc;
+	uint32_t timeout;
+
+	if (!cl || !o || !o->cfg || !o->path || o->path[0] != '/' || o->upstream < 0 ||
+	    o->upstream >= o->cfg->nupstreams || !done)
+		return NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	uc = &o->cfg->upstreams[o->upstream];
+	c->cl = cl;
+	c->done = done;
+	c->arg = arg;
+	c->cfg = o->cfg;
+	c->upstream = o->upstream;
+	c->method = method_of(o->method ? o->method : "GET");
+	c->hash = o->hash;
+	c->target = -1;
+	c->max_body = o->max_body_bytes ? o->max_body_bytes : CLIENT_DEFAULT_MAX_BODY;
+	c->start_ns = clock_mono_ns();
+	timeout = o->timeout_ms ? o->timeout_ms : uc->connect_timeout_ms + uc->read_timeout_ms;
+	c->deadline_ms = clock_mono_ms() + timeout;
+	c->timer.fire = call_timer_fire;
+	c->host = dup_str(o->host);
+	if ((o->host && !c->host) || !build_request_text(c, o)) {
+		call_free(c);
+		return NULL;
+	}
+	http_chunked_init(&c->chunked);
+	call_attempt(c);
+	return c;
+}
+
+void client_cancel(struct client_call *c)
+{
+	if (!c)
+		return;
+	timer_del(c->cl->timers, &c->timer);
+	release_active(c);
+	if (c->conn) {
+		conn_close(c->conn);
+		c->conn = NULL;
+	}
+	call_free(c);
+}
+
+struct http_client *client_new(struct io_uring *ring, struct timer_heap *timers,
+			       struct metrics_shard *metrics)
+{
+	struct http_client *cl = calloc(1, sizeof(*cl));
+
+	if (!cl)
+		return NULL;
+	cl->ring = ring;
+	cl->timers = timers;
+	cl->metrics = metrics;
+	return cl;
+}
+
+void client_free(struct http_client *cl)
+{
+	if (!cl)
+		return;
+	/* Idle ones and closing ones still waiting for completions: the ring is gone. */
+	while (cl->all)
+		conn_free_now(cl->all);
+	free(cl->pools);
+	free(cl->rr);
+	free(cl);
+}
+
+unsigned client_idle_count(const struct http_client *cl)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < cl->npools; i++)
+		n += cl->pools[i].nidle;
+	return n;
+}

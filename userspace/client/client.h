@@ -1,0 +1,91 @@
+/*
+ * Asynchronous HTTP/1.1 client for requests the gateway makes itself on behalf of a
+ * filter (composition calls, token introspection). One per worker, single-threaded: its
+ * sockets run on the worker's ring (loop/ring.h callbacks), its deadlines on the worker's
+ * timer heap (loop/timer.h), so nothing blocks and nothing needs a lock.
+ *
+ * A request names a configured upstream: the target is chosen by upstream/ (balance,
+ * health, breaker) and reported back to it; idle keep-alive connections are pooled per
+ * target (at most the upstream's `keepalive`); a connect failure is retried on another
+ * target up to the upstream's `retries`, and a pooled connection the upstream had closed
+ * is replaced once by a fresh one. Responses are parsed with http/ (Content-Length,
+ * chunked, close-delimited bodies); the decoded body is held in memory up to a bound.
+ *
+ * The completion callback runs exactly once, never from inside client_request() (an
+ * immediate failure is delivered from the timer heap), unless the caller cancels first.
+ * What it is given is valid only during the call: copy what is needed.
+ */
+#ifndef XGATE_CLIENT_CLIENT_H
+#define XGATE_CLIENT_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/http.h"
+
+struct io_uring;
+struct timer_heap;
+struct metrics_shard;
+struct xg_config;
+
+#define CLIENT_DEFAULT_MAX_BODY (1u << 20)
+
+enum client_error {
+	CLIENT_OK,
+	CLIENT_ERR_NO_TARGET, /* no available target (health, breaker): 503 material */
+	CLIENT_ERR_CONNECT,   /* refused, unreachable, connect timeout on every try */
+	CLIENT_ERR_TIMEOUT,   /* the request's deadline passed */
+	CLIENT_ERR_RESET,     /* closed or reset before the response was complete */
+	CLIENT_ERR_PROTOCOL,  /* not a valid HTTP/1.1 response */
+	CLIENT_ERR_TOO_LARGE, /* the body is over max_body_bytes */
+	CLIENT_ERR_NOMEM,
+};
+const char *client_error_name(enum client_error e);
+
+struct client_response {
+	enum client_error err;
+	int status;			  /* 0 unless err == CLIENT_OK */
+	const struct http_response *head; /* NULL unless err == CLIENT_OK */
+	const char *body;		  /* decoded payload (no chunk framing) */
+	size_t body_len;
+	const char *target; /* address of the target tried last, "" when none */
+	uint64_t duration_us;
+};
+
+struct client_request_opts {
+	const struct xg_config *cfg; /* the snapshot `upstream` indexes; outlives the request */
+	int upstream;
+	const char *method; /* NULL: GET */
+	const char *path;   /* origin-form target with query, already percent-encoded */
+	const char *host;   /* Host value; NULL: the target's address */
+	const char *headers; /* extra header lines, each ending in CRLF; NULL: none */
+	const char *body;    /* copied; sent with Content-Length */
+	size_t body_len;
+	uint32_t timeout_ms;   /* whole request, retries included; 0: connect + read timeouts */
+	size_t max_body_bytes; /* 0: CLIENT_DEFAULT_MAX_BODY */
+	uint64_t hash;	       /* key for "balance": "hash" upstreams */
+};
+
+typedef void (*client_done_fn)(void *arg, const struct client_response *resp);
+
+struct http_client;
+struct client_call;
+
+/* metrics may be NULL (then nothing is counted). NULL on memory exhaustion. */
+struct http_client *client_new(struct io_uring *ring, struct timer_heap *timers,
+			       struct metrics_shard *metrics);
+/* Closes every connection; no request may be pending (their owners cancel them first).
+ * Called after the ring is torn down when operations may still be armed. */
+void client_free(struct http_client *cl);
+
+/* Starts a request; NULL only on memory exhaustion or bad options (no callback then). */
+struct client_call *client_request(struct http_client *cl, const struct client_request_opts *o,
+				   client_done_fn done, void *arg);
+/* Abandons a pending request: its callback will not run. Not from inside its callback. */
+void client_cancel(struct client_call *call);
+
+/* Idle pooled connections to every target (for tests and status). */
+unsigned client_idle_count(const struct http_client *cl);
+
+#endif
