@@ -174,3 +174,20 @@ def test_queue_config_errors(upstream, gateway):
                                                   "upstream": "cfg"}])
         code, output = gateway(cfg, expect_start_failure=True)
         assert code != 0 and path in output, (keys, output)
+
+
+def test_cap_holds_across_workers(upstream, gateway):
+    """Two workers share each target's cap; a slot freed by one worker serves the other's
+    queue (noticed by its poll)."""
+    gate = Gate()
+    up = upstream(name="mw", handler=gate)
+    cfg = queue_config(up, cap=1)
+    cfg["workers"] = 2
+    gw = gateway(cfg)
+    results = {}
+    threads = [background(gw, "/w%d" % i, results, i) for i in range(8)]
+    for t in threads:
+        t.join(20)
+    assert [results[i].status for i in range(8)] == [200] * 8
+    assert gate.max_inflight == 1
+    assert len(up.requests) == 8
