@@ -191,3 +191,27 @@ def test_cap_holds_across_workers(upstream, gateway):
     assert [results[i].status for i in range(8)] == [200] * 8
     assert gate.max_inflight == 1
     assert len(up.requests) == 8
+
+
+def test_queued_request_keeps_its_body(upstream, gateway):
+    import hashlib
+    gate = Gate()
+    up = upstream(name="body", handler=gate)
+    gw = gateway(queue_config(up, cap=1))
+    results = {}
+    held = background(gw, "/hold", results, "hold")
+    up.wait_requests(1)
+    body = bytes(range(256)) * 1024  # 256 KiB: more than the client buffer holds at once
+    out = {}
+
+    def post():
+        out["r"] = http_request("POST", gw.url("/post"), body=body, timeout=15)
+    t = threading.Thread(target=post, daemon=True)
+    t.start()
+    wait_depth(gw, "body", 1)
+    gate.release.set()
+    held.join(20)
+    t.join(20)
+    assert out["r"].status == 200, out["r"]
+    assert up.requests[-1].path == "/post"
+    assert up.requests[-1].body_sha256 == hashlib.sha256(body).hexdigest()
