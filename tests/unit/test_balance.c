@@ -324,6 +324,26 @@ static void test_hash_ring_edges(void)
 	CHECK_EQ(balance_pick(&p.u, NULL, 1, 0, 1000), -1);
 }
 
+/* max_conns_per_target slots: a cap is never exceeded, 0 means no cap. */
+static void test_claim_slot(void)
+{
+	struct target_state *t = target_state_get("claim-test", "127.0.0.1:1");
+	struct upstream_queue_stats *q1 = upstream_queue_stats_get("claim-test");
+
+	CHECK(t != NULL && q1 != NULL);
+	CHECK(q1 == upstream_queue_stats_get("claim-test"));
+	CHECK(q1 != upstream_queue_stats_get("claim-other"));
+	CHECK(target_claim_slot(t, 2));
+	CHECK(target_claim_slot(t, 2));
+	CHECK(!target_claim_slot(t, 2));
+	CHECK_EQ(atomic_load(&t->active), 2);
+	atomic_fetch_sub(&t->active, 1);
+	CHECK(target_claim_slot(t, 2));
+	CHECK(target_claim_slot(t, 0));
+	CHECK_EQ(atomic_load(&t->active), 3);
+	atomic_store(&t->active, 0);
+}
+
 int main(void)
 {
 	RUN(test_hash_key64_vectors);
@@ -335,5 +355,6 @@ int main(void)
 	RUN(test_hash_remap_fraction);
 	RUN(test_hash_weights_and_failover);
 	RUN(test_hash_ring_edges);
+	RUN(test_claim_slot);
 	return CHECK_DONE();
 }

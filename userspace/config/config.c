@@ -265,6 +265,7 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 	static const char *const keys[] = { "name",	 "balance",	 "hash_on",
 					    "targets",	 "keepalive",	 "timeouts_ms",
 					    "retries",	 "health_check", "circuit_breaker",
+					    "max_conns_per_target", "queue_timeout_ms",
 					    NULL };
 	static const char *const tkeys[] = { "connect", "read", NULL };
 	static const char *const balances[] = { "round_robin", "least_conn", "hash", NULL };
@@ -300,6 +301,14 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 	uc->connect_timeout_ms = v;
 	cfg_get_int(to, "read", tp, 30000, 1, 86400000, &v, errs);
 	uc->read_timeout_ms = v;
+	cfg_get_int(u, "max_conns_per_target", path, 0, 0, 1000000, &v, errs);
+	uc->max_conns_per_target = v;
+	cfg_get_int(u, "queue_timeout_ms", path, 10000, 1, 3600000, &v, errs);
+	uc->queue_timeout_ms = v;
+	if (json_object_get(u, "queue_timeout_ms") && !uc->max_conns_per_target)
+		cfg_err(errs, cfg_path_key(p, path, "queue_timeout_ms"),
+			"only valid with \"max_conns_per_target\"");
+	uc->queue = upstream_queue_stats_get(uc->name ? uc->name : "");
 	parse_health(u, path, &uc->health, errs);
 	parse_breaker(u, path, &uc->breaker, errs);
 

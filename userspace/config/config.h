@@ -21,6 +21,7 @@ struct auth_config;   /* auth/auth.h */
 struct route_auth;    /* auth/auth.h */
 struct tls_listener;  /* tls/tls.h */
 struct edge_config;   /* edge/edge.h */
+struct upstream_queue_stats; /* upstream/upstream.h */
 struct router;	      /* router/router.h */
 struct ratelimit_policy; /* ratelimit/ratelimit.h */
 struct throttle_policy;  /* ratelimit/ratelimit.h */
@@ -111,6 +112,9 @@ struct upstream_config {
 	uint32_t keepalive;
 	uint32_t connect_timeout_ms, read_timeout_ms;
 	uint32_t retries;
+	/* 0: no cap; else requests past N in flight on every target wait in a FIFO queue */
+	uint32_t max_conns_per_target, queue_timeout_ms;
+	struct upstream_queue_stats *queue; /* upstream/upstream.h, process-wide by name */
 	struct health_check_config health;
 	struct breaker_config breaker;
 	int metrics_slot;

@@ -272,6 +272,54 @@ static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
 	}
 }
 
+/* Connection-slot queues of upstreams with max_conns_per_target. */
+static void render_upstream_queues(struct metrics_buf *b, const struct xg_config *cfg)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} fams[] = {
+		{"xgate_upstream_queue_depth", "gauge",
+		 "Requests waiting for a connection slot (max_conns_per_target).",
+		 offsetof(struct upstream_queue_stats, depth)},
+		{"xgate_upstream_queue_dequeued_total", "counter",
+		 "Queued requests that got a connection slot.",
+		 offsetof(struct upstream_queue_stats, dequeued)},
+		{"xgate_upstream_queue_wait_seconds_total", "counter",
+		 "Summed wait of the queued requests that got a slot.",
+		 offsetof(struct upstream_queue_stats, wait_us)},
+		{"xgate_upstream_queue_timeouts_total", "counter",
+		 "Queued requests answered 503 after queue_timeout_ms.",
+		 offsetof(struct upstream_queue_stats, timeouts)},
+	};
+
+	for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+		family(b, fams[f].name, fams[f].type, fams[f].help);
+		for (int u = 0; cfg && u < cfg->nupstreams; u++) {
+			const struct upstream_config *up = &cfg->upstreams[u];
+			const char *const labels[] = {"upstream", up->name, NULL};
+			const char *p;
+
+			if (!up->max_conns_per_target || !up->queue)
+				continue;
+			p = (const char *)up->queue + fams[f].off;
+			if (fams[f].off == offsetof(struct upstream_queue_stats, depth))
+				sample_u64(b, fams[f].name, labels,
+					   (uint64_t)atomic_load((const atomic_long *)p));
+			else if (fams[f].off == offsetof(struct upstream_queue_stats, wait_us))
+			{
+				mbuf_printf(b, "%s{upstream=\"", fams[f].name);
+				mbuf_label_value(b, up->name);
+				mbuf_printf(b, "\"} %.6f\n",
+					    atomic_load((const atomic_uint_least64_t *)p) / 1e6);
+			}
+			else
+				sample_u64(b, fams[f].name, labels,
+					   atomic_load((const atomic_uint_least64_t *)p));
+		}
+	}
+}
+
 static void render_connections(struct metrics_buf *b, const struct xg_config *cfg)
 {
 	int n = metrics_table_count(KIND_LISTENER);
@@ -369,6 +417,7 @@ char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *ex
 	render_requests(&b);
 	render_durations_and_limits(&b, cfg);
 	render_upstreams(&b, cfg);
+	render_upstream_queues(&b, cfg);
 	render_splits(&b);
 	render_consumers(&b);
 	render_connections(&b, cfg);

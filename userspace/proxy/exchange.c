@@ -120,8 +120,11 @@ void conn_free(struct conn *c)
 		side_close(&c->up->s);
 		c->up = NULL;
 	}
-	if (c->ex.counted_active && c->ex.target >= 0)
+	upqueue_remove(c);
+	if (c->ex.counted_active && c->ex.target >= 0) {
 		atomic_fetch_sub(&c->cfg->upstreams[c->ex.upstream].targets[c->ex.target].state->active, 1);
+		upqueue_released(w);
+	}
 	tunnel_pipe_release(c);
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
@@ -135,6 +138,7 @@ void conn_free(struct conn *c)
 /* Closes the client connection and whatever upstream connection it holds. */
 void conn_abort(struct conn *c)
 {
+	upqueue_remove(c);
 	if (c->st) {
 		struct stream *st = c->st;
 
@@ -182,6 +186,7 @@ static void record_exchange(struct conn *c)
 	if (ex->counted_active) {
 		atomic_fetch_sub(&uc->targets[ex->target].state->active, 1);
 		ex->counted_active = false;
+		upqueue_released(w);
 	}
 	if (!accesslog_enabled())
 		return;
@@ -566,6 +571,61 @@ static bool is_idempotent(enum http_method m)
 	       m == HTTP_DELETE || m == HTTP_TRACE;
 }
 
+#define PICK_ALL_FULL (-2)
+
+static void release_slot(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+
+	if (!ex->counted_active)
+		return;
+	atomic_fetch_sub(&c->cfg->upstreams[ex->upstream].targets[ex->target].state->active, 1);
+	ex->counted_active = false;
+	upqueue_released(c->cli.w);
+}
+
+/*
+ * Picks a target and claims one of its in-flight slots. Targets at max_conns_per_target
+ * are skipped; when only such targets are left, PICK_ALL_FULL (the request waits).
+ */
+static int pick_with_slot(struct conn *c, struct balance_rr *rr)
+{
+	struct exchange *ex = &c->ex;
+	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
+	uint64_t full_mask = 0;
+	int idx;
+
+	for (int tries = 0; tries < UPSTREAM_MAX_TARGETS; tries++) {
+		if (uc->max_conns_per_target)
+			for (int i = 0; i < uc->ntargets && i < UPSTREAM_MAX_TARGETS; i++)
+				if (atomic_load(&uc->targets[i].state->active) >=
+				    (int)uc->max_conns_per_target)
+					full_mask |= 1ull << i;
+		idx = balance_pick(uc, rr, ex->hash, ex->tried_mask | full_mask, c->cli.w->now_ms);
+		if (idx < 0)
+			return full_mask & ~ex->tried_mask ? PICK_ALL_FULL : idx;
+		if (target_claim_slot(uc->targets[idx].state, uc->max_conns_per_target)) {
+			ex->counted_active = true;
+			return idx;
+		}
+		full_mask |= 1ull << idx; /* another worker took its last slot meanwhile */
+	}
+	return PICK_ALL_FULL;
+}
+
+void conn_queue_retry(struct conn *c)
+{
+	pick_and_connect(c);
+	if (c->state != CS_QUEUED)
+		conn_advance(c);
+}
+
+void conn_queue_expired(struct conn *c)
+{
+	reject(c, 503, "upstream queue timeout", 0, NULL);
+	conn_advance(c);
+}
+
 /* Attaches an upstream connection: a pooled one, or a new connect. */
 static bool pick_and_connect(struct conn *c)
 {
@@ -581,7 +641,17 @@ static bool pick_and_connect(struct conn *c)
 		memset(&local_rr, 0, sizeof(local_rr));
 		rr = &local_rr;
 	}
-	idx = balance_pick(uc, rr, ex->hash, ex->tried_mask, w->now_ms);
+	release_slot(c); /* a retry gives the failed target's slot back first */
+	idx = pick_with_slot(c, rr);
+	if (idx == PICK_ALL_FULL) {
+		upqueue_add(c, uc->queue_timeout_ms);
+		c->state = CS_QUEUED;
+		return true;
+	}
+	if (idx >= 0)
+		upqueue_granted(c);
+	else
+		upqueue_remove(c);
 	if (idx < 0) {
 		if (ex->tried_mask)
 			reject(c, 502, "upstream failed", 0, NULL);
@@ -593,10 +663,6 @@ static bool pick_and_connect(struct conn *c)
 	ex->tried_mask |= 1ull << idx;
 	ex->attempts++;
 	tc = &uc->targets[idx];
-	if (!ex->counted_active) {
-		atomic_fetch_add(&tc->state->active, 1);
-		ex->counted_active = true;
-	}
 	/* An upgrade may be spliced, which needs a socket nothing was read from yet. */
 	u = ex->upgrade ? NULL : pool_take(w, tc->state);
 	if (!u) {
@@ -1262,6 +1328,13 @@ static bool step(struct conn *c)
 			return true;
 		}
 		return false;
+	case CS_QUEUED:
+		/* A client that leaves while queued gives its place up. */
+		if (c->cli.failed || c->cli.eof) {
+			conn_abort(c);
+			return true;
+		}
+		return false;
 	case CS_CONNECTING:
 		if (c->cli.failed) {
 			conn_abort(c);
@@ -1320,6 +1393,7 @@ static bool arm(struct conn *c)
 		break;
 	case CS_EXCHANGE:
 	case CS_CONNECTING:
+	case CS_QUEUED:
 		cli->recv_timeout_ms = c->ex.req_done ? 0 : lim->idle_timeout_ms;
 		if (!c->ex.req_done || buf_len(&cli->in) < lim->max_header_bytes)
 			progress |= side_arm_recv(cli);

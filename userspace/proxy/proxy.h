@@ -106,6 +106,7 @@ enum conn_state {
 	CS_TLS_HANDSHAKE,
 	CS_HEAD,       /* waiting for a request head */
 	CS_FILTERS,    /* the request's filter chain waits for something (stream_wake) */
+	CS_QUEUED,     /* every target at max_conns_per_target: in the worker's FIFO queue */
 	CS_CONNECTING, /* waiting for the upstream connection */
 	CS_EXCHANGE,   /* request/response in flight */
 	CS_TUNNEL,     /* upgraded or L4 flow relayed in userspace */
@@ -189,6 +190,11 @@ struct conn {
 	bool pipe_wanted;    /* splice "auto": the tunnel moves into pipes once quiescent */
 	struct tunnel_pipes *pipes; /* tunnel_pipe.c, while the flow is piped */
 	struct conn *next, *prev; /* worker's connection list */
+	/* CS_QUEUED: place in the worker's queue and the wait's deadline (upqueue.c) */
+	struct conn *qnext, *qprev;
+	bool queued;
+	struct timer qtimer;
+	uint64_t queued_ns;
 };
 
 struct upconn {
@@ -243,6 +249,9 @@ struct worker {
 	struct http_client *client; /* sub-requests of filters (client/client.h) */
 	struct stream_env env;
 	struct timer_heap timers;
+	/* requests waiting for a connection slot, oldest first (upqueue.c) */
+	struct conn *queue_head, *queue_tail;
+	struct timer queue_timer;
 	struct conn conns_head; /* sentinel of a circular list */
 	unsigned long nconns;
 	unsigned long max_conns;
@@ -301,6 +310,21 @@ void conn_accepted(struct worker *w, int fd, int listener);
 void conn_advance(struct conn *c);
 void conn_on_upconn_event(struct upconn *u);
 void conn_abort(struct conn *c);
+
+/*
+ * Upstream connection-slot queue (upqueue.c). A request that finds every available target
+ * at max_conns_per_target waits, oldest first, until a slot is released or its
+ * queue_timeout_ms passes (503). Slots released on this worker retry the queue on the next
+ * timer pass; slots released by other workers are noticed by a short poll while the queue
+ * is not empty.
+ */
+void upqueue_add(struct conn *c, uint32_t timeout_ms);
+void upqueue_remove(struct conn *c);	/* no-op when c is not queued */
+void upqueue_granted(struct conn *c);	/* remove: it got a slot (wait time counted) */
+void upqueue_released(struct worker *w); /* a slot of some target was released */
+/* exchange.c: a queued request retries its pick; its wait expired. */
+void conn_queue_retry(struct conn *c);
+void conn_queue_expired(struct conn *c);
 void finish_exchange(struct conn *c, bool upstream_reusable);
 size_t pump_room(struct side *src, struct side *dst);
 void exchange_reset(struct conn *c);

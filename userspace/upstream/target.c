@@ -53,6 +53,56 @@ out:
 	return e ? &e->state : NULL;
 }
 
+struct queue_entry {
+	struct queue_entry *next;
+	char *upstream;
+	struct upstream_queue_stats stats;
+};
+
+static struct queue_entry *queue_registry;
+
+/* Never freed, like target states: workers keep the pointer across reloads. */
+struct upstream_queue_stats *upstream_queue_stats_get(const char *upstream)
+{
+	struct queue_entry *e;
+
+	pthread_mutex_lock(&registry_lock);
+	for (e = queue_registry; e; e = e->next)
+		if (!strcmp(e->upstream, upstream))
+			goto out;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		goto out;
+	e->upstream = strdup(upstream);
+	if (!e->upstream) {
+		free(e);
+		e = NULL;
+		goto out;
+	}
+	e->next = queue_registry;
+	queue_registry = e;
+out:
+	pthread_mutex_unlock(&registry_lock);
+	return e ? &e->stats : NULL;
+}
+
+bool target_claim_slot(struct target_state *t, uint32_t cap)
+{
+	int cur;
+
+	if (!cap) {
+		atomic_fetch_add(&t->active, 1);
+		return true;
+	}
+	/* Compare-and-swap so two workers never both take the last slot. */
+	cur = atomic_load(&t->active);
+	do {
+		if (cur >= (int)cap)
+			return false;
+	} while (!atomic_compare_exchange_weak(&t->active, &cur, cur + 1));
+	return true;
+}
+
 enum target_admit target_peek(const struct target_state *t, const struct breaker_config *b,
 			      uint64_t now_ms)
 {

@@ -32,6 +32,21 @@ struct target_state {
 /* Stable pointer for the life of the process; NULL on allocation failure. */
 struct target_state *target_state_get(const char *upstream, const char *address);
 
+/* An upstream's connection-slot queue (max_conns_per_target), summed over workers. */
+struct upstream_queue_stats {
+	atomic_long depth;		 /* requests waiting now */
+	atomic_uint_least64_t dequeued;	 /* waits that ended with a slot */
+	atomic_uint_least64_t wait_us;	 /* their summed wait */
+	atomic_uint_least64_t timeouts; /* waits that ended in 503 */
+};
+/* Stable pointer by upstream name for the life of the process; NULL on allocation failure. */
+struct upstream_queue_stats *upstream_queue_stats_get(const char *upstream);
+/*
+ * Claims one of t's in-flight slots: always when cap is 0, else only while fewer than
+ * cap requests are in flight on t (all workers). The caller decrements t->active later.
+ */
+bool target_claim_slot(struct target_state *t, uint32_t cap);
+
 /*
  * Breaker: CLOSED -> OPEN after `failures` consecutive failures -> after open_ms HALF_OPEN,
  * which admits exactly one probe request; its success closes, its failure re-opens for
