@@ -132,6 +132,7 @@ struct row {
 	const char *name;
 	bool syn;
 	int sources;
+	bool budget; /* the shield with edge's default new-source budget (50000/s, 50000) */
 	/* Puts the filter on B; returns 0. */
 	int (*setup)(const struct row *r);
 	void (*teardown)(const struct row *r);
@@ -167,8 +168,11 @@ static int setup_floor(const struct row *r)
 	return 0;
 }
 
+static void configure_shield(bool budget);
+
 static int setup_shield(const struct row *r)
 {
+	configure_shield(r->budget);
 	xdp_on_b(bpf_program__fd(shield->progs.xdp_shield));
 	return 0;
 }
@@ -221,8 +225,10 @@ static struct row rows[] = {
     {.name = "`return XDP_DROP`, UDP", .syn = false, .sources = 1, .setup = setup_floor, .teardown = xdp_off_b},
     {.name = "xgate shield, rate-limit path, SYN", .syn = true, .sources = 1, .setup = setup_shield, .teardown = xdp_off_b},
     {.name = "xgate shield, rate-limit path, UDP", .syn = false, .sources = 1, .setup = setup_shield, .teardown = xdp_off_b},
-    {.name = "xgate shield, rate-limit path, SYN, 100k sources", .syn = true, .sources = MANY, .setup = setup_shield, .teardown = xdp_off_b},
-    {.name = "xgate shield, rate-limit path, UDP, 100k sources", .syn = false, .sources = MANY, .setup = setup_shield, .teardown = xdp_off_b},
+    {.name = "shield, no new-source budget, SYN, 100k sources", .syn = true, .sources = MANY, .setup = setup_shield, .teardown = xdp_off_b},
+    {.name = "shield, no new-source budget, UDP, 100k sources", .syn = false, .sources = MANY, .setup = setup_shield, .teardown = xdp_off_b},
+    {.name = "shield + new-source budget, SYN, 100k sources", .syn = true, .sources = MANY, .budget = true, .setup = setup_shield, .teardown = xdp_off_b},
+    {.name = "shield + new-source budget, UDP, 100k sources", .syn = false, .sources = MANY, .budget = true, .setup = setup_shield, .teardown = xdp_off_b},
     {.name = "iptables raw PREROUTING drop, SYN", .syn = true, .sources = 1, .setup = setup_iptables, .teardown = teardown_iptables},
     {.name = "iptables raw PREROUTING drop, UDP", .syn = false, .sources = 1, .setup = setup_iptables, .teardown = teardown_iptables},
     {.name = "nft netdev ingress drop, SYN", .syn = true, .sources = 1, .setup = setup_nft, .teardown = teardown_nft},
@@ -257,12 +263,14 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void configure_shield(void)
+/* Without the budget every new source is tracked (new_sources 0 = unlimited). */
+static void configure_shield(bool budget)
 {
 	struct edge_config cfg = {
 	    .syn = {1, 1}, /* one SYN a second per source: the flood is all but dropped */
 	    .udp = {1, 1},
 	    .packets = {1000000000, 1000000000},
+	    .new_sources = {budget ? 50000 : 0, budget ? 50000 : 0},
 	};
 
 	if (edge_write_config(bpf_map__fd(shield->maps.config), &cfg, 0)) {
@@ -349,7 +357,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xdp_flood: cannot load the BPF programs (root needed)\n");
 		return 1;
 	}
-	configure_shield();
 	if (read_mac(IF_B, dmac))
 		return 1;
 	syn = make_frame(dmac, true);
