@@ -132,4 +132,17 @@ bool auth_is_identity_header(const struct auth_config *a, struct http_str name);
  * header). */
 bool auth_is_credential_header(const struct auth_config *a, struct http_str name);
 
+/*
+ * Route "hide_credentials": whether a request header / a query parameter (its raw name, as
+ * in the query string) carries a credential one of the route's methods reads, so it is
+ * not forwarded: Authorization for JWT, the API-key header and query parameter for API
+ * keys. A parameter name is compared percent-decoded: the upstream may decode it.
+ */
+bool auth_hidden_header(const struct auth_config *a, const struct route_auth *ra,
+			struct http_str name);
+bool auth_hidden_query_param(const struct auth_config *a, const struct route_auth *ra,
+			     struct http_str raw_name);
+/* Whether the route has a method whose credential hide_credentials can remove. */
+bool auth_route_has_credentials(const struct route_auth *ra);
+
 #endif

@@ -530,3 +530,51 @@ bool auth_is_credential_header(const struct auth_config *a, struct http_str name
 	return str_eq_nocase(name, "authorization") ||
 	       (a && a->api_key_header && str_eq_nocase(name, a->api_key_header));
 }
+
+static bool route_uses(const struct route_auth *ra, enum auth_method_kind kind)
+{
+	for (int i = 0; ra && i < ra->nmethods; i++)
+		if (ra->methods[i].kind == kind)
+			return true;
+	return false;
+}
+
+bool auth_route_has_credentials(const struct route_auth *ra)
+{
+	return route_uses(ra, AUTH_METHOD_JWT) || route_uses(ra, AUTH_METHOD_API_KEY);
+}
+
+bool auth_hidden_header(const struct auth_config *a, const struct route_auth *ra,
+			struct http_str name)
+{
+	if (route_uses(ra, AUTH_METHOD_JWT) && str_eq_nocase(name, "authorization"))
+		return true;
+	return route_uses(ra, AUTH_METHOD_API_KEY) && a && a->api_key_header &&
+	       str_eq_nocase(name, a->api_key_header);
+}
+
+bool auth_hidden_query_param(const struct auth_config *a, const struct route_auth *ra,
+			     struct http_str raw_name)
+{
+	const char *want;
+	size_t i = 0, j = 0, wlen;
+
+	if (!route_uses(ra, AUTH_METHOD_API_KEY) || !a || !a->api_key_query)
+		return false;
+	want = a->api_key_query;
+	wlen = strlen(want);
+	while (i < raw_name.len) {
+		char c = raw_name.p[i];
+
+		if (c == '%' && i + 2 < raw_name.len && hexval(raw_name.p[i + 1]) >= 0 &&
+		    hexval(raw_name.p[i + 2]) >= 0) {
+			c = (char)(hexval(raw_name.p[i + 1]) << 4 | hexval(raw_name.p[i + 2]));
+			i += 3;
+		} else {
+			i++;
+		}
+		if (j >= wlen || want[j++] != c)
+			return false;
+	}
+	return j == wlen;
+}

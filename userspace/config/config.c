@@ -485,11 +485,13 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 					    "headers",	   "upstream",	 "strip_prefix",
 					    "auth",	   "schedule",	 "rate_limit", "cache",
 					    "throttle",	   "websocket",	 "cors",
-					    "compression", "split",	 "sticky",	NULL };
+					    "compression", "split",	 "sticky",
+					    "hide_credentials", NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
 	json_t *cache, *auth, *sched, *rl, *th, *cors, *comp;
+	int auth_errs;
 	long long v;
 
 	if (!json_is_object(r)) {
@@ -521,8 +523,15 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	}
 	auth = json_object_get(r, "auth");
 	sched = json_object_get(r, "schedule");
+	auth_errs = errs->count;
 	if (auth || sched)
 		rc->auth = route_auth_parse(auth, sched, path, cfg->auth, errs);
+	/* A route whose auth failed to parse has its error already. */
+	cfg_get_bool(r, "hide_credentials", path, false, &rc->hide_credentials, errs);
+	if (rc->hide_credentials && errs->count == auth_errs &&
+	    !auth_route_has_credentials(rc->auth))
+		cfg_err(errs, cfg_path_key(p, path, "hide_credentials"),
+			"needs an \"auth\" with jwt or api_key (a credential to hide)");
 	rl = cfg_get_object(r, "rate_limit", path, errs);
 	if (rl)
 		rc->rate_limit = ratelimit_policy_parse(rl, cfg_path_key(p, path, "rate_limit"),

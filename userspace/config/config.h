@@ -138,6 +138,7 @@ struct route_config {
 	bool strip_prefix;
 	bool websocket; /* honour "Upgrade: websocket" (any other upgrade is always ignored) */
 	struct route_auth *auth;	    /* NULL: open */
+	bool hide_credentials; /* the credentials auth read are not forwarded */
 	struct ratelimit_policy *rate_limit; /* NULL: none */
 	struct throttle_policy *throttle;    /* NULL: none */
 	uint32_t cache_ttl_s;		    /* 0: no caching */

@@ -157,6 +157,39 @@ static bool drop_request_header(const struct conn *c, const struct http_request 
 	return decision_header(c, req, dashed);
 }
 
+/* Route hide_credentials: the credentials its auth read stay at the gateway. */
+static bool hidden_credential(const struct conn *c, struct http_str name)
+{
+	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+
+	return rc && rc->hide_credentials && auth_hidden_header(c->cfg->auth, rc->auth, name);
+}
+
+/* The query, without the API-key parameter when the route hides credentials. */
+static void hw_query(struct head_writer *hw, const struct conn *c, struct http_str q)
+{
+	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+	const char *p = q.p, *end = q.p + q.len;
+	bool first = true;
+
+	if (!rc || !rc->hide_credentials) {
+		if (q.len)
+			hw_printf(hw, "?%.*s", (int)q.len, q.p);
+		return;
+	}
+	while (p < end) {
+		const char *amp = memchr(p, '&', end - p), *pend = amp ? amp : end;
+		const char *eq = memchr(p, '=', pend - p);
+		struct http_str name = { p, (size_t)((eq ? eq : pend) - p) };
+
+		if (!auth_hidden_query_param(c->cfg->auth, rc->auth, name)) {
+			hw_printf(hw, "%s%.*s", first ? "?" : "&", (int)(pend - p), p);
+			first = false;
+		}
+		p = pend + 1;
+	}
+}
+
 /* RFC 7239 node: an IPv6 address is bracketed and quoted. */
 static void forwarded_for(const struct conn *c, char *out, size_t len)
 {
@@ -176,9 +209,10 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 
 	if (!buf_ensure(out, c->cfg->limits.max_header_bytes + 16 * 1024))
 		return false;
-	hw_printf(&hw, "%.*s %.*s%s%.*s HTTP/1.1\r\n", (int)req->method_str.len,
-		  req->method_str.p, (int)path_len, path, req->query.len ? "?" : "",
-		  (int)req->query.len, req->query.p);
+	hw_printf(&hw, "%.*s %.*s", (int)req->method_str.len, req->method_str.p, (int)path_len,
+		  path);
+	hw_query(&hw, c, req->query);
+	hw_printf(&hw, " HTTP/1.1\r\n");
 	/* The host the request was routed by is the one Host: the Host field, or for
 	 * absolute-form the authority (RFC 9112 3.2.2: any Host field is ignored then). */
 	if (req->host.len)
@@ -187,7 +221,8 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 		hw_printf(&hw, "Host: %s\r\n", c->cfg->upstreams[c->ex.upstream].targets[0].address_text);
 	for (int i = 0; i < req->nheaders; i++)
 		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
-		    !drop_request_header(c, req, &req->headers[i]))
+		    !drop_request_header(c, req, &req->headers[i]) &&
+		    !hidden_credential(c, req->headers[i].name))
 			hw_header(&hw, &req->headers[i]);
 	forwarded_for(c, node, sizeof(node));
 	hw_printf(&hw,
