@@ -37,7 +37,7 @@ static void usage(FILE *out)
 		"Usage: xgate -c FILE [-t] [-v]\n"
 		"       xgate --version\n"
 		"\n"
-		"  -c, --config FILE   configuration file (JSON; see SPEC and config/xgate.json)\n"
+		"  -c, --config FILE   configuration file (JSON; see docs/configuration.md)\n"
 		"  -t, --test          check the configuration and exit: 0 and \"configuration OK\",\n"
 		"                      or 1 and one line per error naming its JSON path\n"
 		"  -v, --verbose       debug logging\n"
