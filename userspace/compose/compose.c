@@ -411,7 +411,7 @@ static void allow_path(json_t *dst, json_t *src, const char *path)
 		return;
 	if (!dot || !json_is_object(sv)) {
 		if (!dot)
-			json_object_setn(dst, path, n, json_deep_copy(sv));
+			json_object_setn_new(dst, path, n, json_deep_copy(sv));
 		return;
 	}
 	dv = json_object_getn(dst, path, n);
