@@ -167,3 +167,14 @@ def test_config_errors_name_the_json_path(upstream, tmp_path):
     code, out = run_check(compose_cfg([a], {"calls": [
         {"name": "x", "upstream": "a", "path": "/"}]}, upstream="a"), tmp_path)
     assert code != 0 and "routes[0].compose" in out, out
+
+
+def test_request_body_is_not_read_as_the_next_request(upstream, gateway, http_raw):
+    a = json_up(upstream, "a", {"a": 1}, delay_s=0.05)
+    gw = gateway(compose_cfg([a], {"calls": [{"name": "a", "upstream": "a", "path": "/a"}]}))
+    smuggled = b"GET /agg HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = http_raw(gw.port(), b"POST /agg HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                   % (len(smuggled) + 1000) + smuggled)
+    assert raw.count(b"HTTP/1.1 200") == 1, raw
+    assert b"Connection: close" in raw, raw
+    assert len(a.requests) == 1

@@ -464,12 +464,13 @@ static void stream_reply_cached_host(struct stream *st, const struct cache_hit *
 static void stream_reply_body_host(struct stream *st, const char *headers, const char *body,
 				   size_t len)
 {
+	struct conn *c = st->host;
 	struct cache_hit *hit = stream_alloc(st, sizeof(*hit));
 	char *head = stream_alloc(st, 128 + strlen(headers));
 
 	if (!hit || !head) {
-		take_stream_result(st->host, st);
-		reject(st->host, 503, "out of memory", 0, NULL);
+		take_stream_result(c, st);
+		reject(c, 503, "out of memory", 0, NULL);
 		return;
 	}
 	hit->head_len = sprintf(head,
@@ -481,9 +482,12 @@ static void stream_reply_body_host(struct stream *st, const char *headers, const
 	hit->body_len = len;
 	hit->entry = NULL;
 	hit->age_s = 0;
-	((struct conn *)st->host)->ex.no_age = true;
+	c->ex.no_age = true;
+	/* the unread request body is not the next request: close after this answer */
+	if (c->ex.req_has_body && !c->ex.req_done)
+		c->close_after = true;
 	stream_reply_cached_host(st, hit);
-	if (((struct conn *)st->host)->ex.from_cache)
+	if (c->ex.from_cache)
 		stream_response_data(st, body, len);
 }
 
