@@ -178,3 +178,20 @@ def test_request_body_is_not_read_as_the_next_request(upstream, gateway, http_ra
     assert raw.count(b"HTTP/1.1 200") == 1, raw
     assert b"Connection: close" in raw, raw
     assert len(a.requests) == 1
+
+
+def test_compression_and_cache_apply_to_the_composed_body(upstream, gateway):
+    import gzip
+    a = json_up(upstream, "a", {"a": "x" * 2000})
+    gw = gateway(compose_cfg([a], {"calls": [{"name": "a", "upstream": "a", "path": "/a"}]},
+                             cache={"ttl_s": 60},
+                             compression={"algorithms": ["gzip"], "types": ["application/json"],
+                                          "min_bytes": 100}))
+    r = http_request("GET", gw.url("/agg"), headers={"Accept-Encoding": "gzip"})
+    assert r.status == 200, r
+    assert r.headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(r.body)) == {"a": "x" * 2000}
+    r = http_request("GET", gw.url("/agg"))
+    assert r.status == 200 and r.json() == {"a": "x" * 2000}
+    assert "age" in r.headers  # the second answer came from the response cache
+    assert len(a.requests) == 1
