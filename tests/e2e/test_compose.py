@@ -195,3 +195,19 @@ def test_compression_and_cache_apply_to_the_composed_body(upstream, gateway):
     assert r.status == 200 and r.json() == {"a": "x" * 2000}
     assert "age" in r.headers  # the second answer came from the response cache
     assert len(a.requests) == 1
+
+
+def test_access_log_lists_each_call(upstream, gateway):
+    a = json_up(upstream, "a", {"a": 1}, delay_s=0.05)
+    bad = json_up(upstream, "bad", {"e": 1}, status=503)
+    cfg = compose_cfg([a, bad], {"calls": [{"name": "one", "upstream": "a", "path": "/a"},
+                                           {"name": "two", "upstream": "bad", "path": "/b"}]})
+    cfg["access_log"] = {"path": "-", "format": "json"}
+    gw = gateway(cfg)
+    assert http_request("GET", gw.url("/agg")).status == 200
+    gw.wait_log(r'"calls":\[')
+    entry = [e for e in gw.access_log() if e.get("route") == "agg"][-1]
+    one, two = entry["calls"]
+    assert one["name"] == "one" and one["upstream"] == "a" and one["status"] == 200
+    assert one["us"] >= 50000
+    assert two["name"] == "two" and two["upstream"] == "bad" and two["status"] == 503

@@ -22,7 +22,8 @@ struct compose_slot {
 	struct compose_state *cs;
 	int idx;
 	struct client_call *call;
-	int status;	    /* the upstream's, 0 when none */
+	int status; /* the upstream's, 0 when none */
+	uint64_t duration_us;
 	const char *reason; /* static; NULL: succeeded */
 };
 
@@ -69,6 +70,7 @@ static void call_done(void *arg, const struct client_response *resp)
 	const char *reason = NULL;
 
 	slot->call = NULL;
+	slot->duration_us = resp->duration_us;
 	if (resp->err == CLIENT_ERR_TIMEOUT)
 		reason = "timeout";
 	else if (resp->err != CLIENT_OK)
@@ -182,14 +184,37 @@ static json_t *build_body(struct compose_state *cs)
 	return out;
 }
 
+/* One access-log entry per call: name, upstream pool, status, microseconds. */
+static void note_calls(struct stream *st, struct compose_state *cs)
+{
+	json_t *a = json_array();
+	char *text;
+
+	for (int i = 0; i < cs->pol->ncalls; i++) {
+		const struct compose_call *c = &cs->pol->calls[i];
+
+		json_array_append_new(a, json_pack("{s:s,s:s,s:i,s:I}", "name", c->name, "upstream",
+						   st->cfg->upstreams[c->upstream].name, "status",
+						   cs->slots[i].status, "us",
+						   (json_int_t)cs->slots[i].duration_us));
+	}
+	text = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	if (text)
+		st->log_calls = stream_strdup(st, text, strlen(text));
+	free(text);
+}
+
 static enum filter_verdict compose_answer(struct stream *st, struct compose_state *cs)
 {
 	const struct compose_policy *pol = cs->pol;
 	json_t *out = build_body(cs);
 	bool required_failed = false;
+
 	const char *hdr =
 	    cs->failed ? "X-Xgate-Completed: false\r\n" : "X-Xgate-Completed: true\r\n";
 
+	note_calls(st, cs);
 	for (int i = 0; i < pol->ncalls; i++)
 		if (pol->calls[i].required && (cs->failed & (1u << i)))
 			required_failed = true;

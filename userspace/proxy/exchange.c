@@ -199,6 +199,7 @@ static void record_exchange(struct conn *c)
 	e.bytes_out = ex->bytes_out;
 	e.duration_us = dur_ns / 1000;
 	e.consumer = ex->consumer;
+	e.calls = c->st ? c->st->log_calls : NULL;
 	accesslog_write(w->id, &e);
 }
 

@@ -163,6 +163,7 @@ struct stream {
 	bool is_ipv6;
 	bool tls;		    /* the client connection is TLS */
 	const char *request_id; /* the exchange's X-Request-Id; "" when none */
+	const char *log_calls;	/* access-log "calls" (a JSON array, in the arena); NULL: none */
 	/* Filled by the filters as they go. */
 	char host_name[256];
 	size_t host_len;
