@@ -23,6 +23,7 @@ struct access_entry {
 	uint64_t bytes_in, bytes_out;
 	uint64_t duration_us;
 	const char *consumer; /* "" when anonymous */
+	const char *calls; /* a JSON array (compose calls), written whole or not at all; NULL: none */
 };
 
 #define ACCESSLOG_MAX_WORKERS 256

@@ -231,6 +231,10 @@ size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e)
 	put_num(&l, "bytes_out", e->bytes_out);
 	put_num(&l, "duration_us", e->duration_us);
 	put_field(&l, "consumer", e->consumer, SMALL_MAX);
+	if (e->calls && strlen(e->calls) + sizeof(",\"calls\":}\n") < l.cap - l.len) {
+		put_str(&l, ",\"calls\":");
+		put_str(&l, e->calls);
+	}
 	put_str(&l, "}\n");
 	out[l.len] = '\0';
 	return l.len;

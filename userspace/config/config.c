@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "ratelimit/ratelimit.h"
 #include "router/router.h"
+#include "compose/compose.h"
 #include "tls/tls.h"
 #include "upstream/upstream.h"
 
@@ -486,7 +487,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 					    "auth",	   "schedule",	 "rate_limit", "cache",
 					    "throttle",	   "websocket",	 "cors",
 					    "compression", "split",	 "sticky",
-					    "hide_credentials", NULL };
+					    "hide_credentials", "compose", NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -503,7 +504,19 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	cfg_get_str(r, "name", path, name, &rc->name, errs);
 	parse_route_matchers(r, path, rc, errs);
 	/* A split names its pools; "upstream" is then optional (the first entry's). */
-	rc->upstream = upstream_ref(r, "upstream", path, cfg, !json_object_get(r, "split"), errs);
+	rc->upstream = upstream_ref(r, "upstream", path, cfg,
+				    !json_object_get(r, "split") && !json_object_get(r, "compose"),
+				    errs);
+	if (json_object_get(r, "compose")) {
+		if (json_object_get(r, "upstream") || json_object_get(r, "split"))
+			cfg_err(errs, cfg_path_key(p, path, "compose"),
+				"a route has \"compose\" instead of \"upstream\" or \"split\"");
+		rc->compose = compose_policy_parse(json_object_get(r, "compose"),
+						   cfg_path_key(p, path, "compose"), cfg, errs);
+		/* accounting needs a pool index: the first call's */
+		if (rc->compose)
+			rc->upstream = rc->compose->calls[0].upstream;
+	}
 	if (json_object_get(r, "split")) {
 		rc->split = split_policy_parse(json_object_get(r, "split"),
 					       json_object_get(r, "sticky"), path, rc->name, cfg,
@@ -854,6 +867,7 @@ static void free_route(struct route_config *rc)
 	free(rc->headers);
 	free(rc->name);
 	route_auth_free(rc->auth);
+	compose_policy_free(rc->compose);
 	ratelimit_policy_free(rc->rate_limit);
 	throttle_policy_free(rc->throttle);
 	cors_policy_free(rc->cors);

@@ -28,6 +28,7 @@ struct throttle_policy;  /* ratelimit/ratelimit.h */
 struct cors_policy;      /* cors/cors.h */
 struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
+struct compose_policy;
 struct target_state;  /* upstream/target_state.h */
 
 enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
@@ -144,6 +145,7 @@ struct route_config {
 	uint32_t cache_ttl_s;		    /* 0: no caching */
 	struct cors_policy *cors;	    /* NULL: no CORS handling */
 	struct split_policy *split;	    /* NULL: every request goes to `upstream` */
+	struct compose_policy *compose;	    /* compose/compose.h; NULL: proxied */
 	/* the route's own, or the top-level one (not owned); NULL: none */
 	struct compress_policy *compression;
 	bool own_compression;

@@ -204,6 +204,7 @@ static void record_exchange(struct conn *c)
 	e.bytes_out = ex->bytes_out;
 	e.duration_us = dur_ns / 1000;
 	e.consumer = ex->consumer;
+	e.calls = c->st ? c->st->log_calls : NULL;
 	accesslog_write(w->id, &e);
 }
 
@@ -465,6 +466,37 @@ static void stream_reply_cached_host(struct stream *st, const struct cache_hit *
 	c->state = CS_EXCHANGE;
 }
 
+/* A filter made the whole response (compose): served like a cached one, without Age. */
+static void stream_reply_body_host(struct stream *st, const char *headers, const char *body,
+				   size_t len)
+{
+	struct conn *c = st->host;
+	struct cache_hit *hit = stream_alloc(st, sizeof(*hit));
+	char *head = stream_alloc(st, 128 + strlen(headers));
+
+	if (!hit || !head) {
+		take_stream_result(c, st);
+		reject(c, 503, "out of memory", 0, NULL);
+		return;
+	}
+	hit->head_len = sprintf(head,
+				"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				"Content-Length: %zu\r\n%s",
+				len, headers);
+	hit->head = head;
+	hit->body = body;
+	hit->body_len = len;
+	hit->entry = NULL;
+	hit->age_s = 0;
+	c->ex.no_age = true;
+	/* the unread request body is not the next request: close after this answer */
+	if (c->ex.req_has_body && !c->ex.req_done)
+		c->close_after = true;
+	stream_reply_cached_host(st, hit);
+	if (c->ex.from_cache)
+		stream_response_data(st, body, len);
+}
+
 static bool pick_and_connect(struct conn *c);
 
 /* Every filter let the request through: build the upstream head and pick a target. */
@@ -529,6 +561,7 @@ static const struct stream_host_ops conn_stream_ops = {
 	.reply_error = stream_reply_error_host,
 	.reply_cached = stream_reply_cached_host,
 	.reply_status = stream_reply_status_host,
+	.reply_body = stream_reply_body_host,
 	.forward = stream_forward_host,
 	.resumed = stream_resumed_host,
 };
@@ -557,6 +590,8 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	st->env = &w->env;
 	st->peer_ip = c->peer_ip;
 	st->is_ipv6 = c->peer.ss_family == AF_INET6;
+	st->tls = c->cli.tls;
+	st->request_id = ex->request_id;
 	c->st = st;
 	ex->bytes_in = head_len;
 	buf_consume(&c->cli.in, head_len); /* the stream has its own copy of the head */

@@ -392,7 +392,9 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 	hw_added_headers(&hw, c->st);
 	if (c->ex.xf && !c->ex.client_http10)
 		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
-	hw_printf(&hw, "Age: %u\r\nX-Request-Id: %s\r\n%s\r\n", hit->age_s, c->ex.request_id,
+	if (!c->ex.no_age)
+		hw_printf(&hw, "Age: %u\r\n", hit->age_s);
+	hw_printf(&hw, "X-Request-Id: %s\r\n%s\r\n", c->ex.request_id,
 		  !c->ex.keep_alive || c->close_after ? "Connection: close\r\n" : "");
 	if (hw.overflow) {
 		c->cli.out.end = before;

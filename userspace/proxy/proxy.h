@@ -163,6 +163,7 @@ struct exchange {
 	bool client_http10;
 	/* a cached response being sent (the cache filter owns the hit until stream end) */
 	bool from_cache;
+	bool no_age; /* a filter's own response (compose) served on the cached path */
 	const struct cache_hit *hit;
 	size_t hit_off;
 };

@@ -261,6 +261,12 @@ void stream_reply_status(struct stream *st, int status, const char *headers)
 	st->ops->reply_status(st, status, headers);
 }
 
+void stream_reply_body(struct stream *st, const char *headers, const char *body, size_t len)
+{
+	st->status = 200;
+	st->ops->reply_body(st, headers, body, len);
+}
+
 void stream_response(struct stream *st, const struct http_response *resp)
 {
 	/* A new head replaces one that was never sent (an origin head the host then refused

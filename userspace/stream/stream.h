@@ -131,6 +131,10 @@ struct stream_host_ops {
 	void (*reply_cached)(struct stream *st, const struct cache_hit *hit);
 	/* Answer with a bodiless response (a CORS preflight's 204) and these header lines. */
 	void (*reply_status)(struct stream *st, int status, const char *headers);
+	/* Answer 200 with this JSON body (the filter's until the stream ends) and extra header
+	 * lines; the body passes through on_response_data like an origin's (compose). */
+	void (*reply_body)(struct stream *st, const char *headers, const char *body,
+			   size_t len);
 	/* Every filter continued: send the request upstream. */
 	void (*forward)(struct stream *st);
 	/* A woken stream's chain ran (the stream may have ended meanwhile): let the host
@@ -157,6 +161,9 @@ struct stream {
 	struct http_request req;
 	const char *peer_ip;
 	bool is_ipv6;
+	bool tls;		    /* the client connection is TLS */
+	const char *request_id; /* the exchange's X-Request-Id; "" when none */
+	const char *log_calls;	/* access-log "calls" (a JSON array, in the arena); NULL: none */
 	/* Filled by the filters as they go. */
 	char host_name[256];
 	size_t host_len;
@@ -220,6 +227,8 @@ void stream_reply_error(struct stream *st, int status, const char *reason,
 			const char *extra_headers);
 /* A bodiless answer from a filter (ops->reply_status). */
 void stream_reply_status(struct stream *st, int status, const char *headers);
+/* A 200 with a body the filter made (ops->reply_body). */
+void stream_reply_body(struct stream *st, const char *headers, const char *body, size_t len);
 void stream_response(struct stream *st, const struct http_response *resp);
 void stream_response_data(struct stream *st, const char *p, size_t n);
 
