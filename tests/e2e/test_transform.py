@@ -80,6 +80,8 @@ def test_transform_config_errors_name_their_path(upstream, gateway):
              "routes[0].transform.response.headers.rename.X-A"),
             ({"response": {"headers": {"bogus": {}}}},
              "routes[0].transform.response.headers.bogus"),
+            ({"response": {"headers": {"set": {"X-%d" % i: "v" for i in range(9)}}}},
+             "routes[0].transform.response.headers: at most 16 header edits"),
             ("yes", "routes[0].transform: must be an object")):
         route = {"name": "api", "paths": ["/api"], "upstream": "svc", "transform": transform}
         code, output = gateway(base_config(upstreams=[up], routes=[route]),

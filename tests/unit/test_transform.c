@@ -19,6 +19,14 @@ static struct transform_policy *parse(const char *json, struct cfg_errs *errs)
 	return p;
 }
 
+static bool parse_free(const char *json, struct cfg_errs *errs)
+{
+	struct transform_policy *p = parse(json, errs);
+
+	transform_policy_free(p);
+	return p != NULL;
+}
+
 static void test_config_errors(void)
 {
 	struct cfg_errs errs = {0};
@@ -40,6 +48,16 @@ static void test_config_errors(void)
 	CHECK(strstr(errs.text, "routes[1].transform.response.headers.add.X-A"));
 	CHECK(!parse("{\"response\": {\"headers\": {\"prepend\": {}}}}", &errs));
 	CHECK(strstr(errs.text, "routes[1].transform.response.headers.prepend"));
+	/* 8 sets are 16 edits and fit; a 9th op does not */
+	CHECK(parse_free("{\"response\": {\"headers\": {\"set\": {\"A\": \"1\", \"B\": \"1\", "
+			 "\"C\": \"1\", \"D\": \"1\", \"E\": \"1\", \"F\": \"1\", \"G\": \"1\", "
+			 "\"H\": \"1\"}}}}",
+			 &errs));
+	CHECK(!parse("{\"response\": {\"headers\": {\"remove\": [\"X\"], \"set\": {\"A\": \"1\", "
+		     "\"B\": \"1\", \"C\": \"1\", \"D\": \"1\", \"E\": \"1\", \"F\": \"1\", "
+		     "\"G\": \"1\", \"H\": \"1\"}}}}",
+		     &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.response.headers: at most 16 header edits"));
 	CHECK(!parse("[]", &errs));
 	CHECK(strstr(errs.text, "routes[1].transform: must be an object"));
 	cfg_errs_free(&errs);

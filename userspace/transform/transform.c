@@ -5,7 +5,8 @@
 
 #include "transform/transform.h"
 
-/* Config ops per route: leaves room for renames of repeated headers and other filters. */
+/* Stream edit slots one route may use (a remove or an add is one, a rename or a set two):
+ * the rest of STREAM_MAX_RESP_EDITS stays for CORS and renames of repeated headers. */
 #define TRANSFORM_MAX_OPS 16
 
 static bool is_token(const char *s)
@@ -87,8 +88,10 @@ static void parse_headers(json_t *h, const char *path, struct transform_headers 
 	parse_pairs(h, "rename", path, true, &th->rename, &th->nrename, errs);
 	parse_pairs(h, "set", path, false, &th->set, &th->nset, errs);
 	parse_pairs(h, "add", path, false, &th->add, &th->nadd, errs);
-	if (th->nremove + th->nrename + th->nset + th->nadd > TRANSFORM_MAX_OPS)
-		cfg_err(errs, path, "at most %d operations", TRANSFORM_MAX_OPS);
+	if (th->nremove + 2 * th->nrename + 2 * th->nset + th->nadd > TRANSFORM_MAX_OPS)
+		cfg_err(errs, path,
+			"at most %d header edits (remove and add count 1, rename and set 2)",
+			TRANSFORM_MAX_OPS);
 }
 
 struct transform_policy *transform_policy_parse(json_t *o, const char *path, struct cfg_errs *errs)
