@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "compress/compress.h"
 #include "cors/cors.h"
+#include "transform/transform.h"
 #include "split/split.h"
 #include "edge/edge.h"
 #include "http/http.h"
@@ -487,7 +488,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 					    "auth",	   "schedule",	 "rate_limit", "cache",
 					    "throttle",	   "websocket",	 "cors",
 					    "compression", "split",	 "sticky",
-					    "hide_credentials", "compose", NULL };
+					    "hide_credentials", "compose", "transform", NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -556,6 +557,9 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	cors = json_object_get(r, "cors");
 	if (cors)
 		rc->cors = cors_policy_parse(cors, cfg_path_key(p, path, "cors"), errs);
+	if (json_object_get(r, "transform"))
+		rc->transform = transform_policy_parse(json_object_get(r, "transform"),
+						       cfg_path_key(p, path, "transform"), errs);
 	/* The route's own compression wins; false turns the top-level one off. */
 	comp = json_object_get(r, "compression");
 	rc->compression = cfg->compression;
@@ -871,6 +875,7 @@ static void free_route(struct route_config *rc)
 	ratelimit_policy_free(rc->rate_limit);
 	throttle_policy_free(rc->throttle);
 	cors_policy_free(rc->cors);
+	transform_policy_free(rc->transform);
 	split_policy_free(rc->split);
 	if (rc->own_compression)
 		compress_policy_free(rc->compression);

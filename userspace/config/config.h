@@ -26,6 +26,7 @@ struct router;	      /* router/router.h */
 struct ratelimit_policy; /* ratelimit/ratelimit.h */
 struct throttle_policy;  /* ratelimit/ratelimit.h */
 struct cors_policy;      /* cors/cors.h */
+struct transform_policy; /* transform/transform.h */
 struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
 struct compose_policy;
@@ -144,6 +145,7 @@ struct route_config {
 	struct throttle_policy *throttle;    /* NULL: none */
 	uint32_t cache_ttl_s;		    /* 0: no caching */
 	struct cors_policy *cors;	    /* NULL: no CORS handling */
+	struct transform_policy *transform; /* NULL: no transformation */
 	struct split_policy *split;	    /* NULL: every request goes to `upstream` */
 	struct compose_policy *compose;	    /* compose/compose.h; NULL: proxied */
 	/* the route's own, or the top-level one (not owned); NULL: none */

@@ -160,6 +160,8 @@ bool filters_for_route(struct stream *st)
 		return false;
 	if (rc->cache_ttl_s && st->env->cache && !stream_add_filter(st, &filter_cache))
 		return false;
+	if (rc->transform && !stream_add_filter(st, &filter_transform))
+		return false;
 	/* last: everything above applies to the composed response */
 	if (rc->compose && !stream_add_filter(st, &filter_compose))
 		return false;

@@ -232,7 +232,8 @@ void stream_run(struct stream *st, uint64_t now_ms)
 		if (st->entered <= i)
 			st->entered = i + 1;
 		st->running = true;
-		v = st->chain[i]->on_request(st, st->state[i]);
+		v = st->chain[i]->on_request ? st->chain[i]->on_request(st, st->state[i])
+					     : FILTER_CONTINUE;
 		if (stop_running(st))
 			return;
 		if (v == FILTER_WAIT) {

@@ -107,7 +107,8 @@ struct filter {
 	const char *name;
 	/* Bytes of per-stream state, zeroed at stream open, passed as `state`. */
 	size_t state_size;
-	/* The request head is complete. Called again after a WAIT once the stream is woken. */
+	/* The request head is complete. Called again after a WAIT once the stream is woken.
+	 * NULL: the filter only acts on the response (it continues). */
 	enum filter_verdict (*on_request)(struct stream *st, void *state);
 	/* The response head the client will get (from the upstream or made by the gateway). */
 	void (*on_response)(struct stream *st, void *state, const struct http_response *resp);
