@@ -89,3 +89,24 @@ def test_every_documented_key_is_accepted():
              "userspace/ accepts \"%s\"" % (p, last(p)) for p in sorted(doc_paths())
              if last(p) not in keys]
     assert not extra, "\n".join(extra)
+
+
+def test_documented_example_loads(tmp_path):
+    """The reference's example is a config the loader accepts, and the error lines it shows
+    are the ones the loader prints for the variant it describes."""
+    from conftest import run_check
+    text = DOC.read_text()
+    example = re.search(r"## Example\n.*?```json\n(.*?)```", text, re.S).group(1)
+    errors = re.search(r"## Example\n.*?```json\n.*?```.*?```\n(.*?)```", text, re.S).group(1)
+    env = {"MOBILE_APP_KEY": "k-0123456789abcdef"}
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    code, out = run_check(example, tmp_path / "good", env=env)
+    assert code == 0 and "configuration OK" in out, out
+    bad = (example.replace('"upstream": "orders", "path"', '"upstream": "order", "path"')
+           .replace('"burst": 200', '"burst": 200, "scope": "cluster"'))
+    code, out = run_check(bad, tmp_path / "bad", env=env)
+    assert code == 1, out
+    shown = errors.strip().split("\n")
+    printed = [line for line in out.strip().split("\n") if line]
+    assert sorted(printed) == sorted(shown), (printed, shown)
