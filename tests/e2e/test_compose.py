@@ -211,3 +211,33 @@ def test_access_log_lists_each_call(upstream, gateway):
     assert one["name"] == "one" and one["upstream"] == "a" and one["status"] == 200
     assert one["us"] >= 50000
     assert two["name"] == "two" and two["upstream"] == "bad" and two["status"] == 503
+
+
+def test_max_compose_bytes_bounds_calls_and_the_composed_body(upstream, gateway, tmp_path):
+    big = json_up(upstream, "big", {"blob": "x" * 3000})
+    small = json_up(upstream, "small", {"s": 1})
+    half_a = json_up(upstream, "ha", {"a": "y" * 1200})
+    half_b = json_up(upstream, "hb", {"b": "z" * 1200})
+    cfg = compose_cfg([big, small], {"errors": True, "calls": [
+        {"name": "big", "upstream": "big", "path": "/big"},
+        {"name": "small", "upstream": "small", "path": "/small"}]})
+    cfg["limits"] = {"max_compose_bytes": 2048}
+    gw = gateway(cfg)
+    r = http_request("GET", gw.url("/agg"))
+    assert r.status == 200, r
+    assert r.headers["x-xgate-completed"] == "false"
+    doc = r.json()
+    assert doc["s"] == 1 and "blob" not in doc
+    assert doc["_errors"]["big"]["reason"] == "response too large", doc
+    # Each call fits, their merge does not.
+    cfg = compose_cfg([half_a, half_b], {"calls": [
+        {"name": "a", "upstream": "ha", "path": "/a"},
+        {"name": "b", "upstream": "hb", "path": "/b"}]})
+    cfg["limits"] = {"max_compose_bytes": 2048}
+    gw2 = gateway(cfg)
+    r = http_request("GET", gw2.url("/agg"))
+    assert r.status == 502, r
+    assert r.json()["error"] == "composed response too large"
+    cfg["limits"] = {"max_compose_bytes": 100}
+    code, out = run_check(cfg, tmp_path)
+    assert code != 0 and "limits.max_compose_bytes" in out, out

@@ -61,6 +61,7 @@ struct limits_config {
 	uint64_t max_body_bytes;
 	uint32_t header_timeout_ms;
 	uint32_t tls_handshake_timeout_ms; /* the whole handshake, not per read */
+	uint64_t max_compose_bytes; /* each call's body and the composed body */
 	uint32_t idle_timeout_ms;
 	uint32_t max_connections;
 	uint32_t drain_timeout_ms;

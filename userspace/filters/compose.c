@@ -115,7 +115,11 @@ static void start_call(struct compose_state *cs, int i)
 	char path[2048], headers[4096];
 	uint64_t now = clock_mono_ns();
 	struct client_request_opts o = {
-	    .cfg = st->cfg, .upstream = c->upstream, .path = path, .headers = headers};
+	    .cfg = st->cfg,
+	    .upstream = c->upstream,
+	    .path = path,
+	    .headers = headers,
+	    .max_body_bytes = st->cfg->limits.max_compose_bytes};
 
 	cs->started |= 1u << i;
 	if (!compose_expand(c->path, &v, path, sizeof(path))) {
@@ -227,6 +231,10 @@ static enum filter_verdict compose_answer(struct stream *st, struct compose_stat
 	json_decref(out);
 	if (!cs->body) {
 		stream_reply_error(st, 503, "out of memory", NULL);
+		return FILTER_DONE;
+	}
+	if (strlen(cs->body) > st->cfg->limits.max_compose_bytes) {
+		stream_reply_error(st, 502, "composed response too large", hdr);
 		return FILTER_DONE;
 	}
 	stream_reply_body(st, hdr, cs->body, strlen(cs->body));
