@@ -124,7 +124,8 @@ FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZERS))
 # metrics registries (which never shrink, by design) to a few names. See fuzz_config.c.
 FUZZ_LDFLAGS_config := -Wl,--wrap=target_state_get,--wrap=metrics_route_slot \
 		       -Wl,--wrap=metrics_listener_slot,--wrap=metrics_target_slot \
-		       -Wl,--wrap=metrics_split_slot,--wrap=metrics_consumer_slot
+		       -Wl,--wrap=metrics_split_slot,--wrap=metrics_consumer_slot \
+		       -Wl,--wrap=metrics_compose_slot
 
 fuzz-build:
 	$(MAKE) FUZZ=1 BUILD=$(FUZZ_BUILD) fuzz-bins

@@ -3,6 +3,7 @@ required calls, the _errors body, timeouts, non-JSON answers, auth on the compos
 and config errors with their JSON paths."""
 import json
 import time
+import urllib.request
 
 from conftest import base_config, http_request, run_check, scaled
 
@@ -121,6 +122,12 @@ def test_partial_fail_required_errors_timeout_non_json(upstream, gateway):
     assert errs["text"]["reason"] == "not JSON"
     assert errs["slow"]["reason"] == "timeout"
     assert errs["after"]["reason"] == "dependency failed"
+    text = urllib.request.urlopen(gw.admin_url + "/metrics", timeout=5).read().decode()
+    for call, outcome in (("ok", "ok"), ("bad", "failed"), ("text", "failed"),
+                          ("slow", "timeout"), ("after", "skipped")):
+        line = ('xgate_compose_calls_total{route="partial",call="%s",outcome="%s"} 1'
+                % (call, outcome))
+        assert line in text, (line, [x for x in text.splitlines() if "compose" in x])
     r = http_request("GET", gw.url("/fail"))
     assert r.status == 502 and r.headers["x-xgate-completed"] == "false"
     assert r.json()["error"] == "composition failed"

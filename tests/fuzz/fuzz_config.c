@@ -24,6 +24,7 @@ int __real_metrics_listener_slot(const char *listener_name);
 int __real_metrics_target_slot(const char *upstream, const char *target);
 int __real_metrics_split_slot(const char *route, const char *upstream);
 int __real_metrics_consumer_slot(const char *consumer);
+int __real_metrics_compose_slot(const char *route, const char *call);
 
 static const char *fixed(const char *name, const char *as)
 {
@@ -53,6 +54,11 @@ int __wrap_metrics_target_slot(const char *upstream, const char *target)
 int __wrap_metrics_split_slot(const char *route, const char *upstream)
 {
 	return __real_metrics_split_slot(fixed(route, "r"), fixed(upstream, "u"));
+}
+
+int __wrap_metrics_compose_slot(const char *route, const char *call)
+{
+	return __real_metrics_compose_slot(fixed(route, "r"), fixed(call, "c"));
 }
 
 int __wrap_metrics_consumer_slot(const char *consumer)

@@ -29,6 +29,7 @@ struct compose_call {
 	int nallow, ndeny;
 	json_t *mapping; /* object: old key -> new key; NULL: none */
 	char *group;	 /* NULL: merged as it is */
+	int metrics_slot;
 };
 
 struct compose_policy {

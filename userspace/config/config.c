@@ -519,6 +519,9 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 		/* accounting needs a pool index: the first call's */
 		if (rc->compose)
 			rc->upstream = rc->compose->calls[0].upstream;
+		for (int i = 0; rc->compose && i < rc->compose->ncalls; i++)
+			rc->compose->calls[i].metrics_slot =
+			    metrics_compose_slot(rc->name, rc->compose->calls[i].name);
 	}
 	if (json_object_get(r, "split")) {
 		rc->split = split_policy_parse(json_object_get(r, "split"),

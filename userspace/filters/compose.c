@@ -15,6 +15,7 @@
 #include "compose/compose.h"
 #include "config/config.h"
 #include "filters/filters.h"
+#include "metrics/metrics.h"
 
 struct compose_state;
 
@@ -188,7 +189,21 @@ static json_t *build_body(struct compose_state *cs)
 	return out;
 }
 
-/* One access-log entry per call: name, upstream pool, status, microseconds. */
+static enum compose_outcome call_outcome(const struct compose_state *cs, int i)
+{
+	const char *reason = cs->slots[i].reason;
+
+	if (!(cs->failed & (1u << i)))
+		return COMPOSE_OUTCOME_OK;
+	if (!strcmp(reason, "timeout"))
+		return COMPOSE_OUTCOME_TIMEOUT;
+	if (!strcmp(reason, "dependency failed") || !strcmp(reason, "template value missing"))
+		return COMPOSE_OUTCOME_SKIPPED;
+	return cs->slots[i].status ? COMPOSE_OUTCOME_FAILED : COMPOSE_OUTCOME_ERROR;
+}
+
+/* One access-log entry per call: name, upstream pool, status, microseconds; one metric
+ * sample per call. */
 static void note_calls(struct stream *st, struct compose_state *cs)
 {
 	json_t *a = json_array();
@@ -197,6 +212,7 @@ static void note_calls(struct stream *st, struct compose_state *cs)
 	for (int i = 0; i < cs->pol->ncalls; i++) {
 		const struct compose_call *c = &cs->pol->calls[i];
 
+		metrics_compose_call(st->env->metrics, c->metrics_slot, call_outcome(cs, i));
 		json_array_append_new(a, json_pack("{s:s,s:s,s:i,s:I}", "name", c->name, "upstream",
 						   st->cfg->upstreams[c->upstream].name, "status",
 						   cs->slots[i].status, "us",

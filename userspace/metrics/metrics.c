@@ -33,6 +33,7 @@ static const size_t kind_record_size[KIND_COUNT] = {
     [KIND_TARGET] = sizeof(struct target_ctr),
     [KIND_SPLIT] = sizeof(struct split_ctr),
     [KIND_CONSUMER] = sizeof(struct consumer_ctr),
+    [KIND_COMPOSE] = sizeof(struct compose_ctr),
 };
 
 struct metrics_shard {
@@ -207,6 +208,24 @@ int metrics_split_slot(const char *route, const char *upstream)
 	return intern(KIND_SPLIT, route, upstream);
 }
 
+int metrics_compose_slot(const char *route, const char *call)
+{
+	if (!route || !*route || !call || !*call)
+		return -1;
+	return intern(KIND_COMPOSE, route, call);
+}
+
+const char *compose_outcome_name(enum compose_outcome o)
+{
+	static const char *const names[COMPOSE_OUTCOME_COUNT] = {
+	    [COMPOSE_OUTCOME_OK] = "ok",	   [COMPOSE_OUTCOME_FAILED] = "failed",
+	    [COMPOSE_OUTCOME_TIMEOUT] = "timeout", [COMPOSE_OUTCOME_ERROR] = "error",
+	    [COMPOSE_OUTCOME_SKIPPED] = "skipped",
+	};
+
+	return (unsigned)o < COMPOSE_OUTCOME_COUNT ? names[o] : "unknown";
+}
+
 int metrics_consumer_slot(const char *consumer)
 {
 	if (!consumer || !*consumer)
@@ -308,6 +327,14 @@ void metrics_upstream_request(struct metrics_shard *m, int target_slot,
 
 	if (t && (unsigned)outcome < OUTCOME_COUNT)
 		counter_add(&t->outcomes[outcome], 1);
+}
+
+void metrics_compose_call(struct metrics_shard *m, int compose_slot, enum compose_outcome o)
+{
+	struct compose_ctr *cc = shard_record(m, KIND_COMPOSE, compose_slot);
+
+	if (cc && (unsigned)o < COMPOSE_OUTCOME_COUNT)
+		counter_add(&cc->outcomes[o], 1);
 }
 
 void metrics_split_request(struct metrics_shard *m, int split_slot)

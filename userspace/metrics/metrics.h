@@ -42,6 +42,18 @@ int metrics_target_slot(const char *upstream, const char *target);
 int metrics_split_slot(const char *route, const char *upstream);
 /* An API-key consumer of the config (by name, so its counts survive reloads). */
 int metrics_consumer_slot(const char *consumer);
+/* One call of a compose route. */
+int metrics_compose_slot(const char *route, const char *call);
+
+enum compose_outcome {
+	COMPOSE_OUTCOME_OK,
+	COMPOSE_OUTCOME_FAILED,	 /* answered, but non-2xx, not JSON or not the call's shape */
+	COMPOSE_OUTCOME_TIMEOUT, /* the composition's deadline passed */
+	COMPOSE_OUTCOME_ERROR,	 /* no target, connect, reset, protocol, too large */
+	COMPOSE_OUTCOME_SKIPPED, /* never sent: a dependency failed or a template value missing */
+	COMPOSE_OUTCOME_COUNT,
+};
+const char *compose_outcome_name(enum compose_outcome o);
 
 struct metrics_shard;
 /* Created on first call for that worker (any thread); NULL when worker is out of range. */
@@ -58,6 +70,7 @@ void metrics_rate_limited(struct metrics_shard *m, int route_slot);
 void metrics_split_request(struct metrics_shard *m, int split_slot);
 /* A request answered for an authenticated API-key consumer (slot -1: not counted). */
 void metrics_consumer_request(struct metrics_shard *m, int consumer_slot, int status);
+void metrics_compose_call(struct metrics_shard *m, int compose_slot, enum compose_outcome o);
 
 /* Process-wide values (main thread): call at startup and after every reload attempt. */
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok);

@@ -40,11 +40,16 @@ struct consumer_ctr {
 	counter_t requests, errors;
 };
 
-enum slot_kind { KIND_ROUTE, KIND_LISTENER, KIND_TARGET, KIND_SPLIT, KIND_CONSUMER, KIND_COUNT };
+struct compose_ctr {
+	counter_t outcomes[COMPOSE_OUTCOME_COUNT];
+};
+
+enum slot_kind { KIND_ROUTE, KIND_LISTENER, KIND_TARGET, KIND_SPLIT, KIND_CONSUMER, KIND_COMPOSE,
+		KIND_COUNT };
 
 struct slot_label {
 	char *a, *b; /* route/listener name; upstream name and target address; route and
-		      * upstream of a split entry */
+		      * upstream of a split entry; route and call of a compose call */
 };
 
 extern _Atomic uint64_t metrics_config_generation;

@@ -214,6 +214,25 @@ static void render_splits(struct metrics_buf *b)
 	}
 }
 
+static void render_compose(struct metrics_buf *b)
+{
+	int n = metrics_table_count(KIND_COMPOSE);
+
+	family(b, "xgate_compose_calls_total", "counter",
+	       "Calls of compose routes, by route, call and outcome.");
+	for (int i = 0; i < n; i++) {
+		const struct slot_label *l = metrics_table_label(KIND_COMPOSE, i);
+
+		for (int o = 0; o < COMPOSE_OUTCOME_COUNT; o++)
+			sample_u64(b, "xgate_compose_calls_total",
+				   (const char *const[]){ "route", l->a, "call", l->b, "outcome",
+							  compose_outcome_name(o), NULL },
+				   metrics_sum_counter(KIND_COMPOSE, i,
+						       offsetof(struct compose_ctr, outcomes) +
+							       o * sizeof(counter_t)));
+	}
+}
+
 static void render_consumers(struct metrics_buf *b)
 {
 	int n = metrics_table_count(KIND_CONSUMER);
@@ -420,6 +439,7 @@ char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *ex
 	render_upstream_queues(&b, cfg);
 	render_splits(&b);
 	render_consumers(&b);
+	render_compose(&b);
 	render_connections(&b, cfg);
 	render_auth(&b);
 	render_config(&b);
