@@ -168,7 +168,7 @@ def test_config_errors_name_the_json_path(upstream, tmp_path):
           "routes[0].compose.on_partial")
     check({"calls": [{"name": "x", "upstream": "a", "path": "/", "bogus": 1}]},
           "routes[0].compose.calls[0]")
-    check({"calls": [{"name": "x", "upstream": "a", "path": "/{jwt.sub}"}]},
+    check({"calls": [{"name": "x", "upstream": "a", "path": "/{jwt.}"}]},
           "routes[0].compose.calls[0].path: unknown template")
     check({"calls": []}, "routes[0].compose.calls")
     code, out = run_check(compose_cfg([a], {"calls": [
@@ -248,3 +248,34 @@ def test_max_compose_bytes_bounds_calls_and_the_composed_body(upstream, gateway,
     cfg["limits"] = {"max_compose_bytes": 100}
     code, out = run_check(cfg, tmp_path)
     assert code != 0 and "limits.max_compose_bytes" in out, out
+
+
+def test_jwt_claim_templates(upstream, gateway, tmp_path):
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    jwk["kid"] = "k1"
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    acc = json_up(upstream, "acc", lambda req: {"seen": req.path + "?" + req.query})
+    cfg = base_config(upstreams=[acc], access_log=None, routes=[
+        {"name": "agg", "paths": ["/agg"], "auth": {"jwt": {}}, "compose": {
+            "errors": True, "calls": [
+                {"name": "acc", "upstream": "acc",
+                 "path": "/accounts/{jwt.sub}?tenant={jwt.tenant}&n={jwt.level}"},
+                {"name": "missing", "upstream": "acc", "path": "/x/{jwt.nope}"}]}}],
+        auth={"jwt": {"jwks_file": str(jwks), "algorithms": ["ES256"],
+                      "issuer": "https://idp.test"}})
+    gw = gateway(cfg)
+    now = int(time.time())
+    tok = pyjwt.encode({"sub": "ann/7", "tenant": "a b", "level": 3, "iss": "https://idp.test",
+                        "iat": now, "exp": now + 600}, key, algorithm="ES256",
+                       headers={"kid": "k1"})
+    r = http_request("GET", gw.url("/agg"), headers={"Authorization": "Bearer " + tok})
+    assert r.status == 200, r
+    doc = r.json()
+    assert doc["seen"] == "/accounts/ann%2F7?tenant=a%20b&n=3", doc
+    assert doc["_errors"]["missing"]["reason"] == "template value missing", doc
+    assert http_request("GET", gw.url("/agg")).status == 401

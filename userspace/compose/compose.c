@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "common/cfg.h"
 #include "compose/compose.h"
 #include "config/config.h"
@@ -28,6 +29,8 @@ static bool check_ref(struct compose_policy *p, struct compose_call *c, const ch
 	int i;
 
 	if (len == 8 && !memcmp(ref, "consumer", 8))
+		return true;
+	if (len > 4 && !memcmp(ref, "jwt.", 4))
 		return true;
 	if ((len > 7 && !memcmp(ref, "header.", 7)) || (len > 6 && !memcmp(ref, "query.", 6)))
 		return true;
@@ -323,6 +326,23 @@ static bool path_segment(const char *p, size_t len, long n, const char **seg, si
 	return false;
 }
 
+/* A claim of the request's verified JWT (strings and numbers; absent for API keys). */
+static bool claim_value(const struct auth_result *auth, const char *name, size_t len,
+			const char **val, size_t *val_len)
+{
+	char key[128];
+
+	if (!auth || !auth->claim || len >= sizeof(key))
+		return false;
+	memcpy(key, name, len);
+	key[len] = '\0';
+	*val = auth->claim(auth, key);
+	if (!*val)
+		return false;
+	*val_len = strlen(*val);
+	return *val_len > 0;
+}
+
 static bool ref_value(const char *ref, size_t len, const struct compose_vars *v, char *buf,
 		      size_t cap, const char **val, size_t *val_len)
 {
@@ -353,6 +373,8 @@ static bool ref_value(const char *ref, size_t len, const struct compose_vars *v,
 	}
 	if (len > 5 && !memcmp(ref, "path.", 5))
 		return path_segment(v->path, v->path_len, strtol(ref + 5, NULL, 10), val, val_len);
+	if (len > 4 && !memcmp(ref, "jwt.", 4))
+		return claim_value(v->auth, ref + 4, len - 4, val, val_len);
 	/* calls.NAME[.dot.path], checked at load */
 	dot = memchr(ref + 6, '.', len - 6);
 	i = call_index(v->pol, ref + 6, dot ? (size_t)(dot - ref - 6) : len - 6);

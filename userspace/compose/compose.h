@@ -47,8 +47,11 @@ struct compose_policy *compose_policy_parse(json_t *obj, const char *path,
 void compose_policy_free(struct compose_policy *p);
 
 /* What templates read. results[i]: call i's raw body, NULL when it has none. */
+struct auth_result;
+
 struct compose_vars {
 	const char *consumer;
+	const struct auth_result *auth; /* {jwt.CLAIM}; NULL when the request has none */
 	const struct http_request *req;
 	const char *path; /* normalised request path */
 	size_t path_len;

@@ -108,6 +108,7 @@ static void start_call(struct compose_state *cs, int i)
 	struct stream *st = cs->st;
 	const struct compose_call *c = &cs->pol->calls[i];
 	struct compose_vars v = {.consumer = st->consumer,
+				 .auth = st->auth_done ? &st->auth : NULL,
 				 .req = &st->req,
 				 .path = st->path,
 				 .path_len = st->path_len,
