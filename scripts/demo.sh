@@ -108,6 +108,8 @@ cat >&2 <<EOF
       http://127.0.0.1:8080/api/users                             # POST, X-User-Id forwarded
   curl -s -H "X-API-Key: $MOBILE_APP_KEY" http://127.0.0.1:8080/api/orders
   curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/payments/1   # 403
+  curl -si -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/profile?id=1'
+      # composed: user 1 + the orders, one response (X-Xgate-Completed)
   curl -s -H "Authorization: Bearer $PAY_TOKEN" \\
       -d '{"order_id":1,"amount_cents":1200}' http://127.0.0.1:8080/api/payments
   curl -sk https://127.0.0.1:8443/api/catalog                    # TLS (demo cert)
