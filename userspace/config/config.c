@@ -144,7 +144,8 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 					    "max_body_bytes",	"header_timeout_ms",
 					    "idle_timeout_ms",	"max_connections",
 					    "drain_timeout_ms", "splice_max_inflight_bytes",
-					    "tls_handshake_timeout_ms", "max_compose_bytes", NULL };
+					    "tls_handshake_timeout_ms", "max_compose_bytes",
+					    "body_timeout_ms",	"body_min_rate", NULL };
 	json_t *o = cfg_get_object(root, "limits", "", errs);
 	long long v;
 
@@ -161,6 +162,10 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	cfg_get_int(o, "tls_handshake_timeout_ms", "limits", l->header_timeout_ms, 1, 3600000, &v,
 		    errs);
 	l->tls_handshake_timeout_ms = v;
+	cfg_get_int(o, "body_timeout_ms", "limits", l->header_timeout_ms, 1, 3600000, &v, errs);
+	l->body_timeout_ms = v;
+	cfg_get_int(o, "body_min_rate", "limits", 1024, 0, 1LL << 30, &v, errs);
+	l->body_min_rate = v;
 	cfg_get_int(o, "max_compose_bytes", "limits", 1 << 20, 1024, 1LL << 30, &v, errs);
 	l->max_compose_bytes = v;
 	cfg_get_int(o, "idle_timeout_ms", "limits", 60000, 1, 86400000, &v, errs);
