@@ -380,6 +380,10 @@ def test_config_errors(tmp_path, upstream, base_config, free_port, pki):
          "auth": {"mtls": {"subjects": ["partner-a"]}}}])
     code, out = run_check(cfg, tmp_path)
     assert code != 0 and "routes[0].auth.mtls.subjects[0]: not an RFC 4514 name" in out, out
+    # A valid mtls route but no listener asks for certificates: nobody could get in.
+    cfg["routes"][0]["auth"] = {"mtls": {"subjects": [SUBJECT_A]}}
+    code, out = run_check(cfg, tmp_path)
+    assert code != 0 and "routes[0].auth: mtls needs a listener with tls.client_ca" in out, out
     # The valid variant passes.
     cfg = gateway_config(base_config, up, pki, free_port)
     code, out = run_check(cfg, tmp_path)

@@ -160,6 +160,8 @@ bool auth_hidden_header(const struct auth_config *a, const struct route_auth *ra
 			struct http_str name);
 bool auth_hidden_query_param(const struct auth_config *a, const struct route_auth *ra,
 			     struct http_str raw_name);
+/* Whether one of the route's methods is "mtls" (false for NULL). */
+bool auth_route_uses_mtls(const struct route_auth *ra);
 /* Whether the route has a method whose credential hide_credentials can remove. */
 bool auth_route_has_credentials(const struct route_auth *ra);
 

@@ -639,6 +639,11 @@ static bool route_uses(const struct route_auth *ra, enum auth_method_kind kind)
 	return false;
 }
 
+bool auth_route_uses_mtls(const struct route_auth *ra)
+{
+	return route_uses(ra, AUTH_METHOD_MTLS);
+}
+
 bool auth_route_has_credentials(const struct route_auth *ra)
 {
 	return route_uses(ra, AUTH_METHOD_JWT) || route_uses(ra, AUTH_METHOD_API_KEY);

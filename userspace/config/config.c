@@ -487,6 +487,15 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	}
 }
 
+static bool any_mtls_listener(const struct xg_config *cfg)
+{
+	for (int i = 0; i < cfg->nlisteners; i++)
+		if (cfg->listeners[i].tls &&
+		    tls_listener_client_auth(cfg->listeners[i].tls) != TLS_CLIENT_AUTH_NONE)
+			return true;
+	return false;
+}
+
 static void parse_route(json_t *r, const char *path, int idx, struct xg_config *cfg,
 			json_t *root_auth, struct cfg_errs *errs)
 {
@@ -556,6 +565,9 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	    !auth_route_has_credentials(rc->auth))
 		cfg_err(errs, cfg_path_key(p, path, "hide_credentials"),
 			"needs an \"auth\" with jwt or api_key (a credential to hide)");
+	if (auth_route_uses_mtls(rc->auth) && !any_mtls_listener(cfg))
+		cfg_err(errs, cfg_path_key(p, path, "auth"),
+			"mtls needs a listener with tls.client_ca (no client could authenticate)");
 	rl = cfg_get_object(r, "rate_limit", path, errs);
 	if (rl)
 		rc->rate_limit = ratelimit_policy_parse(rl, cfg_path_key(p, path, "rate_limit"),
