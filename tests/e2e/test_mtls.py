@@ -388,3 +388,20 @@ def test_config_errors(tmp_path, upstream, base_config, free_port, pki):
     cfg = gateway_config(base_config, up, pki, free_port)
     code, out = run_check(cfg, tmp_path)
     assert code == 0, out
+
+
+def test_composed_route_calls_carry_the_subject(gateway, upstream, base_config, free_port,
+                                                pki):
+    up = upstream(name="app")
+    cfg = gateway_config(base_config, up, pki, free_port)
+    cfg["routes"].insert(0, {"name": "agg", "paths": ["/agg"],
+                             "auth": {"mtls": {"subjects": [SUBJECT_A]}},
+                             "compose": {"calls": [{"name": "u", "upstream": "app",
+                                                    "path": "/u"}]}})
+    gw = gateway(cfg)
+    status, _, _ = get(gw.port(2), client_ctx(pki, "a"), "/agg",
+                       {"X-Client-Cert-Subject": "CN=admin,O=Bank"})
+    assert status == 200
+    assert up.requests[-1].headers["x-client-cert-subject"] == SUBJECT_A
+    assert get(gw.port(2), client_ctx(pki, "b"), "/agg")[0] == 403
+    assert get(gw.port(2), client_ctx(pki), "/agg")[0] == 401
