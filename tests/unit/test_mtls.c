@@ -133,7 +133,8 @@ static enum auth_reason run(const struct route_auth *ra, X509 *x, bool verified,
 			    struct auth_result *res, const char *api_key)
 {
 	char *subject = x ? tls_name_text(X509_get_subject_name(x)) : NULL;
-	struct auth_peer peer = {.cert = x, .verified = verified, .subject = verified ? subject : NULL};
+	struct auth_peer peer = {
+	    .cert = x, .verified = verified, .subject = verified ? subject : NULL};
 	struct tu_req r;
 
 	tu_req_init(&r, NULL);
@@ -151,7 +152,8 @@ static void route_method(void)
 	static const char *const a[] = {"O", "Bank", "CN", "partner-a"};
 	static const char *const b[] = {"O", "Bank", "CN", "partner-b"};
 	struct cfg_errs errs = {0};
-	struct route_auth *ra = route("{\"mtls\": {\"subjects\": [\"cn=partner-a, o=bank\"]}}", &errs);
+	struct route_auth *ra =
+	    route("{\"mtls\": {\"subjects\": [\"cn=partner-a, o=bank\"]}}", &errs);
 	X509 *xa = make_cert(a, 4, NULL, NULL), *xb = make_cert(b, 4, NULL, NULL);
 	struct auth_result res;
 
@@ -233,8 +235,10 @@ static void route_errors(void)
 {
 	expect_route_error("{\"mtls\": {\"subjects\": [\"Bank\"]}}",
 			   "routes[0].auth.mtls.subjects[0]: not an RFC 4514 name");
-	expect_route_error("{\"mtls\": {\"subjects\": []}}", "routes[0].auth.mtls.subjects: must not be empty");
-	expect_route_error("{\"mtls\": {\"sans\": []}}", "routes[0].auth.mtls.sans: must not be empty");
+	expect_route_error("{\"mtls\": {\"subjects\": []}}",
+			   "routes[0].auth.mtls.subjects: must not be empty");
+	expect_route_error("{\"mtls\": {\"sans\": []}}",
+			   "routes[0].auth.mtls.sans: must not be empty");
 	expect_route_error("{\"mtls\": {\"subject\": [\"CN=a\"]}}", "routes[0].auth.mtls.subject");
 	expect_route_error("{\"mtls\": true}", "routes[0].auth.mtls: must be an object");
 	expect_route_error("{\"any_of\": [{\"mtls\": {\"subjects\": [\"CN=a\", 3]}}]}",
@@ -252,8 +256,8 @@ static void identity_header(void)
 int main(void)
 {
 	struct cfg_errs errs = {0};
-	json_t *root = json_loads("{\"consumers\": [{\"name\": \"app\", \"api_keys\": [\"k-1\"]}]}",
-				  0, NULL);
+	json_t *root =
+	    json_loads("{\"consumers\": [{\"name\": \"app\", \"api_keys\": [\"k-1\"]}]}", 0, NULL);
 
 	key = EVP_EC_gen("P-256");
 	A = auth_config_parse(NULL, json_object_get(root, "consumers"), &errs);

@@ -171,7 +171,8 @@ static bool parse_value(const char **s, struct sbuf *v, char *err, size_t errlen
 			continue;
 		}
 		if (hexval((unsigned char)p[1]) >= 0 && hexval((unsigned char)p[2]) >= 0) {
-			char c = (char)(hexval((unsigned char)p[1]) << 4 | hexval((unsigned char)p[2]));
+			char c =
+			    (char)(hexval((unsigned char)p[1]) << 4 | hexval((unsigned char)p[2]));
 
 			if (!c) {
 				snprintf(err, errlen, "\\00 is not allowed");
