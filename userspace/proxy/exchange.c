@@ -593,9 +593,14 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	st->is_ipv6 = c->peer.ss_family == AF_INET6;
 	st->tls = c->cli.tls;
 	if (c->cli.tls) {
+		const char *subject = tls_conn_peer_subject(c->cli.tls);
+
+		/* The certificate is read by the auth filter's on_request only; the subject is
+		 * copied so that what filters keep does not point into the TLS state. */
 		st->client_cert.cert = tls_conn_peer_cert(c->cli.tls);
 		st->client_cert.verified = tls_conn_peer_verified(c->cli.tls);
-		st->client_cert.subject = tls_conn_peer_subject(c->cli.tls);
+		st->client_cert.subject = subject ? stream_strdup(st, subject, strlen(subject)) : NULL;
+		st->client_cert.verified &= st->client_cert.subject != NULL;
 	}
 	st->request_id = ex->request_id;
 	c->st = st;
