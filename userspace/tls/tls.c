@@ -954,6 +954,12 @@ enum tls_io tls_handshake(struct tls_conn *c)
 	}
 	r = map_error(c, ret);
 	if (r == TLS_CLOSED || r == TLS_ERROR) {
+		long v = SSL_get_verify_result(c->ssl);
+
+		/* Debug only: a scanner must not be able to flood the log. */
+		if (c->listener->client_auth != TLS_CLIENT_AUTH_NONE && v != X509_V_OK)
+			log_debug("tls", "client certificate refused: %s",
+				  X509_verify_cert_error_string(v));
 		count_failure(c);
 		r = TLS_ERROR;
 		ERR_clear_error();
