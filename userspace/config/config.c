@@ -487,11 +487,15 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	}
 }
 
-static bool any_mtls_listener(const struct xg_config *cfg)
+/* A listener's tls names a client_ca (read from the JSON: one that failed to load has its
+ * own error, the routes need not repeat it). */
+static bool any_mtls_listener(json_t *root)
 {
-	for (int i = 0; i < cfg->nlisteners; i++)
-		if (cfg->listeners[i].tls &&
-		    tls_listener_client_auth(cfg->listeners[i].tls) != TLS_CLIENT_AUTH_NONE)
+	json_t *arr = json_object_get(root, "listeners"), *l;
+	size_t i;
+
+	json_array_foreach(arr, i, l)
+		if (json_object_get(json_object_get(l, "tls"), "client_ca"))
 			return true;
 	return false;
 }
@@ -565,9 +569,6 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	    !auth_route_has_credentials(rc->auth))
 		cfg_err(errs, cfg_path_key(p, path, "hide_credentials"),
 			"needs an \"auth\" with jwt or api_key (a credential to hide)");
-	if (auth_route_uses_mtls(rc->auth) && !any_mtls_listener(cfg))
-		cfg_err(errs, cfg_path_key(p, path, "auth"),
-			"mtls needs a listener with tls.client_ca (no client could authenticate)");
 	rl = cfg_get_object(r, "rate_limit", path, errs);
 	if (rl)
 		rc->rate_limit = ratelimit_policy_parse(rl, cfg_path_key(p, path, "rate_limit"),
@@ -610,6 +611,10 @@ static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *e
 	json_array_foreach(arr, i, r) {
 		cfg_path_idx(p, "routes", i);
 		parse_route(r, p, i, cfg, json_object_get(root, "auth"), errs);
+		if (auth_route_uses_mtls(cfg->routes[i].auth) && !any_mtls_listener(root))
+			cfg_err(errs, cfg_path_key(np, p, "auth"),
+				"mtls needs a listener with tls.client_ca (no client could "
+				"authenticate)");
 		for (size_t j = 0; j < i; j++)
 			if (cfg->routes[i].name && cfg->routes[j].name &&
 			    !strcmp(cfg->routes[i].name, cfg->routes[j].name))

@@ -826,11 +826,6 @@ void tls_listener_free(struct tls_listener *t)
 	free(t);
 }
 
-enum tls_client_auth tls_listener_client_auth(const struct tls_listener *t)
-{
-	return t->client_auth;
-}
-
 enum ktls_mode tls_listener_ktls_mode(const struct tls_listener *t)
 {
 	return t->ktls;

@@ -54,7 +54,6 @@ struct X509_name_st;
 struct tls_listener *tls_listener_parse(json_t *tls, const char *path, struct cfg_errs *errs);
 void tls_listener_free(struct tls_listener *t);
 enum ktls_mode tls_listener_ktls_mode(const struct tls_listener *t);
-enum tls_client_auth tls_listener_client_auth(const struct tls_listener *t);
 
 /* Kernel TLS ULP available (probed once, at first call, with a loopback connection). */
 bool tls_ktls_supported(void);
