@@ -62,7 +62,7 @@ struct auth_config {
 	int nkeys;
 };
 
-enum auth_method_kind { AUTH_METHOD_JWT, AUTH_METHOD_API_KEY };
+enum auth_method_kind { AUTH_METHOD_JWT, AUTH_METHOD_API_KEY, AUTH_METHOD_MTLS };
 
 struct string_list {
 	char **items;
@@ -73,6 +73,9 @@ struct auth_method {
 	enum auth_method_kind kind;
 	struct string_list roles;  /* any-of; empty: no requirement */
 	struct string_list scopes; /* all-of; JWT only */
+	/* mTLS: any-of each, both when both are given; empty: any verified certificate. */
+	struct string_list subjects; /* dn_canon_text() forms */
+	struct string_list sans;     /* DNS (compared case-insensitively) or URI names */
 };
 
 struct deny_window {

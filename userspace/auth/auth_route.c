@@ -1,4 +1,5 @@
 #include "auth/auth_internal.h"
+#include "auth/dn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,42 @@ static void method_free(struct auth_method *m)
 	for (i = 0; i < m->scopes.n; i++)
 		free(m->scopes.items[i]);
 	free(m->scopes.items);
+	cfg_strings_free(m->subjects.items, m->subjects.n);
+	cfg_strings_free(m->sans.items, m->sans.n);
+}
+
+/* {"mtls": {"subjects": ["CN=partner-a,O=Bank"], "sans": ["partner-a.example"]}} */
+static bool parse_mtls(json_t *body, const char *path, struct auth_method *m,
+		       struct cfg_errs *errs)
+{
+	static const char *const keys[] = {"subjects", "sans", NULL};
+	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX], err[160];
+
+	cfg_check_keys(body, path, keys, errs);
+	if (!cfg_get_strings(body, "subjects", path, false, &m->subjects.items, &m->subjects.n,
+			     errs) ||
+	    !cfg_get_strings(body, "sans", path, false, &m->sans.items, &m->sans.n, errs))
+		return false;
+	cfg_path_key(p, path, "subjects");
+	if (json_object_get(body, "subjects") && !m->subjects.n) {
+		cfg_err(errs, p, "must not be empty (leave it out to accept any verified certificate)");
+		return false;
+	}
+	for (int i = 0; i < m->subjects.n; i++) {
+		char *canon = dn_canon_text(m->subjects.items[i], err, sizeof(err));
+
+		if (!canon) {
+			cfg_err(errs, cfg_path_idx(ip, p, i), "not an RFC 4514 name: %s", err);
+			return false;
+		}
+		free(m->subjects.items[i]);
+		m->subjects.items[i] = canon;
+	}
+	if (json_object_get(body, "sans") && !m->sans.n) {
+		cfg_err(errs, cfg_path_key(p, path, "sans"), "must not be empty");
+		return false;
+	}
+	return true;
 }
 
 void route_auth_free(struct route_auth *ra)
@@ -38,24 +75,26 @@ static bool parse_method(json_t *obj, const char *path, const struct auth_config
 	static const char *const jwt_keys[] = {"roles", "scopes", NULL};
 	static const char *const key_keys[] = {"roles", NULL};
 	json_t *jwt = json_object_get(obj, "jwt"), *key = json_object_get(obj, "api_key");
+	json_t *mtls = json_object_get(obj, "mtls");
 	char p[CFG_PATH_MAX];
 	json_t *body;
 
-	if (!json_is_object(obj) || json_object_size(obj) != 1 || (!jwt && !key)) {
-		cfg_err(
-		    errs, path, "must be %s",
-		    allow_any_of
-			? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}} or {\"any_of\": [...]}"
-			: "{\"jwt\": {...}} or {\"api_key\": {...}}");
+	if (!json_is_object(obj) || json_object_size(obj) != 1 || (!jwt && !key && !mtls)) {
+		cfg_err(errs, path, "must be %s",
+			allow_any_of ? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}}, "
+				       "{\"mtls\": {...}} or {\"any_of\": [...]}"
+				     : "{\"jwt\": {...}}, {\"api_key\": {...}} or {\"mtls\": {...}}");
 		return false;
 	}
-	m->kind = jwt ? AUTH_METHOD_JWT : AUTH_METHOD_API_KEY;
-	body = jwt ? jwt : key;
-	cfg_path_key(p, path, jwt ? "jwt" : "api_key");
+	m->kind = jwt ? AUTH_METHOD_JWT : key ? AUTH_METHOD_API_KEY : AUTH_METHOD_MTLS;
+	body = jwt ? jwt : key ? key : mtls;
+	cfg_path_key(p, path, jwt ? "jwt" : key ? "api_key" : "mtls");
 	if (!json_is_object(body)) {
 		cfg_err(errs, p, "must be an object");
 		return false;
 	}
+	if (mtls)
+		return parse_mtls(body, p, m, errs);
 	cfg_check_keys(body, p, jwt ? jwt_keys : key_keys, errs);
 	if (!cfg_get_strings(body, "roles", p, false, &m->roles.items, &m->roles.n, errs) ||
 	    !cfg_get_strings(body, "scopes", p, false, &m->scopes.items, &m->scopes.n, errs))

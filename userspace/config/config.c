@@ -487,6 +487,19 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	}
 }
 
+/* A listener's tls names a client_ca (read from the JSON: one that failed to load has its
+ * own error, the routes need not repeat it). */
+static bool any_mtls_listener(json_t *root)
+{
+	json_t *arr = json_object_get(root, "listeners"), *l;
+	size_t i;
+
+	json_array_foreach(arr, i, l)
+		if (json_object_get(json_object_get(l, "tls"), "client_ca"))
+			return true;
+	return false;
+}
+
 static void parse_route(json_t *r, const char *path, int idx, struct xg_config *cfg,
 			json_t *root_auth, struct cfg_errs *errs)
 {
@@ -598,6 +611,10 @@ static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *e
 	json_array_foreach(arr, i, r) {
 		cfg_path_idx(p, "routes", i);
 		parse_route(r, p, i, cfg, json_object_get(root, "auth"), errs);
+		if (auth_route_uses_mtls(cfg->routes[i].auth) && !any_mtls_listener(root))
+			cfg_err(errs, cfg_path_key(np, p, "auth"),
+				"mtls needs a listener with tls.client_ca (no client could "
+				"authenticate)");
 		for (size_t j = 0; j < i; j++)
 			if (cfg->routes[i].name && cfg->routes[j].name &&
 			    !strcmp(cfg->routes[i].name, cfg->routes[j].name))

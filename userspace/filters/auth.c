@@ -1,4 +1,4 @@
-/* Authentication filter: JWT / API key / any_of and role checks of the route (auth/). */
+/* Authentication filter: JWT / API key / mTLS / any_of and role checks of the route (auth/). */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,7 +13,8 @@ static enum filter_verdict auth_request(struct stream *st, void *state)
 	struct auth_result *ar = &st->auth;
 
 	memset(ar, 0, sizeof(*ar));
-	auth_check(st->cfg->auth, rc->auth, st->env->jwt_cache, &st->req, time(NULL), ar);
+	auth_check_peer(st->cfg->auth, rc->auth, st->env->jwt_cache, &st->req, &st->client_cert,
+			time(NULL), ar);
 	if (!ar->status) {
 		st->auth_done = true; /* released at stream end, after the upstream head is built */
 		snprintf(st->consumer, sizeof(st->consumer), "%s", ar->consumer);

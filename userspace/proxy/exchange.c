@@ -204,6 +204,7 @@ static void record_exchange(struct conn *c)
 	e.bytes_out = ex->bytes_out;
 	e.duration_us = dur_ns / 1000;
 	e.consumer = ex->consumer;
+	e.client_cert = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL;
 	e.calls = c->st ? c->st->log_calls : NULL;
 	accesslog_write(w->id, &e);
 }
@@ -591,6 +592,16 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	st->peer_ip = c->peer_ip;
 	st->is_ipv6 = c->peer.ss_family == AF_INET6;
 	st->tls = c->cli.tls;
+	if (c->cli.tls) {
+		const char *subject = tls_conn_peer_subject(c->cli.tls);
+
+		/* The certificate is read by the auth filter's on_request only; the subject is
+		 * copied so that what filters keep does not point into the TLS state. */
+		st->client_cert.cert = tls_conn_peer_cert(c->cli.tls);
+		st->client_cert.verified = tls_conn_peer_verified(c->cli.tls);
+		st->client_cert.subject = subject ? stream_strdup(st, subject, strlen(subject)) : NULL;
+		st->client_cert.verified &= st->client_cert.subject != NULL;
+	}
 	st->request_id = ex->request_id;
 	c->st = st;
 	ex->bytes_in = head_len;
