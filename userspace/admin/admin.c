@@ -21,6 +21,7 @@
 #include "proxy/gateway.h"
 #include "splice/splice.h"
 #include "tls/tls.h"
+#include "upstream/dns.h"
 #include "upstream/upstream.h"
 
 #ifndef XGATE_VERSION
@@ -168,8 +169,11 @@ static json_t *status_upstreams(const struct xg_config *cfg)
 				      breaker_name(st ? atomic_load(&st->breaker) : BREAKER_CLOSED),
 				      "active", st ? atomic_load(&st->active) : 0));
 		}
-		json_array_append_new(
-		    ups, json_pack("{s:s, s:o*}", "name", up->name, "targets", targets));
+		json_t *o = json_pack("{s:s, s:o*}", "name", up->name, "targets", targets);
+
+		if (o && up->dns)
+			json_object_set_new(o, "dns", dns_upstream_status(up));
+		json_array_append_new(ups, o);
 	}
 	return ups;
 }

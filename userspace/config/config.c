@@ -19,6 +19,7 @@
 #include "router/router.h"
 #include "compose/compose.h"
 #include "tls/tls.h"
+#include "upstream/dns.h"
 #include "upstream/upstream.h"
 
 #define MAX_WORKERS 256
@@ -179,10 +180,24 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	l->splice_max_inflight_bytes = v;
 }
 
-static void parse_target(json_t *t, const char *path, const char *upstream,
-			 struct target_config *tc, struct cfg_errs *errs)
+static bool target_duplicate(const struct upstream_config *uc, const char *text)
+{
+	for (int i = 0; i < uc->ntargets; i++)
+		if (!strcmp(uc->targets[i].address_text, text))
+			return true;
+	return dns_upstream_has_source(uc, text);
+}
+
+/* An IP literal becomes the next slot of uc->targets; a host name a DNS source. */
+static void parse_target(json_t *t, const char *path, struct upstream_config *uc,
+			 struct cfg_errs *errs)
 {
 	static const char *const keys[] = { "address", "weight", NULL };
+	const char *upstream = uc->name ? uc->name : "";
+	char p[CFG_PATH_MAX], msg[128], host[DNS_NAME_MAX + 2], *text = NULL;
+	struct target_config *tc = &uc->targets[uc->ntargets];
+	uint16_t port;
+	bool is_name;
 	long long w;
 
 	if (!json_is_object(t)) {
@@ -190,13 +205,32 @@ static void parse_target(json_t *t, const char *path, const char *upstream,
 		return;
 	}
 	cfg_check_keys(t, path, keys, errs);
-	if (!parse_addr_key(t, "address", path, NULL, &tc->address_text, &tc->addr, &tc->addrlen,
-			    errs))
-		return;
+	cfg_path_key(p, path, "address");
 	cfg_get_int(t, "weight", path, 1, 1, 1000, &w, errs);
-	tc->weight = w;
-	tc->state = target_state_get(upstream, tc->address_text);
-	tc->metrics_slot = metrics_target_slot(upstream, tc->address_text);
+	if (!cfg_get_str(t, "address", path, NULL, &text, errs))
+		return;
+	if (!text) {
+		cfg_err(errs, p, "required");
+		return;
+	}
+	if (target_duplicate(uc, text)) {
+		cfg_err(errs, p, "duplicate target \"%s\"", text);
+	} else if (!dns_parse_target(text, host, sizeof(host), &port, &is_name, msg, sizeof(msg))) {
+		cfg_err(errs, p, "%s", msg);
+	} else if (is_name) {
+		if (!dns_upstream_add_source(uc, DNS_KIND_ADDR, host, port, w, text))
+			cfg_err(errs, p, "out of memory");
+	} else if (!cfg_parse_addr(text, &tc->addr, &tc->addrlen, msg, sizeof(msg))) {
+		cfg_err(errs, p, "%s", msg);
+	} else {
+		tc->address_text = text;
+		tc->weight = w;
+		tc->state = target_state_get(upstream, text);
+		tc->metrics_slot = metrics_target_slot(upstream, text);
+		uc->ntargets++;
+		return;
+	}
+	free(text);
 }
 
 static void parse_health(json_t *u, const char *path, struct health_check_config *h,
@@ -275,7 +309,7 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 					    "targets",	 "keepalive",	 "timeouts_ms",
 					    "retries",	 "health_check", "circuit_breaker",
 					    "max_conns_per_target", "queue_timeout_ms",
-					    NULL };
+					    "dns",	 "resolve",	 NULL };
 	static const char *const tkeys[] = { "connect", "read", NULL };
 	static const char *const balances[] = { "round_robin", "least_conn", "hash", NULL };
 	char p[CFG_PATH_MAX], tp[CFG_PATH_MAX];
@@ -323,26 +357,27 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 
 	targets = cfg_get_array(u, "targets", path, errs);
 	cfg_path_key(tp, path, "targets");
-	if (!targets || !json_array_size(targets)) {
-		cfg_err(errs, tp, "at least one target is required");
-		return;
-	}
 	if (json_array_size(targets) > UPSTREAM_MAX_TARGETS) {
 		cfg_err(errs, tp, "at most %d targets", UPSTREAM_MAX_TARGETS);
 		return;
 	}
-	uc->targets = calloc(json_array_size(targets), sizeof(*uc->targets));
-	uc->ntargets = json_array_size(targets);
-	json_array_foreach(targets, i, t) {
-		parse_target(t, cfg_path_idx(p, tp, i), uc->name ? uc->name : "", &uc->targets[i],
-			     errs);
-		for (size_t j = 0; j < i; j++)
-			if (uc->targets[i].address_text && uc->targets[j].address_text &&
-			    !strcmp(uc->targets[i].address_text, uc->targets[j].address_text))
-				cfg_err(errs, cfg_path_key(tp, p, "address"),
-					"duplicate target \"%s\"", uc->targets[i].address_text);
+	/* Room for every slot: DNS upstreams grow their pool at run time. */
+	uc->targets = calloc(UPSTREAM_MAX_TARGETS, sizeof(*uc->targets));
+	if (!uc->targets) {
+		cfg_err(errs, tp, "out of memory");
+		return;
 	}
-	if (uc->balance == BALANCE_HASH && !errs->count)
+	json_array_foreach(targets, i, t)
+		parse_target(t, cfg_path_idx(p, tp, i), uc, errs);
+	dns_upstream_parse(u, path, uc, errs);
+	if (!json_array_size(targets) && !uc->dns)
+		cfg_err(errs, tp, "at least one target is required (or \"dns\": {\"srv\": ...})");
+	if (uc->dns && uc->balance == BALANCE_HASH)
+		cfg_err(errs, cfg_path_key(p, path, "balance"),
+			"\"hash\" is not supported with host-name targets or \"dns\"");
+	if (errs->count)
+		return;
+	if (!dns_upstream_finish(uc, uc->ntargets) && uc->balance == BALANCE_HASH)
 		uc->ring = hash_ring_build(uc->targets, uc->ntargets);
 }
 
@@ -782,7 +817,8 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 {
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
-					    "consumers", "access_log", "headers",  "compression", NULL };
+					    "consumers", "access_log", "headers",  "compression",
+					    "resolver",	 NULL };
 	long long workers;
 	json_t *edge, *comp;
 
@@ -800,6 +836,7 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	comp = json_object_get(root, "compression");
 	if (comp)
 		cfg->compression = compress_policy_parse(comp, "compression", errs);
+	dns_resolver_parse(root, &cfg->resolver_servers, errs);
 	parse_upstreams(root, cfg, errs);
 	parse_listeners(root, cfg, errs);
 	parse_routes(root, cfg, errs);
@@ -917,6 +954,7 @@ static void free_upstream(struct upstream_config *uc)
 	free(uc->hash_key);
 	free(uc->health.path);
 	hash_ring_free(uc->ring);
+	dns_upstream_free(uc->dns);
 }
 
 static void free_listener(struct listener_config *lc)
@@ -949,6 +987,7 @@ void config_put(struct xg_config *cfg)
 	free(cfg->admin.address_text);
 	free(cfg->admin.token);
 	free(cfg->access_log.path);
+	free(cfg->resolver_servers);
 	free(cfg->path);
 	json_decref(cfg->raw);
 	free(cfg);

@@ -31,6 +31,7 @@ struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
 struct compose_policy;
 struct target_state;  /* upstream/target_state.h */
+struct dns_upstream;  /* upstream/dns.h */
 
 enum listener_mode { LISTENER_HTTP, LISTENER_TCP };
 /* auto: pipes with splice(2) (backpressure, never resets); sockmap: BPF redirects. */
@@ -122,6 +123,9 @@ struct upstream_config {
 	struct upstream_queue_stats *queue; /* upstream/upstream.h, process-wide by name */
 	struct health_check_config health;
 	struct breaker_config breaker;
+	/* NULL: every target is an IP literal. Else targets has room for UPSTREAM_MAX_TARGETS
+	 * and the resolver thread adds, reweights and retires slots (upstream/dns.h). */
+	struct dns_upstream *dns;
 	int metrics_slot;
 };
 
@@ -192,6 +196,7 @@ struct xg_config {
 	struct edge_config *edge; /* NULL: no XDP */
 	struct compress_policy *compression; /* top level, routes inherit it; NULL: none */
 	struct access_log_config access_log;
+	char *resolver_servers; /* "IP:PORT,..." for c-ares; NULL: /etc/resolv.conf */
 };
 
 /* Loads and validates; NULL with every error in errs. Generation is set by the caller. */

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "metrics/metrics_internal.h"
+#include "upstream/dns.h"
 #include "upstream/upstream.h"
 
 void mbuf_printf(struct metrics_buf *b, const char *fmt, ...)
@@ -291,6 +292,32 @@ static void render_upstreams(struct metrics_buf *b, const struct xg_config *cfg)
 	}
 }
 
+/* DNS discovery: lookups by outcome and the resolved addresses in each pool. */
+static void render_dns(struct metrics_buf *b, const struct xg_config *cfg)
+{
+	family(b, "xgate_dns_resolutions_total", "counter",
+	       "DNS lookups of upstream names, by outcome.");
+	for (int u = 0; cfg && u < cfg->nupstreams; u++) {
+		const struct upstream_config *up = &cfg->upstreams[u];
+
+		for (int o = 0; up->dns && o < DNS_OUTCOME_COUNT; o++)
+			sample_u64(b, "xgate_dns_resolutions_total",
+				   (const char *const[]){"upstream", up->name, "outcome",
+							 dns_outcome_name(o), NULL},
+				   dns_upstream_outcomes(up, o));
+	}
+	family(b, "xgate_dns_addresses", "gauge",
+	       "Resolved addresses an upstream sends new requests to.");
+	for (int u = 0; cfg && u < cfg->nupstreams; u++) {
+		const struct upstream_config *up = &cfg->upstreams[u];
+
+		if (!up->dns)
+			continue;
+		sample_u64(b, "xgate_dns_addresses", (const char *const[]){"upstream", up->name, NULL},
+			   dns_upstream_live(up));
+	}
+}
+
 /* Connection-slot queues of upstreams with max_conns_per_target. */
 static void render_upstream_queues(struct metrics_buf *b, const struct xg_config *cfg)
 {
@@ -437,6 +464,7 @@ char *metrics_render(const struct xg_config *cfg, const struct metrics_extra *ex
 	render_durations_and_limits(&b, cfg);
 	render_upstreams(&b, cfg);
 	render_upstream_queues(&b, cfg);
+	render_dns(&b, cfg);
 	render_splits(&b);
 	render_consumers(&b);
 	render_compose(&b);

@@ -18,6 +18,7 @@
 #include "ratelimit/ratelimit.h"
 #include "router/router.h"
 #include "tls/tls.h"
+#include "upstream/dns.h"
 
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -699,10 +700,12 @@ static bool pick_and_connect(struct conn *c)
 	else
 		upqueue_remove(c);
 	if (idx < 0) {
+		const char *why = dns_unavailable_reason(uc);
+
 		if (ex->tried_mask)
 			reject(c, 502, "upstream failed", 0, NULL);
 		else
-			reject(c, 503, "no healthy upstream", 0, NULL);
+			reject(c, 503, why ? why : "no healthy upstream", 0, NULL);
 		return true;
 	}
 	ex->target = idx;

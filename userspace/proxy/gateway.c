@@ -18,6 +18,7 @@
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
 #include "splice/splice.h"
+#include "upstream/dns.h"
 #include "upstream/upstream.h"
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -173,6 +174,27 @@ void gateway_record_initial(struct gateway *gw, const struct xg_config *cfg)
 	pthread_mutex_unlock(&reload_lock);
 }
 
+void gateway_set_health(struct gateway *gw, struct health_checker *hc)
+{
+	pthread_mutex_lock(&reload_lock);
+	gw->health = hc;
+	pthread_mutex_unlock(&reload_lock);
+}
+
+/* The current config, not the resolver's: a reload may have replaced that one already. */
+void gateway_dns_changed(void *arg, struct xg_config *cfg)
+{
+	struct gateway *gw = arg;
+	struct xg_config *cur;
+
+	pthread_mutex_lock(&reload_lock);
+	cur = gateway_config(gw);
+	if (gw->health && cur == cfg)
+		health_checker_update(gw->health, cur);
+	config_put(cur);
+	pthread_mutex_unlock(&reload_lock);
+}
+
 void gateway_generations_free(struct gateway *gw)
 {
 	for (int i = 0; i < gw->ngenerations; i++)
@@ -194,6 +216,7 @@ static int install(struct gateway *gw, struct xg_config *cfg, enum config_source
 		cfg->generation = old->generation + 1;
 		if (gw->health)
 			health_checker_update(gw->health, cfg);
+		dns_resolver_update(gw->dns, cfg);
 		record_generation(gw, cfg, source);
 		gateway_publish(gw, config_get(cfg));
 		metrics_set_config_generation(cfg->generation, cfg->loaded_at, 1);

@@ -16,6 +16,7 @@
 struct edge;
 struct splice;
 struct health_checker;
+struct dns_resolver;
 struct worker;
 
 struct gateway_features {
@@ -47,7 +48,8 @@ struct gateway {
 	struct gateway_features features;
 	struct edge *edge;
 	struct splice *splice;
-	struct health_checker *health;
+	struct health_checker *health; /* set with gateway_set_health() */
+	struct dns_resolver *dns;
 	struct worker *workers;
 	atomic_bool stopping;
 	int last_reload_ok;
@@ -87,6 +89,10 @@ void gateway_worker_stats(struct gateway *gw, unsigned long *connections_active)
 int gateway_apply(struct gateway *gw, struct xg_config *cfg, struct cfg_errs *errs);
 /* Publishes cfg as the current config (takes over the caller's reference). */
 void gateway_publish(struct gateway *gw, struct xg_config *cfg);
+/* Under the reload lock, so a reload and a DNS pool change never race. */
+void gateway_set_health(struct gateway *gw, struct health_checker *hc);
+/* The resolver added targets (dns_changed_fn): the health checker learns them. */
+void gateway_dns_changed(void *gw, struct xg_config *cfg);
 /* Makes every worker look at the current config and the stop flag right away. */
 void gateway_wake_workers(struct gateway *gw);
 

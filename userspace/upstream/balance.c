@@ -166,17 +166,29 @@ void hash_ring_free(struct hash_ring *ring)
 	free(ring);
 }
 
+/*
+ * The resolver thread grows and reweights the pools of DNS upstreams while workers pick
+ * (upstream/dns.h): ntargets is read with acquire (the slots it covers are filled in),
+ * weights relaxed (0: the address left DNS, no new requests).
+ */
+static inline uint32_t target_weight(const struct target_config *tc)
+{
+	return __atomic_load_n(&tc->weight, __ATOMIC_RELAXED);
+}
+
 /* Bit i set when target i may take a request now (before claiming any probe slot). */
 static uint64_t admitted_targets(const struct upstream_config *u, uint64_t skip_mask,
 				 uint64_t now_ms)
 {
-	int n = u->ntargets < UPSTREAM_MAX_TARGETS ? u->ntargets : UPSTREAM_MAX_TARGETS;
+	int n = __atomic_load_n(&u->ntargets, __ATOMIC_ACQUIRE);
 	uint64_t mask = 0;
 
+	if (n > UPSTREAM_MAX_TARGETS)
+		n = UPSTREAM_MAX_TARGETS;
 	for (int i = 0; i < n; i++) {
 		const struct target_config *tc = &u->targets[i];
 
-		if (!tc->weight || (skip_mask & (1ULL << i)))
+		if (!target_weight(tc) || (skip_mask & (1ULL << i)))
 			continue;
 		if (target_peek(tc->state, &u->breaker, now_ms) != TARGET_REFUSE)
 			mask |= 1ULL << i;
@@ -193,8 +205,10 @@ static int pick_smooth_rr(const struct upstream_config *u, struct balance_rr *rr
 	for (uint64_t m = mask; m; m &= m - 1) {
 		int i = __builtin_ctzll(m);
 
-		rr->current[i] += u->targets[i].weight;
-		total += u->targets[i].weight;
+		uint32_t w = target_weight(&u->targets[i]);
+
+		rr->current[i] += w;
+		total += w;
 		if (best < 0 || rr->current[i] > rr->current[best])
 			best = i;
 	}
@@ -221,11 +235,11 @@ static int pick_least_conn(const struct upstream_config *u, struct balance_rr *r
 		if (active < 0)
 			active = 0;
 		lhs = active * best_weight;
-		rhs = best_active * (int64_t)tc->weight;
+		rhs = best_active * (int64_t)target_weight(tc);
 		if (!ties || lhs < rhs) {
 			ties = 1ULL << i;
 			best_active = active;
-			best_weight = tc->weight;
+			best_weight = target_weight(tc);
 		} else if (lhs == rhs) {
 			ties |= 1ULL << i;
 		}

@@ -29,6 +29,7 @@
 #include "proxy/worker.h"
 #include "splice/splice.h"
 #include "tls/tls.h"
+#include "upstream/dns.h"
 #include "upstream/upstream.h"
 
 static void usage(FILE *out)
@@ -220,9 +221,13 @@ static int run(const char *path)
 	gateway_publish(&gw, cfg);
 	cfg = NULL;
 	metrics_set_config_generation(1, time(NULL), 1);
+	/* Bounded: a name still unresolved after the wait answers 503 until it resolves. */
+	gw.dns = dns_resolver_start(gw.config, gateway_dns_changed, &gw);
+	if (gw.dns && !dns_resolver_wait(gw.dns, DNS_STARTUP_WAIT_MS))
+		log_warn("main", "DNS: some upstream names are not resolved yet");
 	if (start_workers(&gw))
 		goto out;
-	gw.health = health_checker_start(gw.config);
+	gateway_set_health(&gw, health_checker_start(gw.config));
 	cfg = gateway_config(&gw);
 	if (cfg->admin.enabled) {
 		admin = admin_start(&gw, err, sizeof(err));
@@ -247,6 +252,7 @@ static int run(const char *path)
 out:
 	if (admin)
 		admin_stop(admin);
+	dns_resolver_stop(gw.dns);
 	if (gw.health)
 		health_checker_stop(gw.health);
 	if (gw.edge)
