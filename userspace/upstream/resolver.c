@@ -412,14 +412,16 @@ static int poll_once(struct dns_resolver *r, uint64_t wait_ms)
 	struct pollfd pfds[ARES_GETSOCK_MAXNUM + 1];
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 	struct timeval tv, max = { .tv_sec = wait_ms / 1000, .tv_usec = wait_ms % 1000 * 1000 };
-	int n = 0, bits = 0;
+	unsigned bits;
+	int n = 0;
 
 	pfds[n++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
 	if (r->have_channel) {
-		bits = ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
+		bits = (unsigned)ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
+		/* ARES_GETSOCK_WRITABLE shifts a signed 1 into bit 31: test the bits unsigned. */
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-			short ev = (ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-				   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0);
+			short ev = (bits & (1u << i) ? POLLIN : 0) |
+				   (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0);
 
 			if (ev)
 				pfds[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
