@@ -299,8 +299,6 @@ def test_config_errors_name_the_json_path(tmp_path):
     check(cfg_with({"name": "u", "targets": [{"address": "a.test:80"}],
                     "resolve": {"interval_s": 0}}),
           "upstreams[0].resolve.interval_s")
-    check(cfg_with({"name": "u", "balance": "hash", "targets": [{"address": "a.test:80"}]}),
-          "upstreams[0].balance: \"hash\" is not supported")
     check(cfg_with({"name": "u", "targets": [{"address": "a.test:80"}, {"address": "a.test:80"}]}),
           "upstreams[0].targets[1].address: duplicate target")
     check(cfg_with({"name": "u", "targets": []}), "upstreams[0].targets: at least one target")

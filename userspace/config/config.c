@@ -372,9 +372,6 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 	dns_upstream_parse(u, path, uc, errs);
 	if (!json_array_size(targets) && !uc->dns)
 		cfg_err(errs, tp, "at least one target is required (or \"dns\": {\"srv\": ...})");
-	if (uc->dns && uc->balance == BALANCE_HASH)
-		cfg_err(errs, cfg_path_key(p, path, "balance"),
-			"\"hash\" is not supported with host-name targets or \"dns\"");
 	if (errs->count)
 		return;
 	if (!dns_upstream_finish(uc, uc->ntargets) && uc->balance == BALANCE_HASH)

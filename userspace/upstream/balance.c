@@ -6,6 +6,7 @@
 #include "upstream/upstream.h"
 #include "upstream/upstream_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,11 +248,47 @@ static int pick_least_conn(const struct upstream_config *u, struct balance_rr *r
 	return pick_smooth_rr(u, rr, ties);
 }
 
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * Weighted rendezvous hashing (highest score -w / ln(u), u uniform in (0,1) from the key and
+ * the target's address) for DNS pools, whose slots change at run time: no ring to rebuild,
+ * and a target that leaves remaps only its own keys.
+ */
+static int pick_rendezvous(const struct upstream_config *u, uint64_t hash, uint64_t mask)
+{
+	double best = 0;
+	int best_i = -1;
+
+	for (uint64_t m = mask; m; m &= m - 1) {
+		int i = __builtin_ctzll(m);
+		const char *a = __atomic_load_n(&u->targets[i].address_text, __ATOMIC_ACQUIRE);
+		uint64_t h = mix64(hash_key64(a, strlen(a)) ^ hash);
+		double x = ((double)(h >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
+		double score = -(double)target_weight(&u->targets[i]) / log(x);
+
+		if (best_i < 0 || score > best) {
+			best = score;
+			best_i = i;
+		}
+	}
+	return best_i;
+}
+
 static int pick_hash(const struct upstream_config *u, uint64_t hash, uint64_t mask)
 {
 	const struct hash_ring *ring = u->ring;
 	uint32_t lo = 0, hi;
 
+	if (u->dns)
+		return pick_rendezvous(u, hash, mask);
 	if (!ring || !ring->npoints)
 		return -1;
 	hi = ring->npoints;

@@ -208,13 +208,23 @@ void dns_format_addr(const struct sockaddr_storage *ss, char *out, size_t outlen
 	}
 }
 
+/* IPv4 before IPv6, then by address, then by port: the order /status lists them in. */
 static int addr_cmp(const struct dns_addr *a, const struct dns_addr *b)
 {
+	const struct sockaddr_in6 *x6 = (const void *)&a->addr, *y6 = (const void *)&b->addr;
+	const struct sockaddr_in *x4 = (const void *)&a->addr, *y4 = (const void *)&b->addr;
+	int c;
+
 	if (a->addr.ss_family != b->addr.ss_family)
-		return a->addr.ss_family < b->addr.ss_family ? -1 : 1;
-	if (a->addrlen != b->addrlen)
-		return a->addrlen < b->addrlen ? -1 : 1;
-	return memcmp(&a->addr, &b->addr, a->addrlen);
+		return a->addr.ss_family == AF_INET ? -1 : 1;
+	if (a->addr.ss_family == AF_INET6) {
+		c = memcmp(&x6->sin6_addr, &y6->sin6_addr, sizeof(x6->sin6_addr));
+		if (!c && x6->sin6_scope_id != y6->sin6_scope_id)
+			c = x6->sin6_scope_id < y6->sin6_scope_id ? -1 : 1;
+		return c ? c : (int)ntohs(x6->sin6_port) - (int)ntohs(y6->sin6_port);
+	}
+	c = memcmp(&x4->sin_addr, &y4->sin_addr, sizeof(x4->sin_addr));
+	return c ? c : (int)ntohs(x4->sin_port) - (int)ntohs(y4->sin_port);
 }
 
 int dns_addrs_normalize(struct dns_addr *a, int n)

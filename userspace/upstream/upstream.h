@@ -83,7 +83,8 @@ struct balance_rr {
  *   round-robin (so idle targets share by weight). The proxy increments `active` when it
  *   sends a request to the target and decrements it when that request ends.
  * hash: `hash` is hash_key64 of the key; when the owner is unavailable or skipped, the
- *   next ring point of another target is used (= the owner were it removed).
+ *   next ring point of another target is used (= the owner were it removed). DNS pools
+ *   (u->dns) use weighted rendezvous hashing over the live slots instead of the ring.
  * `rr` is the caller's per-worker state for this upstream in this config snapshot (zeroed
  * when the snapshot is new; indexes change across reloads); NULL is allowed for hash.
  */
