@@ -123,10 +123,12 @@ void dns_resolver_parse(json_t *root, char **servers, struct cfg_errs *errs)
 			cfg_err(errs, p, "must be a string \"IP:PORT\"");
 			continue;
 		}
-		if (!cfg_parse_addr(json_string_value(s), &ss, &sl, msg, sizeof(msg)) ||
-		    json_string_value(s)[0] == '*') {
-			cfg_err(errs, p, "%s", json_string_value(s)[0] == '*' ? "expected \"IP:PORT\""
-									     : msg);
+		if (!strchr(json_string_value(s), ':') || json_string_value(s)[0] == '*') {
+			cfg_err(errs, p, "expected \"IP:PORT\" or \"[IPv6]:PORT\"");
+			continue;
+		}
+		if (!cfg_parse_addr(json_string_value(s), &ss, &sl, msg, sizeof(msg))) {
+			cfg_err(errs, p, "%s", msg);
 			continue;
 		}
 		dns_format_addr(&ss, text, sizeof(text));
