@@ -307,3 +307,132 @@ def test_config_errors_name_the_json_path(tmp_path):
                                    resolver={"servers": ["127.0.0.1:5353", "[::1]:53"]}),
                           tmp_path)
     assert code == 0, out
+
+
+def test_in_flight_request_finishes_on_a_removed_address(dns, upstream, gateway):
+    def slow(req):
+        if req.path == "/slow":
+            time.sleep(1.5)
+        return 200, {"Content-Type": "text/plain"}, b"two"
+
+    up2 = upstream(name="v2", host="127.0.0.2", handler=slow)
+    upstream(name="v3", host="127.0.0.3", port=up2.port, body=b"three")
+    dns.set("move.test", T_A, ["127.0.0.2"])
+    gw = gateway(dns_config(dns, [{"name": "move", "targets": [target("move.test", up2.port)],
+                                   "timeouts_ms": {"read": 10000}}]))
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        r=http_request("GET", gw.url("/slow"), timeout=20)))
+    t.start()
+    up2.wait_requests(1)
+    dns.set("move.test", T_A, ["127.0.0.3"])
+    wait_until(lambda: http_request("GET", gw.url("/")).body == b"three", 6, "the move")
+    st = status_of(gw, "move")
+    old = next(x for x in st["targets"] if x["address"] == "127.0.0.2:%d" % up2.port)
+    assert old["active"] == 1, st  # still serving the slow request, taking no new ones
+    t.join(20)
+    assert result["r"].status == 200 and result["r"].body == b"two", result
+
+
+def test_kept_addresses_leave_when_health_checks_fail(dns, upstream, gateway):
+    up = upstream(name="h", host="127.0.0.2", body=b"h")
+    dns.set("health.test", T_A, ["127.0.0.2"])
+    gw = gateway(dns_config(dns, [{
+        "name": "h", "targets": [target("health.test", up.port)],
+        "health_check": {"path": "/health", "interval_ms": 100, "unhealthy_after": 1,
+                         "healthy_after": 1}}]))
+    assert http_request("GET", gw.url("/")).status == 200
+    dns.nxdomain.add("health.test")
+    wait_until(lambda: not status_of(gw, "h")["dns"][0]["ok"], 6, "the failing lookup")
+    assert http_request("GET", gw.url("/")).status == 200  # last addresses kept
+    up.healthy = False
+    wait_until(lambda: http_request("GET", gw.url("/")).status == 503, 6, "health failing it")
+    assert http_request("GET", gw.url("/")).json()["error"] == "no healthy upstream"
+
+
+def test_targets_added_by_dns_are_health_checked(dns, upstream, gateway):
+    a = upstream(name="a", host="127.0.0.2", body=b"a")
+    b = upstream(name="b", host="127.0.0.3", port=a.port, body=b"b", healthy=False)
+    dns.set("hc.test", T_A, ["127.0.0.2"])
+    gw = gateway(dns_config(dns, [{
+        "name": "hc", "targets": [target("hc.test", a.port)],
+        "health_check": {"path": "/health", "interval_ms": 100, "unhealthy_after": 1,
+                         "healthy_after": 1}}]))
+    dns.set("hc.test", T_A, ["127.0.0.2", "127.0.0.3"])
+    wait_until(lambda: len(status_of(gw, "hc")["targets"]) == 2, 6, "the second address")
+    wait_until(lambda: not next(x for x in status_of(gw, "hc")["targets"]
+                                if x["address"].startswith("127.0.0.3"))["up"], 6,
+               "the new target checked down")
+    assert {http_request("GET", gw.url("/")).body for _ in range(10)} == {b"a"}
+
+
+def test_reload_starts_from_the_last_answers(dns, upstream, gateway):
+    up = upstream(name="r", host="127.0.0.2", body=b"r")
+    dns.set("reload.test", T_A, ["127.0.0.2"])
+    dns.silent.add("other.test")
+    cfg = dns_config(dns, [{"name": "r", "targets": [target("reload.test", up.port)]}])
+    gw = gateway(cfg)
+    assert http_request("GET", gw.url("/")).status == 200
+    dns.silent.add("reload.test")  # the name server is now unreachable for it
+    cfg["upstreams"][0]["targets"].append(target("other.test", up.port))
+    gw.reload(cfg)
+    gw.wait_log("generation 2")
+    for _ in range(10):
+        r = http_request("GET", gw.url("/"))
+        assert r.status == 200 and r.body == b"r", r
+
+
+class Http6Server:
+    """A minimal HTTP/1.1 server on [::1] answering every request with body."""
+
+    def __init__(self, body):
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+            daemon_threads = True
+
+        self.server = Server(("::1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_aaaa_record(dns, gateway):
+    srv = Http6Server(b"six")
+    try:
+        dns.set("six.test", T_AAAA, ["::1"])
+        gw = gateway(dns_config(dns, [{"name": "six", "targets": [target("six.test", srv.port)]}]))
+        r = http_request("GET", gw.url("/"))
+        assert r.status == 200 and r.body == b"six", r
+        assert status_of(gw, "six")["dns"][0]["addresses"] == ["[::1]:%d" % srv.port]
+    finally:
+        srv.stop()
+
+
+def test_name_that_never_resolves_is_503(dns, gateway):
+    dns.nxdomain.add("none.test")
+    gw = gateway(dns_config(dns, [{"name": "none", "targets": [target("none.test", 80)]}]))
+    r = http_request("GET", gw.url("/"))
+    assert r.status == 503 and r.json()["error"] == "upstream name does not resolve", r
+    st = status_of(gw, "none")
+    assert st["targets"] == [] and st["dns"][0]["addresses"] == []
+    assert st["dns"][0]["last_success"] == 0 and "nxdomain" in st["dns"][0]["last_error"]
+    assert metric(gw, 'xgate_dns_resolutions_total{upstream="none",outcome="nxdomain"}') >= 1
+    assert metric(gw, 'xgate_dns_addresses{upstream="none"}') == 0

@@ -119,6 +119,7 @@ static void lookup_commit(struct lookup *l, int status)
 		l->addrs = NULL;
 		e->ttl_s = l->have_ttl ? l->ttl : 0;
 		e->last_success = time(NULL);
+		e->resolved = true;
 	} else {
 		e->last_failure = time(NULL);
 		snprintf(e->last_error, sizeof(e->last_error), "%s: %s", dns_outcome_name(o),
