@@ -436,3 +436,19 @@ def test_name_that_never_resolves_is_503(dns, gateway):
     assert st["dns"][0]["last_success"] == 0 and "nxdomain" in st["dns"][0]["last_error"]
     assert metric(gw, 'xgate_dns_resolutions_total{upstream="none",outcome="nxdomain"}') >= 1
     assert metric(gw, 'xgate_dns_addresses{upstream="none"}') == 0
+
+
+def test_request_without_host_gets_the_target_host_name(dns, upstream, gateway):
+    up = upstream(name="h10", host="127.0.0.2")
+    dns.set("host.test", T_A, ["127.0.0.2"])
+    gw = gateway(dns_config(dns, [{"name": "h10", "targets": [target("host.test", up.port)]}]))
+    with socket.create_connection((gw.host(), gw.port()), timeout=5) as s:
+        s.sendall(b"GET /old HTTP/1.0\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200"), data[:200]
+    assert up.requests[-1].headers["host"] == "host.test:%d" % up.port

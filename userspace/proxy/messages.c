@@ -11,6 +11,7 @@
 
 #include "proxy/proxy.h"
 #include "tls/tls.h"
+#include "upstream/dns.h"
 
 /* Appends formatted text; remembers overflow instead of writing past the end. */
 struct head_writer {
@@ -219,7 +220,7 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	if (req->host.len)
 		hw_printf(&hw, "Host: %.*s\r\n", (int)req->host.len, req->host.p);
 	else
-		hw_printf(&hw, "Host: %s\r\n", c->cfg->upstreams[c->ex.upstream].targets[0].address_text);
+		hw_printf(&hw, "Host: %s\r\n", upstream_default_host(&c->cfg->upstreams[c->ex.upstream]));
 	for (int i = 0; i < req->nheaders; i++)
 		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
 		    !drop_request_header(c, req, &req->headers[i]) &&

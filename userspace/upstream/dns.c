@@ -466,6 +466,16 @@ const char *dns_unavailable_reason(const struct upstream_config *uc)
 	return pending ? "upstream name not resolved yet" : "upstream name does not resolve";
 }
 
+const char *upstream_default_host(const struct upstream_config *uc)
+{
+	int nt = __atomic_load_n(&uc->ntargets, __ATOMIC_ACQUIRE);
+
+	for (int s = 0; uc->dns && !uc->dns->nstatic && s < uc->dns->nsources; s++)
+		if (uc->dns->sources[s].entry && uc->dns->sources[s].entry->kind == DNS_KIND_ADDR)
+			return uc->dns->sources[s].text;
+	return nt ? uc->targets[0].address_text : uc->name;
+}
+
 static json_t *entry_addresses(const struct dns_entry *e, const struct dns_source *src)
 {
 	json_t *arr = json_array();

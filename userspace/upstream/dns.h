@@ -137,6 +137,9 @@ void dns_resolver_parse(json_t *root, char **servers, struct cfg_errs *errs);
 void dns_upstream_free(struct dns_upstream *d);
 /* Why a DNS upstream has no target yet (503 reason), NULL when it has or is not DNS. */
 const char *dns_unavailable_reason(const struct upstream_config *uc);
+/* Host for a request without one: the first host-name target ("users.internal:8080"), else
+ * the first target's address (a DNS pool may have none yet: the upstream's name). */
+const char *upstream_default_host(const struct upstream_config *uc);
 /* GET /status: [{"name", "type", "addresses", "last_success", "last_error", ...}] */
 json_t *dns_upstream_status(const struct upstream_config *uc);
 /* Live (weight > 0) resolved slots, for xgate_dns_addresses. */
