@@ -528,6 +528,60 @@ static void test_parallel_requests_overlap(void)
 	server_stop(&b);
 }
 
+/* max_conns_per_target: a call that finds every target full waits for a slot (counted in
+ * the upstream's queue stats), or fails after queue_timeout_ms. */
+static void test_max_conns_per_target(void)
+{
+	static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	struct server s;
+	struct env e;
+	struct result r1 = { 0 }, r2 = { 0 }, r3 = { 0 }, r4 = { 0 };
+	struct upstream_queue_stats *qs;
+	long depth0;
+	uint64_t deq0, to0;
+
+	server_start(&s, reply, false);
+	atomic_store(&s.delay_ms, 200);
+	env_open(&e, target_list(s.port, 0),
+		 ", \"max_conns_per_target\": 1, \"queue_timeout_ms\": 2000");
+	qs = e.cfg->upstreams[0].queue;
+	depth0 = atomic_load(&qs->depth);
+	deq0 = atomic_load(&qs->dequeued);
+	to0 = atomic_load(&qs->timeouts);
+	CHECK(get(&e, "/1", &r1, 3000, 0) != NULL);
+	CHECK(get(&e, "/2", &r2, 3000, 0) != NULL);
+	CHECK_EQ(atomic_load(&e.cfg->upstreams[0].targets[0].state->active), 1);
+	CHECK_EQ(atomic_load(&qs->depth), depth0 + 1);
+	run_until(&e, &r1.calls, 1, 3000);
+	CHECK_EQ(r1.err, CLIENT_OK);
+	CHECK_EQ(r2.calls, 0); /* still waiting or just sent: never two in flight */
+	CHECK(atomic_load(&e.cfg->upstreams[0].targets[0].state->active) <= 1);
+	run_until(&e, &r2.calls, 1, 3000);
+	CHECK_EQ(r2.err, CLIENT_OK);
+	CHECK_EQ(r2.status, 200);
+	CHECK_EQ(atomic_load(&qs->depth), depth0);
+	CHECK_EQ(atomic_load(&qs->dequeued), deq0 + 1);
+	CHECK_EQ(atomic_load(&e.cfg->upstreams[0].targets[0].state->active), 0);
+	settle(&e);
+	env_close(&e);
+
+	env_open(&e, target_list(s.port, 0),
+		 ", \"max_conns_per_target\": 1, \"queue_timeout_ms\": 50");
+	atomic_store(&s.delay_ms, 300);
+	CHECK(get(&e, "/3", &r3, 3000, 0) != NULL);
+	CHECK(get(&e, "/4", &r4, 3000, 0) != NULL);
+	run_until(&e, &r4.calls, 1, 3000);
+	CHECK_EQ(r4.err, CLIENT_ERR_QUEUE_TIMEOUT);
+	CHECK_EQ(r3.calls, 0);
+	CHECK_EQ(atomic_load(&qs->timeouts), to0 + 1);
+	CHECK_EQ(atomic_load(&qs->depth), depth0);
+	run_until(&e, &r3.calls, 1, 3000);
+	CHECK_EQ(r3.err, CLIENT_OK);
+	settle(&e);
+	env_close(&e);
+	server_stop(&s);
+}
+
 int main(void)
 {
 	RUN(test_content_length_and_reuse);
@@ -540,5 +594,6 @@ int main(void)
 	RUN(test_no_target_and_bad_response);
 	RUN(test_cancel_and_post_body);
 	RUN(test_parallel_requests_overlap);
+	RUN(test_max_conns_per_target);
 	return CHECK_DONE();
 }

@@ -20,6 +20,7 @@
 #include "loop/ring.h"
 #include "loop/timer.h"
 #include "metrics/metrics.h"
+#include "upstream/dns.h"
 #include "upstream/upstream.h"
 
 #define CONN_READ_CHUNK (16 * 1024)
@@ -87,6 +88,8 @@ struct client_call {
 	unsigned attempts;
 	bool stale_retried;
 	bool counted_active;
+	bool waiting; /* for a connection slot (max_conns_per_target) */
+	uint64_t wait_start_ns, wait_until_ms;
 	enum client_error last_err;
 	struct cconn *conn;
 	char *out;
@@ -111,6 +114,7 @@ static const char *const error_names[] = {
 	[CLIENT_ERR_PROTOCOL] = "invalid response",
 	[CLIENT_ERR_TOO_LARGE] = "response too large",
 	[CLIENT_ERR_NOMEM] = "out of memory",
+	[CLIENT_ERR_QUEUE_TIMEOUT] = "upstream queue timeout",
 };
 
 const char *client_error_name(enum client_error e)
@@ -242,6 +246,7 @@ static void conn_arm_rx(struct cconn *k);
 static void conn_arm_tx(struct cconn *k);
 static void call_progress(struct client_call *c);
 static void call_conn_failed(struct client_call *c, enum client_error err, bool connecting);
+static void call_attempt(struct client_call *c);
 
 static void on_tx(struct ring_op *op, const struct io_uring_cqe *cqe)
 {
@@ -411,6 +416,25 @@ static void release_active(struct client_call *c)
 	}
 }
 
+/* Ends a wait for a slot: it got one, timed out, or the call ended otherwise. */
+static void wait_end(struct client_call *c, bool got, bool timed_out)
+{
+	struct upstream_queue_stats *qs = call_upstream(c)->queue;
+
+	if (!c->waiting)
+		return;
+	c->waiting = false;
+	if (!qs)
+		return;
+	atomic_fetch_sub(&qs->depth, 1);
+	if (got) {
+		atomic_fetch_add(&qs->dequeued, 1);
+		atomic_fetch_add(&qs->wait_us, (clock_mono_ns() - c->wait_start_ns) / 1000);
+	} else if (timed_out) {
+		atomic_fetch_add(&qs->timeouts, 1);
+	}
+}
+
 /* Delivers the outcome and frees the call; the connection goes back to the pool when the
  * response was complete and nothing follows it. */
 static void call_finish(struct client_call *c, enum client_error err, bool reusable)
@@ -423,6 +447,7 @@ static void call_finish(struct client_call *c, enum client_error err, bool reusa
 
 	timer_del(c->cl->timers, &c->timer);
 	release_active(c);
+	wait_end(c, false, err == CLIENT_ERR_QUEUE_TIMEOUT);
 	if (tc)
 		r.target = tc->address_text;
 	r.duration_us = (clock_mono_ns() - c->start_ns) / 1000;
@@ -468,6 +493,10 @@ static void call_timer_fire(struct timer *t)
 
 	if (c->deferring) {
 		call_deferred_fire(c);
+		return;
+	}
+	if (c->waiting) {
+		call_attempt(c);
 		return;
 	}
 	if (c->connect_due_ms && now < c->deadline_ms) {
@@ -554,20 +583,82 @@ static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
 	conn_arm_rx(k);
 }
 
-/* Picks a target and starts on it, or fails the call (deferred). */
+/*
+ * Picks a target and claims one of its in-flight slots, as the proxy does: targets at
+ * max_conns_per_target are skipped; *all_full when only such targets are left.
+ */
+static int pick_with_slot(struct client_call *c, struct balance_rr *rr, bool *all_full)
+{
+	const struct upstream_config *uc = call_upstream(c);
+	uint32_t cap = uc->max_conns_per_target;
+	uint64_t full = 0, now = clock_mono_ms();
+	int idx;
+
+	*all_full = false;
+	for (int tries = 0; tries < UPSTREAM_MAX_TARGETS; tries++) {
+		int n = __atomic_load_n(&uc->ntargets, __ATOMIC_ACQUIRE);
+
+		for (int i = 0; cap && i < n && i < UPSTREAM_MAX_TARGETS; i++)
+			if (atomic_load(&uc->targets[i].state->active) >= (int)cap)
+				full |= 1ull << i;
+		idx = balance_pick(uc, rr, c->hash, c->tried | full, now);
+		if (idx < 0) {
+			*all_full = (full & ~c->tried) != 0;
+			return -1;
+		}
+		if (target_claim_slot(uc->targets[idx].state, cap))
+			return idx;
+		full |= 1ull << idx; /* another request took its last slot meanwhile */
+	}
+	*all_full = true;
+	return -1;
+}
+
+/* Every target is full: poll again soon, until queue_timeout_ms (or the deadline). */
+static void call_wait(struct client_call *c)
+{
+	const struct upstream_config *uc = call_upstream(c);
+	uint64_t now = clock_mono_ms(), due;
+
+	if (!c->waiting) {
+		c->waiting = true;
+		c->wait_start_ns = clock_mono_ns();
+		c->wait_until_ms = now + uc->queue_timeout_ms;
+		if (c->wait_until_ms > c->deadline_ms)
+			c->wait_until_ms = c->deadline_ms;
+		if (uc->queue)
+			atomic_fetch_add(&uc->queue->depth, 1);
+	}
+	if (now >= c->wait_until_ms) {
+		call_defer(c, now >= c->deadline_ms ? CLIENT_ERR_TIMEOUT : CLIENT_ERR_QUEUE_TIMEOUT);
+		return;
+	}
+	due = now + CLIENT_QUEUE_POLL_MS;
+	if (!timer_add(c->cl->timers, &c->timer, due < c->wait_until_ms ? due : c->wait_until_ms,
+		       call_timer_fire))
+		call_defer(c, CLIENT_ERR_NOMEM);
+}
+
+/* Picks a target and starts on it, waits for a slot, or fails the call (deferred). */
 static void call_attempt(struct client_call *c)
 {
 	const struct upstream_config *uc = call_upstream(c);
 	struct balance_rr local, *rr = client_rr(c->cl, c->cfg, c->upstream);
 	const struct target_config *tc;
 	struct cconn *k;
+	bool all_full;
 	int idx;
 
 	if (!rr) {
 		memset(&local, 0, sizeof(local));
 		rr = &local;
 	}
-	idx = balance_pick(uc, rr, c->hash, c->tried, clock_mono_ms());
+	idx = pick_with_slot(c, rr, &all_full);
+	if (idx < 0 && all_full) {
+		call_wait(c);
+		return;
+	}
+	wait_end(c, idx >= 0, false);
 	if (idx < 0) {
 		call_defer(c, c->tried ? c->last_err : CLIENT_ERR_NO_TARGET);
 		return;
@@ -576,9 +667,8 @@ static void call_attempt(struct client_call *c)
 	c->tried |= 1ull << idx;
 	c->attempts++;
 	tc = &uc->targets[idx];
-	atomic_fetch_add(&tc->state->active, 1);
-	c->counted_active = true;
-	if (!build_out(c, c->host ? c->host : tc->address_text)) {
+	c->counted_active = true; /* pick_with_slot claimed it */
+	if (!build_out(c, c->host ? c->host : uc->dns ? upstream_default_host(uc) : tc->address_text)) {
 		call_defer(c, CLIENT_ERR_NOMEM);
 		return;
 	}
@@ -842,6 +932,7 @@ void client_cancel(struct client_call *c)
 		return;
 	timer_del(c->cl->timers, &c->timer);
 	release_active(c);
+	wait_end(c, false, false);
 	if (c->conn) {
 		conn_close(c->conn);
 		c->conn = NULL;

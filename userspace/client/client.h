@@ -6,7 +6,10 @@
  *
  * A request names a configured upstream: the target is chosen by upstream/ (balance,
  * health, breaker) and reported back to it; idle keep-alive connections are pooled per
- * target (at most the upstream's `keepalive`); a connect failure is retried on another
+ * target (at most the upstream's `keepalive`); with the upstream's max_conns_per_target,
+ * a call that finds every target full waits (polling every CLIENT_QUEUE_POLL_MS, counted
+ * in the upstream's queue stats like the proxy's waiters) up to queue_timeout_ms, sharing
+ * the per-target in-flight count with proxied requests; a connect failure is retried on another
  * target up to the upstream's `retries`, and a pooled connection the upstream had closed
  * is replaced once by a fresh one. Responses are parsed with http/ (Content-Length,
  * chunked, close-delimited bodies); the decoded body is held in memory up to a bound.
@@ -30,6 +33,7 @@ struct metrics_shard;
 struct xg_config;
 
 #define CLIENT_DEFAULT_MAX_BODY (1u << 20)
+#define CLIENT_QUEUE_POLL_MS 5
 
 enum client_error {
 	CLIENT_OK,
@@ -40,6 +44,7 @@ enum client_error {
 	CLIENT_ERR_PROTOCOL,  /* not a valid HTTP/1.1 response */
 	CLIENT_ERR_TOO_LARGE, /* the body is over max_body_bytes */
 	CLIENT_ERR_NOMEM,
+	CLIENT_ERR_QUEUE_TIMEOUT, /* every target at max_conns_per_target for queue_timeout_ms */
 };
 const char *client_error_name(enum client_error e);
 
