@@ -3,7 +3,6 @@ authoritative DNS server on loopback UDP whose answers the tests change at run t
 Covers traffic moving after the TTL with no failed request, NXDOMAIN keeping the last
 addresses (and /status + metrics showing it), SRV priority/weight/ports, the 503 before
 the first answer, and config errors naming the JSON path."""
-import json
 import socket
 import struct
 import threading
@@ -148,7 +147,7 @@ def target(name, port, **kw):
 
 def test_a_record_change_moves_traffic_with_no_failed_request(dns, upstream, gateway):
     up2 = upstream(name="v2", host="127.0.0.2", body=b"two")
-    up3 = upstream(name="v3", host="127.0.0.3", port=up2.port, body=b"three")
+    upstream(name="v3", host="127.0.0.3", port=up2.port, body=b"three")
     dns.set("users.test", T_A, ["127.0.0.2"])
     gw = gateway(dns_config(dns, [{"name": "users", "targets": [target("users.test", up2.port)]}]))
     r = http_request("GET", gw.url("/x"))
@@ -352,7 +351,7 @@ def test_kept_addresses_leave_when_health_checks_fail(dns, upstream, gateway):
 
 def test_targets_added_by_dns_are_health_checked(dns, upstream, gateway):
     a = upstream(name="a", host="127.0.0.2", body=b"a")
-    b = upstream(name="b", host="127.0.0.3", port=a.port, body=b"b", healthy=False)
+    upstream(name="b", host="127.0.0.3", port=a.port, body=b"b", healthy=False)
     dns.set("hc.test", T_A, ["127.0.0.2"])
     gw = gateway(dns_config(dns, [{
         "name": "hc", "targets": [target("hc.test", a.port)],
