@@ -54,8 +54,8 @@ static void test_parse_target(void)
 	CHECK(is_name);
 	CHECK_STR(host, "users.internal");
 	CHECK_EQ(port, 8080);
-	CHECK(dns_parse_target("localhost:1", host, sizeof(host), &port, &is_name, err,
-			       sizeof(err)));
+	CHECK(
+	    dns_parse_target("localhost:1", host, sizeof(host), &port, &is_name, err, sizeof(err)));
 	CHECK(is_name);
 	/* IP literals (and malformed ones) are left to cfg_parse_addr. */
 	CHECK(dns_parse_target("127.0.0.1:80", host, sizeof(host), &port, &is_name, err,
@@ -80,8 +80,8 @@ static void test_parse_target(void)
 	CHECK(!dns_parse_target("a.test:65536", host, sizeof(host), &port, &is_name, err,
 				sizeof(err)));
 	CHECK(!dns_parse_target("a.test:", host, sizeof(host), &port, &is_name, err, sizeof(err)));
-	CHECK(!dns_parse_target("a.test:+8", host, sizeof(host), &port, &is_name, err,
-				sizeof(err)));
+	CHECK(
+	    !dns_parse_target("a.test:+8", host, sizeof(host), &port, &is_name, err, sizeof(err)));
 }
 
 /* Appends a DNS name in wire format. */
@@ -104,7 +104,7 @@ static int put_name(unsigned char *m, int off, const char *name)
 
 static int put_rr(unsigned char *m, int off, uint32_t ttl)
 {
-	static const unsigned char a[] = { 0xc0, 0x0c, 0, 1, 0, 1 };
+	static const unsigned char a[] = {0xc0, 0x0c, 0, 1, 0, 1};
 
 	memcpy(m + off, a, sizeof(a));
 	off += sizeof(a);
@@ -120,7 +120,7 @@ static int put_rr(unsigned char *m, int off, uint32_t ttl)
 
 static void test_answer_min_ttl(void)
 {
-	unsigned char m[512] = { 0x12, 0x34, 0x84, 0, 0, 1, 0, 3, 0, 0, 0, 0 };
+	unsigned char m[512] = {0x12, 0x34, 0x84, 0, 0, 1, 0, 3, 0, 0, 0, 0};
 	uint32_t ttl = 0;
 	int len = put_name(m, 12, "users.test");
 
@@ -159,9 +159,9 @@ static struct dns_addr v4(const char *ip, uint16_t port, uint32_t w)
 
 static void test_normalize_and_format(void)
 {
-	struct dns_addr a[5] = { v4("10.0.0.3", 80, 1), v4("10.0.0.1", 80, 5), v4("10.0.0.3", 80, 9),
-				 v4("10.0.0.1", 81, 1), v4("10.0.0.2", 80, 1) };
-	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(443) };
+	struct dns_addr a[5] = {v4("10.0.0.3", 80, 1), v4("10.0.0.1", 80, 5), v4("10.0.0.3", 80, 9),
+				v4("10.0.0.1", 81, 1), v4("10.0.0.2", 80, 1)};
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(443)};
 	char text[64];
 	int n = dns_addrs_normalize(a, 5);
 
@@ -223,8 +223,8 @@ static int slot_of(const struct pool *p, const char *text)
 static void test_pool_add_remove_reweight(void)
 {
 	struct pool p;
-	struct dns_addr want[3] = { v4("10.9.0.2", 80, 1), v4("10.9.0.3", 80, 2),
-				    v4("10.9.0.1", 80, 4) };
+	struct dns_addr want[3] = {v4("10.9.0.2", 80, 1), v4("10.9.0.3", 80, 2),
+				   v4("10.9.0.1", 80, 4)};
 	struct target_state *st;
 	int s2, s3;
 
@@ -250,7 +250,7 @@ static void test_pool_add_remove_reweight(void)
 	CHECK_EQ(dns_upstream_live(&p.u), 1);
 	/* A weight-0 target is never picked. */
 	for (int i = 0; i < 20; i++) {
-		struct balance_rr rr = { 0 };
+		struct balance_rr rr = {0};
 
 		CHECK(balance_pick(&p.u, &rr, 0, 0, 0) != s2);
 	}
@@ -306,7 +306,7 @@ static void test_rendezvous_hash_remaps_only_the_removed(void)
 	static int before[KEYS];
 	struct dns_addr want[5];
 	struct pool p;
-	int counts[8] = { 0 }, moved = 0, removed;
+	int counts[8] = {0}, moved = 0, removed;
 	char ip[32];
 
 	pool_init(&p);
@@ -329,7 +329,7 @@ static void test_rendezvous_hash_remaps_only_the_removed(void)
 	CHECK(counts[slot_of(&p, "10.9.3.5:80")] > KEYS * 4 / 10);
 	CHECK(counts[slot_of(&p, "10.9.3.5:80")] < KEYS * 6 / 10);
 	removed = slot_of(&p, "10.9.3.2:80");
-	dns_pool_reconcile(&p.u, (struct dns_addr[]){ want[0], want[2], want[3], want[4] }, 4, 0);
+	dns_pool_reconcile(&p.u, (struct dns_addr[]){want[0], want[2], want[3], want[4]}, 4, 0);
 	for (int k = 0; k < KEYS; k++) {
 		int now = balance_pick(&p.u, NULL, hash_key64(&k, sizeof(k)), 0, 0);
 
@@ -345,7 +345,7 @@ static void test_rendezvous_hash_remaps_only_the_removed(void)
 
 static void test_next_delay(void)
 {
-	struct dns_upstream d = { 0 };
+	struct dns_upstream d = {0};
 
 	CHECK_EQ(dns_next_delay_s(&d, true, 0), DNS_MIN_TTL_S);
 	CHECK_EQ(dns_next_delay_s(&d, true, 30), 30);
@@ -361,7 +361,7 @@ static void test_next_delay(void)
 
 static struct xg_config *load(const char *text)
 {
-	struct cfg_errs errs = { 0 };
+	struct cfg_errs errs = {0};
 	struct xg_config *cfg = config_load_buffer(text, strlen(text), "test.json", &errs);
 
 	if (!cfg)
@@ -374,10 +374,10 @@ static struct xg_config *load(const char *text)
 static void test_config_seeds_from_entries(void)
 {
 	static const char *text =
-		"{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
-		" \"resolver\": {\"servers\": [\"127.0.0.1:5353\", \"[::1]:53\"]},"
-		" \"upstreams\": [{\"name\": \"seed\", \"targets\": [{\"address\": \"seed.test:8080\","
-		" \"weight\": 3}], \"resolve\": {\"interval_s\": 7}}]}";
+	    "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+	    " \"resolver\": {\"servers\": [\"127.0.0.1:5353\", \"[::1]:53\"]},"
+	    " \"upstreams\": [{\"name\": \"seed\", \"targets\": [{\"address\": \"seed.test:8080\","
+	    " \"weight\": 3}], \"resolve\": {\"interval_s\": 7}}]}";
 	struct xg_config *cfg = load(text);
 	struct dns_entry *e;
 	struct dns_addr *a;

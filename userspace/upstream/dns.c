@@ -98,8 +98,8 @@ static bool looks_ipv4(const char *s, size_t n)
 	return n > 0;
 }
 
-bool dns_parse_target(const char *text, char *host, size_t hostlen, uint16_t *port,
-		      bool *is_name, char *err, size_t errlen)
+bool dns_parse_target(const char *text, char *host, size_t hostlen, uint16_t *port, bool *is_name,
+		      char *err, size_t errlen)
 {
 	const char *colon = strrchr(text, ':');
 	size_t n;
@@ -266,7 +266,8 @@ static void slot_weight(struct upstream_config *uc, int i, uint32_t w, uint64_t 
 	if (w != old) {
 		__atomic_store_n(&uc->targets[i].weight, w, __ATOMIC_RELAXED);
 		log_info("dns", "upstream %s: %s %s", uc->name, uc->targets[i].address_text,
-			 w ? (old ? "reweighted" : "added") : "removed (in-flight requests finish)");
+			 w ? (old ? "reweighted" : "added")
+			   : "removed (in-flight requests finish)");
 	}
 }
 
@@ -298,8 +299,7 @@ static bool retire(struct dns_upstream *d, char *text)
 }
 
 /* Fills slot i (not visible to workers: fresh or at weight 0) with a new address. */
-static bool slot_fill(struct upstream_config *uc, int i, const struct dns_addr *a,
-		      const char *text)
+static bool slot_fill(struct upstream_config *uc, int i, const struct dns_addr *a, const char *text)
 {
 	struct target_config *tc = &uc->targets[i];
 	char *dup = strdup(text);
@@ -345,7 +345,7 @@ bool dns_pool_reconcile(struct upstream_config *uc, const struct dns_addr *want,
 			uint64_t now_ms)
 {
 	struct dns_upstream *d = uc->dns;
-	bool used[UPSTREAM_MAX_TARGETS] = { false }, changed = false;
+	bool used[UPSTREAM_MAX_TARGETS] = {false}, changed = false;
 	char text[64];
 
 	for (int i = d->nstatic; i < uc->ntargets; i++) {
@@ -415,9 +415,9 @@ uint32_t dns_next_delay_s(const struct dns_upstream *d, bool ok, uint32_t ttl_s)
 	uint32_t period = d->interval_s;
 
 	if (!period)
-		period = ttl_s < DNS_MIN_TTL_S ? DNS_MIN_TTL_S
+		period = ttl_s < DNS_MIN_TTL_S	 ? DNS_MIN_TTL_S
 			 : ttl_s > DNS_MAX_TTL_S ? DNS_MAX_TTL_S
-						  : ttl_s;
+						 : ttl_s;
 	if (!ok && period > DNS_RETRY_S)
 		period = DNS_RETRY_S;
 	return period;
@@ -426,9 +426,9 @@ uint32_t dns_next_delay_s(const struct dns_upstream *d, bool ok, uint32_t ttl_s)
 const char *dns_outcome_name(enum dns_outcome o)
 {
 	static const char *const names[DNS_OUTCOME_COUNT] = {
-		[DNS_OUTCOME_OK] = "ok",	   [DNS_OUTCOME_NXDOMAIN] = "nxdomain",
-		[DNS_OUTCOME_NODATA] = "nodata",   [DNS_OUTCOME_TIMEOUT] = "timeout",
-		[DNS_OUTCOME_ERROR] = "error",
+	    [DNS_OUTCOME_OK] = "ok",	     [DNS_OUTCOME_NXDOMAIN] = "nxdomain",
+	    [DNS_OUTCOME_NODATA] = "nodata", [DNS_OUTCOME_TIMEOUT] = "timeout",
+	    [DNS_OUTCOME_ERROR] = "error",
 	};
 
 	return o < DNS_OUTCOME_COUNT ? names[o] : "error";

@@ -103,8 +103,8 @@ bool dns_name_valid(const char *name, bool srv);
  * "name:port" with a valid host name (not an IP literal) and port 1..65535. Returns false
  * with a message in err; *is_name false (no error) when text is an IP literal.
  */
-bool dns_parse_target(const char *text, char *host, size_t hostlen, uint16_t *port,
-		      bool *is_name, char *err, size_t errlen);
+bool dns_parse_target(const char *text, char *host, size_t hostlen, uint16_t *port, bool *is_name,
+		      char *err, size_t errlen);
 /* Smallest TTL over the answer section of a DNS message; false when malformed/empty. */
 bool dns_answer_min_ttl(const unsigned char *msg, int len, uint32_t *ttl);
 /* "1.2.3.4:80" / "[::1]:80" */

@@ -50,7 +50,7 @@ bool dns_upstream_has_source(const struct upstream_config *uc, const char *text)
 static void parse_srv(json_t *u, const char *path, struct upstream_config *uc,
 		      struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "srv", NULL };
+	static const char *const keys[] = {"srv", NULL};
 	char p[CFG_PATH_MAX], sp[CFG_PATH_MAX], *srv = NULL;
 	json_t *o = cfg_get_object(u, "dns", path, errs);
 
@@ -73,7 +73,7 @@ static void parse_srv(json_t *u, const char *path, struct upstream_config *uc,
 void dns_upstream_parse(json_t *u, const char *path, struct upstream_config *uc,
 			struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "interval_s", NULL };
+	static const char *const keys[] = {"interval_s", NULL};
 	char p[CFG_PATH_MAX];
 	json_t *o;
 	long long v;
@@ -94,7 +94,7 @@ void dns_upstream_parse(json_t *u, const char *path, struct upstream_config *uc,
 
 void dns_resolver_parse(json_t *root, char **servers, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "servers", NULL };
+	static const char *const keys[] = {"servers", NULL};
 	json_t *o = cfg_get_object(root, "resolver", "", errs), *arr, *s;
 	char p[CFG_PATH_MAX], msg[128], text[80];
 	size_t i, len = 0;
@@ -108,13 +108,15 @@ void dns_resolver_parse(json_t *root, char **servers, struct cfg_errs *errs)
 	if (!arr)
 		return;
 	if (!json_array_size(arr)) {
-		cfg_err(errs, "resolver.servers", "at least one server (omit it for /etc/resolv.conf)");
+		cfg_err(errs, "resolver.servers",
+			"at least one server (omit it for /etc/resolv.conf)");
 		return;
 	}
 	csv = calloc(json_array_size(arr), sizeof(text) + 1);
 	if (!csv)
 		return;
-	json_array_foreach(arr, i, s) {
+	json_array_foreach(arr, i, s)
+	{
 		struct sockaddr_storage ss;
 		socklen_t sl;
 

@@ -82,10 +82,10 @@ static enum dns_outcome outcome_of(int status)
 	}
 }
 
-static uint32_t entry_interval(const struct dns_resolver *r, const struct dns_entry *e,
-			       bool ok, uint32_t ttl)
+static uint32_t entry_interval(const struct dns_resolver *r, const struct dns_entry *e, bool ok,
+			       uint32_t ttl)
 {
-	struct dns_upstream dflt = { 0 };
+	struct dns_upstream dflt = {0};
 
 	/* The entry's upstream in the current config decides interval_s. */
 	for (int u = 0; r->cfg && u < r->cfg->nupstreams; u++) {
@@ -127,8 +127,8 @@ static void lookup_commit(struct lookup *l, int status)
 	}
 	dns_unlock();
 	if (!ok)
-		log_warn("dns", "upstream %s: %s %s failed (%s); keeping %d address(es)", e->upstream,
-			 e->kind == DNS_KIND_SRV ? "SRV" : "lookup of", e->name,
+		log_warn("dns", "upstream %s: %s %s failed (%s); keeping %d address(es)",
+			 e->upstream, e->kind == DNS_KIND_SRV ? "SRV" : "lookup of", e->name,
 			 ares_strerror(status), e->naddrs);
 	delay = entry_interval(l->r, e, ok, e->ttl_s);
 	e->next_due_ms = clock_mono_ms() + delay * 1000ull;
@@ -219,7 +219,7 @@ static unsigned short best_priority(const struct ares_srv_reply *srv)
 
 static void srv_resolve_hosts(struct lookup *l, struct ares_srv_reply *srv)
 {
-	struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	unsigned short prio = best_priority(srv);
 	int n = 0;
 
@@ -271,7 +271,7 @@ static void srv_done(void *arg, int status, int timeouts, unsigned char *abuf, i
 
 static void lookup_start(struct dns_resolver *r, struct dns_entry *e)
 {
-	struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	struct lookup *l = calloc(1, sizeof(*l));
 
 	if (!l)
@@ -310,7 +310,7 @@ static void channel_close(struct dns_resolver *r)
 static void channel_sync(struct dns_resolver *r)
 {
 	const char *want = r->cfg ? r->cfg->resolver_servers : NULL;
-	struct ares_options opts = { .timeout = RESOLVER_TIMEOUT_MS, .tries = RESOLVER_TRIES };
+	struct ares_options opts = {.timeout = RESOLVER_TIMEOUT_MS, .tries = RESOLVER_TRIES};
 	int rc;
 
 	if (!cfg_has_dns(r->cfg)) {
@@ -412,11 +412,11 @@ static int poll_once(struct dns_resolver *r, uint64_t wait_ms)
 {
 	struct pollfd pfds[ARES_GETSOCK_MAXNUM + 1];
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-	struct timeval tv, max = { .tv_sec = wait_ms / 1000, .tv_usec = wait_ms % 1000 * 1000 };
+	struct timeval tv, max = {.tv_sec = wait_ms / 1000, .tv_usec = wait_ms % 1000 * 1000};
 	unsigned bits;
 	int n = 0;
 
-	pfds[n++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
+	pfds[n++] = (struct pollfd){.fd = r->wake_fd, .events = POLLIN};
 	if (r->have_channel) {
 		bits = (unsigned)ares_getsock(r->channel, socks, ARES_GETSOCK_MAXNUM);
 		/* ARES_GETSOCK_WRITABLE shifts a signed 1 into bit 31: test the bits unsigned. */
@@ -425,7 +425,7 @@ static int poll_once(struct dns_resolver *r, uint64_t wait_ms)
 				   (bits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0);
 
 			if (ev)
-				pfds[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
+				pfds[n++] = (struct pollfd){.fd = socks[i], .events = ev};
 		}
 		if (ares_timeout(r->channel, &max, &tv))
 			wait_ms = tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000;
@@ -441,10 +441,10 @@ static int poll_once(struct dns_resolver *r, uint64_t wait_ms)
 	if (!r->have_channel)
 		return 0;
 	for (int i = 1; i < n; i++) {
-		ares_socket_t rd = pfds[i].revents & (POLLIN | POLLERR | POLLHUP) ? pfds[i].fd
-										  : ARES_SOCKET_BAD;
-		ares_socket_t wr = pfds[i].revents & (POLLOUT | POLLERR) ? pfds[i].fd
-									  : ARES_SOCKET_BAD;
+		ares_socket_t rd =
+		    pfds[i].revents & (POLLIN | POLLERR | POLLHUP) ? pfds[i].fd : ARES_SOCKET_BAD;
+		ares_socket_t wr =
+		    pfds[i].revents & (POLLOUT | POLLERR) ? pfds[i].fd : ARES_SOCKET_BAD;
 
 		if (rd != ARES_SOCKET_BAD || wr != ARES_SOCKET_BAD)
 			ares_process_fd(r->channel, rd, wr);
