@@ -68,6 +68,7 @@ struct client_call {
 	void *arg;
 	const struct xg_config *cfg;
 	int upstream;
+	const struct upstream_config *uc; /* set: not one of cfg's upstreams */
 	enum http_method method;
 	char *line;   /* "METHOD path HTTP/1.1\r\n" */
 	char *suffix; /* extra headers, framing, empty line, body */
@@ -130,7 +131,7 @@ static struct cconn *conn_of_rx(struct ring_op *op)
 
 static const struct upstream_config *call_upstream(const struct client_call *c)
 {
-	return &c->cfg->upstreams[c->upstream];
+	return c->uc ? c->uc : &c->cfg->upstreams[c->upstream];
 }
 
 static const struct target_config *call_target(const struct client_call *c)
@@ -558,7 +559,7 @@ static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
 static void call_attempt(struct client_call *c)
 {
 	const struct upstream_config *uc = call_upstream(c);
-	struct balance_rr local, *rr = client_rr(c->cl, c->cfg, c->upstream);
+	struct balance_rr local, *rr = c->uc ? NULL : client_rr(c->cl, c->cfg, c->upstream);
 	const struct target_config *tc;
 	struct cconn *k;
 	int idx;
@@ -806,13 +807,15 @@ struct client_call *client_request(struct http_client *cl, const struct client_r
 	const struct upstream_config *uc;
 	uint32_t timeout;
 
-	if (!cl || !o || !o->cfg || !o->path || o->path[0] != '/' || o->upstream < 0 ||
-	    o->upstream >= o->cfg->nupstreams || !done)
+	if (!cl || !o || !o->cfg || !o->path || o->path[0] != '/' ||
+	    (!o->upstream_config && (o->upstream < 0 || o->upstream >= o->cfg->nupstreams)) ||
+	    !done)
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	uc = &o->cfg->upstreams[o->upstream];
+	uc = o->upstream_config ? o->upstream_config : &o->cfg->upstreams[o->upstream];
+	c->uc = o->upstream_config;
 	c->cl = cl;
 	c->done = done;
 	c->arg = arg;

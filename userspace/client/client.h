@@ -28,6 +28,7 @@ struct io_uring;
 struct timer_heap;
 struct metrics_shard;
 struct xg_config;
+struct upstream_config;
 
 #define CLIENT_DEFAULT_MAX_BODY (1u << 20)
 
@@ -56,6 +57,9 @@ struct client_response {
 struct client_request_opts {
 	const struct xg_config *cfg; /* the snapshot `upstream` indexes; outlives the request */
 	int upstream;
+	/* An upstream outside cfg->upstreams (the introspection IdP); `upstream` is then
+	 * ignored. It must outlive the request, like cfg. */
+	const struct upstream_config *upstream_config;
 	const char *method; /* NULL: GET */
 	const char *path;   /* origin-form target with query, already percent-encoded */
 	const char *host;   /* Host value; NULL: the target's address */
