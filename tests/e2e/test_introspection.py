@@ -93,11 +93,12 @@ def metric(gw, outcome):
 
 def test_active_token_request_and_forwarded_claims(upstream, gateway):
     gw, idp, api = start(gateway, upstream, {TOKEN: active(tier="gold")})
-    r = get(gw)
+    r = get(gw, headers={"X-User-Id": "mallory"})  # a client copy is never believed
     assert r.status == 200, r
     seen = api.requests[-1]
     assert seen.headers["x-user-id"] == "bob"
     assert seen.headers["x-tier"] == "gold"
+    assert seen.headers["authorization"] == "Bearer " + TOKEN
     call = idp.calls[-1]
     assert call.method == "POST" and call.path == "/oauth2/introspect"
     assert call.headers["content-type"] == "application/x-www-form-urlencoded"
@@ -106,6 +107,15 @@ def test_active_token_request_and_forwarded_claims(upstream, gateway):
     assert call.headers["authorization"] == "Basic " + want
     assert call.body == b"token=opaque+a%2Bb%2Fc%3Dd&token_type_hint=access_token"
     assert "x-user-id" not in idp.calls[-1].headers
+
+
+def test_hide_credentials_drops_the_bearer_token(upstream, gateway):
+    routes = [{"name": "api", "paths": ["/api"], "upstream": "api", "hide_credentials": True,
+               "auth": {"introspection": {}}}]
+    gw, idp, api = start(gateway, upstream, {TOKEN: active()}, routes=routes)
+    assert get(gw).status == 200
+    assert "authorization" not in api.requests[-1].headers
+    assert api.requests[-1].headers["x-user-id"] == "bob"
 
 
 def test_client_credentials_in_the_form(upstream, gateway):
