@@ -53,9 +53,9 @@ static void test_form_encode(void)
 
 static void test_settings(void)
 {
-	struct introspection_config *ic = parse_ok(
-	    "{\"url\": \"http://127.0.0.1:9000/oauth2/introspect?x=1\", \"client_id\": "
-	    "\"gw client\", \"client_secret\": \"s3:cr&t\"}");
+	struct introspection_config *ic =
+	    parse_ok("{\"url\": \"http://127.0.0.1:9000/oauth2/introspect?x=1\", \"client_id\": "
+		     "\"gw client\", \"client_secret\": \"s3:cr&t\"}");
 	unsigned char raw[64];
 	char want[128];
 	int n;
@@ -157,8 +157,7 @@ static void test_parse_response(void)
 	int64_t exp;
 	char body[256];
 
-	snprintf(body, sizeof(body), "{\"active\": true, \"sub\": \"bob\", \"exp\": %d}",
-		 NOW + 30);
+	snprintf(body, sizeof(body), "{\"active\": true, \"sub\": \"bob\", \"exp\": %d}", NOW + 30);
 	CHECK_EQ(answer(200, body, &exp, &claims), INTRO_ACTIVE);
 	CHECK_EQ(exp, NOW + 30);
 	CHECK_STR(json_string_value(json_object_get(claims, "sub")), "bob");
@@ -177,8 +176,7 @@ static void test_parse_response(void)
 	CHECK_EQ(answer(200, "[true]", &exp, &claims), INTRO_ERROR);
 	CHECK_EQ(answer(200, "{\"active\": \"true\"}", &exp, &claims), INTRO_ERROR);
 	CHECK_EQ(answer(200, "{\"sub\": \"x\"}", &exp, &claims), INTRO_ERROR);
-	CHECK_EQ(answer(200, "{\"active\": true, \"active\": false}", &exp, &claims),
-		 INTRO_ERROR);
+	CHECK_EQ(answer(200, "{\"active\": true, \"active\": false}", &exp, &claims), INTRO_ERROR);
 }
 
 static void test_cache_lifetime(void)
@@ -318,8 +316,7 @@ static void test_flights(void)
 {
 	struct intro_cache *c = intro_cache_new(16);
 	unsigned char a[INTRO_DIGEST_LEN], b[INTRO_DIGEST_LEN];
-	struct waiter_box w[3] = {{.w.wake = box_wake}, {.w.wake = box_wake},
-				  {.w.wake = box_wake}};
+	struct waiter_box w[3] = {{.w.wake = box_wake}, {.w.wake = box_wake}, {.w.wake = box_wake}};
 	json_t *claims = json_pack("{s:b,s:s}", "active", 1, "sub", "eve"), *got;
 	struct intro_flight *f, *g;
 	enum intro_status st;

@@ -518,8 +518,8 @@ static enum auth_reason fill_introspection_result(const struct introspection_con
 
 	if (who && *who) {
 		snprintf(out->consumer, sizeof(out->consumer), "%s", who);
-		n = snprintf(out->identity, sizeof(out->identity), "oauth:%zu:%s%s",
-			     strlen(issuer), issuer, who);
+		n = snprintf(out->identity, sizeof(out->identity), "oauth:%zu:%s%s", strlen(issuer),
+			     issuer, who);
 		if (n < 0 || (size_t)n >= sizeof(out->identity))
 			return AUTH_MALFORMED;
 	}

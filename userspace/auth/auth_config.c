@@ -92,8 +92,8 @@ static bool header_reserved(const char *name)
 }
 
 /* "forward_claims" of auth.jwt or auth.introspection into fw[*nfw] (AUTH_MAX_FORWARD). */
-static void parse_forward_claims(struct forward_claim *fw, int *nfw, json_t *obj,
-				 const char *path, struct cfg_errs *errs)
+static void parse_forward_claims(struct forward_claim *fw, int *nfw, json_t *obj, const char *path,
+				 struct cfg_errs *errs)
 {
 	json_t *fc = cfg_get_object(obj, "forward_claims", path, errs), *v;
 	char p[CFG_PATH_MAX], kp[CFG_PATH_MAX];

@@ -55,8 +55,9 @@ static bool parse_method(json_t *obj, const char *path, const struct auth_config
 				       "{\"introspection\": {...}}");
 		return false;
 	}
-	m->kind = kind == 0 ? AUTH_METHOD_JWT : kind == 1 ? AUTH_METHOD_API_KEY
-							  : AUTH_METHOD_INTROSPECTION;
+	m->kind = kind == 0   ? AUTH_METHOD_JWT
+		  : kind == 1 ? AUTH_METHOD_API_KEY
+			      : AUTH_METHOD_INTROSPECTION;
 	cfg_path_key(p, path, names[kind]);
 	if (!json_is_object(body)) {
 		cfg_err(errs, p, "must be an object");

@@ -239,9 +239,8 @@ void intro_flight_abandon(struct intro_cache *c, struct intro_flight *f)
 	free(f);
 }
 
-void intro_flight_complete(struct intro_cache *c, struct intro_flight *f,
-			   enum intro_status status, json_t *claims, uint64_t now_ms,
-			   uint64_t until_ms)
+void intro_flight_complete(struct intro_cache *c, struct intro_flight *f, enum intro_status status,
+			   json_t *claims, uint64_t now_ms, uint64_t until_ms)
 {
 	struct intro_waiter *w;
 

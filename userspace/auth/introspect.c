@@ -195,9 +195,9 @@ static void setup_upstream(struct introspection_config *ic)
 struct introspection_config *introspection_parse(json_t *obj, const char *path,
 						 struct cfg_errs *errs)
 {
-	static const char *const known[] = {"url",	    "client_id",   "client_secret",
-					    "client_auth",  "timeout_ms",  "cache_ttl_s",
-					    "forward_claims", NULL};
+	static const char *const known[] = {
+	    "url",	  "client_id",	 "client_secret",  "client_auth",
+	    "timeout_ms", "cache_ttl_s", "forward_claims", NULL};
 	static const char *const auths[] = {"basic", "post", NULL};
 	struct introspection_config *ic = calloc(1, sizeof(*ic));
 	int before = errs->count, mode = INTRO_AUTH_BASIC;

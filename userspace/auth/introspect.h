@@ -138,9 +138,8 @@ void intro_flight_abandon(struct intro_cache *c, struct intro_flight *f);
  * The call answered: the answer is cached until until_ms (see intro_cache_insert), every
  * waiter gets it (and a claims reference) and is woken; the flight is freed.
  */
-void intro_flight_complete(struct intro_cache *c, struct intro_flight *f,
-			   enum intro_status status, json_t *claims, uint64_t now_ms,
-			   uint64_t until_ms);
+void intro_flight_complete(struct intro_cache *c, struct intro_flight *f, enum intro_status status,
+			   json_t *claims, uint64_t now_ms, uint64_t until_ms);
 /* How long an answer may be cached, in ms after now_ms (0: not at all). */
 uint64_t intro_cache_until(const struct introspection_config *ic, enum intro_status status,
 			   int64_t expires, time_t now, uint64_t now_ms);

@@ -49,8 +49,9 @@ struct lookup_ctx {
 
 static enum auth_reason reason_of(enum intro_status s)
 {
-	return s == INTRO_ACTIVE ? AUTH_OK : s == INTRO_INACTIVE ? AUTH_INACTIVE
-								 : AUTH_IDP_UNAVAILABLE;
+	return s == INTRO_ACTIVE     ? AUTH_OK
+	       : s == INTRO_INACTIVE ? AUTH_INACTIVE
+				     : AUTH_IDP_UNAVAILABLE;
 }
 
 static void forget_token(struct auth_state *as)
@@ -131,15 +132,14 @@ static bool start_call(struct stream *st, struct auth_state *as,
 		       const struct introspection_config *ic, struct intro_flight *f)
 {
 	char headers[1024];
-	struct client_request_opts o = {
-	    .cfg = st->cfg,
-	    .upstream_config = &ic->upstream,
-	    .method = "POST",
-	    .path = ic->path,
-	    .host = ic->host,
-	    .headers = headers,
-	    .timeout_ms = ic->timeout_ms,
-	    .max_body_bytes = INTRO_MAX_ANSWER_BYTES};
+	struct client_request_opts o = {.cfg = st->cfg,
+					.upstream_config = &ic->upstream,
+					.method = "POST",
+					.path = ic->path,
+					.host = ic->host,
+					.headers = headers,
+					.timeout_ms = ic->timeout_ms,
+					.max_body_bytes = INTRO_MAX_ANSWER_BYTES};
 	struct intro_call *c = calloc(1, sizeof(*c));
 	char *body;
 	int n;
@@ -255,8 +255,8 @@ static void auth_end(struct stream *st, void *state)
 }
 
 const struct filter filter_auth = {
-	.name = "auth",
-	.state_size = sizeof(struct auth_state),
-	.on_request = auth_request,
-	.on_end = auth_end,
+    .name = "auth",
+    .state_size = sizeof(struct auth_state),
+    .on_request = auth_request,
+    .on_end = auth_end,
 };
