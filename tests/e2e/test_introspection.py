@@ -2,15 +2,25 @@
 gateway sends (Basic or form client credentials, percent-encoded form body), active /
 inactive / expired tokens, route scopes, forwarded claims, the per-worker cache (positive,
 negative, bounded by exp), concurrent misses sharing one IdP call, failing closed with 503
-when the IdP is down, slow, non-200 or not JSON, any_of with API keys, {jwt.CLAIM} compose
+when the IdP is down, slow, non-200 or not JSON, an https IdP (verified chain and name,
+kept-alive TLS connection), any_of with API keys, {jwt.CLAIM} compose
 templates, metrics, and config errors with their JSON paths."""
 import base64
+import datetime
+import http.server
+import ipaddress
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
 import urllib.request
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conftest import base_config, free_port, http_request, run_check, scaled
 
@@ -275,6 +285,110 @@ def test_claims_in_compose_templates(upstream, gateway):
     assert users.requests[-1].headers["x-user-id"] == "bob 7"
 
 
+def make_cert(directory, name):
+    """A self-signed certificate for 127.0.0.1 (IP SAN) and the DNS name idp.test."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("idp.test")]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    crt, keyfile = directory / (name + ".crt"), directory / (name + ".key")
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return str(crt), str(keyfile)
+
+
+class TlsIdP:
+    """An https introspection endpoint (http.server over ssl) recording (peer port,
+    headers, form) per call."""
+
+    def __init__(self, directory, answers):
+        crt, key = make_cert(directory, "idp")
+        self.ca = crt
+        self.calls = []
+        idp = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                form = urllib.parse.parse_qs(body.decode())
+                idp.calls.append((self.client_address[1], dict(self.headers), form))
+                out = json.dumps(answers.get(form["token"][0], {"active": False})).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/introspect" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_https_idp_verified_and_pooled(upstream, gateway, tmp_path):
+    idp = TlsIdP(tmp_path, {TOKEN: active(), "t2": active(sub="eve")})
+    try:
+        api = upstream(name="api")
+        gw = gateway(intro_cfg(idp.url, api, ca_file=idp.ca), env={"IDP_SECRET": SECRET})
+        assert get(gw).status == 200
+        assert api.requests[-1].headers["x-user-id"] == "bob"
+        assert get(gw).status == 200
+        assert len(idp.calls) == 1  # cached
+        assert get(gw, token="t2").status == 200
+        assert api.requests[-1].headers["x-user-id"] == "eve"
+        assert len(idp.calls) == 2
+        want = base64.b64encode(b"gw+client:s3%3Acr%26t").decode()
+        assert all(c[1]["Authorization"] == "Basic " + want for c in idp.calls)
+        assert idp.calls[0][2]["token"] == [TOKEN]
+        assert idp.calls[0][0] == idp.calls[1][0]  # one kept-alive TLS connection
+        # the name checked can be the certificate's DNS name instead of the address
+        gw2 = gateway(intro_cfg(idp.url, api, ca_file=idp.ca, server_name="idp.test"),
+                      env={"IDP_SECRET": SECRET})
+        assert get(gw2, token="t2").status == 200
+    finally:
+        idp.stop()
+
+
+def test_https_idp_unverifiable_fails_closed(upstream, gateway, tmp_path):
+    idp = TlsIdP(tmp_path, {TOKEN: active()})
+    other = tmp_path / "other"
+    other.mkdir()
+    other_ca, _ = make_cert(other, "other")
+    try:
+        api = upstream(name="api")
+        for settings in ({"ca_file": other_ca},  # another CA
+                         {"ca_file": idp.ca, "server_name": "wrong.test"}):  # another name
+            gw = gateway(intro_cfg(idp.url, api, **settings), env={"IDP_SECRET": SECRET})
+            r = get(gw)
+            assert r.status == 503, (settings, r)
+            assert metric(gw, "error") == 1
+        assert not idp.calls and not api.requests
+    finally:
+        idp.stop()
+
+
 def test_config_errors_name_the_path(upstream, tmp_path):
     api = upstream(name="api")
 
@@ -282,8 +396,10 @@ def test_config_errors_name_the_path(upstream, tmp_path):
         code, out = run_check(cfg, tmp_path, env={"IDP_SECRET": SECRET} if env is None else env)
         assert code != 0 and expect in out, out
 
-    check(intro_cfg("https://127.0.0.1:9/i", api),
-          "auth.introspection.url: https is not supported")
+    check(intro_cfg("https://127.0.0.1:9/i", api, ca_file=str(tmp_path / "none.pem")),
+          "auth.introspection.ca_file: cannot load CA certificates")
+    check(intro_cfg("http://127.0.0.1:9/i", api, server_name="idp.test"),
+          "auth.introspection.server_name: only for an https:// url")
     check(intro_cfg("http://idp.example/i", api),
           "auth.introspection.url: the host must be an IP address")
     check(intro_cfg("http://127.0.0.1:9/i", api, client_auth="jwt"),

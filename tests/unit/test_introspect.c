@@ -91,22 +91,39 @@ static void test_settings(void)
 	ic = parse_ok("{\"url\": \"http://10.0.0.1\", \"client_id\": \"a\", \"client_secret\": "
 		      "\"b\"}");
 	CHECK(ic && !strcmp(ic->path, "/") && !strcmp(ic->target.address_text, "10.0.0.1:80"));
+	CHECK(ic && !ic->tls && !ic->server_name);
+	introspection_free(ic);
+
+	/* https: a verifying context, the host's name (an IP: its IP SAN) unless told */
+	ic = parse_ok("{\"url\": \"https://[::1]/i\", \"client_id\": \"a\", \"client_secret\": "
+		      "\"b\"}");
+	CHECK(ic && ic->tls && !strcmp(ic->server_name, "::1") &&
+	      !strcmp(ic->target.address_text, "[::1]:443"));
+	introspection_free(ic);
+	ic = parse_ok("{\"url\": \"https://10.0.0.1:8443/i\", \"client_id\": \"a\", "
+		      "\"client_secret\": \"b\", \"server_name\": \"idp.example\"}");
+	CHECK(ic && ic->tls && !strcmp(ic->server_name, "idp.example") &&
+	      !strcmp(ic->host, "10.0.0.1:8443"));
 	introspection_free(ic);
 }
 
 static void test_settings_errors(void)
 {
-	parse_err("{\"url\": \"https://127.0.0.1/i\", \"client_id\": \"a\", \"client_secret\": "
-		  "\"b\"}",
-		  "auth.introspection.url: https is not supported");
+	parse_err(
+	    "{\"url\": \"https://127.0.0.1/i\", \"client_id\": \"a\", \"client_secret\": "
+	    "\"b\", \"ca_file\": \"/nonexistent/ca.pem\"}",
+	    "auth.introspection.ca_file: cannot load CA certificates from /nonexistent/ca.pem");
+	parse_err("{\"url\": \"http://127.0.0.1/i\", \"client_id\": \"a\", \"client_secret\": "
+		  "\"b\", \"server_name\": \"idp\"}",
+		  "auth.introspection.server_name: only for an https:// url");
 	parse_err("{\"url\": \"http://idp.example/i\", \"client_id\": \"a\", \"client_secret\": "
 		  "\"b\"}",
 		  "auth.introspection.url: the host must be an IP address");
 	parse_err("{\"url\": \"ftp://1.2.3.4/\", \"client_id\": \"a\", \"client_secret\": \"b\"}",
-		  "auth.introspection.url: must be an http:// URL");
+		  "auth.introspection.url: must be an http:// or https:// URL");
 	parse_err("{\"url\": \"http://u:p@1.2.3.4/\", \"client_id\": \"a\", \"client_secret\": "
 		  "\"b\"}",
-		  "auth.introspection.url: must be http://ADDRESS");
+		  "auth.introspection.url: must be http(s)://ADDRESS");
 	parse_err("{\"client_id\": \"a\", \"client_secret\": \"b\"}",
 		  "auth.introspection.url: required");
 	parse_err("{\"url\": \"http://1.2.3.4/\", \"client_secret\": \"b\"}",

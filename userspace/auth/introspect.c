@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,30 +122,26 @@ out:
 	return hdr;
 }
 
-/* http://IP[:port][/path]: the client resolves nothing and speaks plain HTTP only. */
+/* http(s)://IP[:port][/path]: the client resolves nothing. */
 static bool parse_url(struct introspection_config *ic, const char *path, struct cfg_errs *errs)
 {
 	const char *u = ic->url, *auth, *slash;
 	char p[CFG_PATH_MAX], hostport[300], msg[128];
+	bool https = !strncasecmp(u, "https://", 8);
 	size_t alen;
 
 	cfg_path_key(p, path, "url");
-	if (!strncasecmp(u, "https://", 8)) {
-		cfg_err(errs, p,
-			"https is not supported: the gateway's sub-request client speaks plain "
-			"HTTP only (use an http:// URL)");
+	if (!https && strncasecmp(u, "http://", 7)) {
+		cfg_err(errs, p, "must be an http:// or https:// URL");
 		return false;
 	}
-	if (strncasecmp(u, "http://", 7)) {
-		cfg_err(errs, p, "must be an http:// URL");
-		return false;
-	}
-	auth = u + 7;
+	auth = u + (https ? 8 : 7);
 	slash = strchr(auth, '/');
 	alen = slash ? (size_t)(slash - auth) : strlen(auth);
 	if (!alen || alen >= sizeof(hostport) - 4 || memchr(auth, '@', alen) || strchr(u, '#') ||
 	    strpbrk(u, " \t\r\n")) {
-		cfg_err(errs, p, "must be http://ADDRESS[:PORT]/PATH (no user info or fragment)");
+		cfg_err(errs, p,
+			"must be http(s)://ADDRESS[:PORT]/PATH (no user info or fragment)");
 		return false;
 	}
 	ic->host = strndup(auth, alen);
@@ -161,8 +158,11 @@ static bool parse_url(struct introspection_config *ic, const char *path, struct 
 				(auth[0] == '[' || memchr(auth, ':', alen) == colon);
 
 		snprintf(hostport, sizeof(hostport), "%.*s%s", (int)alen, auth,
-			 has_port ? "" : ":80");
+			 has_port ? ""
+			 : https  ? ":443"
+				  : ":80");
 	}
+	ic->https = https;
 	if (!cfg_parse_addr(hostport, &ic->target.addr, &ic->target.addrlen, msg, sizeof(msg))) {
 		cfg_err(errs, p, "the host must be an IP address (nothing is resolved): %s", msg);
 		return false;
@@ -175,12 +175,54 @@ static bool parse_url(struct introspection_config *ic, const char *path, struct 
 	return true;
 }
 
+/*
+ * https: verify the IdP's chain (ca_file, else the system store) and its name (server_name,
+ * else the url's host: an IP literal is matched against the certificate's IP SANs).
+ */
+static void setup_tls(struct introspection_config *ic, json_t *obj, const char *path,
+		      struct cfg_errs *errs)
+{
+	char p[CFG_PATH_MAX];
+	const char *host = ic->host;
+	size_t hl;
+
+	cfg_get_str(obj, "ca_file", path, NULL, &ic->ca_file, errs);
+	cfg_get_str(obj, "server_name", path, NULL, &ic->server_name, errs);
+	if (!ic->https) {
+		if (ic->ca_file || ic->server_name)
+			cfg_err(errs,
+				cfg_path_key(p, path, ic->ca_file ? "ca_file" : "server_name"),
+				"only for an https:// url");
+		return;
+	}
+	if (!ic->server_name) {
+		/* the host without port and IPv6 brackets */
+		hl = host[0] == '[' ? strcspn(host, "]") : strcspn(host, ":");
+		ic->server_name = host[0] == '[' ? strndup(host + 1, hl - 1) : strndup(host, hl);
+	}
+	ic->tls = SSL_CTX_new(TLS_client_method());
+	if (!ic->server_name || !*ic->server_name || !ic->tls) {
+		cfg_err(errs, cfg_path_key(p, path, "server_name"), "must not be empty");
+		return;
+	}
+	SSL_CTX_set_min_proto_version(ic->tls, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ic->tls, SSL_VERIFY_PEER, NULL);
+	if (ic->ca_file ? SSL_CTX_load_verify_locations(ic->tls, ic->ca_file, NULL) != 1
+			: SSL_CTX_set_default_verify_paths(ic->tls) != 1)
+		cfg_err(errs, cfg_path_key(p, path, "ca_file"), "cannot load CA certificates%s%s",
+			ic->ca_file ? " from " : "", ic->ca_file ? ic->ca_file : "");
+}
+
 static void setup_upstream(struct introspection_config *ic)
 {
 	struct upstream_config *uc = &ic->upstream;
+	char name[300];
 
+	/* TLS connections are pooled apart from plain ones, and per verified name */
+	snprintf(name, sizeof(name), "%s%s%s", INTRO_UPSTREAM_NAME, ic->tls ? " tls " : "",
+		 ic->tls ? ic->server_name : "");
 	ic->target.weight = 1;
-	ic->target.state = target_state_get(INTRO_UPSTREAM_NAME, ic->target.address_text);
+	ic->target.state = target_state_get(name, ic->target.address_text);
 	ic->target.metrics_slot = -1;
 	uc->name = INTRO_UPSTREAM_NAME;
 	uc->balance = BALANCE_ROUND_ROBIN;
@@ -196,8 +238,8 @@ struct introspection_config *introspection_parse(json_t *obj, const char *path,
 						 struct cfg_errs *errs)
 {
 	static const char *const known[] = {
-	    "url",	  "client_id",	 "client_secret",  "client_auth",
-	    "timeout_ms", "cache_ttl_s", "forward_claims", NULL};
+	    "url",	   "client_id",	     "client_secret", "client_auth", "timeout_ms",
+	    "cache_ttl_s", "forward_claims", "ca_file",	      "server_name", NULL};
 	static const char *const auths[] = {"basic", "post", NULL};
 	struct introspection_config *ic = calloc(1, sizeof(*ic));
 	int before = errs->count, mode = INTRO_AUTH_BASIC;
@@ -220,8 +262,8 @@ struct introspection_config *introspection_parse(json_t *obj, const char *path,
 	ic->cache_ttl_s = v;
 	if (!ic->url)
 		cfg_err(errs, cfg_path_key(p, path, "url"), "required");
-	else
-		parse_url(ic, path, errs);
+	else if (parse_url(ic, path, errs))
+		setup_tls(ic, obj, path, errs);
 	if (!ic->client_id || !*ic->client_id)
 		cfg_err(errs, cfg_path_key(p, path, "client_id"), "required (a non-empty string)");
 	if (!ic->client_secret || !*ic->client_secret)
@@ -260,6 +302,9 @@ void introspection_free(struct introspection_config *ic)
 		free(ic->forward[i].header);
 	}
 	free(ic->target.address_text);
+	SSL_CTX_free(ic->tls);
+	free(ic->server_name);
+	free(ic->ca_file);
 	free(ic);
 }
 

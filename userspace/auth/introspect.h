@@ -26,6 +26,8 @@
 
 #include "config/config.h"
 
+struct ssl_ctx_st;
+
 #define INTRO_DIGEST_LEN 32
 #define INTRO_NEGATIVE_TTL_S 5
 #define INTRO_MAX_TOKEN_BYTES 8192
@@ -47,6 +49,12 @@ struct introspection_config {
 	char *client_id, *client_secret;
 	enum intro_client_auth client_auth;
 	char *basic_header; /* "Authorization: Basic …\r\n" for basic, else NULL */
+	/* https: a verifying client context and the name the certificate must carry (the
+	 * url's host unless server_name says otherwise). NULL for http. */
+	bool https;
+	struct ssl_ctx_st *tls;
+	char *server_name;
+	char *ca_file;
 	uint32_t timeout_ms, cache_ttl_s;
 	struct forward_claim forward[INTRO_MAX_FORWARD];
 	int nforward;

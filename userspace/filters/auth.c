@@ -134,6 +134,8 @@ static bool start_call(struct stream *st, struct auth_state *as,
 	char headers[1024];
 	struct client_request_opts o = {.cfg = st->cfg,
 					.upstream_config = &ic->upstream,
+					.tls = ic->tls,
+					.tls_name = ic->server_name,
 					.method = "POST",
 					.path = ic->path,
 					.host = ic->host,
