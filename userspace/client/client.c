@@ -51,7 +51,7 @@ struct cconn {
 	 * Received records go from raw into the SSL object and come out as plaintext in `in`;
 	 * the ciphertext OpenSSL produces is sent from tls_out, one send at a time.
 	 */
-	SSL *ssl; /* NULL: plain TCP */
+	SSL *ssl;	/* NULL: plain TCP */
 	bool tls_ready; /* handshake done */
 	char *raw;
 	char *tls_out;
@@ -564,8 +564,8 @@ static SSL *tls_new(SSL_CTX *ctx, const char *name)
 	return ssl;
 }
 
-static struct cconn *conn_open(struct http_client *cl, const struct target_config *tc,
-			       SSL_CTX *tls, const char *tls_name)
+static struct cconn *conn_open(struct http_client *cl, const struct target_config *tc, SSL_CTX *tls,
+			       const char *tls_name)
 {
 	struct cconn *k;
 	struct io_uring_sqe *sqe;
