@@ -11,6 +11,7 @@ import http.server
 import ipaddress
 import json
 import re
+import socket
 import ssl
 import threading
 import time
@@ -215,6 +216,36 @@ def test_concurrent_misses_share_one_call(upstream, gateway):
     assert results == [200] * 8, results
     assert len(idp.calls) == 1
     assert metric(gw, "active") == 1 and metric(gw, "cached") == 7
+
+
+def test_client_gone_while_waiting_cancels_the_call(upstream, gateway):
+    gw, idp, api = start(gateway, upstream, {TOKEN: active()}, delay_s=0.6, timeout_ms=2000)
+    with socket.create_connection(("127.0.0.1", gw.port()), timeout=5) as s:
+        s.sendall(("GET /api/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                   % TOKEN).encode())
+        idp.server.wait_requests(1)
+    time.sleep(0.8)  # the IdP answered meanwhile, to a call nobody waits for any more
+    assert get(gw).status == 200
+    assert len(idp.calls) == 2  # the abandoned call cached nothing
+    assert len(api.requests) == 1
+
+
+def test_reload_does_not_reuse_answers_of_the_old_settings(upstream, gateway):
+    idp = FakeIdP(upstream, {TOKEN: active()})
+    api = upstream(name="api")
+    cfg = intro_cfg("http://%s/i" % idp.address, api)
+    gw = gateway(cfg, env={"IDP_SECRET": SECRET})
+    assert get(gw).status == 200 and get(gw).status == 200
+    assert len(idp.calls) == 1
+    cfg["auth"]["introspection"]["client_id"] = "gw2"
+    gw.reload(cfg)
+    want = "Basic " + base64.b64encode(("gw2:" + urllib.parse.quote_plus(SECRET)).encode()).decode()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and idp.calls[-1].headers["authorization"] != want:
+        assert get(gw).status == 200
+        time.sleep(0.05)
+    assert idp.calls[-1].headers["authorization"] == want
+    assert len(idp.calls) == 2
 
 
 def test_idp_down_fails_closed(upstream, gateway):
