@@ -262,15 +262,16 @@ static void pool_put(struct http_client *cl, struct cconn *k, unsigned keepalive
 static void conn_arm_rx(struct cconn *k);
 static void conn_arm_tx(struct cconn *k);
 static void conn_start(struct cconn *k);
-static void tls_flush(struct cconn *k);
+static bool tls_flush(struct cconn *k);
 static bool conn_room(struct cconn *k, size_t want);
 static void call_progress(struct client_call *c);
 static void call_conn_failed(struct client_call *c, enum client_error err, bool connecting);
 
 /* ---- TLS over the ring ---- */
 
-/* Sends what OpenSSL wrote into its output BIO (nothing while a send is in flight). */
-static void tls_flush(struct cconn *k)
+/* Sends what OpenSSL wrote into its output BIO (nothing while a send is in flight).
+ * false when it failed the call (which may be gone). */
+static bool tls_flush(struct cconn *k)
 {
 	BIO *wbio = SSL_get_wbio(k->ssl);
 	struct io_uring_sqe *sqe;
@@ -278,24 +279,24 @@ static void tls_flush(struct cconn *k)
 	int n;
 
 	if (k->tx_armed)
-		return;
+		return true;
 	if (k->tls_out_sent == k->tls_out_len) {
 		pend = BIO_ctrl_pending(wbio);
 		if (!pend)
-			return;
+			return true;
 		if (pend > k->tls_out_cap) {
 			char *p = realloc(k->tls_out, pend);
 
 			if (!p) {
 				call_conn_failed(k->call, CLIENT_ERR_NOMEM, false);
-				return;
+				return false;
 			}
 			k->tls_out = p;
 			k->tls_out_cap = pend;
 		}
 		n = BIO_read(wbio, k->tls_out, pend);
 		if (n <= 0)
-			return;
+			return true;
 		k->tls_out_len = n;
 		k->tls_out_sent = 0;
 	}
@@ -304,6 +305,7 @@ static void tls_flush(struct cconn *k)
 			   k->tls_out_len - k->tls_out_sent, MSG_NOSIGNAL);
 	ring_op_set(sqe, &k->op_tx);
 	k->tx_armed = true;
+	return true;
 }
 
 /* Handshake, then the request: false when the connection failed (the call moved on). */
@@ -323,8 +325,7 @@ static bool tls_advance(struct cconn *k)
 				call_conn_failed(c, CLIENT_ERR_CONNECT, true);
 				return false;
 			}
-			tls_flush(k);
-			return true;
+			return tls_flush(k);
 		}
 		k->tls_ready = true;
 	}
@@ -336,8 +337,7 @@ static bool tls_advance(struct cconn *k)
 		}
 		c->out_sent += n;
 	}
-	tls_flush(k);
-	return true;
+	return tls_flush(k);
 }
 
 /* Decrypts what arrived into `in`: 1 plaintext came, 0 none yet, -1 failed (call moved
@@ -366,8 +366,8 @@ static int tls_take(struct cconn *k)
 		call_conn_failed(k->call, CLIENT_ERR_RESET, false);
 		return -1;
 	}
-	tls_flush(k); /* a key update may want to answer */
-	return got;
+	/* a key update may want to answer */
+	return tls_flush(k) ? got : -1;
 }
 
 /* The connection is up (fresh) or taken from the pool: send the request. */
