@@ -92,6 +92,14 @@ struct {
 	__type(value, __u64);
 } new_sources SEC(".maps");
 
+/* This CPU's last refused source (struct xdp_drop_cache). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdp_drop_cache);
+} drop_cache SEC(".maps");
+
 /* What the parser learnt about a packet; only what the verdict needs. */
 struct pkt {
 	void *data_end;
@@ -363,28 +371,114 @@ static __always_inline bool port_allowed(const struct xdp_config *cfg, __u16 por
 	return cfg->tcp_ports[(port >> 6) & 1023] & (1ULL << (port & 63));
 }
 
+static __always_inline __u8 packet_class(const struct pkt *p)
+{
+	if (p->l4 == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
+		return XDP_CLASS_SYN;
+	if (p->l4 == IPPROTO_UDP)
+		return XDP_CLASS_UDP;
+	if (p->l4 == IPPROTO_ICMP || p->l4 == IPPROTO_ICMPV6)
+		return XDP_CLASS_ICMP;
+	return XDP_CLASS_OTHER;
+}
+
+static __always_inline void cache_key(const struct pkt *p, __u64 key[2])
+{
+	key[0] = 0;
+	if (p->family == 4) {
+		__builtin_memcpy(&key[0], p->src, 4);
+		key[1] = 0;
+	} else {
+		__builtin_memcpy(&key[0], p->src, 8);
+		key[1] = 1;
+	}
+}
+
+/* Adds the cache's pending drops to the source they belong to: v when it is that source's
+ * entry, else the entry looked up (a source that stopped sending; gone if evicted). */
+static __always_inline void cache_flush(struct xdp_drop_cache *dc, struct rate_value *v,
+					 const __u64 key[2])
+{
+	if (!dc->pending)
+		return;
+	if (dc->key[0] != key[0] || dc->key[1] != key[1]) {
+		if (dc->key[1]) {
+			struct rate_v6_key k6;
+
+			__builtin_memcpy(k6.prefix, &dc->key[0], 8);
+			v = bpf_map_lookup_elem(&rate_v6, &k6);
+		} else {
+			struct rate_v4_key k4;
+
+			__builtin_memcpy(k4.addr, &dc->key[0], 4);
+			v = bpf_map_lookup_elem(&rate_v4, &k4);
+		}
+	}
+	if (v) {
+		__sync_fetch_and_add(&v->packets, dc->pending);
+		__sync_fetch_and_add(&v->drops, dc->pending);
+	}
+	dc->pending = 0;
+}
+
+/* Remembers a refusal: until the bucket that refused holds a token again, packets of the
+ * same source and class get the same verdict from the cache. */
+static __always_inline void cache_refusal(const struct xdp_config *cfg,
+					  struct xdp_drop_cache *dc, struct rate_value *v,
+					  const __u64 key[2], __u8 class, enum xdp_reason reason,
+					  __u64 wait_ns, __u64 now)
+{
+	cache_flush(dc, v, key);
+	dc->generation = cfg->generation;
+	dc->key[0] = key[0];
+	dc->key[1] = key[1];
+	dc->class = class;
+	dc->reason = reason;
+	dc->until_ns = now + wait_ns;
+}
+
 static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p)
 {
 	__u64 now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
-	struct rate_value *v = source_entry(cfg, p, now);
-	bool syn = p->l4 == IPPROTO_TCP && (p->tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
+	__u8 class = packet_class(p);
 	enum xdp_reason reason = XDP_REASON_PASS;
+	struct xdp_drop_cache *dc;
+	struct rate_value *v;
+	__u64 key[2], wait = 0;
+	__u32 zero = 0;
 
+	cache_key(p, key);
+	dc = bpf_map_lookup_elem(&drop_cache, &zero);
+	if (dc && now < dc->until_ns && dc->key[0] == key[0] && dc->key[1] == key[1] &&
+	    dc->class == class && dc->generation == cfg->generation) {
+		dc->pending++;
+		return dc->reason;
+	}
+	v = source_entry(cfg, p, now);
 	/* The LRU map always makes room: no entry means the new-source budget is spent. */
 	if (!v)
 		return XDP_REASON_NEW_SOURCE;
+	if (dc)
+		cache_flush(dc, v, key);
 	__sync_fetch_and_add(&v->packets, 1);
-	if (syn && !tb_take(&v->syn_tat, &cfg->syn, now))
+	if (class == XDP_CLASS_SYN && !tb_take(&v->syn_tat, &cfg->syn, now)) {
 		reason = XDP_REASON_SYN_RATE;
-	else if (p->l4 == IPPROTO_UDP && !tb_take(&v->udp_tat, &cfg->udp, now))
+		wait = tb_wait_ns(v->syn_tat, &cfg->syn, now);
+	} else if (class == XDP_CLASS_UDP && !tb_take(&v->udp_tat, &cfg->udp, now)) {
 		reason = XDP_REASON_UDP_RATE;
-	else if ((p->l4 == IPPROTO_ICMP || p->l4 == IPPROTO_ICMPV6) &&
-		 !tb_take(&v->icmp_tat, &cfg->icmp, now))
+		wait = tb_wait_ns(v->udp_tat, &cfg->udp, now);
+	} else if (class == XDP_CLASS_ICMP && !tb_take(&v->icmp_tat, &cfg->icmp, now)) {
 		reason = XDP_REASON_ICMP_RATE;
-	else if (!tb_take(&v->pkt_tat, &cfg->pkt, now))
+		wait = tb_wait_ns(v->icmp_tat, &cfg->icmp, now);
+	} else if (!tb_take(&v->pkt_tat, &cfg->pkt, now)) {
 		reason = XDP_REASON_PKT_RATE;
-	if (reason != XDP_REASON_PASS)
-		__sync_fetch_and_add(&v->drops, 1);
+		wait = tb_wait_ns(v->pkt_tat, &cfg->pkt, now);
+	}
+	if (reason == XDP_REASON_PASS)
+		return reason;
+	__sync_fetch_and_add(&v->drops, 1);
+	if (dc && wait)
+		cache_refusal(cfg, dc, v, key, class, reason, wait, now);
 	return reason;
 }
 

@@ -100,6 +100,33 @@ struct rate_value {
 	__u64 drops;   /* of them dropped by a bucket */
 };
 
+/*
+ * The single entry of the per-CPU "drop_cache" array: the last source this CPU refused
+ * and until when its bucket stays empty. A flood from one source then costs one per-CPU
+ * lookup and a compare instead of the shared LRU lookup: the shared bucket cannot hold a
+ * token before until_ns (other CPUs only spend tokens), so the verdict is the one the full
+ * path would give, as long as the config (rates) is the one it was computed under. key: IPv4 address in key[0] with key[1] = 0, or the IPv6 /64 in key[0]
+ * with key[1] = 1. pending counts packets dropped from the cache and not yet added to the
+ * source's rate_value (added on its next full-path visit; readers add it themselves).
+ */
+struct xdp_drop_cache {
+	__u64 key[2];
+	__u64 until_ns;
+	__u64 pending;
+	__u32 generation; /* xdp_config.generation it was computed under */
+	__u8 class;	  /* enum xdp_pkt_class of the packets it applies to */
+	__u8 reason;	  /* the verdict to repeat */
+	__u8 pad[2];
+};
+
+/* Which bucket decides a packet's fate after the all-packets one. */
+enum xdp_pkt_class {
+	XDP_CLASS_SYN,
+	XDP_CLASS_UDP,
+	XDP_CLASS_ICMP,
+	XDP_CLASS_OTHER,
+};
+
 #define XDP_CFG_PORT_POLICY (1U << 0) /* drop SYNs to ports not in tcp_ports */
 
 /*
@@ -114,7 +141,7 @@ struct xdp_config {
 	struct tb_params icmp;
 	__u64 clock_offset_ns;
 	__u32 flags;
-	__u32 pad;
+	__u32 generation; /* changes on every write: invalidates drop_cache verdicts */
 	__u64 tcp_ports[65536 / 64]; /* bit p set: new connections to port p allowed */
 	/* Each CPU's budget of sources it starts tracking (its share of new_sources_per_s). */
 	struct tb_params new_source;

@@ -22,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "unit/check.h"
@@ -687,6 +688,108 @@ static void test_top_sources(void)
 	CHECK(strstr(err, "xgate-test-missing/rate_v4") != NULL);
 }
 
+/* This CPU's drop_cache entry (the test runs pinned to one CPU). */
+static struct xdp_drop_cache cpu_drop_cache(int cpu)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	struct xdp_drop_cache *all = calloc(ncpu, sizeof(*all)), dc = {0};
+	__u32 zero = 0;
+
+	if (all && !bpf_map_lookup_elem(bpf_map__fd(skel->maps.drop_cache), &zero, all))
+		dc = all[cpu];
+	free(all);
+	return dc;
+}
+
+static const struct edge_source *find_source(const struct edge_source *top, ssize_t n,
+					     const char *text)
+{
+	char buf[64];
+
+	for (ssize_t i = 0; i < n; i++) {
+		edge_cidr_format(&top[i].source, buf, sizeof(buf));
+		if (!strcmp(buf, text))
+			return &top[i];
+	}
+	return NULL;
+}
+
+/* A refused source's next packets are refused from the per-CPU cache with the same
+ * verdict and counts, until its bucket has a token, the config changes, or the packet is
+ * of another class. */
+static void test_drop_cache(void)
+{
+	struct frame a = tcp4("198.18.4.1", SYN, 80), b = tcp4("198.18.4.2", SYN, 80);
+	struct edge_source top[16];
+	const struct edge_source *s;
+	struct xdp_drop_cache dc;
+	cpu_set_t one, all;
+	char err[256];
+	ssize_t n;
+	int i, cpu = sched_getcpu();
+
+	CHECK_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	for (i = 0; i < 5; i++)
+		EXPECT(&a, XDP_PASS, XDP_REASON_PASS);
+	for (i = 0; i < 10; i++)
+		EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	dc = cpu_drop_cache(cpu);
+	CHECK_EQ(dc.pending, 9); /* the first refusal went the full way */
+	CHECK_EQ(dc.reason, XDP_REASON_SYN_RATE);
+	CHECK_EQ(dc.class, XDP_CLASS_SYN);
+	CHECK(memcmp(dc.key, (uint8_t[]){198, 18, 4, 1}, 4) == 0 && dc.key[1] == 0);
+	/* 5/s: the next token is at most 200 ms away. */
+	{
+		struct timespec ts;
+		uint64_t now;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts); /* bpf_ktime_get_ns() */
+		now = ts.tv_sec * S + ts.tv_nsec + clock_offset;
+		CHECK(dc.until_ns > now && dc.until_ns <= now + 200000000ULL);
+	}
+	/* Another class of the same source takes the full path and passes. */
+	a = tcp4("198.18.4.1", ACK, 80);
+	EXPECT(&a, XDP_PASS, XDP_REASON_PASS);
+	a = tcp4("198.18.4.1", SYN, 80);
+	/* Readers add what is pending: the counts are exact at any time. */
+	n = edge_top(pin_dir, EDGE_TOP_DROPS, top, 16, err, sizeof(err));
+	s = find_source(top, n, "198.18.4.1/32");
+	CHECK(s != NULL);
+	if (s) {
+		CHECK_EQ(s->packets, 16);
+		CHECK_EQ(s->drops, 10);
+	}
+	/* Another refused source takes the cache over; the first one's drops are flushed. */
+	for (i = 0; i < 5; i++)
+		EXPECT(&b, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&b, XDP_DROP, XDP_REASON_SYN_RATE);
+	dc = cpu_drop_cache(cpu);
+	CHECK_EQ(dc.pending, 0);
+	CHECK(memcmp(dc.key, (uint8_t[]){198, 18, 4, 2}, 4) == 0);
+	n = edge_top(pin_dir, EDGE_TOP_DROPS, top, 16, err, sizeof(err));
+	s = find_source(top, n, "198.18.4.1/32");
+	CHECK(s && s->packets == 16 && s->drops == 10);
+	/* A config write (here: the clock 200 ms on) invalidates the cached verdict. */
+	EXPECT(&b, XDP_DROP, XDP_REASON_SYN_RATE);
+	advance_clock(200000000ULL);
+	EXPECT(&b, XDP_PASS, XDP_REASON_PASS);
+	EXPECT(&b, XDP_DROP, XDP_REASON_SYN_RATE);
+	/* A raised rate applies at once to a source being refused from the cache. */
+	{
+		struct edge_config c = base_cfg;
+
+		c.syn = (struct edge_rate){0, 0};
+		EXPECT(&b, XDP_DROP, XDP_REASON_SYN_RATE);
+		push_config(&c);
+		EXPECT(&b, XDP_PASS, XDP_REASON_PASS);
+		push_config(&base_cfg);
+	}
+	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 struct collected {
 	char text[8][64];
 	bool cfg[8], op[8];
@@ -1004,6 +1107,7 @@ int main(void)
 		RUN(test_neighbour_discovery_never_limited);
 		RUN(test_ipv6_bucket_per_64);
 		RUN(test_top_sources);
+		RUN(test_drop_cache);
 		RUN(test_list_operations);
 		RUN(test_reload_rule);
 		RUN(test_stats_reading_and_btf_names);

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import pattern_sha256, pattern_stream, run_check, xgate_bin
+from conftest import parse_responses, pattern_sha256, pattern_stream, run_check, xgate_bin
 
 TCP_ULP = 31
 
@@ -351,3 +351,31 @@ def test_handshake_timeout_config_errors(tmp_path, upstream, base_config, free_p
     cfg["limits"] = {"tls_handshake_timeout_ms": 0}
     code, out = run_check(cfg, tmp_path)
     assert code != 0 and "limits.tls_handshake_timeout_ms" in out, out
+
+
+def test_413_reaches_a_tls_client_still_uploading(gateway, upstream, base_config, free_port,
+                                                  certs):
+    """Lingering close over TLS (issue 10, class 4): the gateway's close_notify and FIN go
+    out, then what the client still sends is read and discarded, so the status arrives
+    instead of a reset."""
+    up = upstream(name="users")
+    cfg = tls_config(base_config, up, certs, free_port)
+    cfg["limits"] = {"max_body_bytes": 1000}
+    gw = gateway(cfg)
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", gw.port(1)), timeout=10)
+        sock = client_ctx().wrap_socket(raw, server_hostname="default.test")
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: default.test\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (4 << 20))
+        time.sleep(0.05)  # the 413 goes out while the body is still on its way
+        sock.sendall(b"x" * (4 << 20))  # a reset here raises ConnectionResetError
+        got = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            got += data
+        sock.close()
+        responses = parse_responses(got)
+        assert responses and responses[0][0] == 413, got[:200]
+    assert not up.requests

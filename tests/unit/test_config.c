@@ -65,6 +65,8 @@ static void test_valid_config_defaults(void)
 	CHECK_EQ(cfg->workers, 2);
 	CHECK_EQ(cfg->limits.max_header_bytes, 16384);
 	CHECK_EQ(cfg->limits.header_timeout_ms, 10000);
+	CHECK_EQ(cfg->limits.body_timeout_ms, 10000); /* defaults to header_timeout_ms */
+	CHECK_EQ(cfg->limits.body_min_rate, 1024);
 	CHECK_EQ(cfg->limits.splice_max_inflight_bytes, 4 << 20);
 	CHECK_EQ(cfg->listeners[0].splice, SPLICE_OFF);
 	CHECK_EQ(cfg->nupstreams, 1);

@@ -435,7 +435,7 @@ static enum auth_reason run(const struct route_auth *ra, struct fake_idp *f, con
 		tu_req_bearer(&r, token);
 	if (key)
 		tu_req_add(&r, "X-API-Key", key);
-	auth_check_ex(A, ra, NULL, &intro, &r.req, NOW, res);
+	auth_check_ex(A, ra, NULL, &intro, &r.req, NULL, NOW, res);
 	tu_req_free(&r);
 	CHECK_EQ(res->status, auth_reason_status(res->reason));
 	return res->reason;

@@ -23,6 +23,7 @@ struct access_entry {
 	uint64_t bytes_in, bytes_out;
 	uint64_t duration_us;
 	const char *consumer; /* "" when anonymous */
+	const char *client_cert; /* verified client certificate subject; NULL: none */
 	const char *calls; /* a JSON array (compose calls), written whole or not at all; NULL: none */
 };
 

@@ -19,7 +19,7 @@ struct line {
  * path need at most TAIL_MAX bytes; the path gets whatever room is left.
  */
 #define SMALL_MAX 256
-#define TAIL_MAX (4 * (SMALL_MAX + 16) + 4 * 40 + 8)
+#define TAIL_MAX (5 * (SMALL_MAX + 20) + 4 * 40 + 8)
 
 static void put_raw(struct line *l, const char *s, size_t n)
 {
@@ -231,6 +231,8 @@ size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e)
 	put_num(&l, "bytes_out", e->bytes_out);
 	put_num(&l, "duration_us", e->duration_us);
 	put_field(&l, "consumer", e->consumer, SMALL_MAX);
+	if (e->client_cert)
+		put_field(&l, "client_cert", e->client_cert, SMALL_MAX);
 	if (e->calls && strlen(e->calls) + sizeof(",\"calls\":}\n") < l.cap - l.len) {
 		put_str(&l, ",\"calls\":");
 		put_str(&l, e->calls);

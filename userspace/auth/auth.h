@@ -18,6 +18,7 @@
 struct auth_config; /* global "auth" + "consumers" */
 struct route_auth;  /* a route's "auth" (+ "schedule") */
 struct jwt_cache;   /* per-worker verified-token cache */
+struct x509_st;
 
 /* Why a request was refused: the label of xgate_auth_failures_total{reason}. */
 enum auth_reason {
@@ -37,6 +38,8 @@ enum auth_reason {
 	AUTH_FORBIDDEN_SCHEDULE, /* 403 */
 	AUTH_TOKEN_TOO_LARGE,	 /* over auth.jwt.max_token_bytes */
 	AUTH_CRIT,		 /* "crit" header: we implement no JWS extensions */
+	AUTH_BAD_CLIENT_CERT,	 /* a client certificate that did not verify (optional mTLS) */
+	AUTH_FORBIDDEN_SUBJECT,	 /* 403: a verified certificate the route does not list */
 	AUTH_INACTIVE,		 /* introspection: "active": false (or expired) */
 	AUTH_IDP_UNAVAILABLE,	 /* 503: the introspection IdP did not answer usably */
 	AUTH_REASON_COUNT,
@@ -131,6 +134,21 @@ void jwt_cache_get_stats(const struct jwt_cache *c, struct jwt_cache_stats *out)
 void auth_check(const struct auth_config *a, const struct route_auth *ra, struct jwt_cache *cache,
 		const struct http_request *req, time_t now, struct auth_result *out);
 
+/* The client's TLS certificate as the listener's handshake left it (route "mtls"). */
+struct auth_peer {
+	const struct x509_st *cert; /* NULL: no certificate (or no TLS) */
+	bool verified;		    /* chained to tls.client_ca, not revoked by tls.crl */
+	const char *subject;	    /* RFC 4514 text when verified */
+};
+/* auth_check() with the connection's certificate (peer may be NULL: none). */
+void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
+		     struct jwt_cache *cache, const struct http_request *req,
+		     const struct auth_peer *peer, time_t now, struct auth_result *out);
+
+/* Request header carrying the verified client certificate's subject upstream; a client's
+ * own copy is always dropped (auth_is_identity_header). */
+#define AUTH_CLIENT_CERT_HEADER "X-Client-Cert-Subject"
+
 /*
  * Introspection answers for auth_check_ex(). lookup() gets the bearer token and returns
  * AUTH_OK with *claims (a reference auth_check takes over: the IdP's answer, active and
@@ -144,14 +162,15 @@ struct auth_introspector {
 /* The top-level auth.introspection settings (auth/introspect.h); NULL when absent. */
 const struct introspection_config *auth_introspection(const struct auth_config *a);
 /*
- * auth_check() with introspection methods answered by `intro` (NULL: they fail as
+ * auth_check_peer() with introspection methods answered by `intro` (NULL: they fail as
  * AUTH_IDP_UNAVAILABLE). Methods are tried in order; one that is pending does not stop a
  * later one from succeeding. When none succeeded and one is pending, out->reason is
  * AUTH_PENDING.
  */
 void auth_check_ex(const struct auth_config *a, const struct route_auth *ra,
 		   struct jwt_cache *cache, const struct auth_introspector *intro,
-		   const struct http_request *req, time_t now, struct auth_result *out);
+		   const struct http_request *req, const struct auth_peer *peer, time_t now,
+		   struct auth_result *out);
 void auth_result_release(struct auth_result *r);
 
 /* True for headers clients must never supply themselves (forward_claims targets, X-Consumer). */
@@ -170,6 +189,8 @@ bool auth_hidden_header(const struct auth_config *a, const struct route_auth *ra
 			struct http_str name);
 bool auth_hidden_query_param(const struct auth_config *a, const struct route_auth *ra,
 			     struct http_str raw_name);
+/* Whether one of the route's methods is "mtls" (false for NULL). */
+bool auth_route_uses_mtls(const struct route_auth *ra);
 /* Whether the route has a method whose credential hide_credentials can remove. */
 bool auth_route_has_credentials(const struct route_auth *ra);
 

@@ -1,11 +1,13 @@
 #include "auth/auth_internal.h"
 
 #include <openssl/crypto.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "auth/dn.h"
 #include "auth/jwt_cache.h"
 
 /* Longest API key accepted from the query string (decoded). */
@@ -30,6 +32,8 @@ static const char *const reason_names[AUTH_REASON_COUNT] = {
     [AUTH_CRIT] = "crit",
     [AUTH_INACTIVE] = "inactive",
     [AUTH_IDP_UNAVAILABLE] = "introspection_unavailable",
+    [AUTH_BAD_CLIENT_CERT] = "bad_client_cert",
+    [AUTH_FORBIDDEN_SUBJECT] = "forbidden_subject",
 };
 
 const char *auth_reason_name(enum auth_reason r)
@@ -45,6 +49,7 @@ int auth_reason_status(enum auth_reason r)
 	case AUTH_FORBIDDEN_ROLE:
 	case AUTH_FORBIDDEN_SCOPE:
 	case AUTH_FORBIDDEN_SCHEDULE:
+	case AUTH_FORBIDDEN_SUBJECT:
 		return 403;
 	case AUTH_IDP_UNAVAILABLE:
 	case AUTH_PENDING:
@@ -490,7 +495,81 @@ static enum auth_reason check_api_key(const struct auth_config *a, const struct 
 	return AUTH_OK;
 }
 
-/* When every method fails, report the most informative failure: 403 > invalid > missing. */
+static bool subject_listed(const struct auth_method *m, const struct x509_st *cert)
+{
+	char *canon = dn_canon_x509(X509_get_subject_name(cert));
+	bool found = false;
+
+	for (int i = 0; canon && !found && i < m->subjects.n; i++)
+		found = !strcmp(canon, m->subjects.items[i]);
+	free(canon);
+	return found;
+}
+
+/* A DNS name (case-insensitively) or URI (exactly) of the subjectAltName is listed. */
+static bool san_listed(const struct auth_method *m, const struct x509_st *cert)
+{
+	GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+	bool found = false;
+
+	for (int i = 0; sans && !found && i < sk_GENERAL_NAME_num(sans); i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+		const ASN1_STRING *v;
+		size_t len;
+
+		if (gn->type != GEN_DNS && gn->type != GEN_URI)
+			continue;
+		v = gn->type == GEN_DNS ? gn->d.dNSName : gn->d.uniformResourceIdentifier;
+		len = (size_t)ASN1_STRING_length(v);
+		for (int j = 0; !found && j < m->sans.n; j++)
+			found = strlen(m->sans.items[j]) == len &&
+				!(gn->type == GEN_DNS
+				      ? strncasecmp(m->sans.items[j],
+						    (const char *)ASN1_STRING_get0_data(v), len)
+				      : memcmp(m->sans.items[j], ASN1_STRING_get0_data(v), len));
+	}
+	GENERAL_NAMES_free(sans);
+	return found;
+}
+
+/* The identity is "mtls:" + subject, or its digest when that would not fit (never cut:
+ * two subjects sharing a long prefix must stay two callers for caches and limits). */
+static void mtls_identity(const char *subject, struct auth_result *out)
+{
+	unsigned char d[AUTH_DIGEST_LEN];
+	int n = snprintf(out->identity, sizeof(out->identity), "mtls:%s", subject);
+
+	if (n > 0 && (size_t)n < sizeof(out->identity))
+		return;
+	if (!auth_sha256(subject, strlen(subject), d)) {
+		out->identity[0] = '\0';
+		return;
+	}
+	n = snprintf(out->identity, sizeof(out->identity), "mtls#");
+	for (int i = 0; i < AUTH_DIGEST_LEN; i++)
+		n += snprintf(out->identity + n, sizeof(out->identity) - n, "%02x", d[i]);
+}
+
+static enum auth_reason check_mtls(const struct auth_method *m, const struct auth_peer *peer,
+				   struct auth_result *out)
+{
+	if (!peer || !peer->cert)
+		return AUTH_MISSING;
+	if (!peer->verified || !peer->subject)
+		return AUTH_BAD_CLIENT_CERT;
+	if ((m->subjects.n && !subject_listed(m, peer->cert)) ||
+	    (m->sans.n && !san_listed(m, peer->cert)))
+		return AUTH_FORBIDDEN_SUBJECT;
+	mtls_identity(peer->subject, out);
+	if (!out->identity[0])
+		return AUTH_BAD_CLIENT_CERT;
+	snprintf(out->consumer, sizeof(out->consumer), "%s", peer->subject);
+	out->consumer_slot = -1; /* subjects are unbounded: no counters of their own */
+	return AUTH_OK;
+}
+
+/* When every method fails, report the most informative failure: 403 > IdP unavailable >
+ * invalid > missing. */
 static int failure_rank(enum auth_reason r)
 {
 	if (auth_reason_status(r) == 403)
@@ -562,9 +641,28 @@ static enum auth_reason check_introspection(const struct auth_config *a,
 	return r;
 }
 
+static enum auth_reason check_method(const struct auth_config *a, const struct auth_method *m,
+				     struct jwt_cache *cache, const struct auth_introspector *intro,
+				     const struct http_request *req, const struct auth_peer *peer,
+				     time_t now, struct auth_result *out)
+{
+	switch (m->kind) {
+	case AUTH_METHOD_JWT:
+		return check_jwt(a, m, cache, req, now, out);
+	case AUTH_METHOD_API_KEY:
+		return check_api_key(a, m, req, out);
+	case AUTH_METHOD_MTLS:
+		return check_mtls(m, peer, out);
+	case AUTH_METHOD_INTROSPECTION:
+		return check_introspection(a, m, intro, req, now, out);
+	}
+	return AUTH_MALFORMED;
+}
+
 void auth_check_ex(const struct auth_config *a, const struct route_auth *ra,
 		   struct jwt_cache *cache, const struct auth_introspector *intro,
-		   const struct http_request *req, time_t now, struct auth_result *out)
+		   const struct http_request *req, const struct auth_peer *peer, time_t now,
+		   struct auth_result *out)
 {
 	enum auth_reason r, best = AUTH_MISSING;
 	bool ok, pending = false;
@@ -577,17 +675,7 @@ void auth_check_ex(const struct auth_config *a, const struct route_auth *ra,
 	for (i = 0; i < ra->nmethods && a && !ok; i++) {
 		const struct auth_method *m = &ra->methods[i];
 
-		switch (m->kind) {
-		case AUTH_METHOD_JWT:
-			r = check_jwt(a, m, cache, req, now, out);
-			break;
-		case AUTH_METHOD_API_KEY:
-			r = check_api_key(a, m, req, out);
-			break;
-		default:
-			r = check_introspection(a, m, intro, req, now, out);
-			break;
-		}
+		r = check_method(a, m, cache, intro, req, peer, now, out);
 		ok = r == AUTH_OK;
 		if (!ok) {
 			result_clear(out);
@@ -610,17 +698,25 @@ void auth_check_ex(const struct auth_config *a, const struct route_auth *ra,
 	}
 }
 
+void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
+		     struct jwt_cache *cache, const struct http_request *req,
+		     const struct auth_peer *peer, time_t now, struct auth_result *out)
+{
+	auth_check_ex(a, ra, cache, NULL, req, peer, now, out);
+}
+
 void auth_check(const struct auth_config *a, const struct route_auth *ra, struct jwt_cache *cache,
 		const struct http_request *req, time_t now, struct auth_result *out)
 {
-	auth_check_ex(a, ra, cache, NULL, req, now, out);
+	auth_check_ex(a, ra, cache, NULL, req, NULL, now, out);
 }
 
 bool auth_is_identity_header(const struct auth_config *a, struct http_str name)
 {
 	int i;
 
-	if (str_eq_nocase(name, AUTH_CONSUMER_HEADER))
+	if (str_eq_nocase(name, AUTH_CONSUMER_HEADER) ||
+	    str_eq_nocase(name, AUTH_CLIENT_CERT_HEADER))
 		return true;
 	for (i = 0; a && i < a->jwt.nforward; i++)
 		if (str_eq_nocase(name, a->jwt.forward[i].header))
@@ -643,6 +739,11 @@ static bool route_uses(const struct route_auth *ra, enum auth_method_kind kind)
 		if (ra->methods[i].kind == kind)
 			return true;
 	return false;
+}
+
+bool auth_route_uses_mtls(const struct route_auth *ra)
+{
+	return route_uses(ra, AUTH_METHOD_MTLS);
 }
 
 bool auth_route_has_credentials(const struct route_auth *ra)

@@ -82,6 +82,7 @@ static bool header_reserved(const char *name)
 					       "x-forwarded-proto",
 					       "x-request-id",
 					       AUTH_CONSUMER_HEADER,
+					       AUTH_CLIENT_CERT_HEADER,
 					       NULL};
 	int i;
 

@@ -59,7 +59,12 @@ struct auth_config {
 	struct introspection_config *introspection; /* NULL: not configured */
 };
 
-enum auth_method_kind { AUTH_METHOD_JWT, AUTH_METHOD_API_KEY, AUTH_METHOD_INTROSPECTION };
+enum auth_method_kind {
+	AUTH_METHOD_JWT,
+	AUTH_METHOD_API_KEY,
+	AUTH_METHOD_MTLS,
+	AUTH_METHOD_INTROSPECTION
+};
 
 struct string_list {
 	char **items;
@@ -70,6 +75,9 @@ struct auth_method {
 	enum auth_method_kind kind;
 	struct string_list roles;  /* any-of; empty: no requirement */
 	struct string_list scopes; /* all-of; JWT and introspection */
+	/* mTLS: any-of each, both when both are given; empty: any verified certificate. */
+	struct string_list subjects; /* dn_canon_text() forms */
+	struct string_list sans;     /* DNS (compared case-insensitively) or URI names */
 };
 
 struct deny_window {

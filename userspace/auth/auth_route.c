@@ -1,4 +1,5 @@
 #include "auth/auth_internal.h"
+#include "auth/dn.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,42 @@ static void method_free(struct auth_method *m)
 	for (i = 0; i < m->scopes.n; i++)
 		free(m->scopes.items[i]);
 	free(m->scopes.items);
+	cfg_strings_free(m->subjects.items, m->subjects.n);
+	cfg_strings_free(m->sans.items, m->sans.n);
+}
+
+/* {"mtls": {"subjects": ["CN=partner-a,O=Bank"], "sans": ["partner-a.example"]}} */
+static bool parse_mtls(json_t *body, const char *path, struct auth_method *m, struct cfg_errs *errs)
+{
+	static const char *const keys[] = {"subjects", "sans", NULL};
+	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX], err[160];
+
+	cfg_check_keys(body, path, keys, errs);
+	if (!cfg_get_strings(body, "subjects", path, false, &m->subjects.items, &m->subjects.n,
+			     errs) ||
+	    !cfg_get_strings(body, "sans", path, false, &m->sans.items, &m->sans.n, errs))
+		return false;
+	cfg_path_key(p, path, "subjects");
+	if (json_object_get(body, "subjects") && !m->subjects.n) {
+		cfg_err(errs, p,
+			"must not be empty (leave it out to accept any verified certificate)");
+		return false;
+	}
+	for (int i = 0; i < m->subjects.n; i++) {
+		char *canon = dn_canon_text(m->subjects.items[i], err, sizeof(err));
+
+		if (!canon) {
+			cfg_err(errs, cfg_path_idx(ip, p, i), "not an RFC 4514 name: %s", err);
+			return false;
+		}
+		free(m->subjects.items[i]);
+		m->subjects.items[i] = canon;
+	}
+	if (json_object_get(body, "sans") && !m->sans.n) {
+		cfg_err(errs, cfg_path_key(p, path, "sans"), "must not be empty");
+		return false;
+	}
+	return true;
 }
 
 void route_auth_free(struct route_auth *ra)
@@ -31,38 +68,44 @@ void route_auth_free(struct route_auth *ra)
 	free(ra);
 }
 
-/* One {"jwt": {...}}, {"api_key": {...}} or {"introspection": {...}} object. */
+/* One {"jwt": {...}}, {"api_key": {...}}, {"mtls": {...}} or {"introspection": {...}}. */
 static bool parse_method(json_t *obj, const char *path, const struct auth_config *a,
 			 bool allow_any_of, struct auth_method *m, struct cfg_errs *errs)
 {
 	static const char *const jwt_keys[] = {"roles", "scopes", NULL};
 	static const char *const key_keys[] = {"roles", NULL};
 	static const char *const intro_keys[] = {"scopes", NULL};
-	static const char *const names[] = {"jwt", "api_key", "introspection"};
-	static const char *const *const keys[] = {jwt_keys, key_keys, intro_keys};
+	static const char *const names[] = {"jwt", "api_key", "mtls", "introspection"};
+	static const char *const *const keys[] = {jwt_keys, key_keys, NULL, intro_keys};
+	static const enum auth_method_kind kinds[] = {AUTH_METHOD_JWT, AUTH_METHOD_API_KEY,
+						      AUTH_METHOD_MTLS, AUTH_METHOD_INTROSPECTION};
+	json_t *found[] = {json_object_get(obj, "jwt"), json_object_get(obj, "api_key"),
+			   json_object_get(obj, "mtls"), json_object_get(obj, "introspection")};
 	char p[CFG_PATH_MAX];
 	json_t *body = NULL;
 	int kind;
 
-	for (kind = 0; json_is_object(obj) && json_object_size(obj) == 1 && kind < 3; kind++)
-		if ((body = json_object_get(obj, names[kind])))
+	for (kind = 0; json_is_object(obj) && json_object_size(obj) == 1 && kind < 4; kind++)
+		if ((body = found[kind]))
 			break;
 	if (!body) {
 		cfg_err(errs, path, "must be %s",
-			allow_any_of ? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}}, "
-				       "{\"introspection\": {...}} or {\"any_of\": [...]}"
-				     : "{\"jwt\": {...}}, {\"api_key\": {...}} or "
-				       "{\"introspection\": {...}}");
+			allow_any_of
+			    ? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}}, "
+			      "{\"mtls\": {...}}, {\"introspection\": {...}} or "
+			      "{\"any_of\": [...]}"
+			    : "{\"jwt\": {...}}, {\"api_key\": {...}}, {\"mtls\": {...}} or "
+			      "{\"introspection\": {...}}");
 		return false;
 	}
-	m->kind = kind == 0   ? AUTH_METHOD_JWT
-		  : kind == 1 ? AUTH_METHOD_API_KEY
-			      : AUTH_METHOD_INTROSPECTION;
+	m->kind = kinds[kind];
 	cfg_path_key(p, path, names[kind]);
 	if (!json_is_object(body)) {
 		cfg_err(errs, p, "must be an object");
 		return false;
 	}
+	if (m->kind == AUTH_METHOD_MTLS)
+		return parse_mtls(body, p, m, errs);
 	cfg_check_keys(body, p, keys[kind], errs);
 	if (!cfg_get_strings(body, "roles", p, false, &m->roles.items, &m->roles.n, errs) ||
 	    !cfg_get_strings(body, "scopes", p, false, &m->scopes.items, &m->scopes.n, errs))
@@ -103,7 +146,7 @@ static bool parse_auth(json_t *auth, const char *path, const struct auth_config 
 	if (!json_is_array(any) || !json_array_size(any)) {
 		cfg_err(errs, p,
 			"must be a non-empty array of {\"jwt\": ...} / {\"api_key\": ...} / "
-			"{\"introspection\": ...}");
+			"{\"mtls\": ...} / {\"introspection\": ...}");
 		return false;
 	}
 	ra->methods = calloc(json_array_size(any), sizeof(*ra->methods));

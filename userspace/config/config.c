@@ -144,7 +144,8 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 					    "max_body_bytes",	"header_timeout_ms",
 					    "idle_timeout_ms",	"max_connections",
 					    "drain_timeout_ms", "splice_max_inflight_bytes",
-					    "tls_handshake_timeout_ms", "max_compose_bytes", NULL };
+					    "tls_handshake_timeout_ms", "max_compose_bytes",
+					    "body_timeout_ms",	"body_min_rate", NULL };
 	json_t *o = cfg_get_object(root, "limits", "", errs);
 	long long v;
 
@@ -161,6 +162,10 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	cfg_get_int(o, "tls_handshake_timeout_ms", "limits", l->header_timeout_ms, 1, 3600000, &v,
 		    errs);
 	l->tls_handshake_timeout_ms = v;
+	cfg_get_int(o, "body_timeout_ms", "limits", l->header_timeout_ms, 1, 3600000, &v, errs);
+	l->body_timeout_ms = v;
+	cfg_get_int(o, "body_min_rate", "limits", 1024, 0, 1LL << 30, &v, errs);
+	l->body_min_rate = v;
 	cfg_get_int(o, "max_compose_bytes", "limits", 1 << 20, 1024, 1LL << 30, &v, errs);
 	l->max_compose_bytes = v;
 	cfg_get_int(o, "idle_timeout_ms", "limits", 60000, 1, 86400000, &v, errs);
@@ -482,6 +487,19 @@ static void parse_route_matchers(json_t *r, const char *path, struct route_confi
 	}
 }
 
+/* A listener's tls names a client_ca (read from the JSON: one that failed to load has its
+ * own error, the routes need not repeat it). */
+static bool any_mtls_listener(json_t *root)
+{
+	json_t *arr = json_object_get(root, "listeners"), *l;
+	size_t i;
+
+	json_array_foreach(arr, i, l)
+		if (json_object_get(json_object_get(l, "tls"), "client_ca"))
+			return true;
+	return false;
+}
+
 static void parse_route(json_t *r, const char *path, int idx, struct xg_config *cfg,
 			json_t *root_auth, struct cfg_errs *errs)
 {
@@ -594,6 +612,10 @@ static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *e
 	json_array_foreach(arr, i, r) {
 		cfg_path_idx(p, "routes", i);
 		parse_route(r, p, i, cfg, json_object_get(root, "auth"), errs);
+		if (auth_route_uses_mtls(cfg->routes[i].auth) && !any_mtls_listener(root))
+			cfg_err(errs, cfg_path_key(np, p, "auth"),
+				"mtls needs a listener with tls.client_ca (no client could "
+				"authenticate)");
 		for (size_t j = 0; j < i; j++)
 			if (cfg->routes[i].name && cfg->routes[j].name &&
 			    !strcmp(cfg->routes[i].name, cfg->routes[j].name))

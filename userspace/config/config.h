@@ -61,6 +61,8 @@ struct limits_config {
 	uint64_t max_body_bytes;
 	uint32_t header_timeout_ms;
 	uint32_t tls_handshake_timeout_ms; /* the whole handshake, not per read */
+	uint32_t body_timeout_ms;	    /* the request body's deadline ... */
+	uint32_t body_min_rate;		    /* ... extended by 1 s per this many bytes */
 	uint64_t max_compose_bytes; /* each call's body and the composed body */
 	uint32_t idle_timeout_ms;
 	uint32_t max_connections;

@@ -17,6 +17,7 @@
 #define EDGE_MAP_ALLOW_V6 "allow_v6"
 #define EDGE_MAP_RATE_V4 "rate_v4"
 #define EDGE_MAP_RATE_V6 "rate_v6"
+#define EDGE_MAP_DROP_CACHE "drop_cache"
 
 /* Opens pin_dir/name; -errno with a message naming the path. */
 int edge_pin_open(const char *pin_dir, const char *name, char *err, size_t errlen);

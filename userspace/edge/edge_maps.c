@@ -60,11 +60,16 @@ static void init_new_source_budget(struct tb_params *p, const struct edge_rate *
 int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock_offset_ns)
 {
 	struct xdp_config *cfg = calloc(1, sizeof(*cfg));
-	__u32 key = 0;
+	__u32 key = 0, generation = 1;
 	int i, ret;
 
 	if (!cfg)
 		return -ENOMEM;
+	/* A new generation drops the verdicts the program cached under the old rates. */
+	if (!bpf_map_lookup_elem(config_fd, &key, cfg))
+		generation = cfg->generation + 1;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->generation = generation;
 	tb_params_init(&cfg->syn, c->syn.per_s, c->syn.burst);
 	tb_params_init(&cfg->pkt, c->packets.per_s, c->packets.burst);
 	tb_params_init(&cfg->udp, c->udp.per_s, c->udp.burst);
@@ -455,6 +460,43 @@ static int by_drops(const void *a, const void *b)
 	return cmp_u64_desc(x->drops, y->drops) ?: cmp_u64_desc(x->packets, y->packets);
 }
 
+/* Drops each CPU's drop_cache holds that its source's entry does not count yet. */
+static void add_cached_drops(const char *pin_dir, struct source_vec *sv)
+{
+	int ncpu = libbpf_num_possible_cpus(), fd, cpu;
+	struct xdp_drop_cache *per_cpu;
+	char err[256];
+	__u32 zero = 0;
+	size_t i;
+
+	fd = edge_pin_open(pin_dir, EDGE_MAP_DROP_CACHE, err, sizeof(err));
+	if (fd < 0)
+		return; /* a shield from before the cache: nothing pending */
+	per_cpu = ncpu > 0 ? calloc(ncpu, sizeof(*per_cpu)) : NULL;
+	if (!per_cpu || bpf_map_lookup_elem(fd, &zero, per_cpu)) {
+		free(per_cpu);
+		close(fd);
+		return;
+	}
+	for (cpu = 0; cpu < ncpu; cpu++) {
+		const struct xdp_drop_cache *dc = &per_cpu[cpu];
+		int family = dc->key[1] ? AF_INET6 : AF_INET;
+		size_t len = dc->key[1] ? 8 : 4;
+
+		for (i = 0; dc->pending && i < sv->n; i++) {
+			struct edge_source *s = &sv->v[i];
+
+			if (s->source.family != family || memcmp(s->source.addr, dc->key, len))
+				continue;
+			s->packets += dc->pending;
+			s->drops += dc->pending;
+			break;
+		}
+	}
+	free(per_cpu);
+	close(fd);
+}
+
 ssize_t edge_top(const char *pin_dir, enum edge_top_by by, struct edge_source *out, size_t max,
 		 char *err, size_t errlen)
 {
@@ -479,6 +521,7 @@ ssize_t edge_top(const char *pin_dir, enum edge_top_by by, struct edge_source *o
 		free(sv.v);
 		return ret;
 	}
+	add_cached_drops(pin_dir, &sv);
 	qsort(sv.v, sv.n, sizeof(*sv.v), by == EDGE_TOP_DROPS ? by_drops : by_packets);
 	n = sv.n < max ? sv.n : max;
 	if (n)

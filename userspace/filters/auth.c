@@ -1,6 +1,6 @@
 /*
- * Authentication filter: JWT / API key / introspection / any_of and role checks of the
- * route (auth/).
+ * Authentication filter: JWT / API key / mTLS / introspection / any_of and role checks of
+ * the route (auth/).
  *
  * Introspection (RFC 7662) is the one method that needs I/O. auth_check_ex() asks the
  * worker's cache through lookup(); on a miss it reports AUTH_PENDING and the filter asks
@@ -209,8 +209,8 @@ static enum filter_verdict auth_request(struct stream *st, void *state)
 	if (as->w.flight)
 		return FILTER_WAIT; /* woken by something else: the answer is not there yet */
 	memset(ar, 0, sizeof(*ar));
-	auth_check_ex(st->cfg->auth, rc->auth, st->env->jwt_cache, &intro, &st->req, time(NULL),
-		      ar);
+	auth_check_ex(st->cfg->auth, rc->auth, st->env->jwt_cache, &intro, &st->req,
+		      &st->client_cert, time(NULL), ar);
 	if (ar->reason == AUTH_PENDING) {
 		auth_result_release(ar);
 		/* A second miss after an answer cannot happen; refuse rather than loop. */

@@ -99,6 +99,9 @@ static void call_headers(const struct stream *st, char *out, size_t cap)
 	for (int i = 0; st->auth_done && i < st->auth.nforward && n < cap; i++)
 		n += snprintf(out + n, cap - n, "%s: %s\r\n", st->auth.forward[i].name,
 			      st->auth.forward[i].value);
+	if (st->client_cert.subject && n < cap)
+		n += snprintf(out + n, cap - n, AUTH_CLIENT_CERT_HEADER ": %s\r\n",
+			      st->client_cert.subject);
 	if (n >= cap)
 		out[0] = '\0';
 }

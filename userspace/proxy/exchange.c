@@ -204,6 +204,7 @@ static void record_exchange(struct conn *c)
 	e.bytes_out = ex->bytes_out;
 	e.duration_us = dur_ns / 1000;
 	e.consumer = ex->consumer;
+	e.client_cert = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL;
 	e.calls = c->st ? c->st->log_calls : NULL;
 	accesslog_write(w->id, &e);
 }
@@ -591,6 +592,16 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	st->peer_ip = c->peer_ip;
 	st->is_ipv6 = c->peer.ss_family == AF_INET6;
 	st->tls = c->cli.tls;
+	if (c->cli.tls) {
+		const char *subject = tls_conn_peer_subject(c->cli.tls);
+
+		/* The certificate is read by the auth filter's on_request only; the subject is
+		 * copied so that what filters keep does not point into the TLS state. */
+		st->client_cert.cert = tls_conn_peer_cert(c->cli.tls);
+		st->client_cert.verified = tls_conn_peer_verified(c->cli.tls);
+		st->client_cert.subject = subject ? stream_strdup(st, subject, strlen(subject)) : NULL;
+		st->client_cert.verified &= st->client_cert.subject != NULL;
+	}
 	st->request_id = ex->request_id;
 	c->st = st;
 	ex->bytes_in = head_len;
@@ -1349,6 +1360,23 @@ static bool step_linger(struct conn *c)
 	return false;
 }
 
+/* The client's body missed its deadline before any of the response went out: 408. */
+static bool body_timed_out(struct conn *c)
+{
+	struct side *s = &c->cli;
+
+	if (!s->timed_out || c->ex.req_done || c->ex.resp_started)
+		return false;
+	s->failed = s->timed_out = false;
+	if (c->queued)
+		upqueue_remove(c);
+	if (c->up)
+		release_upconn(c, false);
+	c->close_after = true;
+	reject(c, 408, "request body timeout", 0, NULL);
+	return true;
+}
+
 static bool step(struct conn *c)
 {
 	switch (c->state) {
@@ -1364,6 +1392,8 @@ static bool step(struct conn *c)
 		}
 		return false;
 	case CS_QUEUED:
+		if (body_timed_out(c))
+			return true;
 		/* A client that leaves while queued gives its place up. */
 		if (c->cli.failed || c->cli.eof) {
 			conn_abort(c);
@@ -1371,12 +1401,16 @@ static bool step(struct conn *c)
 		}
 		return false;
 	case CS_CONNECTING:
+		if (body_timed_out(c))
+			return true;
 		if (c->cli.failed) {
 			conn_abort(c);
 			return true;
 		}
 		return step_connecting(c);
 	case CS_EXCHANGE:
+		if (body_timed_out(c))
+			return true;
 		if (c->cli.failed) {
 			if (c->up)
 				count_target(c, OUTCOME_SUCCESS), release_upconn(c, false);
@@ -1396,6 +1430,45 @@ static bool step(struct conn *c)
 		return false;
 	}
 	return false;
+}
+
+/*
+ * The request body has a deadline, not only a per-read idle timeout, so a client that
+ * dribbles a byte now and then cannot hold a connection and an upstream slot for ever
+ * (slow POST). Like Apache's mod_reqtimeout it is body_timeout_ms from the first wait,
+ * extended by a second for every body_min_rate bytes received, so an upload at a
+ * reasonable rate is never cut; time the gateway itself did not read (backpressure from a
+ * slow upstream, a full buffer) does not count.
+ */
+static uint32_t body_recv_timeout(struct conn *c)
+{
+	const struct limits_config *lim = &c->cfg->limits;
+	struct exchange *ex = &c->ex;
+	uint64_t now = c->cli.w->now_ms, deadline;
+
+	if (!ex->body_start_ms)
+		ex->body_start_ms = now;
+	deadline = ex->body_start_ms + ex->body_paused_ms + lim->body_timeout_ms;
+	if (lim->body_min_rate)
+		deadline += (ex->req_body_bytes + buf_len(&c->cli.in)) * 1000 / lim->body_min_rate;
+	if (deadline <= now)
+		return 1;
+	return deadline - now < lim->idle_timeout_ms ? deadline - now : lim->idle_timeout_ms;
+}
+
+/* Keeps the time the gateway does not read the body out of its deadline. */
+static void body_note_reading(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	uint64_t now = c->cli.w->now_ms;
+	bool reading = c->cli.pending & (PEND_RECV | PEND_POLL_IN);
+
+	if (reading && ex->body_paused_since_ms) {
+		ex->body_paused_ms += now - ex->body_paused_since_ms;
+		ex->body_paused_since_ms = 0;
+	} else if (!reading && !ex->body_paused_since_ms) {
+		ex->body_paused_since_ms = now;
+	}
 }
 
 /* Arms the I/O the current state needs; true when a TLS side made progress meanwhile. */
@@ -1429,9 +1502,12 @@ static bool arm(struct conn *c)
 	case CS_EXCHANGE:
 	case CS_CONNECTING:
 	case CS_QUEUED:
-		cli->recv_timeout_ms = c->ex.req_done ? 0 : lim->idle_timeout_ms;
+		cli->recv_timeout_ms = c->ex.req_done ? 0 : body_recv_timeout(c);
+		side_retime_recv(cli);
 		if (!c->ex.req_done || buf_len(&cli->in) < lim->max_header_bytes)
 			progress |= side_arm_recv(cli);
+		if (!c->ex.req_done)
+			body_note_reading(c);
 		if (u && c->state == CS_EXCHANGE) {
 			u->s.recv_timeout_ms = c->ex.req_done && !buf_len(&u->s.out)
 						       ? c->cfg->upstreams[c->ex.upstream].read_timeout_ms

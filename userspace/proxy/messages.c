@@ -10,6 +10,7 @@
 #include <sys/random.h>
 
 #include "proxy/proxy.h"
+#include "tls/tls.h"
 
 /* Appends formatted text; remembers overflow instead of writing past the end. */
 struct head_writer {
@@ -231,6 +232,9 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 		  c->peer_ip, proto, c->peer_ip, node, proto, c->ex.request_id);
 	for (int i = 0; auth && i < auth->nforward; i++)
 		hw_printf(&hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
+	if (c->cli.tls && tls_conn_peer_subject(c->cli.tls))
+		hw_printf(&hw, AUTH_CLIENT_CERT_HEADER ": %s\r\n",
+			  tls_conn_peer_subject(c->cli.tls));
 	if (req->body == HTTP_BODY_LENGTH)
 		hw_printf(&hw, "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
 	else if (req->body == HTTP_BODY_CHUNKED)

@@ -143,6 +143,9 @@ struct exchange {
 	struct buf req_trailers; /* the client's trailer section, filtered before it goes on */
 	bool req_done;
 	uint64_t req_body_bytes;
+	/* the body's deadline (see body_recv_timeout): when reading it began, time the
+	 * gateway itself stopped reading (backpressure), and since when it has not read */
+	uint64_t body_start_ms, body_paused_ms, body_paused_since_ms;
 	/* response: upstream -> client */
 	bool resp_started; /* any byte of the response went to the client */
 	int status;

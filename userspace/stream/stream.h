@@ -165,6 +165,7 @@ struct stream {
 	const char *peer_ip;
 	bool is_ipv6;
 	bool tls;		    /* the client connection is TLS */
+	struct auth_peer client_cert; /* the connection's client certificate (mTLS) */
 	const char *request_id; /* the exchange's X-Request-Id; "" when none */
 	const char *log_calls;	/* access-log "calls" (a JSON array, in the arena); NULL: none */
 	/* Filled by the filters as they go. */

@@ -5,7 +5,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
@@ -42,6 +45,7 @@ struct tls_listener {
 	int min_version;
 	unsigned char *alpn; /* wire format: length-prefixed protocol names */
 	size_t alpn_len;
+	enum tls_client_auth client_auth;
 };
 
 struct tls_conn {
@@ -49,6 +53,8 @@ struct tls_conn {
 	struct tls_listener *listener;
 	bool handshake_done, outcome_counted;
 	bool ktls_tx, ktls_rx;
+	bool peer_verified;
+	char *peer_subject; /* of a verified client certificate */
 	char sni[256];
 };
 
@@ -305,10 +311,48 @@ static bool file_readable(const char *file, const char *path, struct cfg_errs *e
 	return true;
 }
 
+/*
+ * mTLS: one store with tls.client_ca (and tls.crl) shared by every SNI context, since the
+ * chain is checked against the context the servername callback switched to.
+ */
+struct client_auth_opts {
+	enum tls_client_auth mode;
+	int depth;
+	X509_STORE *store;
+	STACK_OF(X509_NAME) *ca_names; /* sent in the CertificateRequest */
+	unsigned char sid_ctx[SHA256_DIGEST_LENGTH];
+};
+
 struct tls_opts {
 	int min_version;
 	const char *ciphers, *ciphersuites;
+	struct client_auth_opts client;
 };
+
+/* Optional mode: any certificate (or none) completes the handshake; the verdict stays in
+ * SSL_get_verify_result() for the route's auth to act on. */
+static int verify_keep_going(int ok, X509_STORE_CTX *x)
+{
+	return 1;
+}
+
+static bool apply_client_auth(SSL_CTX *ctx, const struct client_auth_opts *c)
+{
+	STACK_OF(X509_NAME) *names = SSL_dup_CA_list(c->ca_names);
+
+	if (!names)
+		return false;
+	SSL_CTX_set_client_CA_list(ctx, names);
+	SSL_CTX_set1_cert_store(ctx, c->store);
+	SSL_CTX_set_verify_depth(ctx, c->depth);
+	if (c->mode == TLS_CLIENT_AUTH_REQUIRED)
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	else
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_keep_going);
+	/* Tickets name the trust they were verified under: after a reload with another CA
+	 * or CRL, an old session no longer resumes and the certificate is checked again. */
+	return SSL_CTX_set_session_id_context(ctx, c->sid_ctx, sizeof(c->sid_ctx)) == 1;
+}
 
 static SSL_CTX *new_ctx(struct tls_listener *t, const struct tls_opts *o, const char *path,
 			struct cfg_errs *errs)
@@ -333,6 +377,10 @@ static SSL_CTX *new_ctx(struct tls_listener *t, const struct tls_opts *o, const 
 	/* Stateless tickets only: nothing per-context to lose on reload, no cross-thread lock. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	if (o->client.mode != TLS_CLIENT_AUTH_NONE && !apply_client_auth(ctx, &o->client)) {
+		cfg_err(errs, path, "cannot set up client certificate verification");
+		goto fail;
+	}
 	SSL_CTX_set_default_passwd_cb(ctx, no_password_cb);
 	SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, t);
@@ -484,6 +532,215 @@ static bool parse_ktls(struct tls_listener *t, json_t *tls, const char *path, st
 	return true;
 }
 
+/* ---- mTLS: tls.client_ca, client_auth, verify_depth, crl ---- */
+
+#define CLIENT_PEM_MAX (16u << 20)
+
+static unsigned char *slurp(const char *file, size_t *len, const char *path, struct cfg_errs *errs)
+{
+	FILE *f = fopen(file, "r");
+	unsigned char *buf = NULL, *nb;
+	size_t cap = 0, n = 0, r;
+
+	if (!f) {
+		cfg_err(errs, path, "cannot read \"%s\": %s", file, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (n == cap) {
+			if (cap >= CLIENT_PEM_MAX) {
+				cfg_err(errs, path, "\"%s\" is larger than 16 MiB", file);
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 65536;
+			if (!(nb = realloc(buf, cap))) {
+				cfg_err(errs, path, "out of memory");
+				goto fail;
+			}
+			buf = nb;
+		}
+		r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r)
+			continue;
+		if (ferror(f)) {
+			cfg_err(errs, path, "cannot read \"%s\": %s", file, strerror(errno));
+			goto fail;
+		}
+		break;
+	}
+	fclose(f);
+	*len = n;
+	return buf;
+fail:
+	fclose(f);
+	free(buf);
+	return NULL;
+}
+
+/* After a PEM read loop: the end of the input, or a broken object? */
+static bool pem_clean_end(void)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	ERR_clear_error();
+	return !e || (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE);
+}
+
+/* Certificates added to the store and their subjects to names; -1 on a broken PEM. */
+static int load_ca_pem(struct client_auth_opts *c, const unsigned char *pem, size_t len)
+{
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509 *x;
+	int n = 0;
+
+	if (!bio)
+		return -1;
+	while ((x = PEM_read_bio_X509(bio, NULL, no_password_cb, NULL))) {
+		X509_NAME *name = X509_NAME_dup(X509_get_subject_name(x));
+		bool ok = X509_STORE_add_cert(c->store, x) == 1 && name &&
+			  sk_X509_NAME_push(c->ca_names, name) > 0;
+
+		if (!ok)
+			X509_NAME_free(name);
+		X509_free(x);
+		if (!ok) {
+			n = -1;
+			break;
+		}
+		n++;
+	}
+	BIO_free(bio);
+	return pem_clean_end() ? n : -1;
+}
+
+static int load_crl_pem(struct client_auth_opts *c, const unsigned char *pem, size_t len)
+{
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	X509_CRL *crl;
+	int n = 0;
+
+	if (!bio)
+		return -1;
+	while ((crl = PEM_read_bio_X509_CRL(bio, NULL, no_password_cb, NULL))) {
+		bool ok = X509_STORE_add_crl(c->store, crl) == 1;
+
+		X509_CRL_free(crl);
+		if (!ok) {
+			n = -1;
+			break;
+		}
+		n++;
+	}
+	BIO_free(bio);
+	return pem_clean_end() ? n : -1;
+}
+
+static bool load_client_ca(struct client_auth_opts *c, const char *file, EVP_MD_CTX *md,
+			   const char *path, struct cfg_errs *errs)
+{
+	size_t len;
+	unsigned char *pem = slurp(file, &len, path, errs);
+	int n;
+
+	if (!pem)
+		return false;
+	EVP_DigestUpdate(md, pem, len);
+	n = load_ca_pem(c, pem, len);
+	free(pem);
+	if (n <= 0)
+		cfg_err(errs, path, "\"%s\" holds no PEM certificate%s", file,
+			n < 0 ? " (or a broken one)" : "");
+	return n > 0;
+}
+
+static bool load_crl(struct client_auth_opts *c, const char *file, EVP_MD_CTX *md,
+		     const char *path, struct cfg_errs *errs)
+{
+	size_t len;
+	unsigned char *pem = slurp(file, &len, path, errs);
+	int n;
+
+	if (!pem)
+		return false;
+	EVP_DigestUpdate(md, "\0crl\0", 5);
+	EVP_DigestUpdate(md, pem, len);
+	n = load_crl_pem(c, pem, len);
+	free(pem);
+	if (n <= 0) {
+		cfg_err(errs, path, "\"%s\" holds no PEM CRL%s", file,
+			n < 0 ? " (or a broken one)" : "");
+		return false;
+	}
+	/* The client's certificate must be covered by a CRL of its issuer (fail closed). */
+	X509_STORE_set_flags(c->store, X509_V_FLAG_CRL_CHECK);
+	return true;
+}
+
+static bool client_keys_need_ca(json_t *tls, const char *path, struct cfg_errs *errs)
+{
+	static const char *const keys[] = {"client_auth", "verify_depth", "crl", NULL};
+	char p[CFG_PATH_MAX];
+	bool ok = true;
+
+	for (int i = 0; keys[i]; i++)
+		if (json_object_get(tls, keys[i])) {
+			cfg_err(errs, cfg_path_key(p, path, keys[i]), "needs \"client_ca\"");
+			ok = false;
+		}
+	return ok;
+}
+
+static bool parse_client_auth(json_t *tls, const char *path, struct client_auth_opts *c,
+			      struct cfg_errs *errs)
+{
+	static const char *const modes[] = {"optional", "required", NULL};
+	char p[CFG_PATH_MAX], *ca = NULL, *crl = NULL;
+	unsigned char tag[2];
+	EVP_MD_CTX *md = NULL;
+	long long depth;
+	int mode;
+	bool ok;
+
+	ok = cfg_get_str(tls, "client_ca", path, NULL, &ca, errs);
+	ok &= cfg_get_str(tls, "crl", path, NULL, &crl, errs);
+	ok &= cfg_get_int(tls, "verify_depth", path, 3, 0, 16, &depth, errs);
+	ok &= cfg_get_enum(tls, "client_auth", path, modes, 1, &mode, errs);
+	if (!ok || !ca) {
+		ok = ok && client_keys_need_ca(tls, path, errs);
+		goto out;
+	}
+	c->mode = mode ? TLS_CLIENT_AUTH_REQUIRED : TLS_CLIENT_AUTH_OPTIONAL;
+	c->depth = (int)depth;
+	c->store = X509_STORE_new();
+	c->ca_names = sk_X509_NAME_new_null();
+	md = EVP_MD_CTX_new();
+	if (!c->store || !c->ca_names || !md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+		cfg_err(errs, path, "out of memory");
+		ok = false;
+		goto out;
+	}
+	tag[0] = (unsigned char)c->mode;
+	tag[1] = (unsigned char)c->depth;
+	EVP_DigestUpdate(md, "xgate-mtls", 10);
+	EVP_DigestUpdate(md, tag, sizeof(tag));
+	ok = load_client_ca(c, ca, md, cfg_path_key(p, path, "client_ca"), errs) &&
+	     (!crl || load_crl(c, crl, md, cfg_path_key(p, path, "crl"), errs)) &&
+	     EVP_DigestFinal_ex(md, c->sid_ctx, NULL);
+out:
+	ERR_clear_error();
+	EVP_MD_CTX_free(md);
+	free(ca);
+	free(crl);
+	return ok;
+}
+
+static void client_auth_opts_free(struct client_auth_opts *c)
+{
+	X509_STORE_free(c->store);
+	sk_X509_NAME_pop_free(c->ca_names, X509_NAME_free);
+}
+
 static bool parse_options(struct tls_listener *t, json_t *tls, const char *path, struct tls_opts *o,
 			  char **ciphers, char **suites, struct cfg_errs *errs)
 {
@@ -500,13 +757,16 @@ static bool parse_options(struct tls_listener *t, json_t *tls, const char *path,
 	o->ciphersuites = *suites;
 	ok &= parse_ktls(t, tls, path, errs);
 	ok &= parse_alpn(t, tls, path, errs);
+	ok &= parse_client_auth(tls, path, &o->client, errs);
+	t->client_auth = o->client.mode;
 	return ok;
 }
 
 struct tls_listener *tls_listener_parse(json_t *tls, const char *path, struct cfg_errs *errs)
 {
-	static const char *const keys[] = {"certificates", "ktls",	   "min_version", "alpn",
-					   "ciphers",	   "ciphersuites", NULL};
+	static const char *const keys[] = {
+	    "certificates", "ktls",	 "min_version",	 "alpn", "ciphers", "ciphersuites",
+	    "client_ca",    "client_auth", "verify_depth", "crl",	 NULL};
 	char p[CFG_PATH_MAX], q[CFG_PATH_MAX], *ciphers = NULL, *suites = NULL;
 	struct tls_listener *t;
 	struct tls_opts o = {0};
@@ -543,6 +803,7 @@ struct tls_listener *tls_listener_parse(json_t *tls, const char *path, struct cf
 	}
 	free(ciphers);
 	free(suites);
+	client_auth_opts_free(&o.client); /* the contexts hold their own references */
 	if (!ok || errs->count > errs_before || conn_ex_index < 0) {
 		tls_listener_free(t);
 		return NULL;
@@ -607,6 +868,7 @@ void tls_conn_free(struct tls_conn *c)
 	/* The connection may already be reset: never let a close_notify write raise SIGPIPE
 	 * or block; SSL_free alone sends nothing. */
 	SSL_free(c->ssl);
+	free(c->peer_subject);
 	free(c);
 }
 
@@ -629,8 +891,36 @@ static enum tls_io map_error(struct tls_conn *c, int ret)
 	}
 }
 
+/* RFC 4514 text (OpenSSL's RFC 2253 form: non-ASCII and control bytes \-escaped). */
+char *tls_name_text(const X509_NAME *name)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *out = NULL, *p;
+	long n;
+
+	if (!bio)
+		return NULL;
+	if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0 &&
+	    (n = BIO_get_mem_data(bio, &p)) >= 0)
+		out = strndup(p, n);
+	BIO_free(bio);
+	return out;
+}
+
+static void peer_finished(struct tls_conn *c)
+{
+	X509 *x = SSL_get0_peer_certificate(c->ssl);
+
+	/* X509_V_OK is also the result when no certificate was sent. */
+	c->peer_verified = x && SSL_get_verify_result(c->ssl) == X509_V_OK;
+	if (c->peer_verified && !(c->peer_subject = tls_name_text(X509_get_subject_name(x))))
+		c->peer_verified = false;
+}
+
 static void handshake_finished(struct tls_conn *c)
 {
+	if (c->listener->client_auth != TLS_CLIENT_AUTH_NONE)
+		peer_finished(c);
 	c->handshake_done = c->outcome_counted = true;
 	c->ktls_tx = BIO_get_ktls_send(SSL_get_wbio(c->ssl));
 	c->ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(c->ssl));
@@ -659,6 +949,12 @@ enum tls_io tls_handshake(struct tls_conn *c)
 	}
 	r = map_error(c, ret);
 	if (r == TLS_CLOSED || r == TLS_ERROR) {
+		long v = SSL_get_verify_result(c->ssl);
+
+		/* Debug only: a scanner must not be able to flood the log. */
+		if (c->listener->client_auth != TLS_CLIENT_AUTH_NONE && v != X509_V_OK)
+			log_debug("tls", "client certificate refused: %s",
+				  X509_verify_cert_error_string(v));
 		count_failure(c);
 		r = TLS_ERROR;
 		ERR_clear_error();
@@ -746,6 +1042,21 @@ bool tls_conn_resumed(const struct tls_conn *c)
 const char *tls_conn_version(const struct tls_conn *c)
 {
 	return SSL_get_version(c->ssl);
+}
+
+const struct x509_st *tls_conn_peer_cert(const struct tls_conn *c)
+{
+	return c->handshake_done ? SSL_get0_peer_certificate(c->ssl) : NULL;
+}
+
+bool tls_conn_peer_verified(const struct tls_conn *c)
+{
+	return c->peer_verified;
+}
+
+const char *tls_conn_peer_subject(const struct tls_conn *c)
+{
+	return c->peer_subject;
 }
 
 size_t tls_pending(const struct tls_conn *c)

@@ -34,6 +34,9 @@ struct tls_listener; /* per listener: SSL_CTXs, certificates by SNI */
 struct tls_conn;
 
 enum ktls_mode { KTLS_AUTO, KTLS_OFF, KTLS_ON };
+enum tls_client_auth { TLS_CLIENT_AUTH_NONE, TLS_CLIENT_AUTH_OPTIONAL, TLS_CLIENT_AUTH_REQUIRED };
+struct x509_st;
+struct X509_name_st;
 
 /*
  * Parses a listener's "tls" object and loads the certificates (errors name the path, e.g.
@@ -42,6 +45,11 @@ enum ktls_mode { KTLS_AUTO, KTLS_OFF, KTLS_ON };
  * ktls "auto"|"off"|"on", min_version "1.2"|"1.3", alpn (default ["http/1.1"]), and for
  * benchmarks/interop ciphers (TLS 1.2 OpenSSL list) and ciphersuites (TLS 1.3).
  * Session tickets use one per-process key, so they survive reloads.
+ * mTLS: client_ca (PEM CAs; certificates are requested), client_auth "required" (default:
+ * the handshake fails without a valid certificate) | "optional" (any or none completes it;
+ * see tls_conn_peer_verified), verify_depth (0-16, default 3: intermediates allowed), crl
+ * (PEM CRLs; a revoked certificate, or one whose issuer has no CRL there, does not verify).
+ * The files are read at parse time, so a reload picks up new ones.
  */
 struct tls_listener *tls_listener_parse(json_t *tls, const char *path, struct cfg_errs *errs);
 void tls_listener_free(struct tls_listener *t);
@@ -71,6 +79,14 @@ const char *tls_conn_alpn(const struct tls_conn *c, char *out, size_t outlen);
 bool tls_conn_resumed(const struct tls_conn *c);
 /* "TLSv1.2" / "TLSv1.3" (static string). */
 const char *tls_conn_version(const struct tls_conn *c);
+/* The client's certificate (X509), NULL when it sent none; lives as long as the conn. */
+const struct x509_st *tls_conn_peer_cert(const struct tls_conn *c);
+/* A certificate was sent and verified against tls.client_ca (and tls.crl). */
+bool tls_conn_peer_verified(const struct tls_conn *c);
+/* RFC 4514 subject of the verified certificate, NULL when none. */
+const char *tls_conn_peer_subject(const struct tls_conn *c);
+/* malloc'd RFC 4514 text of a name (OpenSSL's RFC 2253 printing), NULL on failure. */
+char *tls_name_text(const struct X509_name_st *name);
 /* Bytes OpenSSL has decrypted but not yet returned (must be drained before polling). */
 size_t tls_pending(const struct tls_conn *c);
 
