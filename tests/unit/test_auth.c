@@ -575,7 +575,7 @@ static void test_route_errors(void)
 	route_expect("{\"any_of\": []}", NULL, "routes[1].auth.any_of: must be a non-empty array");
 	route_expect(
 	    "{\"any_of\": [{\"jwt\": {}}, {\"any_of\": []}]}", NULL,
-	    "routes[1].auth.any_of[1]: must be {\"jwt\": {...}}, {\"api_key\": {...}} or {\"mtls\": {...}}\n");
+	    "routes[1].auth.any_of[1]: must be {\"jwt\": {...}}, {\"api_key\": {...}}, {\"mtls\": {...}} or {\"introspection\": {...}}\n");
 	route_expect(NULL, "{\"deny\": [{\"from\": \"25:00\", \"to\": \"06:00\"}]}",
 		     "routes[1].schedule.deny[0].from: must be a time \"HH:MM\"");
 	route_expect(NULL, "{\"deny\": [{\"from\": \"1:00\", \"to\": \"06:00\"}]}",

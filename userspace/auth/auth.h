@@ -40,10 +40,16 @@ enum auth_reason {
 	AUTH_CRIT,		 /* "crit" header: we implement no JWS extensions */
 	AUTH_BAD_CLIENT_CERT,	 /* a client certificate that did not verify (optional mTLS) */
 	AUTH_FORBIDDEN_SUBJECT,	 /* 403: a verified certificate the route does not list */
-	AUTH_REASON_COUNT
+	AUTH_INACTIVE,		 /* introspection: "active": false (or expired) */
+	AUTH_IDP_UNAVAILABLE,	 /* 503: the introspection IdP did not answer usably */
+	AUTH_REASON_COUNT,
+	/* Not a failure: the answer needs an IdP call first (status 503 so that a caller
+	 * unaware of it fails closed). Never counted. */
+	AUTH_PENDING = AUTH_REASON_COUNT + 1,
 };
 const char *auth_reason_name(enum auth_reason r);
-/* 0 for AUTH_OK, 403 for the AUTH_FORBIDDEN_* reasons, 401 for all others. */
+/* 0 for AUTH_OK, 403 for the AUTH_FORBIDDEN_* reasons, 503 for AUTH_IDP_UNAVAILABLE and
+ * AUTH_PENDING, 401 for all others. */
 int auth_reason_status(enum auth_reason r);
 
 /* Header value for every 401 the gateway makes (SPEC). */
@@ -142,6 +148,29 @@ void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
 /* Request header carrying the verified client certificate's subject upstream; a client's
  * own copy is always dropped (auth_is_identity_header). */
 #define AUTH_CLIENT_CERT_HEADER "X-Client-Cert-Subject"
+
+/*
+ * Introspection answers for auth_check_ex(). lookup() gets the bearer token and returns
+ * AUTH_OK with *claims (a reference auth_check takes over: the IdP's answer, active and
+ * not expired), AUTH_INACTIVE, AUTH_IDP_UNAVAILABLE, or AUTH_PENDING when the IdP has to
+ * be asked first (the caller then asks, waits and checks again).
+ */
+struct auth_introspector {
+	enum auth_reason (*lookup)(void *ctx, const char *token, size_t len, json_t **claims);
+	void *ctx;
+};
+/* The top-level auth.introspection settings (auth/introspect.h); NULL when absent. */
+const struct introspection_config *auth_introspection(const struct auth_config *a);
+/*
+ * auth_check_peer() with introspection methods answered by `intro` (NULL: they fail as
+ * AUTH_IDP_UNAVAILABLE). Methods are tried in order; one that is pending does not stop a
+ * later one from succeeding. When none succeeded and one is pending, out->reason is
+ * AUTH_PENDING.
+ */
+void auth_check_ex(const struct auth_config *a, const struct route_auth *ra,
+		   struct jwt_cache *cache, const struct auth_introspector *intro,
+		   const struct http_request *req, const struct auth_peer *peer, time_t now,
+		   struct auth_result *out);
 void auth_result_release(struct auth_result *r);
 
 /* True for headers clients must never supply themselves (forward_claims targets, X-Consumer). */

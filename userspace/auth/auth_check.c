@@ -30,6 +30,8 @@ static const char *const reason_names[AUTH_REASON_COUNT] = {
     [AUTH_FORBIDDEN_SCHEDULE] = "forbidden_schedule",
     [AUTH_TOKEN_TOO_LARGE] = "token_too_large",
     [AUTH_CRIT] = "crit",
+    [AUTH_INACTIVE] = "inactive",
+    [AUTH_IDP_UNAVAILABLE] = "introspection_unavailable",
     [AUTH_BAD_CLIENT_CERT] = "bad_client_cert",
     [AUTH_FORBIDDEN_SUBJECT] = "forbidden_subject",
 };
@@ -49,6 +51,9 @@ int auth_reason_status(enum auth_reason r)
 	case AUTH_FORBIDDEN_SCHEDULE:
 	case AUTH_FORBIDDEN_SUBJECT:
 		return 403;
+	case AUTH_IDP_UNAVAILABLE:
+	case AUTH_PENDING:
+		return 503;
 	default:
 		return 401;
 	}
@@ -243,12 +248,15 @@ static int format_claim(json_t *v, char *out, size_t outlen)
 	return header_value_ok(out, used) ? 1 : -1;
 }
 
+static enum auth_reason forward_claims(const struct forward_claim *fw, int nfw, json_t *claims,
+				       struct auth_result *out);
+
 static enum auth_reason fill_jwt_result(const struct jwt_settings *jwt, json_t *claims,
 					struct auth_result *out)
 {
 	json_t *sub = json_object_get(claims, "sub"), *iss = json_object_get(claims, "iss");
 	const char *issuer = json_is_string(iss) ? json_string_value(iss) : "";
-	int i, n;
+	int n;
 
 	if (json_is_string(sub)) {
 		snprintf(out->consumer, sizeof(out->consumer), "%s", json_string_value(sub));
@@ -257,18 +265,29 @@ static enum auth_reason fill_jwt_result(const struct jwt_settings *jwt, json_t *
 		if (n < 0 || (size_t)n >= sizeof(out->identity))
 			return AUTH_MALFORMED; /* a truncated identity could be someone else's */
 	}
-	for (i = 0; i < jwt->nforward; i++) {
-		n = format_claim(jwt_claim(claims, jwt->forward[i].claim),
-				 out->forward[out->nforward].value, sizeof(out->forward[0].value));
+	if (forward_claims(jwt->forward, jwt->nforward, claims, out) != AUTH_OK)
+		return AUTH_MALFORMED;
+	out->priv = json_incref(claims);
+	return AUTH_OK;
+}
+
+/* Claims the auth.jwt / auth.introspection forward_claims name, as request headers. */
+static enum auth_reason forward_claims(const struct forward_claim *fw, int nfw, json_t *claims,
+				       struct auth_result *out)
+{
+	int i, n;
+
+	for (i = 0; i < nfw && out->nforward < AUTH_MAX_FORWARD; i++) {
+		n = format_claim(jwt_claim(claims, fw[i].claim), out->forward[out->nforward].value,
+				 sizeof(out->forward[0].value));
 		if (n < 0)
 			return AUTH_MALFORMED;
 		if (!n)
 			continue;
 		snprintf(out->forward[out->nforward].name, sizeof(out->forward[0].name), "%s",
-			 jwt->forward[i].header);
+			 fw[i].header);
 		out->nforward++;
 	}
-	out->priv = json_incref(claims);
 	return AUTH_OK;
 }
 
@@ -549,10 +568,83 @@ static enum auth_reason check_mtls(const struct auth_method *m, const struct aut
 	return AUTH_OK;
 }
 
+/* When every method fails, report the most informative failure: 403 > IdP unavailable >
+ * invalid > missing. */
+static int failure_rank(enum auth_reason r)
+{
+	if (auth_reason_status(r) == 403)
+		return 3;
+	if (r == AUTH_IDP_UNAVAILABLE)
+		return 2; /* the token may be good: say the gateway could not tell */
+	return r == AUTH_MISSING ? 0 : 1;
+}
+
+/*
+ * Consumer and identity of an introspected token: its sub, else the client_id it was
+ * issued to. The identity is namespaced like a JWT's ("oauth:" + issuer length + issuer +
+ * subject), so it never equals an API-key consumer's or a JWT subject's.
+ */
+static enum auth_reason fill_introspection_result(const struct introspection_config *ic,
+						  json_t *claims, struct auth_result *out)
+{
+	json_t *sub = json_object_get(claims, "sub"), *cid = json_object_get(claims, "client_id");
+	json_t *iss = json_object_get(claims, "iss");
+	const char *who = json_is_string(sub)	? json_string_value(sub)
+			  : json_is_string(cid) ? json_string_value(cid)
+						: NULL;
+	const char *issuer = json_is_string(iss) ? json_string_value(iss) : "";
+	int n;
+
+	if (who && *who) {
+		snprintf(out->consumer, sizeof(out->consumer), "%s", who);
+		n = snprintf(out->identity, sizeof(out->identity), "oauth:%zu:%s%s", strlen(issuer),
+			     issuer, who);
+		if (n < 0 || (size_t)n >= sizeof(out->identity))
+			return AUTH_MALFORMED;
+	}
+	if (forward_claims(ic->forward, ic->nforward, claims, out) != AUTH_OK)
+		return AUTH_MALFORMED;
+	out->priv = json_incref(claims);
+	return AUTH_OK;
+}
+
+static enum auth_reason check_introspection(const struct auth_config *a,
+					    const struct auth_method *m,
+					    const struct auth_introspector *intro,
+					    const struct http_request *req, time_t now,
+					    struct auth_result *out)
+{
+	const struct introspection_config *ic = a->introspection;
+	json_t *claims = NULL, *exp;
+	struct http_str tok;
+	enum auth_reason r;
+
+	if (!ic)
+		return AUTH_MISSING;
+	r = bearer_token(req, &tok);
+	if (r != AUTH_OK)
+		return r;
+	if (tok.len > INTRO_MAX_TOKEN_BYTES)
+		return AUTH_TOKEN_TOO_LARGE;
+	r = intro ? intro->lookup(intro->ctx, tok.p, tok.len, &claims) : AUTH_IDP_UNAVAILABLE;
+	if (r != AUTH_OK)
+		return r;
+	/* A cached answer outlives nothing past exp, but the clock is checked here too. */
+	exp = json_object_get(claims, "exp");
+	if (json_is_integer(exp) && json_integer_value(exp) <= (json_int_t)now)
+		r = AUTH_EXPIRED;
+	else if (!all_scopes(json_object_get(claims, "scope"), &m->scopes))
+		r = AUTH_FORBIDDEN_SCOPE;
+	else
+		r = fill_introspection_result(ic, claims, out);
+	json_decref(claims);
+	return r;
+}
+
 static enum auth_reason check_method(const struct auth_config *a, const struct auth_method *m,
-				     struct jwt_cache *cache, const struct http_request *req,
-				     const struct auth_peer *peer, time_t now,
-				     struct auth_result *out)
+				     struct jwt_cache *cache, const struct auth_introspector *intro,
+				     const struct http_request *req, const struct auth_peer *peer,
+				     time_t now, struct auth_result *out)
 {
 	switch (m->kind) {
 	case AUTH_METHOD_JWT:
@@ -561,30 +653,19 @@ static enum auth_reason check_method(const struct auth_config *a, const struct a
 		return check_api_key(a, m, req, out);
 	case AUTH_METHOD_MTLS:
 		return check_mtls(m, peer, out);
+	case AUTH_METHOD_INTROSPECTION:
+		return check_introspection(a, m, intro, req, now, out);
 	}
 	return AUTH_MALFORMED;
 }
 
-/* When every method fails, report the most informative failure: 403 > invalid > missing. */
-static int failure_rank(enum auth_reason r)
-{
-	if (auth_reason_status(r) == 403)
-		return 2;
-	return r == AUTH_MISSING ? 0 : 1;
-}
-
-void auth_check(const struct auth_config *a, const struct route_auth *ra, struct jwt_cache *cache,
-		const struct http_request *req, time_t now, struct auth_result *out)
-{
-	auth_check_peer(a, ra, cache, req, NULL, now, out);
-}
-
-void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
-		     struct jwt_cache *cache, const struct http_request *req,
-		     const struct auth_peer *peer, time_t now, struct auth_result *out)
+void auth_check_ex(const struct auth_config *a, const struct route_auth *ra,
+		   struct jwt_cache *cache, const struct auth_introspector *intro,
+		   const struct http_request *req, const struct auth_peer *peer, time_t now,
+		   struct auth_result *out)
 {
 	enum auth_reason r, best = AUTH_MISSING;
-	bool ok;
+	bool ok, pending = false;
 	int i;
 
 	result_init(out);
@@ -594,14 +675,18 @@ void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
 	for (i = 0; i < ra->nmethods && a && !ok; i++) {
 		const struct auth_method *m = &ra->methods[i];
 
-		r = check_method(a, m, cache, req, peer, now, out);
+		r = check_method(a, m, cache, intro, req, peer, now, out);
 		ok = r == AUTH_OK;
 		if (!ok) {
 			result_clear(out);
-			if (failure_rank(r) > failure_rank(best))
+			if (r == AUTH_PENDING)
+				pending = true;
+			else if (failure_rank(r) > failure_rank(best))
 				best = r;
 		}
 	}
+	if (!ok && pending)
+		best = AUTH_PENDING; /* the IdP's answer may still let the request through */
 	if (ok && ra->ndeny && auth_schedule_denies(ra, now)) {
 		result_clear(out);
 		ok = false;
@@ -613,14 +698,31 @@ void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
 	}
 }
 
+void auth_check_peer(const struct auth_config *a, const struct route_auth *ra,
+		     struct jwt_cache *cache, const struct http_request *req,
+		     const struct auth_peer *peer, time_t now, struct auth_result *out)
+{
+	auth_check_ex(a, ra, cache, NULL, req, peer, now, out);
+}
+
+void auth_check(const struct auth_config *a, const struct route_auth *ra, struct jwt_cache *cache,
+		const struct http_request *req, time_t now, struct auth_result *out)
+{
+	auth_check_ex(a, ra, cache, NULL, req, NULL, now, out);
+}
+
 bool auth_is_identity_header(const struct auth_config *a, struct http_str name)
 {
 	int i;
 
-	if (str_eq_nocase(name, AUTH_CONSUMER_HEADER) || str_eq_nocase(name, AUTH_CLIENT_CERT_HEADER))
+	if (str_eq_nocase(name, AUTH_CONSUMER_HEADER) ||
+	    str_eq_nocase(name, AUTH_CLIENT_CERT_HEADER))
 		return true;
 	for (i = 0; a && i < a->jwt.nforward; i++)
 		if (str_eq_nocase(name, a->jwt.forward[i].header))
+			return true;
+	for (i = 0; a && a->introspection && i < a->introspection->nforward; i++)
+		if (str_eq_nocase(name, a->introspection->forward[i].header))
 			return true;
 	return false;
 }
@@ -646,13 +748,15 @@ bool auth_route_uses_mtls(const struct route_auth *ra)
 
 bool auth_route_has_credentials(const struct route_auth *ra)
 {
-	return route_uses(ra, AUTH_METHOD_JWT) || route_uses(ra, AUTH_METHOD_API_KEY);
+	return route_uses(ra, AUTH_METHOD_JWT) || route_uses(ra, AUTH_METHOD_API_KEY) ||
+	       route_uses(ra, AUTH_METHOD_INTROSPECTION);
 }
 
 bool auth_hidden_header(const struct auth_config *a, const struct route_auth *ra,
 			struct http_str name)
 {
-	if (route_uses(ra, AUTH_METHOD_JWT) && str_eq_nocase(name, "authorization"))
+	if ((route_uses(ra, AUTH_METHOD_JWT) || route_uses(ra, AUTH_METHOD_INTROSPECTION)) &&
+	    str_eq_nocase(name, "authorization"))
 		return true;
 	return route_uses(ra, AUTH_METHOD_API_KEY) && a && a->api_key_header &&
 	       str_eq_nocase(name, a->api_key_header);

@@ -92,7 +92,8 @@ static bool header_reserved(const char *name)
 	return false;
 }
 
-static void parse_forward_claims(struct jwt_settings *jwt, json_t *obj, const char *path,
+/* "forward_claims" of auth.jwt or auth.introspection into fw[*nfw] (AUTH_MAX_FORWARD). */
+static void parse_forward_claims(struct forward_claim *fw, int *nfw, json_t *obj, const char *path,
 				 struct cfg_errs *errs)
 {
 	json_t *fc = cfg_get_object(obj, "forward_claims", path, errs), *v;
@@ -116,25 +117,25 @@ static void parse_forward_claims(struct jwt_settings *jwt, json_t *obj, const ch
 			cfg_err(errs, kp, "header \"%s\" is reserved", hdr);
 			continue;
 		}
-		for (i = 0; i < jwt->nforward; i++)
-			if (!strcasecmp(jwt->forward[i].header, hdr))
+		for (i = 0; i < *nfw; i++)
+			if (!strcasecmp(fw[i].header, hdr))
 				break;
-		if (i < jwt->nforward) {
+		if (i < *nfw) {
 			cfg_err(errs, kp, "header \"%s\" is already used", hdr);
 			continue;
 		}
-		if (!*claim || jwt->nforward == AUTH_MAX_FORWARD) {
+		if (!*claim || *nfw == AUTH_MAX_FORWARD) {
 			cfg_err(errs, kp,
 				*claim ? "at most %d claims can be forwarded"
 				       : "claim name must not be empty",
 				AUTH_MAX_FORWARD);
 			continue;
 		}
-		jwt->forward[jwt->nforward].claim = strdup(claim);
-		jwt->forward[jwt->nforward].header = strdup(hdr);
-		if (!jwt->forward[jwt->nforward].claim || !jwt->forward[jwt->nforward].header)
+		fw[*nfw].claim = strdup(claim);
+		fw[*nfw].header = strdup(hdr);
+		if (!fw[*nfw].claim || !fw[*nfw].header)
 			cfg_err(errs, kp, "out of memory");
-		jwt->nforward++;
+		(*nfw)++;
 	}
 }
 
@@ -273,7 +274,7 @@ static void parse_jwt(struct jwt_settings *jwt, json_t *obj, const char *path,
 	jwt->policy.leeway_s = leeway;
 	jwt->policy.max_token_bytes = max_bytes;
 	jwt->cache_size = cache_size;
-	parse_forward_claims(jwt, obj, path, errs);
+	parse_forward_claims(jwt->forward, &jwt->nforward, obj, path, errs);
 	if (jwt->sources.jwks_file && !*jwt->sources.jwks_file) {
 		char p[CFG_PATH_MAX];
 
@@ -421,6 +422,22 @@ static void parse_consumers(struct auth_config *a, json_t *arr, struct cfg_errs 
 				a->consumers[a->keys[k].consumer].name);
 }
 
+static void parse_introspection(struct auth_config *a, json_t *obj, const char *path,
+				struct cfg_errs *errs)
+{
+	int before = errs->count;
+
+	a->introspection = introspection_parse(obj, path, errs);
+	if (!a->introspection)
+		return;
+	parse_forward_claims(a->introspection->forward, &a->introspection->nforward, obj, path,
+			     errs);
+	if (errs->count != before) {
+		introspection_free(a->introspection);
+		a->introspection = NULL;
+	}
+}
+
 static struct auth_config *auth_config_alloc(void)
 {
 	struct auth_config *a = calloc(1, sizeof(*a));
@@ -434,10 +451,10 @@ static struct auth_config *auth_config_alloc(void)
 
 struct auth_config *auth_config_parse(json_t *auth, json_t *consumers, struct cfg_errs *errs)
 {
-	static const char *const known[] = {"jwt", "api_keys", NULL};
+	static const char *const known[] = {"jwt", "api_keys", "introspection", NULL};
 	struct auth_config *a = auth_config_alloc();
 	int before = errs->count;
-	json_t *jwt, *api_keys = NULL;
+	json_t *jwt, *intro, *api_keys = NULL;
 
 	if (!a) {
 		cfg_err(errs, "auth", "out of memory");
@@ -451,6 +468,9 @@ struct auth_config *auth_config_parse(json_t *auth, json_t *consumers, struct cf
 		if (jwt)
 			parse_jwt(&a->jwt, jwt, "auth.jwt", errs);
 		api_keys = cfg_get_object(auth, "api_keys", "auth", errs);
+		intro = cfg_get_object(auth, "introspection", "auth", errs);
+		if (intro)
+			parse_introspection(a, intro, "auth.introspection", errs);
 	}
 	parse_api_keys(a, api_keys, "auth.api_keys", errs);
 	parse_consumers(a, consumers, errs);
@@ -480,6 +500,7 @@ void auth_config_free(struct auth_config *a)
 	free(a->jwt.failed_stamps);
 	keyset_put(a->jwt.keyset);
 	pthread_mutex_destroy(&a->jwt.lock);
+	introspection_free(a->introspection);
 	free(a->api_key_header);
 	free(a->api_key_query);
 	for (i = 0; i < a->nconsumers; i++) {
@@ -547,4 +568,9 @@ size_t auth_cache_size(const struct auth_config *a)
 uint64_t auth_keyset_generation(const struct auth_config *a)
 {
 	return a ? atomic_load(&((struct auth_config *)a)->jwt.generation) : 0;
+}
+
+const struct introspection_config *auth_introspection(const struct auth_config *a)
+{
+	return a ? a->introspection : NULL;
 }

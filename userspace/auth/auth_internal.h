@@ -6,17 +6,13 @@
 #include <stdatomic.h>
 
 #include "auth/auth.h"
+#include "auth/introspect.h"
 #include "auth/jwks.h"
 #include "auth/jwt.h"
 #include "auth/tzone.h"
 
 #define AUTH_CONSUMER_HEADER "X-Consumer"
 #define AUTH_DIGEST_LEN 32
-
-struct forward_claim {
-	char *claim;
-	char *header;
-};
 
 struct jwt_settings {
 	bool enabled;
@@ -60,9 +56,15 @@ struct auth_config {
 	int nconsumers;
 	struct api_key *keys; /* sorted by digest */
 	int nkeys;
+	struct introspection_config *introspection; /* NULL: not configured */
 };
 
-enum auth_method_kind { AUTH_METHOD_JWT, AUTH_METHOD_API_KEY, AUTH_METHOD_MTLS };
+enum auth_method_kind {
+	AUTH_METHOD_JWT,
+	AUTH_METHOD_API_KEY,
+	AUTH_METHOD_MTLS,
+	AUTH_METHOD_INTROSPECTION
+};
 
 struct string_list {
 	char **items;
@@ -72,7 +74,7 @@ struct string_list {
 struct auth_method {
 	enum auth_method_kind kind;
 	struct string_list roles;  /* any-of; empty: no requirement */
-	struct string_list scopes; /* all-of; JWT only */
+	struct string_list scopes; /* all-of; JWT and introspection */
 	/* mTLS: any-of each, both when both are given; empty: any verified certificate. */
 	struct string_list subjects; /* dn_canon_text() forms */
 	struct string_list sans;     /* DNS (compared case-insensitively) or URI names */

@@ -20,8 +20,7 @@ static void method_free(struct auth_method *m)
 }
 
 /* {"mtls": {"subjects": ["CN=partner-a,O=Bank"], "sans": ["partner-a.example"]}} */
-static bool parse_mtls(json_t *body, const char *path, struct auth_method *m,
-		       struct cfg_errs *errs)
+static bool parse_mtls(json_t *body, const char *path, struct auth_method *m, struct cfg_errs *errs)
 {
 	static const char *const keys[] = {"subjects", "sans", NULL};
 	char p[CFG_PATH_MAX], ip[CFG_PATH_MAX], err[160];
@@ -33,7 +32,8 @@ static bool parse_mtls(json_t *body, const char *path, struct auth_method *m,
 		return false;
 	cfg_path_key(p, path, "subjects");
 	if (json_object_get(body, "subjects") && !m->subjects.n) {
-		cfg_err(errs, p, "must not be empty (leave it out to accept any verified certificate)");
+		cfg_err(errs, p,
+			"must not be empty (leave it out to accept any verified certificate)");
 		return false;
 	}
 	for (int i = 0; i < m->subjects.n; i++) {
@@ -68,44 +68,59 @@ void route_auth_free(struct route_auth *ra)
 	free(ra);
 }
 
-/* One {"jwt": {...}} or {"api_key": {...}} object. */
+/* One {"jwt": {...}}, {"api_key": {...}}, {"mtls": {...}} or {"introspection": {...}}. */
 static bool parse_method(json_t *obj, const char *path, const struct auth_config *a,
 			 bool allow_any_of, struct auth_method *m, struct cfg_errs *errs)
 {
 	static const char *const jwt_keys[] = {"roles", "scopes", NULL};
 	static const char *const key_keys[] = {"roles", NULL};
-	json_t *jwt = json_object_get(obj, "jwt"), *key = json_object_get(obj, "api_key");
-	json_t *mtls = json_object_get(obj, "mtls");
+	static const char *const intro_keys[] = {"scopes", NULL};
+	static const char *const names[] = {"jwt", "api_key", "mtls", "introspection"};
+	static const char *const *const keys[] = {jwt_keys, key_keys, NULL, intro_keys};
+	static const enum auth_method_kind kinds[] = {AUTH_METHOD_JWT, AUTH_METHOD_API_KEY,
+						      AUTH_METHOD_MTLS, AUTH_METHOD_INTROSPECTION};
+	json_t *found[] = {json_object_get(obj, "jwt"), json_object_get(obj, "api_key"),
+			   json_object_get(obj, "mtls"), json_object_get(obj, "introspection")};
 	char p[CFG_PATH_MAX];
-	json_t *body;
+	json_t *body = NULL;
+	int kind;
 
-	if (!json_is_object(obj) || json_object_size(obj) != 1 || (!jwt && !key && !mtls)) {
+	for (kind = 0; json_is_object(obj) && json_object_size(obj) == 1 && kind < 4; kind++)
+		if ((body = found[kind]))
+			break;
+	if (!body) {
 		cfg_err(errs, path, "must be %s",
-			allow_any_of ? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}}, "
-				       "{\"mtls\": {...}} or {\"any_of\": [...]}"
-				     : "{\"jwt\": {...}}, {\"api_key\": {...}} or {\"mtls\": {...}}");
+			allow_any_of
+			    ? "\"none\", {\"jwt\": {...}}, {\"api_key\": {...}}, "
+			      "{\"mtls\": {...}}, {\"introspection\": {...}} or "
+			      "{\"any_of\": [...]}"
+			    : "{\"jwt\": {...}}, {\"api_key\": {...}}, {\"mtls\": {...}} or "
+			      "{\"introspection\": {...}}");
 		return false;
 	}
-	m->kind = jwt ? AUTH_METHOD_JWT : key ? AUTH_METHOD_API_KEY : AUTH_METHOD_MTLS;
-	body = jwt ? jwt : key ? key : mtls;
-	cfg_path_key(p, path, jwt ? "jwt" : key ? "api_key" : "mtls");
+	m->kind = kinds[kind];
+	cfg_path_key(p, path, names[kind]);
 	if (!json_is_object(body)) {
 		cfg_err(errs, p, "must be an object");
 		return false;
 	}
-	if (mtls)
+	if (m->kind == AUTH_METHOD_MTLS)
 		return parse_mtls(body, p, m, errs);
-	cfg_check_keys(body, p, jwt ? jwt_keys : key_keys, errs);
+	cfg_check_keys(body, p, keys[kind], errs);
 	if (!cfg_get_strings(body, "roles", p, false, &m->roles.items, &m->roles.n, errs) ||
 	    !cfg_get_strings(body, "scopes", p, false, &m->scopes.items, &m->scopes.n, errs))
 		return false;
 	/* With a == NULL the global auth section itself failed; do not pile errors on top. */
-	if (a && jwt && !a->jwt.enabled) {
+	if (a && m->kind == AUTH_METHOD_JWT && !a->jwt.enabled) {
 		cfg_err(errs, p, "auth.jwt is not configured");
 		return false;
 	}
-	if (a && key && !a->nkeys) {
+	if (a && m->kind == AUTH_METHOD_API_KEY && !a->nkeys) {
 		cfg_err(errs, p, "no consumer has api_keys");
+		return false;
+	}
+	if (a && m->kind == AUTH_METHOD_INTROSPECTION && !a->introspection) {
+		cfg_err(errs, p, "auth.introspection is not configured");
 		return false;
 	}
 	return true;
@@ -130,7 +145,8 @@ static bool parse_auth(json_t *auth, const char *path, const struct auth_config 
 	cfg_path_key(p, path, "any_of");
 	if (!json_is_array(any) || !json_array_size(any)) {
 		cfg_err(errs, p,
-			"must be a non-empty array of {\"jwt\": ...} / {\"api_key\": ...}");
+			"must be a non-empty array of {\"jwt\": ...} / {\"api_key\": ...} / "
+			"{\"mtls\": ...} / {\"introspection\": ...}");
 		return false;
 	}
 	ra->methods = calloc(json_array_size(any), sizeof(*ra->methods));

@@ -7,8 +7,12 @@
 #include "client/client.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +28,7 @@
 #include "upstream/upstream.h"
 
 #define CONN_READ_CHUNK (16 * 1024)
+#define TLS_RAW_CHUNK (16 * 1024 + 512) /* one TLS record and its overhead */
 
 struct cconn {
 	struct ring_op op_tx; /* connect, then sends */
@@ -42,6 +47,16 @@ struct cconn {
 	uint64_t idle_since_ms;
 	struct cconn *next_idle;
 	struct cconn *all_next, *all_prev; /* every connection, so client_free finds them all */
+	/*
+	 * TLS (https upstreams): OpenSSL works on memory BIOs, the ring moves the records.
+	 * Received records go from raw into the SSL object and come out as plaintext in `in`;
+	 * the ciphertext OpenSSL produces is sent from tls_out, one send at a time.
+	 */
+	SSL *ssl;	/* NULL: plain TCP */
+	bool tls_ready; /* handshake done */
+	char *raw;
+	char *tls_out;
+	size_t tls_out_len, tls_out_sent, tls_out_cap;
 };
 
 struct client_pool {
@@ -69,6 +84,9 @@ struct client_call {
 	void *arg;
 	const struct xg_config *cfg;
 	int upstream;
+	const struct upstream_config *uc; /* set: not one of cfg's upstreams */
+	SSL_CTX *tls;			  /* set: https */
+	char *tls_name;
 	enum http_method method;
 	char *line;   /* "METHOD path HTTP/1.1\r\n" */
 	char *suffix; /* extra headers, framing, empty line, body */
@@ -134,7 +152,7 @@ static struct cconn *conn_of_rx(struct ring_op *op)
 
 static const struct upstream_config *call_upstream(const struct client_call *c)
 {
-	return &c->cfg->upstreams[c->upstream];
+	return c->uc ? c->uc : &c->cfg->upstreams[c->upstream];
 }
 
 static const struct target_config *call_target(const struct client_call *c)
@@ -154,6 +172,9 @@ static void conn_free_now(struct cconn *k)
 		k->all_next->all_prev = k->all_prev;
 	if (k->fd >= 0)
 		close(k->fd);
+	SSL_free(k->ssl);
+	free(k->raw);
+	free(k->tls_out);
 	free(k->in);
 	free(k);
 }
@@ -244,9 +265,127 @@ static void pool_put(struct http_client *cl, struct cconn *k, unsigned keepalive
 
 static void conn_arm_rx(struct cconn *k);
 static void conn_arm_tx(struct cconn *k);
+static void conn_start(struct cconn *k);
+static bool tls_flush(struct cconn *k);
+static bool conn_room(struct cconn *k, size_t want);
 static void call_progress(struct client_call *c);
 static void call_conn_failed(struct client_call *c, enum client_error err, bool connecting);
 static void call_attempt(struct client_call *c);
+
+/* ---- TLS over the ring ---- */
+
+/* Sends what OpenSSL wrote into its output BIO (nothing while a send is in flight).
+ * false when it failed the call (which may be gone). */
+static bool tls_flush(struct cconn *k)
+{
+	BIO *wbio = SSL_get_wbio(k->ssl);
+	struct io_uring_sqe *sqe;
+	size_t pend;
+	int n;
+
+	if (k->tx_armed)
+		return true;
+	if (k->tls_out_sent == k->tls_out_len) {
+		pend = BIO_ctrl_pending(wbio);
+		if (!pend)
+			return true;
+		if (pend > k->tls_out_cap) {
+			char *p = realloc(k->tls_out, pend);
+
+			if (!p) {
+				call_conn_failed(k->call, CLIENT_ERR_NOMEM, false);
+				return false;
+			}
+			k->tls_out = p;
+			k->tls_out_cap = pend;
+		}
+		n = BIO_read(wbio, k->tls_out, pend);
+		if (n <= 0)
+			return true;
+		k->tls_out_len = n;
+		k->tls_out_sent = 0;
+	}
+	sqe = ring_get_sqe(k->cl->ring);
+	io_uring_prep_send(sqe, k->fd, k->tls_out + k->tls_out_sent,
+			   k->tls_out_len - k->tls_out_sent, MSG_NOSIGNAL);
+	ring_op_set(sqe, &k->op_tx);
+	k->tx_armed = true;
+	return true;
+}
+
+/* Handshake, then the request: false when the connection failed (the call moved on). */
+static bool tls_advance(struct cconn *k)
+{
+	struct client_call *c = k->call;
+	size_t n;
+	int r;
+
+	if (!k->tls_ready) {
+		r = SSL_do_handshake(k->ssl);
+		if (r != 1) {
+			r = SSL_get_error(k->ssl, r);
+			if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE) {
+				ERR_clear_error();
+				/* e.g. a refused certificate: a failed connect */
+				call_conn_failed(c, CLIENT_ERR_CONNECT, true);
+				return false;
+			}
+			return tls_flush(k);
+		}
+		k->tls_ready = true;
+	}
+	if (c->out_sent < c->out_len) {
+		if (SSL_write_ex(k->ssl, c->out + c->out_sent, c->out_len - c->out_sent, &n) != 1) {
+			ERR_clear_error();
+			call_conn_failed(c, CLIENT_ERR_RESET, false);
+			return false;
+		}
+		c->out_sent += n;
+	}
+	return tls_flush(k);
+}
+
+/* Decrypts what arrived into `in`: 1 plaintext came, 0 none yet, -1 failed (call moved
+ * on), -2 the server closed the TLS session (close_notify). */
+static int tls_take(struct cconn *k)
+{
+	int got = 0, r;
+	size_t n;
+
+	for (;;) {
+		if (!conn_room(k, CONN_READ_CHUNK)) {
+			call_conn_failed(k->call, CLIENT_ERR_NOMEM, false);
+			return -1;
+		}
+		if (SSL_read_ex(k->ssl, k->in + k->in_len, k->in_cap - k->in_len, &n) == 1) {
+			k->in_len += n;
+			got = 1;
+			continue;
+		}
+		r = SSL_get_error(k->ssl, 0);
+		if (r == SSL_ERROR_WANT_READ || r == SSL_ERROR_WANT_WRITE)
+			break;
+		ERR_clear_error();
+		if (r == SSL_ERROR_ZERO_RETURN)
+			return got ? 1 : -2;
+		call_conn_failed(k->call, CLIENT_ERR_RESET, false);
+		return -1;
+	}
+	/* a key update may want to answer */
+	return tls_flush(k) ? got : -1;
+}
+
+/* The connection is up (fresh) or taken from the pool: send the request. */
+static void conn_start(struct cconn *k)
+{
+	if (k->ssl) {
+		if (tls_advance(k))
+			conn_arm_rx(k);
+		return;
+	}
+	conn_arm_tx(k);
+	conn_arm_rx(k);
+}
 
 static void on_tx(struct ring_op *op, const struct io_uring_cqe *cqe)
 {
@@ -266,17 +405,58 @@ static void on_tx(struct ring_op *op, const struct io_uring_cqe *cqe)
 		k->connected = true;
 		c->connect_due_ms = 0;
 		timer_add(c->cl->timers, &c->timer, c->deadline_ms, c->timer.fire);
-		conn_arm_tx(k);
-		conn_arm_rx(k);
+		conn_start(k);
 		return;
 	}
 	if (cqe->res <= 0) {
 		call_conn_failed(c, CLIENT_ERR_RESET, false);
 		return;
 	}
+	if (k->ssl) {
+		k->tls_out_sent += cqe->res;
+		tls_flush(k);
+		return;
+	}
 	c->out_sent += cqe->res;
 	if (c->out_sent < c->out_len)
 		conn_arm_tx(k);
+}
+
+static void on_rx_tls(struct cconn *k, int nbytes)
+{
+	struct client_call *c = k->call;
+	int r;
+
+	if (BIO_write(SSL_get_rbio(k->ssl), k->raw, nbytes) != nbytes) {
+		call_conn_failed(c, CLIENT_ERR_NOMEM, false);
+		return;
+	}
+	if (!k->tls_ready) {
+		if (!tls_advance(k))
+			return;
+		if (!k->tls_ready) {
+			conn_arm_rx(k);
+			return;
+		}
+	}
+	r = tls_take(k);
+	if (r == -1)
+		return;
+	if (r == -2) {
+		/* close_notify: the end of a close-delimited body, else too early */
+		if (c->have_head && c->resp.body == HTTP_BODY_EOF) {
+			c->eof = true;
+			call_progress(c);
+			return;
+		}
+		call_conn_failed(c, CLIENT_ERR_RESET, false);
+		return;
+	}
+	if (r == 0) {
+		conn_arm_rx(k);
+		return;
+	}
+	call_progress(c);
 }
 
 static void on_rx(struct ring_op *op, const struct io_uring_cqe *cqe)
@@ -304,6 +484,10 @@ static void on_rx(struct ring_op *op, const struct io_uring_cqe *cqe)
 		return;
 	}
 	k->got_bytes = true;
+	if (k->ssl) {
+		on_rx_tls(k, cqe->res);
+		return;
+	}
 	k->in_len += cqe->res;
 	call_progress(c);
 }
@@ -343,6 +527,13 @@ static void conn_arm_rx(struct cconn *k)
 
 	if (k->rx_armed)
 		return;
+	if (k->ssl) {
+		sqe = ring_get_sqe(k->cl->ring);
+		io_uring_prep_recv(sqe, k->fd, k->raw, TLS_RAW_CHUNK, 0);
+		ring_op_set(sqe, &k->op_rx);
+		k->rx_armed = true;
+		return;
+	}
 	if (!conn_room(k, CONN_READ_CHUNK)) {
 		call_conn_failed(k->call, CLIENT_ERR_NOMEM, false);
 		return;
@@ -353,7 +544,33 @@ static void conn_arm_rx(struct cconn *k)
 	k->rx_armed = true;
 }
 
-static struct cconn *conn_open(struct http_client *cl, const struct target_config *tc)
+/* A client SSL on memory BIOs, verifying the peer as `name` (an IP literal: its IP SAN). */
+static SSL *tls_new(SSL_CTX *ctx, const char *name)
+{
+	SSL *ssl = SSL_new(ctx);
+	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
+	unsigned char ip[16];
+	bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+
+	if (!ssl || !rbio || !wbio) {
+		SSL_free(ssl);
+		BIO_free(rbio);
+		BIO_free(wbio);
+		return NULL;
+	}
+	BIO_set_mem_eof_return(rbio, -1); /* empty means "more to come", not EOF */
+	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_connect_state(ssl);
+	if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1
+		  : SSL_set_tlsext_host_name(ssl, name) != 1 || SSL_set1_host(ssl, name) != 1) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+static struct cconn *conn_open(struct http_client *cl, const struct target_config *tc, SSL_CTX *tls,
+			       const char *tls_name)
 {
 	struct cconn *k;
 	struct io_uring_sqe *sqe;
@@ -364,7 +581,16 @@ static struct cconn *conn_open(struct http_client *cl, const struct target_confi
 		return NULL;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	k = calloc(1, sizeof(*k));
-	if (!k) {
+	if (k && tls) {
+		k->ssl = tls_new(tls, tls_name);
+		k->raw = malloc(TLS_RAW_CHUNK);
+	}
+	if (!k || (tls && (!k->ssl || !k->raw))) {
+		if (k) {
+			SSL_free(k->ssl);
+			free(k->raw);
+			free(k);
+		}
 		close(fd);
 		return NULL;
 	}
@@ -391,6 +617,7 @@ static void call_free(struct client_call *c)
 	free(c->line);
 	free(c->suffix);
 	free(c->host);
+	free(c->tls_name);
 	free(c->out);
 	free(c->body);
 	free(c);
@@ -579,8 +806,7 @@ static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
 			  call_timer_fire);
 		return;
 	}
-	conn_arm_tx(k);
-	conn_arm_rx(k);
+	conn_start(k);
 }
 
 /*
@@ -643,7 +869,7 @@ static void call_wait(struct client_call *c)
 static void call_attempt(struct client_call *c)
 {
 	const struct upstream_config *uc = call_upstream(c);
-	struct balance_rr local, *rr = client_rr(c->cl, c->cfg, c->upstream);
+	struct balance_rr local, *rr = c->uc ? NULL : client_rr(c->cl, c->cfg, c->upstream);
 	const struct target_config *tc;
 	struct cconn *k;
 	bool all_full;
@@ -677,7 +903,7 @@ static void call_attempt(struct client_call *c)
 		call_use_conn(c, k, false);
 		return;
 	}
-	k = conn_open(c->cl, tc);
+	k = conn_open(c->cl, tc, c->tls, c->tls_name);
 	if (!k) {
 		c->last_err = CLIENT_ERR_CONNECT;
 		call_defer(c, CLIENT_ERR_CONNECT);
@@ -896,13 +1122,15 @@ struct client_call *client_request(struct http_client *cl, const struct client_r
 	const struct upstream_config *uc;
 	uint32_t timeout;
 
-	if (!cl || !o || !o->cfg || !o->path || o->path[0] != '/' || o->upstream < 0 ||
-	    o->upstream >= o->cfg->nupstreams || !done)
+	if (!cl || !o || !o->cfg || !o->path || o->path[0] != '/' ||
+	    (!o->upstream_config && (o->upstream < 0 || o->upstream >= o->cfg->nupstreams)) ||
+	    !done)
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	uc = &o->cfg->upstreams[o->upstream];
+	uc = o->upstream_config ? o->upstream_config : &o->cfg->upstreams[o->upstream];
+	c->uc = o->upstream_config;
 	c->cl = cl;
 	c->done = done;
 	c->arg = arg;
@@ -917,7 +1145,9 @@ struct client_call *client_request(struct http_client *cl, const struct client_r
 	c->deadline_ms = clock_mono_ms() + timeout;
 	c->timer.fire = call_timer_fire;
 	c->host = dup_str(o->host);
-	if ((o->host && !c->host) || !build_request_text(c, o)) {
+	c->tls = o->tls;
+	c->tls_name = dup_str(o->tls_name);
+	if ((o->host && !c->host) || (o->tls && !c->tls_name) || !build_request_text(c, o)) {
 		call_free(c);
 		return NULL;
 	}

@@ -13,6 +13,8 @@
  * target up to the upstream's `retries`, and a pooled connection the upstream had closed
  * is replaced once by a fresh one. Responses are parsed with http/ (Content-Length,
  * chunked, close-delimited bodies); the decoded body is held in memory up to a bound.
+ * With opts.tls the connections speak TLS (OpenSSL on memory BIOs, records moved by the
+ * ring), the peer's certificate verified against opts.tls_name.
  *
  * The completion callback runs exactly once, never from inside client_request() (an
  * immediate failure is delivered from the timer heap), unless the caller cancels first.
@@ -31,6 +33,8 @@ struct io_uring;
 struct timer_heap;
 struct metrics_shard;
 struct xg_config;
+struct upstream_config;
+struct ssl_ctx_st;
 
 #define CLIENT_DEFAULT_MAX_BODY (1u << 20)
 #define CLIENT_QUEUE_POLL_MS 5
@@ -61,6 +65,15 @@ struct client_response {
 struct client_request_opts {
 	const struct xg_config *cfg; /* the snapshot `upstream` indexes; outlives the request */
 	int upstream;
+	/* An upstream outside cfg->upstreams (the introspection IdP); `upstream` is then
+	 * ignored. It must outlive the request, like cfg. */
+	const struct upstream_config *upstream_config;
+	/* https: a client SSL_CTX (verifying peers) and the name to verify the certificate
+	 * against (an IP literal: its IP SAN; else a DNS name, also sent as SNI). NULL:
+	 * plain HTTP. Only for upstreams whose targets all speak TLS, as their pooled
+	 * connections are kept with the TLS session. */
+	struct ssl_ctx_st *tls;
+	const char *tls_name;
 	const char *method; /* NULL: GET */
 	const char *path;   /* origin-form target with query, already percent-encoded */
 	const char *host;   /* Host value; NULL: the target's address */

@@ -600,7 +600,8 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	if (rc->hide_credentials && errs->count == auth_errs &&
 	    !auth_route_has_credentials(rc->auth))
 		cfg_err(errs, cfg_path_key(p, path, "hide_credentials"),
-			"needs an \"auth\" with jwt or api_key (a credential to hide)");
+			"needs an \"auth\" with jwt, api_key or introspection (a "
+			"credential to hide)");
 	rl = cfg_get_object(r, "rate_limit", path, errs);
 	if (rl)
 		rc->rate_limit = ratelimit_policy_parse(rl, cfg_path_key(p, path, "rate_limit"),

@@ -39,6 +39,7 @@ static const size_t kind_record_size[KIND_COUNT] = {
 struct metrics_shard {
 	_Atomic(void *) chunks[KIND_COUNT][MAX_CHUNKS];
 	counter_t auth[AUTH_REASON_COUNT] __attribute__((aligned(CACHELINE)));
+	counter_t introspection[INTROSPECTION_OUTCOME_COUNT];
 } __attribute__((aligned(CACHELINE)));
 
 struct slot_table {
@@ -370,6 +371,34 @@ void metrics_auth_failure(struct metrics_shard *m, enum auth_reason reason)
 {
 	if (m && (unsigned)reason < AUTH_REASON_COUNT)
 		counter_add(&m->auth[reason], 1);
+}
+
+const char *metrics_introspection_outcome_name(enum introspection_outcome o)
+{
+	static const char *const names[INTROSPECTION_OUTCOME_COUNT] = {
+	    "active", "inactive", "error", "timeout", "cached"};
+
+	return (unsigned)o < INTROSPECTION_OUTCOME_COUNT ? names[o] : "unknown";
+}
+
+void metrics_introspection(struct metrics_shard *m, enum introspection_outcome o)
+{
+	if (m && (unsigned)o < INTROSPECTION_OUTCOME_COUNT)
+		counter_add(&m->introspection[o], 1);
+}
+
+uint64_t metrics_sum_introspection(enum introspection_outcome o)
+{
+	int n = atomic_load(&nshards_hint);
+	uint64_t total = 0;
+
+	for (int w = 0; w < n && (unsigned)o < INTROSPECTION_OUTCOME_COUNT; w++) {
+		struct metrics_shard *s = atomic_load_explicit(&shards[w], memory_order_acquire);
+
+		if (s)
+			total += counter_get(&s->introspection[o]);
+	}
+	return total;
 }
 
 void metrics_rate_limited(struct metrics_shard *m, int route_slot)

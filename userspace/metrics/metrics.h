@@ -72,6 +72,20 @@ void metrics_split_request(struct metrics_shard *m, int split_slot);
 void metrics_consumer_request(struct metrics_shard *m, int consumer_slot, int status);
 void metrics_compose_call(struct metrics_shard *m, int compose_slot, enum compose_outcome o);
 
+/* Label "outcome" of xgate_introspection_requests_total: one per introspected request
+ * (cached: answered from the worker's cache, or by another request's IdP call). */
+enum introspection_outcome {
+	INTROSPECTION_ACTIVE,
+	INTROSPECTION_INACTIVE,
+	INTROSPECTION_ERROR,
+	INTROSPECTION_TIMEOUT,
+	INTROSPECTION_CACHED,
+	INTROSPECTION_OUTCOME_COUNT
+};
+const char *metrics_introspection_outcome_name(enum introspection_outcome o);
+void metrics_introspection(struct metrics_shard *m, enum introspection_outcome o);
+uint64_t metrics_sum_introspection(enum introspection_outcome o);
+
 /* Process-wide values (main thread): call at startup and after every reload attempt. */
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok);
 

@@ -398,6 +398,14 @@ static void render_auth(struct metrics_buf *b)
 
 		sample_u64(b, "xgate_auth_failures_total", labels, metrics_sum_auth(r));
 	}
+	family(b, "xgate_introspection_requests_total", "counter",
+	       "Requests whose bearer token was introspected (RFC 7662), by outcome.");
+	for (int o = 0; o < INTROSPECTION_OUTCOME_COUNT; o++) {
+		const char *labels[] = {"outcome", metrics_introspection_outcome_name(o), NULL};
+
+		sample_u64(b, "xgate_introspection_requests_total", labels,
+			   metrics_sum_introspection(o));
+	}
 }
 
 static void render_config(struct metrics_buf *b)

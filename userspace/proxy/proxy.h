@@ -247,6 +247,7 @@ struct worker {
 	struct balance_rr *rr; /* per upstream of cfg */
 	int nrr;
 	struct jwt_cache *jwt_cache;
+	struct intro_cache *intro; /* introspection answers and IdP calls */
 	struct resp_cache *cache;
 	struct metrics_shard *metrics;
 	struct stream_pool *streams;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "auth/introspect.h"
 #include "cache/cache.h"
 #include "client/client.h"
 #include "common/log.h"
@@ -614,6 +615,12 @@ static int worker_init(struct worker *w)
 		return -1;
 	}
 	w->env.client = w->client;
+	w->intro = intro_cache_new(INTRO_CACHE_SIZE);
+	if (!w->intro) {
+		snprintf(w->init_err, sizeof(w->init_err), "out of memory");
+		return -1;
+	}
+	w->env.intro = w->intro;
 	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));
 	if (!w->cfg) {
@@ -704,6 +711,7 @@ void worker_join(struct worker *w)
 	stream_pool_free(w->streams);
 	timer_heap_free(&w->timers);
 	jwt_cache_free(w->jwt_cache);
+	intro_cache_free(w->intro); /* after the streams: their waiters have left */
 	resp_cache_free(w->cache);
 	config_put(w->cfg);
 }
