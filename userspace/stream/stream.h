@@ -67,6 +67,7 @@ struct metrics_shard;
 struct timer_heap;
 struct io_uring;
 struct http_client;
+struct cluster_rl;
 
 /* The worker's resources filters use; owned by the worker, outlive every stream. */
 struct stream_env {
@@ -76,6 +77,7 @@ struct stream_env {
 	struct timer_heap *timers;
 	struct io_uring *ring; /* for loop/ring.h operations; NULL in unit tests' fake hosts */
 	struct http_client *client; /* client/client.h sub-requests; NULL in fake hosts */
+	struct cluster_rl *cluster; /* cluster/cluster.h Redis rate limits; NULL in fake hosts */
 };
 
 enum filter_verdict {
