@@ -1,0 +1,353 @@
+"""Cluster mode: route rate limits shared by several gateway processes through a real
+redis-server the test starts (random loopback port, own directory, killed at cleanup):
+the shared limit across nodes, AUTH from ${ENV} + SELECT + key_prefix with expiring keys,
+the script cache flushed under the gateway (NOSCRIPT), Redis killed / paused / restarted
+mid-load (on_redis_error local, open, closed), the metrics, and config errors with their
+JSON paths."""
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import base_config, free_port, http_request, run_check, scaled, wait_port
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+PASSWORD = "s3cret-cluster-pw"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(REDIS_SERVER),
+                                reason="redis-server is not installed")
+
+
+class Redis:
+    """redis-server on 127.0.0.1:<port>, data in its own directory, no persistence."""
+
+    def __init__(self, workdir, password=PASSWORD):
+        self.port = free_port()
+        self.dir = workdir
+        self.password = password
+        self.proc = None
+
+    def start(self):
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_port(self.port, timeout=10, alive=lambda: self.proc.poll() is None), \
+            "redis-server did not start"
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def cli(self, *args, db=0):
+        cmd = [REDIS_CLI, "-p", str(self.port), "-n", str(db), "--no-auth-warning"]
+        if self.password:
+            cmd += ["-a", self.password]
+        out = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip()
+
+
+@pytest.fixture
+def redis(tmp_path):
+    servers = []
+
+    def make(password=PASSWORD):
+        d = tmp_path / ("redis%d" % len(servers))
+        d.mkdir()
+        r = Redis(d, password)
+        servers.append(r)
+        return r.start()
+
+    yield make
+    for r in servers:
+        if r.proc and r.proc.poll() is None:
+            r.resume()
+        r.kill()
+
+
+def cluster_cfg(up, redis_port, nodes=2, on_error="local", per_s=10, burst=30, db=3,
+                prefix="xgt-test:", timeout_ms=200, workers=1, by="route"):
+    return base_config(
+        upstreams=[up], workers=workers,
+        routes=[{"name": "shared", "paths": ["/s"], "upstream": up.name,
+                 "rate_limit": {"per_s": per_s, "burst": burst, "by": by,
+                                "scope": "cluster"}},
+                {"name": "free", "paths": ["/free"], "upstream": up.name}],
+        cluster={"redis": {"address": "127.0.0.1:%d" % redis_port,
+                           "password": "${XGT_REDIS_PW}", "db": db,
+                           "timeout_ms": timeout_ms, "key_prefix": prefix},
+                 "nodes": nodes, "on_redis_error": on_error},
+        access_log=None)
+
+
+ENV = {"XGT_REDIS_PW": PASSWORD}
+
+
+def metric(gw, name, labels=""):
+    body = http_request("GET", gw.admin_url + "/metrics").body.decode()
+    m = re.search(r"^%s%s (\S+)$" % (re.escape(name), re.escape(labels)), body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_up(gw, want=1, timeout=5.0):
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        if metric(gw, "xgate_cluster_redis_up") == want:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def hammer(gws, duration_s, threads_per_gw=3, path="/s"):
+    """Keep-alive clients on every gateway for duration_s: {status: count}, the slowest
+    answer in seconds, and transport errors."""
+    counts, lock, slowest, errors = {}, threading.Lock(), [0.0], []
+    stop_at = time.monotonic() + duration_s
+
+    def worker(gw):
+        conn = None
+        while time.monotonic() < stop_at:
+            t0 = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", gw.port(), timeout=5)
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+                if resp.getheader("connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as e:
+                errors.append(repr(e))
+                if conn:
+                    conn.close()
+                conn = None
+                continue
+            took = time.monotonic() - t0
+            with lock:
+                counts[status] = counts.get(status, 0) + 1
+                slowest[0] = max(slowest[0], took)
+        if conn:
+            conn.close()
+
+    ts = [threading.Thread(target=worker, args=(gw,)) for gw in gws
+          for _ in range(threads_per_gw)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(duration_s + 30)
+    return counts, slowest[0], errors
+
+
+def test_shared_limit_holds_across_nodes(upstream, gateway, redis):
+    up = upstream(name="app")
+    r = redis()
+    gws = [gateway(cluster_cfg(up, r.port, nodes=3, workers=w), env=ENV) for w in (1, 2, 1)]
+    for gw in gws:
+        assert wait_up(gw), gw.log()
+    per_s, burst = 10, 30
+    t0 = time.monotonic()
+    counts, slowest, errors = hammer(gws, 3.0)
+    elapsed = time.monotonic() - t0
+    allowed = counts.get(200, 0)
+    cap = (burst + per_s * elapsed) * 1.1
+    assert not errors, errors[:5]
+    assert set(counts) <= {200, 429}, counts
+    assert counts.get(429, 0) > 100, counts  # the load was well over the limit
+    # Three separate local limits would let through 3x as much.
+    assert burst <= allowed <= cap, (counts, elapsed)
+    assert slowest < scaled(1.0), slowest
+    # Keys live in the configured db under the prefix, and expire.
+    key = "xgt-test:rl:shared:route"
+    assert r.cli("EXISTS", key, db=3) == "1"
+    assert 0 < int(r.cli("PTTL", key, db=3)) <= (burst * 1000) // per_s + 2
+    assert r.cli("DBSIZE", db=0) == "0"
+    # A 429 carries Retry-After; other routes are not limited.
+    resp = http_request("GET", gws[0].url("/s"))
+    assert resp.status == 429 and int(resp.headers["retry-after"]) >= 1
+    assert http_request("GET", gws[1].url("/free")).status == 200
+    assert metric(gws[0], "xgate_ratelimit_fallback_total", '{route="shared"}') is None
+
+
+def test_script_cache_flush_reloads_the_script(upstream, gateway, redis):
+    up = upstream(name="app")
+    r = redis()
+    gw = gateway(cluster_cfg(up, r.port, nodes=1, per_s=1000, burst=1000), env=ENV)
+    assert wait_up(gw), gw.log()
+    assert http_request("GET", gw.url("/s")).status == 200
+    assert r.cli("SCRIPT", "FLUSH") == "OK"
+    for _ in range(5):
+        assert http_request("GET", gw.url("/s")).status == 200
+    assert metric(gw, "xgate_ratelimit_fallback_total", '{route="shared"}') is None
+    assert metric(gw, "xgate_cluster_redis_up") == 1
+
+
+def test_redis_killed_mid_load_falls_back_to_local_share_then_shares_again(
+        upstream, gateway, redis):
+    up = upstream(name="app")
+    r = redis()
+    nodes, per_s, burst = 2, 10, 30
+    gws = [gateway(cluster_cfg(up, r.port, nodes=nodes), env=ENV) for _ in range(nodes)]
+    for gw in gws:
+        assert wait_up(gw), gw.log()
+    hammer(gws, 0.5)  # use up the shared burst
+    result = {}
+
+    def load():
+        result["run"] = hammer(gws, 3.0)
+
+    t = threading.Thread(target=load)
+    t0 = time.monotonic()
+    t.start()
+    time.sleep(0.5)
+    r.kill()
+    t.join(60)
+    elapsed = time.monotonic() - t0
+    counts, slowest, errors = result["run"]
+    assert not errors, errors[:5]
+    assert set(counts) <= {200, 429}, counts
+    # Nothing hangs: a request waits for Redis at most about timeout_ms.
+    assert slowest < scaled(1.0), slowest
+    # Each node enforces per_s/nodes and burst/nodes: together about one limit's worth.
+    cap = (burst + per_s * elapsed) * 1.1 + 10
+    assert 0 < counts.get(200, 0) <= cap, (counts, elapsed)
+    for gw in gws:
+        assert metric(gw, "xgate_cluster_redis_up") == 0
+        assert metric(gw, "xgate_ratelimit_fallback_total", '{route="shared"}') > 0
+        assert re.search(r"redis 127\.0\.0\.1:%d: connection lost" % r.port, gw.log())
+    # The local share alone: one node, fresh window, at most burst/nodes + per_s/nodes * t.
+    time.sleep(burst / per_s)  # refill every local bucket
+    t1 = time.monotonic()
+    counts, _, _ = hammer(gws[:1], 1.0)
+    local_cap = (burst / nodes + per_s / nodes * (time.monotonic() - t1)) * 1.1 + 1
+    assert burst / nodes <= counts.get(200, 0) <= local_cap, counts
+    # Restarted on the same port: every node reconnects within about a second.
+    r.start()
+    for gw in gws:
+        assert wait_up(gw, timeout=3.0), gw.log()
+    before = [metric(gw, "xgate_ratelimit_fallback_total", '{route="shared"}') for gw in gws]
+    t2 = time.monotonic()
+    counts, _, errors = hammer(gws, 2.0)
+    elapsed = time.monotonic() - t2
+    assert not errors
+    assert burst <= counts.get(200, 0) <= (burst + per_s * elapsed) * 1.1, counts
+    after = [metric(gw, "xgate_ratelimit_fallback_total", '{route="shared"}') for gw in gws]
+    assert before == after
+    assert r.cli("EXISTS", "xgt-test:rl:shared:route", db=3) == "1"
+
+
+def test_paused_redis_times_out_instead_of_hanging(upstream, gateway, redis):
+    up = upstream(name="app")
+    r = redis()
+    gw = gateway(cluster_cfg(up, r.port, nodes=1, per_s=1000, burst=1000, timeout_ms=100),
+                 env=ENV)
+    assert wait_up(gw), gw.log()
+    r.pause()
+    try:
+        t0 = time.monotonic()
+        resp = http_request("GET", gw.url("/s"))
+        took = time.monotonic() - t0
+        assert resp.status == 200  # on_redis_error local, within the local share
+        assert took < scaled(0.6), took
+        assert gw.wait_log(r"no answer within 100 ms", timeout=5)
+        assert wait_up(gw, want=0)
+        counts, slowest, errors = hammer([gw], 1.0, threads_per_gw=2)
+        assert not errors and counts.get(200, 0) > 0 and slowest < scaled(0.6), (
+            counts, slowest)
+    finally:
+        r.resume()
+    assert wait_up(gw, timeout=3.0)
+
+
+def test_on_redis_error_closed_and_open(tmp_path, upstream, gateway):
+    up = upstream(name="app")
+    dead = free_port()  # nothing listens there
+    closed = gateway(cluster_cfg(up, dead, on_error="closed", per_s=1, burst=1), env=ENV)
+    opened = gateway(cluster_cfg(up, dead, on_error="open", per_s=1, burst=1), env=ENV)
+    for _ in range(5):
+        resp = http_request("GET", closed.url("/s"))
+        assert resp.status == 503, resp
+        assert resp.json()["error"] == "rate limit store unavailable"
+        assert http_request("GET", opened.url("/s")).status == 200
+    assert http_request("GET", closed.url("/free")).status == 200
+    for gw in (closed, opened):
+        assert metric(gw, "xgate_cluster_redis_up") == 0
+        assert metric(gw, "xgate_ratelimit_fallback_total", '{route="shared"}') >= 5
+    # Redis comes up there: the limit is enforced again (per_s 1, burst 1).
+    (tmp_path / "late").mkdir()
+    r = Redis(tmp_path / "late")
+    r.port = dead
+    try:
+        r.start()
+        assert wait_up(closed, timeout=3.0) and wait_up(opened, timeout=3.0)
+        statuses = [http_request("GET", opened.url("/s")).status for _ in range(4)]
+        assert statuses.count(200) == 1 and statuses.count(429) == 3, statuses
+    finally:
+        r.kill()
+
+
+def test_wrong_password_stays_down_and_logs(upstream, gateway, redis):
+    up = upstream(name="app")
+    r = redis()
+    gw = gateway(cluster_cfg(up, r.port, on_error="closed"), env={"XGT_REDIS_PW": "wrong"})
+    assert gw.wait_log(r"AUTH refused", timeout=5)
+    assert metric(gw, "xgate_cluster_redis_up") == 0
+    assert http_request("GET", gw.url("/s")).status == 503
+
+
+@pytest.mark.parametrize("cluster,route_rl,path,message", [
+    (None, {"per_s": 1, "scope": "cluster"}, "routes[0].rate_limit.scope",
+     "needs the top-level \"cluster\" section"),
+    ({"nodes": 2}, {"per_s": 1}, "cluster.redis", "is required"),
+    ({"redis": {}}, {"per_s": 1}, "cluster.redis.address", "is required"),
+    ({"redis": {"address": "localhost"}}, {"per_s": 1}, "cluster.redis.address",
+     "expected \"host:port\""),
+    ({"redis": {"address": "*:6379"}}, {"per_s": 1}, "cluster.redis.address", "wildcard"),
+    ({"redis": {"address": "127.0.0.1:6379", "timeout_ms": 0}}, {"per_s": 1},
+     "cluster.redis.timeout_ms", ""),
+    ({"redis": {"address": "127.0.0.1:6379", "db": -1}}, {"per_s": 1}, "cluster.redis.db", ""),
+    ({"redis": {"address": "127.0.0.1:6379", "tls": True}}, {"per_s": 1}, "cluster.redis.tls",
+     ""),
+    ({"redis": {"address": "127.0.0.1:6379"}, "nodes": 0}, {"per_s": 1}, "cluster.nodes", ""),
+    ({"redis": {"address": "127.0.0.1:6379"}, "on_redis_error": "fail"}, {"per_s": 1},
+     "cluster.on_redis_error", ""),
+    ({"redis": {"address": "127.0.0.1:6379"}}, {"per_s": 1, "scope": "global"},
+     "routes[0].rate_limit.scope", ""),
+    ("x", {"per_s": 1}, "cluster", ""),
+])
+def test_config_errors_name_the_json_path(tmp_path, upstream, cluster, route_rl, path, message):
+    up = upstream(name="app")
+    top = {"cluster": cluster} if cluster is not None else {}
+    cfg = base_config(upstreams=[up], routes=[{"name": "r", "paths": ["/"], "upstream": "app",
+                                               "rate_limit": route_rl}], **top)
+    code, out = run_check(cfg, tmp_path)
+    assert code == 1, out
+    line = [ln for ln in out.splitlines() if ln.startswith(path + ":")]
+    assert line, out
+    assert message in line[0], out
+
+
+def test_valid_cluster_config_checks_ok(tmp_path, upstream):
+    up = upstream(name="app")
+    code, out = run_check(cluster_cfg(up, 6379), tmp_path, env=ENV)
+    assert code == 0 and "configuration OK" in out, out
