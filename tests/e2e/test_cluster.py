@@ -121,6 +121,7 @@ def hammer(gws, duration_s, threads_per_gw=3, path="/s"):
     """Keep-alive clients on every gateway for duration_s: {status: count}, the slowest
     answer in seconds, and transport errors."""
     counts, lock, slowest, errors = {}, threading.Lock(), [0.0], []
+    retry_after = hammer.retry_after = []
     stop_at = time.monotonic() + duration_s
 
     def worker(gw):
@@ -134,6 +135,8 @@ def hammer(gws, duration_s, threads_per_gw=3, path="/s"):
                 resp = conn.getresponse()
                 resp.read()
                 status = resp.status
+                if status == 429:
+                    retry_after.append(resp.getheader("retry-after"))
                 if resp.getheader("connection", "").lower() == "close":
                     conn.close()
                     conn = None
@@ -183,8 +186,7 @@ def test_shared_limit_holds_across_nodes(upstream, gateway, redis):
     assert 0 < int(r.cli("PTTL", key, db=3)) <= (burst * 1000) // per_s + 2
     assert r.cli("DBSIZE", db=0) == "0"
     # A 429 carries Retry-After; other routes are not limited.
-    resp = http_request("GET", gws[0].url("/s"))
-    assert resp.status == 429 and int(resp.headers["retry-after"]) >= 1
+    assert all(v is not None and int(v) >= 1 for v in hammer.retry_after), hammer.retry_after[:5]
     assert http_request("GET", gws[1].url("/free")).status == 200
     assert metric(gws[0], "xgate_ratelimit_fallback_total", '{route="shared"}') is None
 
