@@ -353,3 +353,141 @@ def test_valid_cluster_config_checks_ok(tmp_path, upstream):
     up = upstream(name="app")
     code, out = run_check(cluster_cfg(up, 6379), tmp_path, env=ENV)
     assert code == 0 and "configuration OK" in out, out
+
+
+# ---- cluster deny list (XDP on veths the test creates, in its own namespaces) ----
+
+REACH = ("import socket,sys\n"
+         "s=socket.socket(); s.settimeout(0.5)\n"
+         "try: s.connect((sys.argv[1], int(sys.argv[2]))); print('ok')\n"
+         "except OSError: print('no')\n")
+
+
+def reachable(ns, host, port):
+    return ns.run(["/usr/bin/python3", "-c", REACH, host, str(port)]).stdout.strip() == "ok"
+
+
+def pinned_deny(pin_dir):
+    from conftest import xgatectl
+    import json
+    out = xgatectl("--pin-dir", pin_dir, "--json", "deny", "list", check=True).stdout
+    return {e["cidr"] for e in json.loads(out)}
+
+
+def wait_for(pred, timeout):
+    deadline = time.monotonic() + scaled(timeout)
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.fixture
+def edge_nodes(upstream, gateway, redis, NetNS):
+    """(redis, [(ns, gw, pin_dir, port)], start(i)): two nodes, each with the XDP shield on
+    the veth of its own namespace and its own pin_dir, sharing one Redis."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (XDP, namespaces)")
+    r = redis()
+    up = upstream(name="app")
+    pins = ["/sys/fs/bpf/xgate-cl-%d-%d-%d" % (os.getpid(), i, time.monotonic_ns() % 10**6)
+            for i in range(2)]
+    with NetNS(prefix="xgc") as ns0, NetNS(prefix="xgc") as ns1:
+        nodes = []
+
+        def start(i):
+            ns = (ns0, ns1)[i]
+            port = free_port()
+            cfg = cluster_cfg(up, r.port, nodes=2)
+            cfg["listeners"] = [{"name": "v4", "address": "0.0.0.0:%d" % port}]
+            cfg["edge"] = {"interfaces": [ns.host_if], "mode": "native", "pin_dir": pins[i],
+                           "deny": ["203.0.113.0/24"]}
+            gw = gateway(cfg, env=ENV)
+            nodes.append((ns, gw, pins[i], port))
+            return nodes[-1]
+
+        try:
+            yield r, nodes, start
+        finally:
+            for p in pins:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def test_cluster_deny_reaches_every_node_and_expires(edge_nodes, xgatectl):
+    r, nodes, start = edge_nodes
+    ns0, gw0, pin0, port0 = start(0)
+    assert gw0.wait_log(r"deny list: subscribed", timeout=5)
+    # Added before node 1 starts: node 1 loads the whole set when it comes up.
+    early = xgatectl("--admin", gw0.admin_url.split("//")[1], "deny", "add", "--cluster",
+                     "198.51.100.7/24", check=True)
+    assert "198.51.100.0/24" in early.stdout
+    ns1, gw1, pin1, port1 = start(1)
+    for pin in (pin0, pin1):
+        assert wait_for(lambda: "198.51.100.0/24" in pinned_deny(pin), 2.0), pin
+    # Through node 0's admin API: node 1 drops the source too, within a second.
+    assert reachable(ns1, ns1.host_ip, port1)
+    admin0 = gw0.admin_url.split("//")[1]
+    t0 = time.monotonic()
+    xgatectl("--admin", admin0, "deny", "add", "--cluster", ns1.ns_ip, check=True)
+    assert wait_for(lambda: ns1.ns_ip + "/32" in pinned_deny(pin1), 1.0)
+    assert time.monotonic() - t0 < scaled(1.5)
+    assert not reachable(ns1, ns1.host_ip, port1)
+    assert ns1.ns_ip + "/32" in pinned_deny(pin0)
+    listed = xgatectl("--admin", admin0, "--json", "deny", "list", "--cluster", check=True)
+    assert ns1.ns_ip + "/32" in listed.stdout
+    # Deleted on one node: gone everywhere; the config's own entry stays.
+    xgatectl("--admin", gw1.admin_url.split("//")[1], "deny", "del", "--cluster", ns1.ns_ip,
+             check=True)
+    for pin in (pin0, pin1):
+        assert wait_for(lambda: ns1.ns_ip + "/32" not in pinned_deny(pin), 1.5), pin
+        assert "203.0.113.0/24" in pinned_deny(pin)
+    assert reachable(ns1, ns1.host_ip, port1)
+    # A TTL: present, then expired everywhere (and out of Redis).
+    xgatectl("--admin", admin0, "deny", "add", "--cluster", "192.0.2.0/24", "--ttl", "2s",
+             check=True)
+    for pin in (pin0, pin1):
+        assert wait_for(lambda: "192.0.2.0/24" in pinned_deny(pin), 1.0)
+    for pin in (pin0, pin1):
+        assert wait_for(lambda: "192.0.2.0/24" not in pinned_deny(pin), 4.0), pin
+    assert r.cli("HEXISTS", "xgt-test:deny", "192.0.2.0/24", db=3) == "0"
+    # Redis restarted (empty): nodes resubscribe and follow the new set.
+    r.kill()
+    r.start()
+    for gw in (gw0, gw1):
+        assert wait_for(lambda: len(re.findall(r"deny list: subscribed", gw.log())) >= 2, 4.0)
+    for pin in (pin0, pin1):
+        assert wait_for(lambda: "198.51.100.0/24" not in pinned_deny(pin), 2.0)
+    xgatectl("--admin", admin0, "deny", "add", "--cluster", "100.64.0.0/10", check=True)
+    for pin in (pin0, pin1):
+        assert wait_for(lambda: "100.64.0.0/10" in pinned_deny(pin), 1.5)
+
+
+def test_cluster_deny_errors(upstream, gateway, redis, xgatectl):
+    r = redis()
+    up = upstream(name="app")
+    gw = gateway(cluster_cfg(up, r.port), env=ENV)
+    admin = gw.admin_url.split("//")[1]
+    bad = xgatectl("--admin", admin, "deny", "add", "--cluster", "300.1.2.3/8")
+    assert bad.returncode == 2 and "invalid CIDR" in bad.stderr, bad.stderr
+    assert xgatectl("--admin", admin, "deny", "add", "--cluster", "10.0.0.0/8", "--ttl",
+                    "5x").returncode == 2
+    assert xgatectl("--admin", admin, "deny", "add", "10.0.0.0/8", "--ttl", "5m").returncode == 2
+    assert xgatectl("--admin", admin, "allow", "add", "--cluster", "10.0.0.0/8").returncode == 2
+    missing = xgatectl("--admin", admin, "deny", "del", "--cluster", "10.9.0.0/16")
+    assert missing.returncode == 1 and "not in the cluster deny list" in missing.stderr
+    # Written to Redis even without an edge section here (other nodes may have one).
+    assert xgatectl("--admin", admin, "deny", "add", "--cluster", "10.0.0.0/8",
+                    "--ttl", "10m").returncode == 0
+    exp = int(r.cli("HGET", "xgt-test:deny", "10.0.0.0/8", db=3))
+    assert 0 < exp - time.time() * 1000 <= 600 * 1000 + 1000
+    resp = http_request("POST", gw.admin_url + "/cluster/deny", body=b'{"cidr": 1}')
+    assert resp.status == 400
+    r.kill()
+    down = http_request("POST", gw.admin_url + "/cluster/deny",
+                        body=b'{"action": "add", "cidr": "10.1.0.0/16"}')
+    assert down.status == 503, down
+    plain = gateway(base_config(upstreams=[up], routes=[]))
+    resp = http_request("POST", plain.admin_url + "/cluster/deny",
+                        body=b'{"action": "add", "cidr": "10.1.0.0/16"}')
+    assert resp.status == 409
