@@ -86,7 +86,8 @@ pids+=("$XGATE_PID")
 wait_port "$BACKEND_PORT" && wait_port "$LISTEN_PORT" && wait_port "$ADMIN_PORT" ||
 	die "xgate or backend did not start: $(tail -5 "$RUN_DIR/xgate.log")"
 for _ in $(seq 50); do
-	curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q '^xgate_cluster_redis_up 1' && break
+	curl -fsS -o "$RUN_DIR/metrics" "http://127.0.0.1:$ADMIN_PORT/metrics" || true
+	grep -q '^xgate_cluster_redis_up 1' "$RUN_DIR/metrics" && break
 	sleep 0.1
 done
 for path in cluster local; do
