@@ -103,8 +103,8 @@ static void test_local_share(void)
 {
 	struct cfg_errs errs = {0};
 	json_t *j = json_loads("{\"per_s\": 10, \"burst\": 30, \"scope\": \"cluster\"}", 0, NULL);
-	struct ratelimit_policy *p = ratelimit_policy_parse(j, "routes[0].rate_limit", "share",
-							    &errs);
+	struct ratelimit_policy *p =
+	    ratelimit_policy_parse(j, "routes[0].rate_limit", "share", &errs);
 	uint32_t retry;
 	int allowed = 0;
 

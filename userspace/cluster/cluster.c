@@ -8,7 +8,7 @@
 
 #include "metrics/metrics.h"
 
-static const char *const on_error_names[] = { "local", "open", "closed", NULL };
+static const char *const on_error_names[] = {"local", "open", "closed", NULL};
 
 static bool parse_redis_address(json_t *redis, const char *path, struct cluster_config *cc,
 				struct cfg_errs *errs)
@@ -53,8 +53,8 @@ static bool parse_redis_address(json_t *redis, const char *path, struct cluster_
 static void parse_redis(json_t *redis, const char *path, struct cluster_config *cc,
 			struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "address", "password", "db", "timeout_ms",
-					    "key_prefix", NULL };
+	static const char *const keys[] = {"address",	 "password",   "db",
+					   "timeout_ms", "key_prefix", NULL};
 	long long v;
 
 	cfg_check_keys(redis, path, keys, errs);
@@ -73,7 +73,7 @@ static void parse_redis(json_t *redis, const char *path, struct cluster_config *
 
 struct cluster_config *cluster_config_parse(json_t *obj, const char *path, struct cfg_errs *errs)
 {
-	static const char *const keys[] = { "redis", "nodes", "on_redis_error", NULL };
+	static const char *const keys[] = {"redis", "nodes", "on_redis_error", NULL};
 	struct cluster_config *cc;
 	int before = errs->count, e = CLUSTER_ON_ERROR_LOCAL;
 	char kp[CFG_PATH_MAX];
@@ -97,8 +97,7 @@ struct cluster_config *cluster_config_parse(json_t *obj, const char *path, struc
 		cfg_err(errs, cfg_path_key(kp, path, "redis"), "is required");
 	cfg_get_int(obj, "nodes", path, 1, 1, 1024, &v, errs);
 	cc->nodes = v;
-	cfg_get_enum(obj, "on_redis_error", path, on_error_names, CLUSTER_ON_ERROR_LOCAL, &e,
-		     errs);
+	cfg_get_enum(obj, "on_redis_error", path, on_error_names, CLUSTER_ON_ERROR_LOCAL, &e, errs);
 	cc->on_error = e;
 	if (errs->count != before) {
 		cluster_config_free(cc);

@@ -55,8 +55,7 @@ struct timer_heap;
 struct cluster_rl;
 
 /* Created once per worker, with or without a cluster config. NULL on memory exhaustion. */
-struct cluster_rl *cluster_rl_new(struct io_uring *ring, struct timer_heap *timers,
-				  int worker_id);
+struct cluster_rl *cluster_rl_new(struct io_uring *ring, struct timer_heap *timers, int worker_id);
 /* Follows a config: keeps the connection when cluster_config_same_redis(), else closes it
  * (pending calls fall back) and, when cc is not NULL, opens one for cc. */
 void cluster_rl_sync(struct cluster_rl *rl, const struct cluster_config *cc);
@@ -70,7 +69,7 @@ void cluster_rl_free(struct cluster_rl *rl);
 bool cluster_rl_up(const struct cluster_rl *rl);
 
 enum cluster_verdict {
-	CLUSTER_PENDING,  /* waiting for Redis */
+	CLUSTER_PENDING, /* waiting for Redis */
 	CLUSTER_ALLOW,
 	CLUSTER_DENY,	  /* retry_after_s set */
 	CLUSTER_FALLBACK, /* Redis failed for this call: apply on_redis_error */

@@ -15,24 +15,24 @@
  * the next token}. The key expires once the bucket would be full again.
  */
 const char cluster_gcra_script[] =
-	"local t = redis.call('TIME')\n"
-	"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-	"local T = tonumber(ARGV[1])\n"
-	"local tau = tonumber(ARGV[2])\n"
-	"local n = tonumber(ARGV[3])\n"
-	"local tat = tonumber(redis.call('GET', KEYS[1])) or now\n"
-	"if tat < now then tat = now end\n"
-	"local k = math.floor((tau - (tat - now)) / T + 1e-9)\n"
-	"if k > n then k = n end\n"
-	"if k < 0 then k = 0 end\n"
-	"if k > 0 then\n"
-	"  tat = tat + k * T\n"
-	"  redis.call('SET', KEYS[1], string.format('%.3f', tat))\n"
-	"  redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) / 1000) + 1)\n"
-	"end\n"
-	"local retry = 0\n"
-	"if k < n then retry = math.ceil(tat + T - tau - now) end\n"
-	"return {k, retry}\n";
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local T = tonumber(ARGV[1])\n"
+    "local tau = tonumber(ARGV[2])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1])) or now\n"
+    "if tat < now then tat = now end\n"
+    "local k = math.floor((tau - (tat - now)) / T + 1e-9)\n"
+    "if k > n then k = n end\n"
+    "if k < 0 then k = 0 end\n"
+    "if k > 0 then\n"
+    "  tat = tat + k * T\n"
+    "  redis.call('SET', KEYS[1], string.format('%.3f', tat))\n"
+    "  redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) / 1000) + 1)\n"
+    "end\n"
+    "local retry = 0\n"
+    "if k < n then retry = math.ceil(tat + T - tau - now) end\n"
+    "return {k, retry}\n";
 
 struct cluster_wlist {
 	struct cluster_waiter *head, *tail;
@@ -216,8 +216,7 @@ static struct batch *batch_find(struct cluster_rl *rl, uint64_t h, const char *k
 }
 
 enum cluster_verdict cluster_rl_take(struct cluster_rl *rl, struct cluster_waiter *w,
-				     const char *key, size_t keylen, uint64_t per_s,
-				     uint64_t burst)
+				     const char *key, size_t keylen, uint64_t per_s, uint64_t burst)
 {
 	uint64_t h = key_hash(key, keylen);
 	struct batch *b;
@@ -259,8 +258,7 @@ static void rl_state(struct redis_conn *rc, void *arg)
 	cluster_metrics_set_up(rl->worker_id, redis_conn_up(rc));
 }
 
-struct cluster_rl *cluster_rl_new(struct io_uring *ring, struct timer_heap *timers,
-				  int worker_id)
+struct cluster_rl *cluster_rl_new(struct io_uring *ring, struct timer_heap *timers, int worker_id)
 {
 	struct cluster_rl *rl = calloc(1, sizeof(*rl));
 

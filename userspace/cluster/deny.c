@@ -58,8 +58,8 @@ static void key_name(const struct cluster_config *cc, char *out, size_t len)
 /* A blocking connection, authenticated and on the configured db; NULL with err. */
 static redisContext *connect_sync(const struct cluster_config *cc, char *err, size_t errlen)
 {
-	struct timeval tv = { .tv_sec = cc->timeout_ms / 1000,
-			      .tv_usec = (cc->timeout_ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = cc->timeout_ms / 1000,
+			     .tv_usec = (cc->timeout_ms % 1000) * 1000};
 	redisContext *c = redisConnectWithTimeout(cc->host, cc->port, tv);
 	redisReply *r;
 
@@ -95,8 +95,8 @@ static redisContext *connect_sync(const struct cluster_config *cc, char *err, si
 	return c;
 }
 
-int cluster_deny_write(const struct cluster_config *cc, bool add, const char *cidr,
-		       uint64_t ttl_s, char *canon, char *err, size_t errlen)
+int cluster_deny_write(const struct cluster_config *cc, bool add, const char *cidr, uint64_t ttl_s,
+		       char *canon, char *err, size_t errlen)
 {
 	struct edge_cidr c;
 	char key[300], expiry[32], msg[96];
@@ -287,7 +287,8 @@ static void apply(struct cluster_deny *d, const struct settings *s, char **want,
 			continue;
 		if (!listed(s->config_deny, s->nconfig_deny, d->applied[i])) {
 			if (edge_list_del(s->pin_dir, EDGE_LIST_DENY, d->applied[i], err,
-					  sizeof(err)) && !strstr(err, "is not in"))
+					  sizeof(err)) &&
+			    !strstr(err, "is not in"))
 				log_warn("cluster", "undeny %s: %s", d->applied[i], err);
 			else
 				log_info("cluster", "deny %s removed (cluster)", d->applied[i]);
@@ -333,7 +334,7 @@ static bool resync(struct cluster_deny *d, redisContext *rc, const struct settin
 
 static bool stopping(struct cluster_deny *d, int timeout_ms)
 {
-	struct pollfd p = { .fd = d->stop_fd, .events = POLLIN };
+	struct pollfd p = {.fd = d->stop_fd, .events = POLLIN};
 
 	return poll(&p, 1, timeout_ms) > 0;
 }
@@ -368,12 +369,12 @@ static bool session(struct cluster_deny *d, const struct settings *s, bool *was_
 	}
 	freeReplyObject(r);
 	/* The read timeout would poison the context: poll(2) decides when to read. */
-	redisSetTimeout(sub, (struct timeval){ 0 });
+	redisSetTimeout(sub, (struct timeval){0});
 	log_info("cluster", "deny list: subscribed to %s on %s:%d", key, s->cc.host, s->cc.port);
 	*was_up = *subscribed = true;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = sub->fd, .events = POLLIN },
-				       { .fd = d->stop_fd, .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = sub->fd, .events = POLLIN},
+				      {.fd = d->stop_fd, .events = POLLIN}};
 		uint64_t now = wall_ms();
 		int wait = RESYNC_MS;
 		bool got = false;

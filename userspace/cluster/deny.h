@@ -29,8 +29,8 @@ struct xg_config;
 /* Adds (ttl_s 0: no expiry) or deletes one entry. 0; -EINVAL bad CIDR, -ENOENT deleting
  * an absent entry, -EIO Redis unreachable or refused; err says why. canon gets the
  * canonical CIDR (64 bytes). */
-int cluster_deny_write(const struct cluster_config *cc, bool add, const char *cidr,
-		       uint64_t ttl_s, char *canon, char *err, size_t errlen);
+int cluster_deny_write(const struct cluster_config *cc, bool add, const char *cidr, uint64_t ttl_s,
+		       char *canon, char *err, size_t errlen);
 /* The current entries, {"entries": [{"cidr", "expires_ms"}]}; NULL with err on failure. */
 json_t *cluster_deny_list(const struct cluster_config *cc, char *err, size_t errlen);
 

@@ -25,7 +25,7 @@ struct redis_link {
 	bool ring_dead; /* teardown after the ring is gone: nothing to cancel */
 };
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 static void conn_timer_update(struct redis_conn *rc);
 
@@ -179,8 +179,8 @@ static void cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void conn_fail_soon(struct redis_conn *rc, const char *what, const redisReply *r)
 {
 	if (r)
-		log_warn("cluster", "redis %s:%d: %s: %.*s", rc->host, rc->port, what,
-			 (int)r->len, r->str ? r->str : "");
+		log_warn("cluster", "redis %s:%d: %s: %.*s", rc->host, rc->port, what, (int)r->len,
+			 r->str ? r->str : "");
 	rc->fail_pending = true;
 	timer_add(rc->timers, &rc->timer, clock_mono_ms(), rc->timer.fire);
 }
@@ -251,13 +251,13 @@ static bool conn_setup(struct redis_conn *rc)
 	char db[16];
 
 	snprintf(db, sizeof(db), "%d", rc->db);
-	if (rc->password && !setup_send(rc, 0, 2, (const char *[]){ "AUTH", rc->password }))
+	if (rc->password && !setup_send(rc, 0, 2, (const char *[]){"AUTH", rc->password}))
 		return false;
-	if (rc->db && !setup_send(rc, 1, 2, (const char *[]){ "SELECT", db }))
+	if (rc->db && !setup_send(rc, 1, 2, (const char *[]){"SELECT", db}))
 		return false;
 	if (rc->script)
-		return setup_send(rc, 2, 3, (const char *[]){ "SCRIPT", "LOAD", rc->script });
-	return setup_send(rc, 2, 1, (const char *[]){ "PING" });
+		return setup_send(rc, 2, 3, (const char *[]){"SCRIPT", "LOAD", rc->script});
+	return setup_send(rc, 2, 1, (const char *[]){"PING"});
 }
 
 static void conn_retry_later(struct redis_conn *rc)
@@ -327,7 +327,7 @@ static void conn_drop(struct redis_conn *rc)
 	l->ring_dead = rc->ring_dead;
 	if (rc->state == REDIS_UP && !rc->fail_pending)
 		rc->state = REDIS_CONNECTING; /* no new commands from the callbacks */
-	redisAsyncFree(l->ac); /* ev_cleanup → conn_lost */
+	redisAsyncFree(l->ac);		      /* ev_cleanup → conn_lost */
 }
 
 static void conn_timer_fire(struct timer *t)
@@ -424,8 +424,8 @@ void redis_links_free(struct redis_link **links)
 	}
 }
 
-bool redis_conn_command(struct redis_conn *rc, struct redis_cmd *cmd, int argc,
-			const char **argv, const size_t *lens)
+bool redis_conn_command(struct redis_conn *rc, struct redis_cmd *cmd, int argc, const char **argv,
+			const size_t *lens)
 {
 	struct redis_link *l = rc ? rc->link : NULL;
 

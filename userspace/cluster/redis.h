@@ -80,7 +80,7 @@ static inline bool redis_conn_up(const struct redis_conn *rc)
 }
 /* Queues a command (pipelined); false when the connection is not up or hiredis refused.
  * On true, cmd->done runs exactly once, never from inside this call. */
-bool redis_conn_command(struct redis_conn *rc, struct redis_cmd *cmd, int argc,
-			const char **argv, const size_t *lens);
+bool redis_conn_command(struct redis_conn *rc, struct redis_cmd *cmd, int argc, const char **argv,
+			const size_t *lens);
 
 #endif
