@@ -317,6 +317,42 @@ def test_wrong_password_stays_down_and_logs(upstream, gateway, redis):
     assert http_request("GET", gw.url("/s")).status == 503
 
 
+def test_reload_follows_the_redis_settings(upstream, gateway, redis):
+    up = upstream(name="app")
+    r1, r2 = redis(), redis()
+    # per_s 1: a key lives about a second per token taken, long enough to be seen.
+    cfg = cluster_cfg(up, r1.port, nodes=1, per_s=1, burst=1000)
+    gw = gateway(cfg, env=ENV)
+    assert wait_up(gw), gw.log()
+    assert http_request("GET", gw.url("/s")).status == 200
+    assert r1.cli("EXISTS", "xgt-test:rl:shared:route", db=3) == "1"
+    # Only the prefix changes: the same connection, the new key name.
+    cfg["cluster"]["redis"]["key_prefix"] = "p2:"
+    gw.reload(cfg)
+    assert gw.wait_log(r"generation 2|reload", timeout=5)
+    assert wait_for(lambda: http_request("GET", gw.url("/s")).status == 200
+                    and r1.cli("EXISTS", "p2:rl:shared:route", db=3) == "1", 3.0)
+    assert len(re.findall(r"redis 127\.0\.0\.1:%d: connected" % r1.port, gw.log())) == 1
+    # Another server: the worker moves there.
+    cfg["cluster"]["redis"]["address"] = "127.0.0.1:%d" % r2.port
+    gw.reload(cfg)
+    assert gw.wait_log(r"redis 127\.0\.0\.1:%d: connected" % r2.port, timeout=5)
+    assert wait_up(gw)
+    assert http_request("GET", gw.url("/s")).status == 200
+    assert r2.cli("EXISTS", "p2:rl:shared:route", db=3) == "1"
+    # No cluster any more: the route must not be cluster-scoped (refused, old one serves).
+    bad = dict(cfg)
+    bad.pop("cluster")
+    gw.reload(bad)
+    assert gw.wait_log(r"needs the top-level \"cluster\" section", timeout=5)
+    assert http_request("GET", gw.url("/s")).status == 200
+    # A local limit without cluster: the connection is closed, the gauge gone.
+    bad["routes"][0]["rate_limit"].pop("scope")
+    gw.reload(bad)
+    assert wait_for(lambda: metric(gw, "xgate_cluster_redis_up") is None, 3.0)
+    assert http_request("GET", gw.url("/s")).status == 200
+
+
 @pytest.mark.parametrize("cluster,route_rl,path,message", [
     (None, {"per_s": 1, "scope": "cluster"}, "routes[0].rate_limit.scope",
      "needs the top-level \"cluster\" section"),
