@@ -30,6 +30,7 @@ struct transform_policy; /* transform/transform.h */
 struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
 struct compose_policy;
+struct cluster_config; /* cluster/cluster.h */
 struct target_state;  /* upstream/target_state.h */
 struct dns_upstream;  /* upstream/dns.h */
 
@@ -197,6 +198,7 @@ struct xg_config {
 	struct compress_policy *compression; /* top level, routes inherit it; NULL: none */
 	struct access_log_config access_log;
 	char *resolver_servers; /* "IP:PORT,..." for c-ares; NULL: /etc/resolv.conf */
+	struct cluster_config *cluster; /* NULL: no cluster mode */
 };
 
 /* Loads and validates; NULL with every error in errs. Generation is set by the caller. */
