@@ -106,6 +106,7 @@ void exchange_reset(struct conn *c)
 		stream_end(st); /* the filters' on_end: cache commit, releases */
 	}
 	free(ex->log_path);
+	free(ex->rb);
 	buf_free(&ex->head);
 	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
@@ -513,7 +514,10 @@ static void stream_forward_host(struct stream *st)
 	size_t up_len = st->path_len, off;
 
 	take_stream_result(c, st);
-	if (rc->strip_prefix && st->match.prefix_len) {
+	if (st->up_path) {
+		up_path = st->up_path; /* a filter rewrote it (transform.request.path) */
+		up_len = st->up_path_len;
+	} else if (rc->strip_prefix && st->match.prefix_len) {
 		off = st->match.prefix_len;
 		if (st->path[off - 1] == '/')
 			off--;
@@ -535,6 +539,12 @@ static void stream_forward_host(struct stream *st)
 		return;
 	}
 	ex->hash = balance_hash(c, &c->cfg->upstreams[ex->upstream], req, ar);
+	if (st->req_body_ready) {
+		/* read whole already (step_req_body): sent from the stream after the head */
+		ex->rb_buffered = true;
+		pick_and_connect(c);
+		return;
+	}
 	ex->req_body = req->body;
 	if (ex->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_SOCKMAP &&
 	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
@@ -559,7 +569,24 @@ static void stream_resumed_host(void *host)
 	conn_advance(host);
 }
 
+/* A filter waits for the request body: step_req_body() reads it. */
+static void stream_read_body_host(struct stream *st)
+{
+	struct conn *c = st->host;
+	struct exchange *ex = &c->ex;
+	const struct http_request *req = &st->req;
+
+	c->state = CS_REQ_BODY;
+	ex->req_body = req->body;
+	ex->req_remaining = req->content_length;
+	http_chunked_init(&ex->req_chunked);
+	if (req->expect_continue && ex->req_has_body && !ex->req_done && !buf_len(&c->cli.in) &&
+	    buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes))
+		buf_append(&c->cli.out, continue_100, sizeof(continue_100) - 1);
+}
+
 static const struct stream_host_ops conn_stream_ops = {
+	.read_body = stream_read_body_host,
 	.reply_error = stream_reply_error_host,
 	.reply_cached = stream_reply_cached_host,
 	.reply_status = stream_reply_status_host,
@@ -804,6 +831,7 @@ static bool step_connecting(struct conn *c)
 		return true;
 	}
 	buf_append(&u->s.out, buf_head(&c->ex.head), buf_len(&c->ex.head));
+	c->ex.rb_sent = 0; /* a retry sends the buffered body again */
 	c->state = CS_EXCHANGE;
 	return true;
 }
@@ -1195,6 +1223,22 @@ static bool pump_response(struct conn *c)
 	return k > 0;
 }
 
+/* The buffered (possibly replaced) request body, after the head, as room allows. */
+static bool pump_buffered(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *dst = &c->up->s;
+	size_t n = c->st->req_body_len - ex->rb_sent;
+
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	if (n > buf_space(&dst->out))
+		n = buf_space(&dst->out);
+	buf_append(&dst->out, c->st->req_body + ex->rb_sent, n);
+	ex->rb_sent += n;
+	return n > 0;
+}
+
 static bool step_exchange(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
@@ -1204,6 +1248,8 @@ static bool step_exchange(struct conn *c)
 
 	if (ex->from_cache)
 		return pump_cached(c);
+	if (ex->rb_buffered && ex->rb_sent < c->st->req_body_len)
+		progress |= pump_buffered(c);
 	if (!ex->req_done) {
 		progress |= pump_request(c);
 		if (c->state != st || c->up != u)
@@ -1232,6 +1278,8 @@ static bool step_exchange(struct conn *c)
 			c->close_after = true;
 			ex->resp_close = true;
 		}
+		if (ex->rb_buffered && ex->rb_sent < c->st->req_body_len)
+			ex->resp_close = true; /* the upstream answered before it had the body */
 		if (c->st)
 			c->st->completed = true;
 		if (buf_len(&u->s.in)) {
@@ -1257,6 +1305,104 @@ static bool step_exchange(struct conn *c)
 		return true;
 	}
 	return progress;
+}
+
+/* Appends decoded request body bytes; false past the filter's bound. */
+static bool rb_append(struct conn *c, const char *p, size_t n)
+{
+	struct exchange *ex = &c->ex;
+	size_t max = c->st->req_body_max, cap;
+	char *nb;
+
+	if (n > max - ex->rb_len)
+		return false;
+	if (ex->rb_len + n > ex->rb_cap) {
+		cap = ex->rb_cap ? ex->rb_cap * 2 : 16384;
+		if (cap < ex->rb_len + n)
+			cap = ex->rb_len + n;
+		if (cap > max)
+			cap = max;
+		nb = realloc(ex->rb, cap ? cap : 1);
+		if (!nb)
+			return false;
+		ex->rb = nb;
+		ex->rb_cap = cap;
+	}
+	memcpy(ex->rb + ex->rb_len, p, n);
+	ex->rb_len += n;
+	return true;
+}
+
+static bool req_body_fail(struct conn *c, int status, const char *reason)
+{
+	take_stream_result(c, c->st);
+	c->close_after = true;
+	reject(c, status, reason, 0, NULL);
+	return true;
+}
+
+/* Takes what the client buffer holds of the body, de-framed; false: over the bound. */
+static ssize_t rb_take(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->cli.in;
+	struct http_span spans[64];
+	size_t n = buf_len(in), nspans = 64;
+	ssize_t k;
+
+	if (ex->req_body == HTTP_BODY_LENGTH) {
+		k = n < ex->req_remaining ? n : ex->req_remaining;
+		if (!rb_append(c, buf_head(in), k))
+			return -413;
+		ex->req_remaining -= k;
+		ex->req_done = ex->req_remaining == 0;
+		return k;
+	}
+	k = http_chunked_scan(&ex->req_chunked, buf_head(in), n, spans, &nspans);
+	if (k < 0)
+		return -400;
+	for (size_t i = 0; i < nspans; i++)
+		if (!rb_append(c, buf_head(in) + spans[i].off, spans[i].len))
+			return -413;
+	ex->req_done = ex->req_chunked.done; /* trailers were scanned and are dropped */
+	return k;
+}
+
+/*
+ * A filter asked for the whole request body: read it into ex->rb (Content-Length or
+ * chunked, de-framed) within the filter's bound, then hand it to the stream and wake it.
+ */
+static bool step_req_body(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *s = &c->cli;
+	struct stream *st = c->st;
+	ssize_t k = 0;
+
+	if (!ex->req_done && buf_len(&s->in)) {
+		k = rb_take(c);
+		if (k == -413)
+			return req_body_fail(c, 413, "request body too large");
+		if (k < 0)
+			return req_body_fail(c, 400, "invalid chunked body");
+		buf_consume(&s->in, k);
+		ex->bytes_in += k;
+	}
+	if (ex->req_done) {
+		st->req_body = ex->rb ? ex->rb : "";
+		st->req_body_len = ex->rb_len;
+		st->req_body_ready = true;
+		c->state = CS_FILTERS;
+		stream_wake(st);
+		return true;
+	}
+	if (s->timed_out)
+		return req_body_fail(c, 408, "request body timeout");
+	if (s->failed || s->eof) {
+		conn_abort(c);
+		return true;
+	}
+	return k > 0;
 }
 
 static bool step_head(struct conn *c)
@@ -1387,6 +1533,8 @@ static bool step(struct conn *c)
 		return step_tls_handshake(c);
 	case CS_HEAD:
 		return step_head(c);
+	case CS_REQ_BODY:
+		return step_req_body(c);
 	case CS_FILTERS:
 		/* A client that leaves while its request waits gives the request up. */
 		if (c->cli.failed || c->cli.eof) {
@@ -1548,6 +1696,11 @@ static bool arm(struct conn *c)
 		side_arm_shutdown(cli);
 		cli->recv_timeout_ms = c->deadline_ms > cli->w->now_ms ? c->deadline_ms - cli->w->now_ms
 								       : 1;
+		side_retime_recv(cli);
+		progress |= side_arm_recv(cli);
+		break;
+	case CS_REQ_BODY:
+		cli->recv_timeout_ms = lim->idle_timeout_ms;
 		side_retime_recv(cli);
 		progress |= side_arm_recv(cli);
 		break;

@@ -106,6 +106,7 @@ enum conn_state {
 	CS_TLS_HANDSHAKE,
 	CS_HEAD,       /* waiting for a request head */
 	CS_FILTERS,    /* the request's filter chain waits for something (stream_wake) */
+	CS_REQ_BODY,   /* a filter waits for the whole request body: reading it */
 	CS_QUEUED,     /* every target at max_conns_per_target: in the worker's FIFO queue */
 	CS_CONNECTING, /* waiting for the upstream connection */
 	CS_EXCHANGE,   /* request/response in flight */
@@ -146,6 +147,12 @@ struct exchange {
 	/* the body's deadline (see body_recv_timeout): when reading it began, time the
 	 * gateway itself stopped reading (backpressure), and since when it has not read */
 	uint64_t body_start_ms, body_paused_ms, body_paused_since_ms;
+	/* the body a filter asked for (stream_need_request_body): read whole into rb, then
+	 * sent from the stream's req_body (rb or the filter's replacement) after the head */
+	char *rb;
+	size_t rb_len, rb_cap;
+	bool rb_buffered; /* the request forwarded carries st->req_body, not a stream */
+	size_t rb_sent;
 	/* response: upstream -> client */
 	bool resp_started; /* any byte of the response went to the client */
 	int status;

@@ -169,6 +169,13 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->resp_local = false;
 	st->nresp_edits = 0;
 	st->body_filter = -1;
+	st->nreq_edits = 0;
+	st->up_path = st->up_query = NULL;
+	st->up_path_len = st->up_query_len = 0;
+	st->req_body_wanted = st->req_body_ready = false;
+	st->req_body_max = st->req_body_len = 0;
+	st->req_body = NULL;
+	st->req_body_copy = NULL;
 	st->nfilters = st->cursor = st->entered = 0;
 	st->waiting = st->queued = st->ended = st->running = st->end_requested = false;
 	st->runq_next = NULL;
@@ -238,6 +245,9 @@ void stream_run(struct stream *st, uint64_t now_ms)
 			return;
 		if (v == FILTER_WAIT) {
 			st->waiting = true;
+			/* The host reads the body now; it wakes the stream when it has it. */
+			if (st->req_body_wanted && !st->req_body_ready)
+				st->ops->read_body(st);
 			return;
 		}
 		st->cursor = i + 1;
@@ -327,6 +337,91 @@ bool stream_resp_header_removed(const struct stream *st, struct http_str name)
 	return false;
 }
 
+static bool add_req_edit(struct stream *st, const char *name, const char *value)
+{
+	struct stream_hdr_edit *e;
+
+	if (st->nreq_edits == STREAM_MAX_REQ_EDITS)
+		return false;
+	e = &st->req_edits[st->nreq_edits];
+	e->name = stream_strdup(st, name, strlen(name));
+	e->value = value ? stream_strdup(st, value, strlen(value)) : NULL;
+	if (!e->name || (value && !e->value))
+		return false;
+	st->nreq_edits++;
+	return true;
+}
+
+bool stream_req_header_add(struct stream *st, const char *name, const char *value)
+{
+	return add_req_edit(st, name, value);
+}
+
+bool stream_req_header_remove(struct stream *st, const char *name)
+{
+	return add_req_edit(st, name, NULL);
+}
+
+int stream_req_edits_room(const struct stream *st)
+{
+	return STREAM_MAX_REQ_EDITS - st->nreq_edits;
+}
+
+bool stream_req_header_removed(const struct stream *st, struct http_str name)
+{
+	for (int i = 0; i < st->nreq_edits; i++)
+		if (!st->req_edits[i].value && http_str_eq_nocase(name, st->req_edits[i].name))
+			return true;
+	return false;
+}
+
+bool stream_set_upstream_path(struct stream *st, const char *p, size_t n)
+{
+	char *s = stream_strdup(st, p, n);
+
+	if (!s)
+		return false;
+	st->up_path = s;
+	st->up_path_len = n;
+	return true;
+}
+
+bool stream_set_upstream_query(struct stream *st, const char *p, size_t n)
+{
+	char *s = stream_strdup(st, p, n);
+
+	if (!s)
+		return false;
+	st->up_query = s;
+	st->up_query_len = n;
+	return true;
+}
+
+bool stream_need_request_body(struct stream *st, size_t max)
+{
+	if (!st->ops->read_body)
+		return false;
+	if (st->req_body_wanted && st->req_body_max < max)
+		max = st->req_body_max; /* several filters: the tightest bound holds */
+	st->req_body_wanted = true;
+	st->req_body_max = max;
+	return true;
+}
+
+bool stream_set_request_body(struct stream *st, const char *p, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+
+	if (!copy)
+		return false;
+	memcpy(copy, p, n);
+	free(st->req_body_copy);
+	st->req_body_copy = copy;
+	st->req_body = copy;
+	st->req_body_len = n;
+	return true;
+}
+
 bool stream_claim_body(struct stream *st, void *state)
 {
 	if (st->body_filter >= 0)
@@ -392,6 +487,9 @@ static void stream_finish_end(struct stream *st)
 		auth_result_release(&st->auth);
 		st->auth_done = false;
 	}
+	free(st->req_body_copy);
+	st->req_body_copy = NULL;
+	st->req_body = NULL;
 	arena_put(p, &st->arena);
 	st->gen++;
 	st->host = NULL;

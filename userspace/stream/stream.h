@@ -40,6 +40,24 @@
  * on_response_data always sees the body as it came (before any transform): what a cache
  * stores is the origin's representation.
  *
+ * Request side, for filters that must see or change what goes upstream:
+ *   body     by default the request body streams from the client to the upstream after
+ *            forward, and no filter sees it. A filter that needs it calls
+ *            stream_need_request_body(st, max) from on_request and returns FILTER_WAIT;
+ *            the host reads the whole body (de-chunked; trailers are dropped), bounded by
+ *            max (past it the host answers 413 itself and the stream ends) and by the body
+ *            idle timeout, sets req_body / req_body_len / req_body_ready and wakes the
+ *            stream: the same on_request runs again. stream_set_request_body() replaces
+ *            what is forwarded (the stream keeps a copy). A buffered body goes upstream
+ *            with Content-Length and no Transfer-Encoding; chains that never ask keep
+ *            the streaming path;
+ *   headers  stream_req_header_add() / _remove() record edits applied where the upstream
+ *            head is built, like the response ones (client headers whose name was removed
+ *            are skipped, then the added lines are written; headers the gateway controls,
+ *            framing and forwarding, are never written from an edit);
+ *   target   stream_set_upstream_path() / stream_set_upstream_query() replace the path
+ *            (then strip_prefix does not apply) and the query the upstream gets.
+ *
  * Streams come from a per-worker pool and are never handed back to malloc while the worker
  * runs, so a late completion holding a struct stream_ref finds a stream whose generation
  * moved on and does nothing.
@@ -57,6 +75,7 @@
 
 #define STREAM_MAX_FILTERS 16
 #define STREAM_MAX_RESP_EDITS 24
+#define STREAM_MAX_REQ_EDITS 24
 
 struct stream;
 struct xg_config;
@@ -140,6 +159,9 @@ struct stream_host_ops {
 			   size_t len);
 	/* Every filter continued: send the request upstream. */
 	void (*forward)(struct stream *st);
+	/* A filter waits for the whole request body (stream_need_request_body): read it,
+	 * bounded by st->req_body_max, then wake the stream. NULL: the host cannot. */
+	void (*read_body)(struct stream *st);
 	/* A woken stream's chain ran (the stream may have ended meanwhile): let the host
 	 * move on (arm I/O, write what a filter produced). */
 	void (*resumed)(void *host);
@@ -188,6 +210,20 @@ struct stream {
 	struct stream_hdr_edit resp_edits[STREAM_MAX_RESP_EDITS];
 	int nresp_edits;
 	int body_filter; /* chain index of the filter transforming the body; -1: none */
+	/* Request edits (see the top of this file). */
+	struct stream_hdr_edit req_edits[STREAM_MAX_REQ_EDITS];
+	int nreq_edits;
+	const char *up_path; /* NULL: the normalised path (with strip_prefix) */
+	size_t up_path_len;
+	const char *up_query; /* NULL: the client's query */
+	size_t up_query_len;
+	/* The buffered request body: asked for, its bound, and once read, the bytes. */
+	bool req_body_wanted;
+	bool req_body_ready;
+	size_t req_body_max;
+	const char *req_body;
+	size_t req_body_len;
+	char *req_body_copy; /* stream_set_request_body()'s copy, freed at stream end */
 	/* Chain. */
 	const struct filter *chain[STREAM_MAX_FILTERS];
 	void *state[STREAM_MAX_FILTERS];
@@ -243,6 +279,23 @@ bool stream_resp_header_remove(struct stream *st, const char *name);
 int stream_resp_edits_room(const struct stream *st);
 /* Host side: whether an origin header is to be dropped. */
 bool stream_resp_header_removed(const struct stream *st, struct http_str name);
+/* Request head edits (from on_request); false when the edit list or the arena is full. */
+bool stream_req_header_add(struct stream *st, const char *name, const char *value);
+bool stream_req_header_remove(struct stream *st, const char *name);
+int stream_req_edits_room(const struct stream *st);
+/* Host side: whether a client header is not to be forwarded. */
+bool stream_req_header_removed(const struct stream *st, struct http_str name);
+/* The path (starting with '/') and query (without '?') the upstream gets; copied. */
+bool stream_set_upstream_path(struct stream *st, const char *p, size_t n);
+bool stream_set_upstream_query(struct stream *st, const char *p, size_t n);
+/*
+ * Asks the host for the whole request body, at most max bytes (from on_request, which then
+ * returns FILTER_WAIT and runs again with req_body_ready). false when the host cannot
+ * buffer bodies. A request without a body is ready at once with req_body_len 0.
+ */
+bool stream_need_request_body(struct stream *st, size_t max);
+/* Replaces the body forwarded upstream (the stream keeps a copy); false on no memory. */
+bool stream_set_request_body(struct stream *st, const char *p, size_t n);
 /* The filter owning `state` transforms the body; false when another one already does or
  * it has no on_response_body. */
 bool stream_claim_body(struct stream *st, void *state);
