@@ -1,7 +1,13 @@
-"""Route transform.response.headers: remove → rename → set → add on every response the client
-gets (upstream and the gateway's own errors), and config errors naming their JSON path —
-including the transform keys that are not implemented (request side, bodies)."""
-from conftest import base_config, http_request
+"""Route transform: response headers (remove → rename → set → add on every response the client
+gets, upstream and the gateway's own errors); request headers with templates, query, the regex
+path rewrite; JSON request body ops through the buffered request-body phase (Content-Length
+and chunked bodies, the 413 bound, 400 on a body that is not JSON); config errors naming their
+JSON path — including the transform keys that are not implemented."""
+import json
+
+from conftest import base_config, http_raw, http_request, parse_responses
+
+API_KEY = "k-transform-0123456789"
 
 
 def header_values(resp, name):
@@ -64,8 +70,16 @@ def test_gateway_errors_are_transformed(upstream, gateway):
 def test_transform_config_errors_name_their_path(upstream, gateway):
     up = upstream(name="svc")
     for transform, message in (
-            ({"request": {"headers": {"set": {"X-Consumer": "forged"}}}},
-             "routes[0].transform.request"),
+            ({"request": {"headers": {"set": {"X-Forwarded-For": "1.2.3.4"}}}},
+             "routes[0].transform.request.headers.set.X-Forwarded-For: \"X-Forwarded-For\" is "
+             "set by the gateway"),
+            ({"request": {"path": {"from": "^/api/(", "to": "/v2"}}},
+             "routes[0].transform.request.path.from: invalid regular expression"),
+            ({"request": {"path": {"from": "^/api/(.*)$", "to": "/v2/$3"}}},
+             "routes[0].transform.request.path.to: names group $3"),
+            ({"request": {"headers": {"add": {"X-A": "{jwt}"}}}},
+             "routes[0].transform.request.headers.add.X-A: unknown template {jwt}"),
+            ({"request": {"body_format": "yaml"}}, "routes[0].transform.request.body_format"),
             ({"response": {"body": {"deny": ["internal"]}}},
              "routes[0].transform.response.body"),
             ({"response": {"body_format": "negotiate"}},
@@ -87,3 +101,117 @@ def test_transform_config_errors_name_their_path(upstream, gateway):
         code, output = gateway(base_config(upstreams=[up], routes=[route]),
                                expect_start_failure=True)
         assert code != 0 and message in output, (transform, output)
+
+
+def request_route(up, request, **extra):
+    route = {"name": "api", "paths": ["/api"], "upstream": up.name,
+             "transform": {"request": request}}
+    route.update(extra)
+    return route
+
+
+def test_request_headers_query_and_path(upstream, gateway):
+    up = upstream(name="svc")
+    request = {"headers": {"remove": ["X-Debug"], "rename": {"X-Old": "X-New"},
+                           "set": {"X-Client": "{consumer}", "X-User": "{path.4}/{query.q}"},
+                           "add": {"X-Via": "xgate"}},
+               "query": {"remove": ["debug"], "set": {"v": "2"}},
+               "path": {"from": "^/api/v1/(.*)$", "to": "/v2/$1"}}
+    cfg = base_config(upstreams=[up], routes=[request_route(up, request,
+                                                            auth={"api_key": {}})])
+    cfg["auth"] = {"api_keys": {"header": "X-API-Key"}}
+    cfg["consumers"] = [{"name": "mobile-app", "api_keys": [API_KEY]}]
+    gw = gateway(cfg)
+    r = http_request("GET", gw.url("/api/v1/users/7?debug=1&q=x&v=1"),
+                     headers={"X-API-Key": API_KEY, "X-Debug": "1", "X-Old": "o",
+                              "X-Client": "forged"})
+    assert r.status == 200, r
+    seen = up.requests[-1]
+    assert seen.path == "/v2/users/7"
+    assert seen.query == "q=x&v=2"
+    assert "x-debug" not in seen.headers
+    assert "x-old" not in seen.headers and seen.headers["x-new"] == "o"
+    assert seen.headers["x-client"] == "mobile-app"  # the forged value never reaches it
+    assert seen.headers["x-user"] == "7/x"
+    assert seen.headers["x-via"] == "xgate"
+    # a path the pattern does not match goes on unchanged
+    r = http_request("GET", gw.url("/api/other?debug=1"), headers={"X-API-Key": API_KEY})
+    assert r.status == 200, r
+    assert up.requests[-1].path == "/api/other" and up.requests[-1].query == "v=2"
+    # the capture cannot climb out of /v2: normalised before routing, and again after
+    r = http_request("GET", gw.url("/api/v1/a/%2e%2e/b"), headers={"X-API-Key": API_KEY})
+    assert r.status == 200, r
+    assert up.requests[-1].path == "/v2/b"
+
+
+def test_set_template_without_value_drops_client_header(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(upstreams=[up], routes=[request_route(
+        up, {"headers": {"set": {"X-Client": "{consumer}"}}})]))
+    r = http_request("GET", gw.url("/api"), headers={"X-Client": "forged"})
+    assert r.status == 200, r
+    assert "x-client" not in up.requests[-1].headers
+
+
+BODY_OPS = {"body": {"remove": ["password"], "rename": {"userName": "user_name"},
+                     "set": {"source": "gateway", "meta.v": 2}}}
+
+
+def test_request_body_is_buffered_and_replaced(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(upstreams=[up], routes=[request_route(up, BODY_OPS)]))
+    body = json.dumps({"userName": "ann", "password": "secret", "keep": [1, 2]}).encode()
+    r = http_request("POST", gw.url("/api/users"), body=body,
+                     headers={"Content-Type": "application/json"})
+    assert r.status == 200, r
+    seen = up.requests[-1]
+    assert json.loads(seen.body) == {"user_name": "ann", "keep": [1, 2], "source": "gateway",
+                                     "meta": {"v": 2}}
+    assert int(seen.headers["content-length"]) == len(seen.body)
+    assert "transfer-encoding" not in seen.headers
+    # chunked from the client: de-chunked, replaced, sent with a Content-Length
+    pieces = [b'{"userName": ', b'"bob", "pass', b'word": "x"}']
+    r = http_request("POST", gw.url("/api/users"), body=iter(pieces),
+                     headers={"Content-Type": "application/json"})
+    assert r.status == 200, r
+    seen = up.requests[-1]
+    assert not seen.chunked
+    assert json.loads(seen.body) == {"user_name": "bob", "source": "gateway", "meta": {"v": 2}}
+    assert int(seen.headers["content-length"]) == len(seen.body)
+    # a bodiless request passes untouched
+    r = http_request("GET", gw.url("/api/users"))
+    assert r.status == 200 and up.requests[-1].body == b"", r
+
+
+def test_request_body_keep_alive_and_pipelining(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(upstreams=[up], routes=[request_route(up, BODY_OPS)]))
+    body = b'{"password": "p", "a": 1}'
+    one = (b"POST /api/x HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(body), body))
+    two = (b"POST /api/y HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n"
+           b"Connection: close\r\n\r\n5\r\n{\"b\":\r\n2\r\n2}\r\n0\r\nX-T: 1\r\n\r\n")
+    responses = parse_responses(http_raw(gw.port(), one + two))
+    assert [resp[0] for resp in responses] == [200, 200], responses
+    assert [json.loads(req.body) for req in up.requests[-2:]] == [
+        {"a": 1, "source": "gateway", "meta": {"v": 2}},
+        {"b": 2, "source": "gateway", "meta": {"v": 2}}]
+    assert up.requests[-1].trailers == []  # a buffered body drops the client's trailers
+
+
+def test_request_body_errors(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(upstreams=[up], routes=[request_route(up, BODY_OPS)],
+                             limits={"max_body_bytes": 1000}))
+    r = http_request("POST", gw.url("/api/x"), body=b"name=ann&password=x",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 400 and r.json()["error"] == "request body is not JSON", r
+    big = b'{"a": "' + b"x" * 4000 + b'"}'
+    r = http_request("POST", gw.url("/api/x"), body=iter([big[:2000], big[2000:]]))
+    assert r.status == 413 and r.json()["error"] == "request body too large", r
+    r = http_request("POST", gw.url("/api/x"), body=big)  # by Content-Length, before reading
+    assert r.status == 413, r
+    raw = http_raw(gw.port(), b"POST /api/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked"
+                   b"\r\n\r\nzz\r\n")
+    assert parse_responses(raw)[0][0] == 400
+    assert len(up.requests) == 0

@@ -1,5 +1,7 @@
-/* Response-header transformation: config errors with JSON paths, the fixed op order
- * remove → rename → set → add, and renames of repeated headers. */
+/* Transformation: config errors with JSON paths, the fixed header op order
+ * remove → rename → set → add, renames of repeated headers, request header templates,
+ * query ops, the regex path rewrite (normalised, never escaping the root) and JSON body
+ * ops on dot paths. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +33,36 @@ static void test_config_errors(void)
 {
 	struct cfg_errs errs = {0};
 
-	CHECK(!parse("{\"request\": {}}", &errs));
-	CHECK(strstr(errs.text, "routes[1].transform.request"));
+	CHECK(!parse("{\"request\": {\"cookies\": {}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.cookies"));
+	CHECK(!parse("{\"request\": {\"path\": {\"from\": \"^/a/(\", \"to\": \"/b\"}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.path.from: invalid regular expression"));
+	CHECK(!parse("{\"request\": {\"path\": {\"from\": \"^/a/(.*)$\", \"to\": \"/b/$2\"}}}",
+		     &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.path.to: names group $2"));
+	CHECK(!parse("{\"request\": {\"path\": {\"from\": \"^/a\", \"to\": \"b\"}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.path.to: must start with"));
+	CHECK(!parse("{\"request\": {\"headers\": {\"set\": {\"X-A\": \"{nope}\"}}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.headers.set.X-A: unknown template"));
+	CHECK(!parse("{\"request\": {\"headers\": {\"set\": {\"X-A\": \"{calls.a}\"}}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.headers.set.X-A: unknown template"));
+	CHECK(!parse("{\"request\": {\"headers\": {\"set\": {\"Content-Length\": \"1\"}}}}",
+		     &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.headers.set.Content-Length: "
+				"\"Content-Length\" is set by the gateway"));
+	CHECK(!parse("{\"request\": {\"headers\": {\"rename\": {\"X-A\": \"Host\"}}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.headers.rename.X-A"));
+	CHECK(!parse("{\"request\": {\"query\": {\"set\": {\"a b\": \"1\"}}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.query.set.a b"));
+	CHECK(!parse("{\"request\": {\"body\": {\"remove\": [\"a..b\"]}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.body.remove[0]: is not a dot path"));
+	CHECK(!parse("{\"request\": {\"body\": {\"rename\": {\"a\": 1}}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.body.rename.a"));
+	CHECK(parse_free("{\"request\": {\"headers\": {\"set\": {\"X-C\": \"{consumer}\"}}, "
+			 "\"query\": {\"remove\": [\"d\"], \"set\": {\"v\": \"2\"}}, "
+			 "\"path\": {\"from\": \"^/api/v1/(.*)$\", \"to\": \"/v2/$1\"}, "
+			 "\"body\": {\"remove\": [\"password\"], \"set\": {\"a.b\": [1]}}}}",
+			 &errs));
 	CHECK(!parse("{\"response\": {\"body\": {}}}", &errs));
 	CHECK(strstr(errs.text, "routes[1].transform.response.body"));
 	CHECK(!parse("{\"response\": {\"headers\": {\"remove\": [\"bad name\"]}}}", &errs));
@@ -136,8 +166,128 @@ static void test_rename_repeated(void)
 	cfg_errs_free(&errs);
 }
 
+static struct http_request req_of(const char *head)
+{
+	struct http_request req;
+
+	CHECK(http_parse_request(head, strlen(head), NULL, &req) > 0);
+	return req;
+}
+
+static void test_request_headers_templates(void)
+{
+	struct cfg_errs errs = {0};
+	struct transform_policy *p = parse(
+	    "{\"request\": {\"headers\": {\"remove\": [\"X-Debug\"], "
+	    "\"rename\": {\"X-Old\": \"X-New\"}, \"set\": {\"X-Client\": \"{consumer}\", "
+	    "\"X-Seg\": \"{path.2}-{query.q}-{header.x-old}\"}, \"add\": {\"X-Via\": \"xgate\", "
+	    "\"X-Missing\": \"{header.nope}\"}}}}",
+	    &errs);
+	static const char head[] = "GET /api/users/7?q=a%20b HTTP/1.1\r\nHost: h\r\n"
+				   "X-Debug: 1\r\nX-Old: o\r\nX-Client: forged\r\n\r\n";
+	struct http_request req = req_of(head);
+	struct compose_vars v = {.consumer = "", .req = &req, .path = "/api/users/7",
+				 .path_len = 12};
+	struct transform_edits e;
+
+	CHECK(p != NULL);
+	transform_req_headers(&p->req, req.headers, req.nheaders, &v, &e);
+	/* drops: X-Debug, X-Old (renamed), X-Client (set), X-Seg (set) */
+	CHECK_EQ(e.ndrop, 4);
+	CHECK_STR(e.drop[2], "X-Client");
+	/* no consumer: the forged X-Client is dropped and nothing is written for it */
+	CHECK_EQ(e.nadd, 3);
+	CHECK_STR(e.add[0].name, "X-New");
+	CHECK(e.add[0].value.len == 1 && e.add[0].value.p[0] == 'o');
+	CHECK_STR(e.add[1].name, "X-Seg");
+	CHECK(e.add[1].value.len == 11 && !memcmp(e.add[1].value.p, "users-a b-o", 11));
+	CHECK_STR(e.add[2].name, "X-Via");
+	v.consumer = "mobile-app";
+	transform_req_headers(&p->req, req.headers, req.nheaders, &v, &e);
+	CHECK_EQ(e.nadd, 4);
+	CHECK_STR(e.add[1].name, "X-Client");
+	CHECK(e.add[1].value.len == 10 && !memcmp(e.add[1].value.p, "mobile-app", 10));
+	transform_policy_free(p);
+	cfg_errs_free(&errs);
+}
+
+static void test_query_and_path(void)
+{
+	struct cfg_errs errs = {0};
+	struct transform_policy *p = parse(
+	    "{\"request\": {\"query\": {\"remove\": [\"debug\"], \"set\": {\"v\": \"2\", "
+	    "\"who\": \"{consumer}\"}}, \"path\": {\"from\": \"^/api/v1/(.*)$\", \"to\": \"/v2/$1\"}}}",
+	    &errs);
+	struct compose_vars v = {.consumer = "a b"};
+	char out[256];
+	size_t n;
+
+	CHECK(p != NULL);
+	CHECK(transform_query(p, (struct http_str){"debug=1&x=1&v=9&&y", 18}, &v, out, sizeof(out),
+			      &n));
+	out[n] = '\0';
+	CHECK_STR(out, "x=1&y&v=2&who=a%20b");
+	v.consumer = "";
+	CHECK(transform_query(p, (struct http_str){"", 0}, &v, out, sizeof(out), &n));
+	out[n] = '\0';
+	CHECK_STR(out, "v=2");
+	CHECK(!transform_query(p, (struct http_str){"x=1", 3}, &v, out, 4, &n));
+
+	CHECK_EQ(transform_path(p, "/api/v1/users/7", 15, out, sizeof(out), &n), 0);
+	out[n] = '\0';
+	CHECK_STR(out, "/v2/users/7");
+	CHECK_EQ(transform_path(p, "/other", 6, out, sizeof(out), &n), 1);
+	/* the captured part cannot climb out of /v2 nor add a line end */
+	CHECK_EQ(transform_path(p, "/api/v1/../../etc", 17, out, sizeof(out), &n), -1);
+	CHECK_EQ(transform_path(p, "/api/v1/a/../b", 14, out, sizeof(out), &n), 0);
+	out[n] = '\0';
+	CHECK_STR(out, "/v2/b");
+	CHECK_EQ(transform_path(p, "/api/v1/a\tX: y", 14, out, sizeof(out), &n), -1);
+	CHECK_EQ(transform_path(p, "/api/v1/a\r\nX: y", 16, out, sizeof(out), &n), 1); /* '.' */
+	CHECK_EQ(transform_path(p, "/api/v1/a?b", 11, out, sizeof(out), &n), -1);
+	CHECK_EQ(transform_path(p, "/api/v1/a", 9, out, 4, &n), -1); /* does not fit */
+	transform_policy_free(p);
+	cfg_errs_free(&errs);
+}
+
+static char *ops(const char *policy, const char *body)
+{
+	struct cfg_errs errs = {0};
+	struct transform_policy *p = parse(policy, &errs);
+	json_t *j = json_loads(body, 0, NULL);
+	char *out;
+
+	CHECK(p && j);
+	transform_json_ops(&p->req_body, j);
+	out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(j);
+	transform_policy_free(p);
+	cfg_errs_free(&errs);
+	return out;
+}
+
+static void test_json_body_ops(void)
+{
+	char *s = ops("{\"request\": {\"body\": {\"remove\": [\"password\", \"a.secret\", "
+		      "\"nope.x\"], \"rename\": {\"userName\": \"user_name\", \"a.k\": \"b.c.k\"}, "
+		      "\"set\": {\"source\": \"gateway\", \"meta.v\": 2, \"userName\": null}}}}",
+		      "{\"userName\": \"ann\", \"password\": \"x\", \"a\": {\"secret\": 1, \"k\": "
+		      "[1]}, \"meta\": 5}");
+
+	/* meta is not an object: set cannot go into it and leaves it */
+	CHECK_STR(s, "{\"a\":{},\"b\":{\"c\":{\"k\":[1]}},\"meta\":5,\"source\":\"gateway\","
+		     "\"userName\":null,\"user_name\":\"ann\"}");
+	free(s);
+	s = ops("{\"request\": {\"body\": {\"remove\": [\"a\"]}}}", "[1,2]");
+	CHECK_STR(s, "[1,2]"); /* not an object: nothing to do */
+	free(s);
+}
+
 int main(void)
 {
+	RUN(test_request_headers_templates);
+	RUN(test_query_and_path);
+	RUN(test_json_body_ops);
 	RUN(test_config_errors);
 	RUN(test_order);
 	RUN(test_rename_repeated);

@@ -1,40 +1,178 @@
 /*
- * Transform filter: applies the route's transform.response.headers to every response the
- * client gets (upstream, cached or the gateway's own), in the SPEC's order. It runs last so
- * its edits see what the other filters added before it.
+ * Transform filter: the route's transform (SPEC "Transformation"). On the way in it edits
+ * the request head (headers, query, path) once, after authentication so templates can name
+ * the consumer and claims, then, when body ops are set, waits for the whole request body
+ * (stream_need_request_body) and replaces it. On the way out it applies the response
+ * header ops to every response the client gets (upstream, cached or the gateway's own). It
+ * runs last so its response edits see what the other filters added before it.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
 #include "filters/filters.h"
 #include "transform/transform.h"
 
-/* Nothing to do on the way in: only responses are transformed (the chain needs the hook). */
+struct transform_state {
+	bool head_done;
+};
+
+static const struct transform_policy *policy(const struct stream *st)
+{
+	return st->cfg->routes[st->route].transform;
+}
+
+static struct compose_vars vars_of(const struct stream *st)
+{
+	struct compose_vars v = {
+	    .consumer = st->consumer,
+	    .auth = st->auth_done ? &st->auth : NULL,
+	    .req = &st->req,
+	    .path = st->path,
+	    .path_len = st->path_len,
+	};
+	return v;
+}
+
+/* Request header edits; false when the stream has no room for them. */
+static bool edit_req_headers(struct stream *st, const struct transform_policy *p,
+			     const struct compose_vars *v)
+{
+	struct transform_edits edits, *e = &edits;
+	char *val;
+
+	transform_req_headers(&p->req, st->req.headers, st->req.nheaders, v, e);
+	if (stream_req_edits_room(st) < e->ndrop + e->nadd)
+		return false;
+	for (int i = 0; i < e->ndrop; i++)
+		stream_req_header_remove(st, e->drop[i]);
+	for (int i = 0; i < e->nadd; i++) {
+		val = stream_strdup(st, e->add[i].value.p, e->add[i].value.len);
+		if (!val || !stream_req_header_add(st, e->add[i].name, val))
+			return false;
+	}
+	return true;
+}
+
+/* Headers, query and path; a verdict other than CONTINUE when the request ends here. */
+static enum filter_verdict edit_head(struct stream *st, const struct transform_policy *p)
+{
+	struct compose_vars v = vars_of(st);
+	char buf[8192];
+	size_t n;
+	int r;
+
+	if (!edit_req_headers(st, p, &v)) {
+		stream_reply_error(st, 503, "out of memory", NULL);
+		return FILTER_DONE;
+	}
+	if (p->nqremove || p->nqset) {
+		if (!transform_query(p, st->req.query, &v, buf, sizeof(buf), &n)) {
+			stream_reply_error(st, 414, "request line too long", NULL);
+			return FILTER_DONE;
+		}
+		if (!stream_set_upstream_query(st, buf, n)) {
+			stream_reply_error(st, 503, "out of memory", NULL);
+			return FILTER_DONE;
+		}
+	}
+	if (p->path_re) {
+		r = transform_path(p, st->path, st->path_len, buf, sizeof(buf), &n);
+		if (r < 0) {
+			stream_reply_error(st, 400, "invalid path", NULL);
+			return FILTER_DONE;
+		}
+		if (!r && !stream_set_upstream_path(st, buf, n)) {
+			stream_reply_error(st, 503, "out of memory", NULL);
+			return FILTER_DONE;
+		}
+	}
+	return FILTER_CONTINUE;
+}
+
+static bool has_body(const struct stream *st)
+{
+	return st->req.body == HTTP_BODY_CHUNKED ||
+	       (st->req.body == HTTP_BODY_LENGTH && st->req.content_length > 0);
+}
+
+/* The request body through transform.request.body, once the host has it whole. */
+static enum filter_verdict edit_body(struct stream *st, const struct transform_policy *p)
+{
+	json_error_t err;
+	json_t *j;
+	char *out;
+	bool ok;
+
+	if (!st->req_body_len)
+		return FILTER_CONTINUE; /* a chunked body can still turn out empty */
+	j = json_loadb(st->req_body, st->req_body_len, 0, &err);
+	if (!j) {
+		stream_reply_error(st, 400, "request body is not JSON", NULL);
+		return FILTER_DONE;
+	}
+	transform_json_ops(&p->req_body, j);
+	out = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(j);
+	ok = out && stream_set_request_body(st, out, strlen(out));
+	free(out);
+	if (!ok) {
+		stream_reply_error(st, 503, "out of memory", NULL);
+		return FILTER_DONE;
+	}
+	return FILTER_CONTINUE;
+}
+
+static enum filter_verdict transform_request(struct stream *st, void *state)
+{
+	const struct transform_policy *p = policy(st);
+	struct transform_state *ts = state;
+	enum filter_verdict v;
+
+	if (!ts->head_done) {
+		ts->head_done = true;
+		v = edit_head(st, p);
+		if (v != FILTER_CONTINUE)
+			return v;
+	}
+	if (!p->req_body.active || !has_body(st))
+		return FILTER_CONTINUE;
+	if (st->req_body_ready)
+		return edit_body(st, p);
+	if (!stream_need_request_body(st, st->cfg->limits.max_body_bytes)) {
+		stream_reply_error(st, 503, "request body cannot be buffered", NULL);
+		return FILTER_DONE;
+	}
+	return FILTER_WAIT;
+}
+
 static void transform_response(struct stream *st, void *state, const struct http_response *resp)
 {
-	const struct transform_policy *p = st->cfg->routes[st->route].transform;
-	struct transform_edits e;
+	const struct transform_policy *p = policy(st);
+	struct transform_edits edits, *e = &edits;
 	char *v;
 
 	(void)state;
-	transform_resp_headers(&p->resp, resp->headers, resp->nheaders, &e);
+	transform_resp_headers(&p->resp, resp->headers, resp->nheaders, e);
 	/* The config bounds the edits to fit beside CORS; only a header repeated many times
 	 * and renamed can exceed the slots: removals go first so they always hold, and the
 	 * stream refuses the lines past its last slot. */
-	for (int i = 0; i < e.ndrop; i++)
-		stream_resp_header_remove(st, e.drop[i]);
-	for (int i = 0; i < e.nadd; i++) {
+	for (int i = 0; i < e->ndrop; i++)
+		stream_resp_header_remove(st, e->drop[i]);
+	for (int i = 0; i < e->nadd; i++) {
 		/* Values taken from the response head must outlive it. */
-		v = stream_alloc(st, e.add[i].value.len + 1);
+		v = stream_alloc(st, e->add[i].value.len + 1);
 		if (!v)
 			return;
-		memcpy(v, e.add[i].value.p, e.add[i].value.len);
-		v[e.add[i].value.len] = '\0';
-		stream_resp_header_add(st, e.add[i].name, v);
+		memcpy(v, e->add[i].value.p, e->add[i].value.len);
+		v[e->add[i].value.len] = '\0';
+		stream_resp_header_add(st, e->add[i].name, v);
 	}
 }
 
 const struct filter filter_transform = {
     .name = "transform",
+    .state_size = sizeof(struct transform_state),
+    .on_request = transform_request,
     .on_response = transform_response,
 };
