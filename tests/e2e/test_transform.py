@@ -80,8 +80,12 @@ def test_transform_config_errors_name_their_path(upstream, gateway):
             ({"request": {"headers": {"add": {"X-A": "{jwt}"}}}},
              "routes[0].transform.request.headers.add.X-A: unknown template {jwt}"),
             ({"request": {"body_format": "yaml"}}, "routes[0].transform.request.body_format"),
-            ({"response": {"body": {"deny": ["internal"]}}},
-             "routes[0].transform.response.body"),
+            ({"response": {"body": {"deny": ["internal"], "allow": ["id"]}}},
+             "routes[0].transform.response.body.deny: \"allow\" and \"deny\" exclude"),
+            ({"response": {"body": {"target": "a..b"}}},
+             "routes[0].transform.response.body.target: is not a dot path"),
+            ({"response": {"body": {"mapping": {}}}},
+             "routes[0].transform.response.body.mapping"),
             ({"response": {"body_format": "negotiate"}},
              "routes[0].transform.response.body_format"),
             ({"response": {"headers": {"remove": ["bad name"]}}},
@@ -215,3 +219,85 @@ def test_request_body_errors(upstream, gateway):
                    b"\r\n\r\nzz\r\n")
     assert parse_responses(raw)[0][0] == 400
     assert len(up.requests) == 0
+
+
+RESP_BODY = {"target": "data", "deny": ["internal"], "rename": {"name": "title"},
+             "set": {"v": 2}}
+
+
+def json_upstream(upstream, body, status=200, chunked=False, ctype="application/json"):
+    def handler(req):
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return status, {"Content-Type": ctype, "X-Origin": "1"}, (
+            iter([payload[:5], payload[5:]]) if chunked else payload)
+    return upstream(name="svc", handler=handler)
+
+
+def response_route(up, body, headers=None, **extra):
+    response = {"body": body}
+    if headers:
+        response["headers"] = headers
+    return {"name": "api", "paths": ["/api"], "upstream": up.name,
+            "transform": {"response": response}, **extra}
+
+
+def test_response_body_is_rewritten(upstream, gateway):
+    origin = {"data": {"id": 7, "name": "Ann", "internal": "x"}, "meta": 1}
+    for chunked in (False, True):
+        up = json_upstream(upstream, origin, chunked=chunked)
+        gw = gateway(base_config(upstreams=[up], routes=[response_route(
+            up, RESP_BODY, headers={"set": {"X-T": "1"}, "remove": ["X-Origin"]})]))
+        for _ in range(2):  # the upstream connection is reused after a held body
+            r = http_request("GET", gw.url("/api/u"), headers={"Accept-Encoding": "gzip"})
+            assert r.status == 200, r
+            assert r.json() == {"id": 7, "title": "Ann", "v": 2}
+            assert int(r.headers["content-length"]) == len(r.body)
+            assert "transfer-encoding" not in r.headers
+            assert r.headers["x-t"] == "1" and "x-origin" not in r.headers
+            assert r.headers["content-type"] == "application/json"
+        # a body rewritten on the way out is asked for as identity
+        assert all("accept-encoding" not in req.headers for req in up.requests)
+        assert len({req.conn_id for req in up.requests}) == 1
+        up.stop()
+
+
+def test_response_body_errors(upstream, gateway):
+    up = json_upstream(upstream, b"<html>not json</html>", ctype="text/html")
+    gw = gateway(base_config(upstreams=[up], routes=[response_route(up, RESP_BODY)]))
+    r = http_request("GET", gw.url("/api"))
+    assert r.status == 502 and r.json()["error"] == "upstream response is not JSON", r
+    up.stop()
+    up = json_upstream(upstream, {"other": 1})
+    gw = gateway(base_config(upstreams=[up], routes=[response_route(up, RESP_BODY)]))
+    r = http_request("GET", gw.url("/api"))
+    assert r.status == 502 and r.json()["error"] == "upstream response has no such target", r
+    up.stop()
+    up = json_upstream(upstream, {"data": {"blob": "x" * 5000}})
+    gw = gateway(base_config(upstreams=[up], routes=[response_route(up, RESP_BODY)],
+                             limits={"max_compose_bytes": 2048}))
+    r = http_request("GET", gw.url("/api"))
+    assert r.status == 502 and r.json()["error"] == "upstream response too large", r
+    up.stop()
+    # an origin error keeps its own body
+    up = json_upstream(upstream, b"missing", status=404, ctype="text/plain")
+    gw = gateway(base_config(upstreams=[up], routes=[response_route(up, RESP_BODY)]))
+    r = http_request("GET", gw.url("/api"))
+    assert r.status == 404 and r.body == b"missing", r
+
+
+def test_response_body_with_compression_and_config_limits(upstream, gateway):
+    origin = {"data": {"text": "y" * 3000}}
+    up = json_upstream(upstream, origin)
+    gw = gateway(base_config(upstreams=[up], routes=[response_route(
+        up, {"target": "data"}, compression={"algorithms": ["gzip"], "min_bytes": 100})]))
+    import gzip
+    r = http_request("GET", gw.url("/api"), headers={"Accept-Encoding": "gzip"})
+    assert r.status == 200, r
+    assert r.headers.get("content-encoding") == "gzip"
+    assert json.loads(gzip.decompress(r.body)) == {"text": "y" * 3000}
+    for extra, what in (({"cache": {"ttl_s": 5}}, "cache"),):
+        route = response_route(up, RESP_BODY, **extra)
+        code, output = gateway(base_config(upstreams=[up], routes=[route]),
+                               expect_start_failure=True)
+        assert code != 0 and ("routes[0].transform.response.body: cannot be combined with "
+                              + what) in output, output

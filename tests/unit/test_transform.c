@@ -63,8 +63,8 @@ static void test_config_errors(void)
 			 "\"path\": {\"from\": \"^/api/v1/(.*)$\", \"to\": \"/v2/$1\"}, "
 			 "\"body\": {\"remove\": [\"password\"], \"set\": {\"a.b\": [1]}}}}",
 			 &errs));
-	CHECK(!parse("{\"response\": {\"body\": {}}}", &errs));
-	CHECK(strstr(errs.text, "routes[1].transform.response.body"));
+	CHECK(!parse("{\"response\": {\"body\": {\"group\": \"x\"}}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.response.body.group"));
 	CHECK(!parse("{\"response\": {\"headers\": {\"remove\": [\"bad name\"]}}}", &errs));
 	CHECK(strstr(errs.text, "routes[1].transform.response.headers.remove[0]"));
 	CHECK(!parse("{\"response\": {\"headers\": {\"set\": {\"X-A\": \"a\\r\\nX-B: b\"}}}}",
@@ -283,8 +283,43 @@ static void test_json_body_ops(void)
 	free(s);
 }
 
+static void test_json_response(void)
+{
+	struct cfg_errs errs = {0};
+	struct transform_policy *p = parse(
+	    "{\"response\": {\"body\": {\"target\": \"data\", \"allow\": [\"id\", \"a.b\"], "
+	    "\"rename\": {\"id\": \"key\"}, \"set\": {\"x\": true}}}}",
+	    &errs);
+	json_t *j = json_loads("{\"data\": {\"id\": 1, \"a\": {\"b\": 2, \"c\": 3}, \"d\": 4}}", 0,
+			       NULL);
+	json_t *r;
+	char *s;
+
+	CHECK(p && j);
+	r = transform_json_response(&p->resp_body, j);
+	s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+	CHECK_STR(s, "{\"a\":{\"b\":2},\"key\":1,\"x\":true}");
+	free(s);
+	json_decref(r);
+	json_decref(j);
+	j = json_loads("{\"other\": 1}", 0, NULL);
+	CHECK(transform_json_response(&p->resp_body, j) == NULL); /* no target: 502 */
+	json_decref(j);
+	transform_policy_free(p);
+	/* without shaping, the ops run on whatever JSON came */
+	p = parse("{\"response\": {\"body\": {\"remove\": [\"a\"]}}}", &errs);
+	j = json_loads("[1]", 0, NULL);
+	r = transform_json_response(&p->resp_body, j);
+	CHECK(r == j);
+	json_decref(r);
+	json_decref(j);
+	transform_policy_free(p);
+	cfg_errs_free(&errs);
+}
+
 int main(void)
 {
+	RUN(test_json_response);
 	RUN(test_request_headers_templates);
 	RUN(test_query_and_path);
 	RUN(test_json_body_ops);

@@ -616,6 +616,14 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	if (json_object_get(r, "transform"))
 		rc->transform = transform_policy_parse(json_object_get(r, "transform"),
 						       cfg_path_key(p, path, "transform"), errs);
+	/* A held body is rewritten once on its way out: a cache would store and replay it
+	 * beside the hold, and a composed response is the gateway's own. */
+	if (rc->transform && rc->transform->resp_body.active && (rc->cache_ttl_s || rc->compose)) {
+		char tp[CFG_PATH_MAX];
+
+		cfg_err(errs, cfg_path_key(tp, cfg_path_key(p, path, "transform"), "response.body"),
+			"cannot be combined with %s", rc->compose ? "compose" : "cache");
+	}
 	/* The route's own compression wins; false turns the top-level one off. */
 	comp = json_object_get(r, "compression");
 	rc->compression = cfg->compression;

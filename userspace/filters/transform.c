@@ -15,6 +15,7 @@
 
 struct transform_state {
 	bool head_done;
+	bool held; /* the response body went through on_response_whole */
 };
 
 static const struct transform_policy *policy(const struct stream *st)
@@ -62,6 +63,11 @@ static enum filter_verdict edit_head(struct stream *st, const struct transform_p
 	size_t n;
 	int r;
 
+	/* A body rewritten on the way out must come as the origin's identity JSON. */
+	if (p->resp_body.active && !stream_req_header_remove(st, "Accept-Encoding")) {
+		stream_reply_error(st, 503, "out of memory", NULL);
+		return FILTER_DONE;
+	}
 	if (!edit_req_headers(st, p, &v)) {
 		stream_reply_error(st, 503, "out of memory", NULL);
 		return FILTER_DONE;
@@ -152,7 +158,13 @@ static void transform_response(struct stream *st, void *state, const struct http
 	struct transform_edits edits, *e = &edits;
 	char *v;
 
-	(void)state;
+	struct transform_state *ts = state;
+
+	/* Only an origin's 2xx: errors (the gateway's or the origin's) keep their bodies. */
+	if (p->resp_body.active && !ts->held && !st->resp_local && resp->status >= 200 &&
+	    resp->status < 300 && resp->body != HTTP_BODY_NONE &&
+	    stream_hold_response(st, state, st->cfg->limits.max_compose_bytes))
+		return; /* the head is seen again with the new body: edits then */
 	transform_resp_headers(&p->resp, resp->headers, resp->nheaders, e);
 	/* The config bounds the edits to fit beside CORS; only a header repeated many times
 	 * and renamed can exceed the slots: removals go first so they always hold, and the
@@ -170,9 +182,42 @@ static void transform_response(struct stream *st, void *state, const struct http
 	}
 }
 
+/* transform.response.body over the whole origin body (held by the host). */
+static bool transform_whole(struct stream *st, void *state, const char *body, size_t len,
+			    const char **reason)
+{
+	const struct transform_policy *p = policy(st);
+	struct transform_state *ts = state;
+	json_error_t err;
+	json_t *j, *r;
+	char *out;
+	bool ok;
+
+	ts->held = true;
+	j = json_loadb(body, len, 0, &err);
+	if (!j) {
+		*reason = "upstream response is not JSON";
+		return false;
+	}
+	r = transform_json_response(&p->resp_body, j);
+	json_decref(j);
+	if (!r) {
+		*reason = "upstream response has no such target";
+		return false;
+	}
+	out = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(r);
+	ok = out && stream_set_response_body(st, out, strlen(out));
+	free(out);
+	if (!ok)
+		*reason = "out of memory";
+	return ok;
+}
+
 const struct filter filter_transform = {
     .name = "transform",
     .state_size = sizeof(struct transform_state),
     .on_request = transform_request,
     .on_response = transform_response,
+    .on_response_whole = transform_whole,
 };

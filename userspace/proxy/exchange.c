@@ -107,6 +107,8 @@ void exchange_reset(struct conn *c)
 	}
 	free(ex->log_path);
 	free(ex->rb);
+	free(ex->hold_head);
+	free(ex->hold_buf);
 	buf_free(&ex->head);
 	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
@@ -1015,6 +1017,116 @@ static void response_data(struct conn *c, const char *p, size_t n)
 		stream_response_data(c->st, p, n);
 }
 
+static bool xf_deframe(struct conn *c);
+
+/*
+ * A filter holds the response (stream_hold_response): nothing goes to the client yet. The
+ * origin head is kept (the upstream buffer moves on) and the body gathered by pump_hold().
+ */
+static bool start_hold(struct conn *c, const struct http_response *resp, size_t head_len)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->up->s.in;
+
+	ex->hold_head = malloc(head_len);
+	if (!ex->hold_head) {
+		release_upconn(c, false);
+		reject(c, 503, "out of memory", 0, NULL);
+		return true;
+	}
+	memcpy(ex->hold_head, buf_head(in), head_len);
+	ex->hold_head_len = head_len;
+	buf_consume(in, head_len);
+	count_target(c, OUTCOME_SUCCESS);
+	http_chunked_init(&ex->resp_chunked);
+	ex->xf_ready = 0;
+	ex->holding = true;
+	ex->resp_done = resp->body == HTTP_BODY_LENGTH && resp->content_length == 0;
+	return true;
+}
+
+static bool hold_fail(struct conn *c, int status, const char *reason)
+{
+	c->ex.holding = false;
+	release_upconn(c, false);
+	reject(c, status, reason, 0, NULL);
+	return true;
+}
+
+/* The held body is in: the filter rewrites it and it goes out like a cached response. */
+static bool finish_hold(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct stream *st = c->st;
+	struct http_limits lim = { .max_header_bytes = ex->hold_head_len + 2,
+				   .max_request_line = ex->hold_head_len + 2 };
+	bool reusable = ex->req_done && !buf_len(&c->up->s.in) && !ex->resp_close &&
+			!(ex->rb_buffered && ex->rb_sent < st->req_body_len);
+	struct http_response resp;
+	struct cache_hit *hit;
+	const char *reason, *body;
+	size_t len, cap = ex->hold_head_len + 64, hl;
+	char *head;
+
+	ex->holding = false;
+	release_upconn(c, reusable);
+	if (http_parse_response(ex->hold_head, ex->hold_head_len, &lim, ex->method, &resp) <= 0)
+		return hold_fail(c, 502, "invalid upstream response");
+	if (!stream_response_whole(st, ex->hold_buf ? ex->hold_buf : "", ex->hold_len, &reason))
+		return hold_fail(c, 502, reason);
+	body = st->resp_body ? st->resp_body : ex->hold_buf ? ex->hold_buf : "";
+	len = st->resp_body ? st->resp_body_len : ex->hold_len;
+	hit = stream_alloc(st, sizeof(*hit));
+	head = stream_alloc(st, cap);
+	hl = head ? build_held_head(&resp, len, head, cap) : 0;
+	if (!hit || !hl)
+		return hold_fail(c, 502, "upstream response headers too large");
+	hit->head = head;
+	hit->head_len = hl;
+	hit->body = body;
+	hit->body_len = len;
+	hit->entry = NULL;
+	hit->age_s = 0;
+	ex->no_age = true;
+	stream_reply_cached_host(st, hit);
+	return true;
+}
+
+/* Gathers the de-framed body of a held response, bounded by the filter's max (502). */
+static bool pump_hold(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->up->s.in;
+	size_t n, cap;
+	char *nb;
+
+	if (!xf_deframe(c)) {
+		count_target(c, OUTCOME_PROTOCOL_ERROR);
+		return hold_fail(c, 502, "invalid upstream response");
+	}
+	n = ex->xf_ready;
+	if (n > c->st->hold_max - ex->hold_len)
+		return hold_fail(c, 502, "upstream response too large");
+	if (ex->hold_len + n > ex->hold_cap) {
+		cap = ex->hold_cap ? ex->hold_cap * 2 : 16384;
+		if (cap < ex->hold_len + n)
+			cap = ex->hold_len + n;
+		nb = realloc(ex->hold_buf, cap);
+		if (!nb)
+			return hold_fail(c, 503, "out of memory");
+		ex->hold_buf = nb;
+		ex->hold_cap = cap;
+	}
+	if (n)
+		memcpy(ex->hold_buf + ex->hold_len, buf_head(in), n);
+	ex->hold_len += n;
+	buf_consume(in, n);
+	ex->xf_ready = 0;
+	if (ex->resp_done)
+		return finish_hold(c);
+	return n > 0;
+}
+
 static bool read_response_head(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
@@ -1066,6 +1178,8 @@ static bool read_response_head(struct conn *c)
 	if (c->st) {
 		c->st->resp_local = false;
 		stream_response(c->st, &resp);
+		if (c->st->hold_filter >= 0 && resp.status >= 200 && resp.body != HTTP_BODY_NONE)
+			return start_hold(c, &resp, n);
 		note_body_transform(c);
 	}
 	{
@@ -1255,9 +1369,14 @@ static bool step_exchange(struct conn *c)
 		if (c->state != st || c->up != u)
 			return true;
 	}
-	if (!ex->resp_started) {
+	if (!ex->resp_started && !ex->holding) {
 		progress |= read_response_head(c);
 		if (c->state != st || c->up != u)
+			return true;
+	}
+	if (ex->holding) {
+		progress |= pump_hold(c);
+		if (!ex->holding || c->state != st || c->up != u)
 			return true;
 	}
 	if (ex->resp_started && (!ex->resp_done || (ex->xf && !ex->xf_done))) {

@@ -434,3 +434,25 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 	c->ex.bytes_out += c->cli.out.end - before;
 	return true;
 }
+
+size_t build_held_head(const struct http_response *resp, size_t body_len, char *out, size_t cap)
+{
+	struct buf b = { .data = out, .cap = cap };
+	struct head_writer hw = { .b = &b };
+
+	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
+		  resp->reason.p);
+	for (int i = 0; i < resp->nheaders; i++) {
+		const struct http_header *h = &resp->headers[i];
+
+		/* the framing is ours now; X-Request-Id is written with the head */
+		if (http_is_hop_by_hop(h->name, resp->connection) ||
+		    http_str_eq_nocase(h->name, "content-length") ||
+		    http_str_eq_nocase(h->name, "transfer-encoding") ||
+		    http_str_eq_nocase(h->name, "x-request-id"))
+			continue;
+		hw_header(&hw, h);
+	}
+	hw_printf(&hw, "Content-Length: %zu\r\n", body_len);
+	return hw.overflow ? 0 : b.end;
+}

@@ -169,6 +169,13 @@ struct exchange {
 	bool xf;
 	bool xf_done; /* the transform finished and the body's end went out */
 	size_t xf_ready;
+	/* a filter holds the response (stream_hold_response): the origin head is kept in the
+	 * stream's arena and the de-framed body gathered here before anything is sent */
+	bool holding;
+	char *hold_head;
+	size_t hold_head_len;
+	char *hold_buf;
+	size_t hold_len, hold_cap;
 	bool counted_active; /* target_state.active was incremented */
 	bool client_http10;
 	/* a cached response being sent (the cache filter owns the hit until stream end) */
@@ -357,6 +364,9 @@ void tunnel_pipe_release(struct conn *c);
 /* messages.c */
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers);
+/* The head of a held response rewritten for its new body (status line and headers without
+ * the empty line, as a cache hit's head): 0 when it does not fit cap. */
+size_t build_held_head(const struct http_response *resp, size_t body_len, char *out, size_t cap);
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
 			 size_t path_len, const struct auth_result *auth, bool upgrade,
 			 struct buf *out);

@@ -176,6 +176,10 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->req_body_max = st->req_body_len = 0;
 	st->req_body = NULL;
 	st->req_body_copy = NULL;
+	st->hold_filter = -1;
+	st->hold_max = 0;
+	st->resp_body = NULL;
+	st->resp_body_len = 0;
 	st->nfilters = st->cursor = st->entered = 0;
 	st->waiting = st->queued = st->ended = st->running = st->end_requested = false;
 	st->runq_next = NULL;
@@ -284,6 +288,7 @@ void stream_response(struct stream *st, const struct http_response *resp)
 	 * for a gateway error): edits and a body claim belonged to that one. */
 	st->nresp_edits = 0;
 	st->body_filter = -1;
+	st->hold_filter = -1;
 	st->status = resp->status;
 	for (int i = 0; i < st->entered; i++)
 		if (st->chain[i]->on_response)
@@ -422,6 +427,42 @@ bool stream_set_request_body(struct stream *st, const char *p, size_t n)
 	return true;
 }
 
+bool stream_hold_response(struct stream *st, void *state, size_t max)
+{
+	if (st->hold_filter >= 0)
+		return false;
+	for (int i = 0; i < st->entered; i++)
+		if (st->state[i] == state && state && st->chain[i]->on_response_whole) {
+			st->hold_filter = i;
+			st->hold_max = max;
+			return true;
+		}
+	return false;
+}
+
+bool stream_set_response_body(struct stream *st, const char *p, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+
+	if (!copy)
+		return false;
+	memcpy(copy, p, n);
+	free(st->resp_body);
+	st->resp_body = copy;
+	st->resp_body_len = n;
+	return true;
+}
+
+bool stream_response_whole(struct stream *st, const char *body, size_t len, const char **reason)
+{
+	int i = st->hold_filter;
+
+	*reason = "response transform failed";
+	if (i < 0)
+		return false;
+	return st->chain[i]->on_response_whole(st, st->state[i], body, len, reason);
+}
+
 bool stream_claim_body(struct stream *st, void *state)
 {
 	if (st->body_filter >= 0)
@@ -490,6 +531,8 @@ static void stream_finish_end(struct stream *st)
 	free(st->req_body_copy);
 	st->req_body_copy = NULL;
 	st->req_body = NULL;
+	free(st->resp_body);
+	st->resp_body = NULL;
 	arena_put(p, &st->arena);
 	st->gen++;
 	st->host = NULL;

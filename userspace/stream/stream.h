@@ -39,6 +39,17 @@
  *            input the host calls with fin until the filter reports done.
  * on_response_data always sees the body as it came (before any transform): what a cache
  * stores is the origin's representation.
+ *   whole    a filter that needs the whole origin body before the client gets anything
+ *            (a JSON rewrite that may still fail) calls stream_hold_response() from
+ *            on_response of an upstream head instead: the host sends nothing, reads the
+ *            whole body (de-framed, at most max; past it 502), then calls that filter's
+ *            on_response_whole. It either answers with a new body (stream_set_response_
+ *            body) or fails the exchange (the host answers 502 with the reason). The new
+ *            response then goes out like a cached one: every filter's on_response sees
+ *            its head again (a second call; edits start over, compression may claim the
+ *            body), with the origin's status and headers and a new Content-Length. Holds
+ *            are only honoured for upstream responses; on_response_data does not see a
+ *            held body.
  *
  * Request side, for filters that must see or change what goes upstream:
  *   body     by default the request body streams from the client to the upstream after
@@ -140,6 +151,10 @@ struct filter {
 	 * Must make progress (consume or produce) whenever in_len, fin or its pending output
 	 * and out_cap allow it. */
 	int (*on_response_body)(struct stream *st, void *state, struct stream_body_io *io);
+	/* The whole origin body a filter held (stream_hold_response): false fails the
+	 * exchange with a 502 giving *reason. */
+	bool (*on_response_whole)(struct stream *st, void *state, const char *body, size_t len,
+				  const char **reason);
 	/* Always, once, at stream end (st->completed tells whether the response was whole). */
 	void (*on_end)(struct stream *st, void *state);
 };
@@ -224,6 +239,11 @@ struct stream {
 	const char *req_body;
 	size_t req_body_len;
 	char *req_body_copy; /* stream_set_request_body()'s copy, freed at stream end */
+	/* A held response (see the top of this file). */
+	int hold_filter; /* chain index; -1: none */
+	size_t hold_max;
+	char *resp_body; /* stream_set_response_body()'s copy, freed at stream end */
+	size_t resp_body_len;
 	/* Chain. */
 	const struct filter *chain[STREAM_MAX_FILTERS];
 	void *state[STREAM_MAX_FILTERS];
@@ -296,6 +316,14 @@ bool stream_set_upstream_query(struct stream *st, const char *p, size_t n);
 bool stream_need_request_body(struct stream *st, size_t max);
 /* Replaces the body forwarded upstream (the stream keeps a copy); false on no memory. */
 bool stream_set_request_body(struct stream *st, const char *p, size_t n);
+/* From on_response: the host reads the whole origin body first (at most max bytes) and
+ * passes it to this filter's on_response_whole. false: another filter holds already, or
+ * the filter has no such hook. */
+bool stream_hold_response(struct stream *st, void *state, size_t max);
+/* From on_response_whole: the body the client gets instead (copied). */
+bool stream_set_response_body(struct stream *st, const char *p, size_t n);
+/* Host side: the held body is in; false with *reason when the filter failed it. */
+bool stream_response_whole(struct stream *st, const char *body, size_t len, const char **reason);
 /* The filter owning `state` transforms the body; false when another one already does or
  * it has no on_response_body. */
 bool stream_claim_body(struct stream *st, void *state);

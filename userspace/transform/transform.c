@@ -339,13 +339,15 @@ static void parse_request(json_t *r, const char *path, struct transform_policy *
 static void parse_response(json_t *r, const char *path, struct transform_policy *tp,
 			   struct cfg_errs *errs)
 {
-	static const char *const keys[] = {"headers", NULL};
+	static const char *const keys[] = {"headers", "body", NULL};
 	char p[CFG_PATH_MAX];
 	json_t *o;
 
 	cfg_check_keys(r, path, keys, errs);
 	if ((o = cfg_get_object(r, "headers", path, errs)))
 		parse_headers(o, cfg_path_key(p, path, "headers"), false, &tp->resp, errs);
+	if ((o = cfg_get_object(r, "body", path, errs)))
+		parse_body(o, cfg_path_key(p, path, "body"), true, &tp->resp_body, errs);
 }
 
 struct transform_policy *transform_policy_parse(json_t *o, const char *path, struct cfg_errs *errs)
