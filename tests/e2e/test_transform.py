@@ -2,7 +2,8 @@
 gets, upstream and the gateway's own errors); request headers with templates, query, the regex
 path rewrite; JSON request body ops through the buffered request-body phase (Content-Length
 and chunked bodies, the 413 bound, 400 on a body that is not JSON); config errors naming their
-JSON path — including the transform keys that are not implemented."""
+JSON path. Response bodies: JSON ops on a held upstream 2xx body (502 when it is not JSON or too
+large), body_format "xml" on requests and "negotiate" on responses with the SPEC's mapping."""
 import json
 
 from conftest import base_config, http_raw, http_request, parse_responses
@@ -80,14 +81,13 @@ def test_transform_config_errors_name_their_path(upstream, gateway):
             ({"request": {"headers": {"add": {"X-A": "{jwt}"}}}},
              "routes[0].transform.request.headers.add.X-A: unknown template {jwt}"),
             ({"request": {"body_format": "yaml"}}, "routes[0].transform.request.body_format"),
+            ({"response": {"body_format": "xml"}}, "routes[0].transform.response.body_format"),
             ({"response": {"body": {"deny": ["internal"], "allow": ["id"]}}},
              "routes[0].transform.response.body.deny: \"allow\" and \"deny\" exclude"),
             ({"response": {"body": {"target": "a..b"}}},
              "routes[0].transform.response.body.target: is not a dot path"),
             ({"response": {"body": {"mapping": {}}}},
              "routes[0].transform.response.body.mapping"),
-            ({"response": {"body_format": "negotiate"}},
-             "routes[0].transform.response.body_format"),
             ({"response": {"headers": {"remove": ["bad name"]}}},
              "routes[0].transform.response.headers.remove[0]"),
             ({"response": {"headers": {"set": {"X-A": "a\r\nX-B: b"}}}},
@@ -301,3 +301,64 @@ def test_response_body_with_compression_and_config_limits(upstream, gateway):
                                expect_start_failure=True)
         assert code != 0 and ("routes[0].transform.response.body: cannot be combined with "
                               + what) in output, output
+
+
+SPEC_XML = b'<user id="7"><name>Ann</name><role>a</role><role>b</role></user>'
+SPEC_JSON = {"user": {"@id": "7", "name": "Ann", "role": ["a", "b"]}}
+
+
+def test_request_body_json_to_xml(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(upstreams=[up], routes=[request_route(
+        up, {"body": {"remove": ["user.password"]}, "body_format": "xml"})]))
+    body = {"user": dict(SPEC_JSON["user"], password="p")}
+    r = http_request("POST", gw.url("/api/u"), body=json.dumps(body).encode(),
+                     headers={"Content-Type": "application/json"})
+    assert r.status == 200, r
+    seen = up.requests[-1]
+    assert seen.body == b'<?xml version="1.0" encoding="UTF-8"?>\n' + SPEC_XML
+    assert seen.headers["content-type"] == "application/xml"
+    assert int(seen.headers["content-length"]) == len(seen.body)
+    # several top-level keys: wrapped in <root>
+    r = http_request("POST", gw.url("/api/u"), body=b'{"a": 1, "b": "x"}')
+    assert r.status == 200, r
+    assert up.requests[-1].body.endswith(b"<root><a>1</a><b>x</b></root>")
+    for bad in (b"<user/>", b'{"a b": 1}'):
+        r = http_request("POST", gw.url("/api/u"), body=bad)
+        assert r.status == 400, (bad, r)
+    assert len(up.requests) == 2
+
+
+def test_response_negotiate(upstream, gateway):
+    up = json_upstream(upstream, SPEC_XML, ctype="application/xml")
+    route = {"name": "api", "paths": ["/api"], "upstream": up.name,
+             "transform": {"response": {"body_format": "negotiate"}}}
+    gw = gateway(base_config(upstreams=[up], routes=[route]))
+    # an XML origin, a client that does not ask for XML: JSON
+    r = http_request("GET", gw.url("/api"), headers={"Accept": "application/json"})
+    assert r.status == 200, r
+    assert r.json() == SPEC_JSON
+    assert r.headers["content-type"] == "application/json"
+    assert "accept" in r.headers.get("vary", "").lower()
+    # a client preferring XML gets it
+    r = http_request("GET", gw.url("/api"),
+                     headers={"Accept": "application/json;q=0.5, application/xml"})
+    assert r.status == 200 and r.headers["content-type"] == "application/xml", r
+    assert r.body.endswith(SPEC_XML)
+    up.stop()
+    # a JSON origin for a client preferring XML
+    up = json_upstream(upstream, SPEC_JSON)
+    route["upstream"] = up.name
+    route["transform"]["response"]["body"] = {"deny": ["user.role"]}
+    gw = gateway(base_config(upstreams=[up], routes=[route]))
+    r = http_request("GET", gw.url("/api"), headers={"Accept": "application/xml"})
+    assert r.status == 200, r
+    assert r.body.endswith(b'<user id="7"><name>Ann</name></user>')
+    assert int(r.headers["content-length"]) == len(r.body)
+    up.stop()
+    # an origin saying XML that is not: 502
+    up = json_upstream(upstream, b"<user><name>Ann</user>", ctype="text/xml")
+    route["upstream"] = up.name
+    gw = gateway(base_config(upstreams=[up], routes=[route]))
+    r = http_request("GET", gw.url("/api"))
+    assert r.status == 502 and r.json()["error"] == "upstream response is not XML", r

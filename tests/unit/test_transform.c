@@ -63,6 +63,10 @@ static void test_config_errors(void)
 			 "\"path\": {\"from\": \"^/api/v1/(.*)$\", \"to\": \"/v2/$1\"}, "
 			 "\"body\": {\"remove\": [\"password\"], \"set\": {\"a.b\": [1]}}}}",
 			 &errs));
+	CHECK(!parse("{\"response\": {\"body_format\": \"xml\"}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.response.body_format"));
+	CHECK(!parse("{\"request\": {\"body_format\": \"negotiate\"}}", &errs));
+	CHECK(strstr(errs.text, "routes[1].transform.request.body_format"));
 	CHECK(!parse("{\"response\": {\"body\": {\"group\": \"x\"}}}", &errs));
 	CHECK(strstr(errs.text, "routes[1].transform.response.body.group"));
 	CHECK(!parse("{\"response\": {\"headers\": {\"remove\": [\"bad name\"]}}}", &errs));
@@ -317,8 +321,98 @@ static void test_json_response(void)
 	cfg_errs_free(&errs);
 }
 
+static char *to_xml(const char *json)
+{
+	json_t *j = json_loads(json, 0, NULL);
+	size_t n = 0;
+	char *x;
+
+	CHECK(j != NULL);
+	x = transform_json_to_xml(j, &n);
+	json_decref(j);
+	CHECK(!x || strlen(x) == n);
+	return x;
+}
+
+static char *to_json(const char *xml)
+{
+	json_t *j = transform_xml_to_json(xml, strlen(xml));
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	json_decref(j);
+	return s;
+}
+
+#define XML_DECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+
+static void test_xml_mapping(void)
+{
+	static const char spec_xml[] =
+	    "<user id=\"7\"><name>Ann</name><role>a</role><role>b</role></user>";
+	static const char spec_json[] =
+	    "{\"user\":{\"@id\":\"7\",\"name\":\"Ann\",\"role\":[\"a\",\"b\"]}}";
+	char *s;
+
+	/* the SPEC example, both ways */
+	s = to_json(spec_xml);
+	CHECK_STR(s, spec_json);
+	free(s);
+	s = to_xml(spec_json);
+	CHECK_STR(s, XML_DECL "<user id=\"7\"><name>Ann</name><role>a</role><role>b</role></user>");
+	free(s);
+	/* text beside attributes or children is #text; blank text between elements is not */
+	s = to_json("<?xml version=\"1.0\"?>\n<a x=\"1\">hi<b/>\n  <c>  </c></a>");
+	CHECK_STR(s, "{\"a\":{\"@x\":\"1\",\"b\":\"\",\"c\":\"  \",\"#text\":\"hi\"}}");
+	free(s);
+	s = to_xml("{\"a\": {\"@x\": 1, \"#text\": \"t<&>\\\"\", \"n\": null, \"b\": [true, 2.5]}}");
+	CHECK_STR(s, XML_DECL "<a x=\"1\">t&lt;&amp;&gt;&quot;<n></n><b>true</b><b>2.5</b></a>");
+	free(s);
+	/* several top-level keys (or no object) are wrapped in <root> */
+	s = to_xml("{\"a\": 1, \"b\": \"x\"}");
+	CHECK_STR(s, XML_DECL "<root><a>1</a><b>x</b></root>");
+	free(s);
+	s = to_xml("[1, 2]");
+	CHECK_STR(s, XML_DECL "<root><item>1</item><item>2</item></root>");
+	free(s);
+	/* keys that are no XML names, nested values as attributes, control characters */
+	CHECK(to_xml("{\"a b\": 1}") == NULL);
+	CHECK(to_xml("{\"a\": {\"@x\": [1]}}") == NULL);
+	CHECK(to_xml("{\"a\": \"\\u0001\"}") == NULL);
+	/* not well-formed; entities are not expanded from a DTD, nothing is fetched */
+	CHECK(to_json("<a><b></a>") == NULL);
+	CHECK(to_json("{\"a\": 1}") == NULL);
+	s = to_json("<!DOCTYPE a [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><a>&e;</a>");
+	CHECK(!s || !strstr(s, "root:"));
+	free(s);
+}
+
+static void test_prefers_xml(void)
+{
+	static const struct {
+		const char *accept;
+		bool xml;
+	} cases[] = {
+	    {"application/xml", true},
+	    {"text/xml", true},
+	    {"application/json", false},
+	    {"application/json, application/xml;q=0.9", false},
+	    {"application/json;q=0.5, application/xml", true},
+	    {"*/*", false},
+	    {"application/xml;q=0, */*", false},
+	    {"*/*;q=0.1, application/xml", true},
+	    {"", false},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK(transform_prefers_xml((struct http_str){cases[i].accept,
+							      strlen(cases[i].accept)}) ==
+		      cases[i].xml);
+}
+
 int main(void)
 {
+	RUN(test_xml_mapping);
+	RUN(test_prefers_xml);
 	RUN(test_json_response);
 	RUN(test_request_headers_templates);
 	RUN(test_query_and_path);

@@ -15,8 +15,27 @@
 
 struct transform_state {
 	bool head_done;
-	bool held; /* the response body went through on_response_whole */
+	bool held;     /* the response body went through on_response_whole */
+	bool from_xml; /* the held origin body says it is XML */
+	bool to_xml;   /* negotiate: the client prefers XML */
 };
+
+static bool wants_req_body(const struct transform_policy *p)
+{
+	return p->req_body.active || p->req_format == TRANSFORM_FORMAT_XML;
+}
+
+static bool wants_resp_body(const struct transform_policy *p)
+{
+	return p->resp_body.active || p->resp_format == TRANSFORM_FORMAT_NEGOTIATE;
+}
+
+static bool has_type(const struct http_header *h, int n, const char *sub)
+{
+	const struct http_header *ct = http_find_header(h, n, "content-type");
+
+	return ct && memmem(ct->value.p, ct->value.len, sub, strlen(sub));
+}
 
 static const struct transform_policy *policy(const struct stream *st)
 {
@@ -64,7 +83,7 @@ static enum filter_verdict edit_head(struct stream *st, const struct transform_p
 	int r;
 
 	/* A body rewritten on the way out must come as the origin's identity JSON. */
-	if (p->resp_body.active && !stream_req_header_remove(st, "Accept-Encoding")) {
+	if (wants_resp_body(p) && !stream_req_header_remove(st, "Accept-Encoding")) {
 		stream_reply_error(st, 503, "out of memory", NULL);
 		return FILTER_DONE;
 	}
@@ -108,6 +127,7 @@ static enum filter_verdict edit_body(struct stream *st, const struct transform_p
 	json_error_t err;
 	json_t *j;
 	char *out;
+	size_t n;
 	bool ok;
 
 	if (!st->req_body_len)
@@ -118,9 +138,21 @@ static enum filter_verdict edit_body(struct stream *st, const struct transform_p
 		return FILTER_DONE;
 	}
 	transform_json_ops(&p->req_body, j);
-	out = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	json_decref(j);
-	ok = out && stream_set_request_body(st, out, strlen(out));
+	if (p->req_format == TRANSFORM_FORMAT_XML) {
+		out = transform_json_to_xml(j, &n);
+		json_decref(j);
+		if (!out) {
+			stream_reply_error(st, 400, "request body has no XML form", NULL);
+			return FILTER_DONE;
+		}
+		ok = stream_set_request_body(st, out, n) &&
+		     stream_req_header_remove(st, "Content-Type") &&
+		     stream_req_header_add(st, "Content-Type", "application/xml");
+	} else {
+		out = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+		json_decref(j);
+		ok = out && stream_set_request_body(st, out, strlen(out));
+	}
 	free(out);
 	if (!ok) {
 		stream_reply_error(st, 503, "out of memory", NULL);
@@ -141,7 +173,7 @@ static enum filter_verdict transform_request(struct stream *st, void *state)
 		if (v != FILTER_CONTINUE)
 			return v;
 	}
-	if (!p->req_body.active || !has_body(st))
+	if (!wants_req_body(p) || !has_body(st))
 		return FILTER_CONTINUE;
 	if (st->req_body_ready)
 		return edit_body(st, p);
@@ -161,10 +193,20 @@ static void transform_response(struct stream *st, void *state, const struct http
 	struct transform_state *ts = state;
 
 	/* Only an origin's 2xx: errors (the gateway's or the origin's) keep their bodies. */
-	if (p->resp_body.active && !ts->held && !st->resp_local && resp->status >= 200 &&
+	if (wants_resp_body(p) && !ts->held && !st->resp_local && resp->status >= 200 &&
 	    resp->status < 300 && resp->body != HTTP_BODY_NONE &&
-	    stream_hold_response(st, state, st->cfg->limits.max_compose_bytes))
+	    stream_hold_response(st, state, st->cfg->limits.max_compose_bytes)) {
+		const struct http_header *acc =
+		    http_find_header(st->req.headers, st->req.nheaders, "accept");
+
+		ts->from_xml = has_type(resp->headers, resp->nheaders, "xml");
+		ts->to_xml = p->resp_format == TRANSFORM_FORMAT_NEGOTIATE && acc &&
+			     transform_prefers_xml(acc->value);
 		return; /* the head is seen again with the new body: edits then */
+	}
+	/* what a negotiated body is depends on Accept: shared caches must know */
+	if (ts->held && p->resp_format == TRANSFORM_FORMAT_NEGOTIATE)
+		stream_resp_header_add(st, "Vary", "Accept");
 	transform_resp_headers(&p->resp, resp->headers, resp->nheaders, e);
 	/* The config bounds the edits to fit beside CORS; only a header repeated many times
 	 * and renamed can exceed the slots: removals go first so they always hold, and the
@@ -191,12 +233,18 @@ static bool transform_whole(struct stream *st, void *state, const char *body, si
 	json_error_t err;
 	json_t *j, *r;
 	char *out;
+	size_t n = 0;
 	bool ok;
 
 	ts->held = true;
-	j = json_loadb(body, len, 0, &err);
+	/* negotiate reads XML when the origin says so; JSON otherwise */
+	j = ts->from_xml && p->resp_format == TRANSFORM_FORMAT_NEGOTIATE
+		? transform_xml_to_json(body, len)
+		: json_loadb(body, len, 0, &err);
 	if (!j) {
-		*reason = "upstream response is not JSON";
+		*reason = ts->from_xml && p->resp_format == TRANSFORM_FORMAT_NEGOTIATE
+			      ? "upstream response is not XML"
+			      : "upstream response is not JSON";
 		return false;
 	}
 	r = transform_json_response(&p->resp_body, j);
@@ -205,9 +253,18 @@ static bool transform_whole(struct stream *st, void *state, const char *body, si
 		*reason = "upstream response has no such target";
 		return false;
 	}
-	out = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (ts->to_xml)
+		out = transform_json_to_xml(r, &n);
+	else if ((out = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY)))
+		n = strlen(out);
 	json_decref(r);
-	ok = out && stream_set_response_body(st, out, strlen(out));
+	if (!out) {
+		*reason = "upstream response has no XML form";
+		return false;
+	}
+	ok = stream_set_response_body(st, out, n) &&
+	     (p->resp_format != TRANSFORM_FORMAT_NEGOTIATE ||
+	      stream_set_response_type(st, ts->to_xml ? "application/xml" : "application/json"));
 	free(out);
 	if (!ok)
 		*reason = "out of memory";

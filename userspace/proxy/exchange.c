@@ -1078,7 +1078,7 @@ static bool finish_hold(struct conn *c)
 	len = st->resp_body ? st->resp_body_len : ex->hold_len;
 	hit = stream_alloc(st, sizeof(*hit));
 	head = stream_alloc(st, cap);
-	hl = head ? build_held_head(&resp, len, head, cap) : 0;
+	hl = head ? build_held_head(&resp, st->resp_body_type, len, head, cap) : 0;
 	if (!hit || !hl)
 		return hold_fail(c, 502, "upstream response headers too large");
 	hit->head = head;

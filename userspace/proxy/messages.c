@@ -435,7 +435,8 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 	return true;
 }
 
-size_t build_held_head(const struct http_response *resp, size_t body_len, char *out, size_t cap)
+size_t build_held_head(const struct http_response *resp, const char *ctype, size_t body_len,
+		       char *out, size_t cap)
 {
 	struct buf b = { .data = out, .cap = cap };
 	struct head_writer hw = { .b = &b };
@@ -449,10 +450,13 @@ size_t build_held_head(const struct http_response *resp, size_t body_len, char *
 		if (http_is_hop_by_hop(h->name, resp->connection) ||
 		    http_str_eq_nocase(h->name, "content-length") ||
 		    http_str_eq_nocase(h->name, "transfer-encoding") ||
-		    http_str_eq_nocase(h->name, "x-request-id"))
+		    http_str_eq_nocase(h->name, "x-request-id") ||
+		    (ctype && http_str_eq_nocase(h->name, "content-type")))
 			continue;
 		hw_header(&hw, h);
 	}
+	if (ctype)
+		hw_printf(&hw, "Content-Type: %s\r\n", ctype);
 	hw_printf(&hw, "Content-Length: %zu\r\n", body_len);
 	return hw.overflow ? 0 : b.end;
 }

@@ -365,8 +365,10 @@ void tunnel_pipe_release(struct conn *c);
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers);
 /* The head of a held response rewritten for its new body (status line and headers without
- * the empty line, as a cache hit's head): 0 when it does not fit cap. */
-size_t build_held_head(const struct http_response *resp, size_t body_len, char *out, size_t cap);
+ * the empty line, as a cache hit's head), ctype replacing Content-Type unless NULL: 0 when
+ * it does not fit cap. */
+size_t build_held_head(const struct http_response *resp, const char *ctype, size_t body_len,
+		       char *out, size_t cap);
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
 			 size_t path_len, const struct auth_result *auth, bool upgrade,
 			 struct buf *out);

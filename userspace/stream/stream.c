@@ -180,6 +180,7 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->hold_max = 0;
 	st->resp_body = NULL;
 	st->resp_body_len = 0;
+	st->resp_body_type = NULL;
 	st->nfilters = st->cursor = st->entered = 0;
 	st->waiting = st->queued = st->ended = st->running = st->end_requested = false;
 	st->runq_next = NULL;
@@ -451,6 +452,12 @@ bool stream_set_response_body(struct stream *st, const char *p, size_t n)
 	st->resp_body = copy;
 	st->resp_body_len = n;
 	return true;
+}
+
+bool stream_set_response_type(struct stream *st, const char *type)
+{
+	st->resp_body_type = stream_strdup(st, type, strlen(type));
+	return st->resp_body_type != NULL;
 }
 
 bool stream_response_whole(struct stream *st, const char *body, size_t len, const char **reason)

@@ -244,6 +244,7 @@ struct stream {
 	size_t hold_max;
 	char *resp_body; /* stream_set_response_body()'s copy, freed at stream end */
 	size_t resp_body_len;
+	const char *resp_body_type; /* its Content-Type; NULL: the origin's */
 	/* Chain. */
 	const struct filter *chain[STREAM_MAX_FILTERS];
 	void *state[STREAM_MAX_FILTERS];
@@ -322,6 +323,8 @@ bool stream_set_request_body(struct stream *st, const char *p, size_t n);
 bool stream_hold_response(struct stream *st, void *state, size_t max);
 /* From on_response_whole: the body the client gets instead (copied). */
 bool stream_set_response_body(struct stream *st, const char *p, size_t n);
+/* Its Content-Type (copied); the origin's is dropped. */
+bool stream_set_response_type(struct stream *st, const char *type);
 /* Host side: the held body is in; false with *reason when the filter failed it. */
 bool stream_response_whole(struct stream *st, const char *body, size_t len, const char **reason);
 /* The filter owning `state` transforms the body; false when another one already does or

@@ -1,5 +1,6 @@
 /* Transformation policy parsing and the header, query and path edits of one message. */
 #include <ctype.h>
+#include <libxml/parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,11 +322,15 @@ static void parse_body(json_t *o, const char *path, bool response, struct transf
 static void parse_request(json_t *r, const char *path, struct transform_policy *tp,
 			  struct cfg_errs *errs)
 {
-	static const char *const keys[] = {"headers", "query", "path", "body", NULL};
+	static const char *const keys[] = {"headers", "query", "path", "body", "body_format", NULL};
+	static const char *const formats[] = {"json", "xml", NULL};
 	char p[CFG_PATH_MAX];
+	int f = 0;
 	json_t *o;
 
 	cfg_check_keys(r, path, keys, errs);
+	cfg_get_enum(r, "body_format", path, formats, 0, &f, errs);
+	tp->req_format = f ? TRANSFORM_FORMAT_XML : TRANSFORM_FORMAT_JSON;
 	if ((o = cfg_get_object(r, "headers", path, errs)))
 		parse_headers(o, cfg_path_key(p, path, "headers"), true, &tp->req, errs);
 	if ((o = cfg_get_object(r, "query", path, errs)))
@@ -339,11 +344,15 @@ static void parse_request(json_t *r, const char *path, struct transform_policy *
 static void parse_response(json_t *r, const char *path, struct transform_policy *tp,
 			   struct cfg_errs *errs)
 {
-	static const char *const keys[] = {"headers", "body", NULL};
+	static const char *const keys[] = {"headers", "body", "body_format", NULL};
+	static const char *const formats[] = {"json", "negotiate", NULL};
 	char p[CFG_PATH_MAX];
+	int f = 0;
 	json_t *o;
 
 	cfg_check_keys(r, path, keys, errs);
+	cfg_get_enum(r, "body_format", path, formats, 0, &f, errs);
+	tp->resp_format = f ? TRANSFORM_FORMAT_NEGOTIATE : TRANSFORM_FORMAT_JSON;
 	if ((o = cfg_get_object(r, "headers", path, errs)))
 		parse_headers(o, cfg_path_key(p, path, "headers"), false, &tp->resp, errs);
 	if ((o = cfg_get_object(r, "body", path, errs)))
@@ -362,6 +371,9 @@ struct transform_policy *transform_policy_parse(json_t *o, const char *path, str
 		cfg_err(errs, path, "must be an object");
 		return NULL;
 	}
+	/* body_format: libxml2 sets its globals up once, here on the loading thread, before
+	 * workers parse with it */
+	xmlInitParser();
 	cfg_check_keys(o, path, keys, errs);
 	tp = calloc(1, sizeof(*tp));
 	if (!tp) {

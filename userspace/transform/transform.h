@@ -112,4 +112,12 @@ void transform_json_ops(const struct transform_body *b, json_t *j);
  * missing or the result is not an object. */
 json_t *transform_json_response(const struct transform_body *b, json_t *j);
 
+/* body_format (transform/xml.c). JSON to an XML document (malloc'd); NULL when a key is no
+ * XML name or a value has no XML form. */
+char *transform_json_to_xml(json_t *j, size_t *len);
+/* A well-formed XML document to JSON; NULL when it is not one. */
+json_t *transform_xml_to_json(const char *p, size_t n);
+/* The client's Accept ranks application/xml (or text/xml) above application/json. */
+bool transform_prefers_xml(struct http_str accept);
+
 #endif
