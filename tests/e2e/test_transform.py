@@ -362,3 +362,29 @@ def test_response_negotiate(upstream, gateway):
     gw = gateway(base_config(upstreams=[up], routes=[route]))
     r = http_request("GET", gw.url("/api"))
     assert r.status == 502 and r.json()["error"] == "upstream response is not XML", r
+
+
+def test_request_body_idle_timeout_and_expect_continue(upstream, gateway):
+    up = upstream(name="svc")
+    gw = gateway(base_config(upstreams=[up], routes=[request_route(up, BODY_OPS)],
+                             limits={"idle_timeout_ms": 300}))
+    # a body that stops arriving: 408 once the body idle timeout passes
+    raw = http_raw(gw.port(), b"POST /api/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\n"
+                   b"{\"a\"", timeout=5)
+    assert parse_responses(raw)[0][0] == 408, raw
+    # Expect: 100-continue is answered before the body is read
+    import socket
+    with socket.create_connection(("127.0.0.1", gw.port()), timeout=5) as sock:
+        sock.sendall(b"POST /api/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 8\r\n"
+                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(b'{"a": 1}')
+        data = b""
+        while True:
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            data += piece
+    assert parse_responses(data)[0][0] == 200, data
+    assert json.loads(up.requests[-1].body) == {"a": 1, "source": "gateway", "meta": {"v": 2}}
+    assert len(up.requests) == 1

@@ -1515,8 +1515,10 @@ static bool step_req_body(struct conn *c)
 		stream_wake(st);
 		return true;
 	}
-	if (s->timed_out)
+	if (s->timed_out) {
+		s->failed = s->timed_out = false; /* the socket is fine: the answer goes out */
 		return req_body_fail(c, 408, "request body timeout");
+	}
 	if (s->failed || s->eof) {
 		conn_abort(c);
 		return true;
