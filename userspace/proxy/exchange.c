@@ -1722,7 +1722,8 @@ static uint32_t body_recv_timeout(struct conn *c)
 		ex->body_start_ms = now;
 	deadline = ex->body_start_ms + ex->body_paused_ms + lim->body_timeout_ms;
 	if (lim->body_min_rate)
-		deadline += (ex->req_body_bytes + buf_len(&c->cli.in)) * 1000 / lim->body_min_rate;
+		deadline += (ex->req_body_bytes + ex->rb_len + buf_len(&c->cli.in)) * 1000 /
+			    lim->body_min_rate;
 	if (deadline <= now)
 		return 1;
 	return deadline - now < lim->idle_timeout_ms ? deadline - now : lim->idle_timeout_ms;
@@ -1821,9 +1822,11 @@ static bool arm(struct conn *c)
 		progress |= side_arm_recv(cli);
 		break;
 	case CS_REQ_BODY:
-		cli->recv_timeout_ms = lim->idle_timeout_ms;
+		/* the same deadline as a streamed body (a buffered one is no slower to POST) */
+		cli->recv_timeout_ms = body_recv_timeout(c);
 		side_retime_recv(cli);
 		progress |= side_arm_recv(cli);
+		body_note_reading(c);
 		break;
 	case CS_FILTERS:
 		/* Reading on (bounded) notices a client that leaves while its request waits. */
