@@ -210,6 +210,7 @@ static void record_exchange(struct conn *c)
 	e.consumer = ex->consumer;
 	e.client_cert = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL;
 	e.calls = c->st ? c->st->log_calls : NULL;
+	e.waf_rules = c->st ? c->st->log_waf : NULL;
 	accesslog_write(w->id, &e);
 }
 
@@ -620,6 +621,8 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	}
 	st->env = &w->env;
 	st->peer_ip = c->peer_ip;
+	st->peer_addr = (const struct sockaddr *)&c->peer;
+	st->local_addr = (const struct sockaddr *)&c->cfg->listeners[c->listener].addr;
 	st->is_ipv6 = c->peer.ss_family == AF_INET6;
 	st->tls = c->cli.tls;
 	if (c->cli.tls) {

@@ -79,6 +79,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "auth/auth.h"
 #include "http/http.h"
@@ -200,11 +201,14 @@ struct stream {
 	/* The request as the codec parsed it; strings point into the arena. */
 	struct http_request req;
 	const char *peer_ip;
+	const struct sockaddr *peer_addr;  /* with the port; NULL in fake hosts */
+	const struct sockaddr *local_addr; /* the listener's address; NULL: unknown */
 	bool is_ipv6;
 	bool tls;		    /* the client connection is TLS */
 	struct auth_peer client_cert; /* the connection's client certificate (mTLS) */
 	const char *request_id; /* the exchange's X-Request-Id; "" when none */
 	const char *log_calls;	/* access-log "calls" (a JSON array, in the arena); NULL: none */
+	const char *log_waf;	/* access-log "waf_rules" (a JSON array, in the arena); NULL: none */
 	/* Filled by the filters as they go. */
 	char host_name[256];
 	size_t host_len;
