@@ -16,6 +16,7 @@
 #include "admin/stats.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "cluster/deny.h"
 #include "edge/edge.h"
 #include "metrics/metrics.h"
 #include "proxy/gateway.h"
@@ -427,6 +428,68 @@ static void get_config(void *ctx, const struct admin_call *call, struct admin_re
 	admin_json_body(resp, 200, j);
 }
 
+/*
+ * POST /cluster/deny {"action": "add"|"del", "cidr": "...", "ttl_s": N}: writes the
+ * cluster deny list in Redis (cluster/deny.h) and publishes the change to every node.
+ * Blocking, bounded by cluster.redis.timeout_ms per step: the admin thread's own time.
+ */
+static void post_cluster_deny(void *ctx, const struct admin_call *call,
+			      struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	json_t *body = json_loadb(call->body, call->body_len, 0, NULL);
+	const char *action = json_string_value(json_object_get(body, "action"));
+	const char *cidr = json_string_value(json_object_get(body, "cidr"));
+	json_t *ttl = json_object_get(body, "ttl_s");
+	char err[256], canon[64];
+	int ret;
+
+	if (!cfg->cluster) {
+		admin_json_error(resp, 409, "no \"cluster\" section in the config", call->request_id);
+	} else if (!json_is_object(body) || !cidr || !action ||
+		   (strcmp(action, "add") && strcmp(action, "del")) ||
+		   (ttl && (!json_is_integer(ttl) || json_integer_value(ttl) < 0))) {
+		admin_json_error(resp, 400,
+				 "expected {\"action\": \"add\"|\"del\", \"cidr\": \"...\", "
+				 "\"ttl_s\": N}",
+				 call->request_id);
+	} else {
+		ret = cluster_deny_write(cfg->cluster, !strcmp(action, "add"), cidr,
+					 ttl ? (uint64_t)json_integer_value(ttl) : 0, canon, err,
+					 sizeof(err));
+		if (ret == -EINVAL)
+			admin_json_error(resp, 400, err, call->request_id);
+		else if (ret == -ENOENT)
+			admin_json_error(resp, 404, err, call->request_id);
+		else if (ret)
+			admin_json_error(resp, 503, err, call->request_id);
+		else
+			admin_json_body(resp, 200, json_pack("{s:s, s:s, s:s}", "status", "ok",
+							     "action", action, "cidr", canon));
+	}
+	json_decref(body);
+	config_put(cfg);
+}
+
+static void get_cluster_deny(void *ctx, const struct admin_call *call,
+			     struct admin_response *resp)
+{
+	struct admin *a = ctx;
+	struct xg_config *cfg = gateway_config(a->gw);
+	char err[256];
+	json_t *j;
+
+	if (!cfg->cluster) {
+		admin_json_error(resp, 409, "no \"cluster\" section in the config", call->request_id);
+	} else if (!(j = cluster_deny_list(cfg->cluster, err, sizeof(err)))) {
+		admin_json_error(resp, 503, err, call->request_id);
+	} else {
+		admin_json_body(resp, 200, j);
+	}
+	config_put(cfg);
+}
+
 static int sockaddr_port(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
@@ -491,6 +554,8 @@ static const struct admin_endpoint endpoints[] = {
     {"/config/rollback", HTTP_POST, post_rollback},
     {"/stats", HTTP_GET, get_stats},
     {"/dashboard", HTTP_GET, get_dashboard},
+    {"/cluster/deny", HTTP_GET, get_cluster_deny},
+    {"/cluster/deny", HTTP_POST, post_cluster_deny},
     {NULL, 0, NULL},
 };
 

@@ -16,6 +16,7 @@
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "ratelimit/ratelimit.h"
+#include "cluster/cluster.h"
 #include "router/router.h"
 #include "compose/compose.h"
 #include "tls/tls.h"
@@ -836,16 +837,40 @@ static void parse_headers(json_t *root, struct headers_config *h, struct cfg_err
 	h->underscores = v;
 }
 
+/* Cluster-scoped rate limits need the "cluster" section, and get its node share. */
+static void link_cluster_limits(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
+{
+	char p[CFG_PATH_MAX];
+
+	for (int i = 0; i < cfg->nroutes; i++) {
+		struct route_config *rc = &cfg->routes[i];
+
+		if (!rc->rate_limit || !ratelimit_policy_cluster(rc->rate_limit))
+			continue;
+		snprintf(p, sizeof(p), "routes[%d].rate_limit.scope", i);
+		if (cfg->cluster) {
+			if (!ratelimit_policy_set_nodes(rc->rate_limit, rc->name,
+							cfg->cluster->nodes))
+				cfg_err(errs, p, "out of memory");
+		} else if (!json_object_get(root, "cluster")) {
+			cfg_err(errs, p, "\"cluster\" needs the top-level \"cluster\" section");
+		}
+	}
+}
+
 static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
 					    "consumers", "access_log", "headers",  "compression",
-					    "resolver",	 "waf",  NULL };
+					    "resolver",	 "cluster",	 "waf",	NULL };
 	long long workers;
-	json_t *edge, *comp;
+	json_t *edge, *comp, *cl;
 
 	cfg_check_keys(root, "", keys, errs);
+	cl = cfg_get_object(root, "cluster", "", errs);
+	if (cl)
+		cfg->cluster = cluster_config_parse(cl, "cluster", errs);
 	cfg_get_int(root, "workers", "", 0, 0, MAX_WORKERS, &workers, errs);
 	cfg->workers = workers ? workers : sysconf(_SC_NPROCESSORS_ONLN);
 	if (cfg->workers < 1)
@@ -866,6 +891,7 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	parse_upstreams(root, cfg, errs);
 	parse_listeners(root, cfg, errs);
 	parse_routes(root, cfg, errs);
+	link_cluster_limits(root, cfg, errs);
 	parse_admin(root, cfg, errs);
 	parse_access_log(root, cfg, errs);
 	edge = cfg_get_object(root, "edge", "", errs);
@@ -1009,6 +1035,7 @@ void config_put(struct xg_config *cfg)
 	free(cfg->listeners);
 	auth_config_free(cfg->auth);
 	edge_config_free(cfg->edge);
+	cluster_config_free(cfg->cluster);
 	compress_policy_free(cfg->compression);
 	waf_config_free(cfg->waf);
 	free(cfg->admin.address_text);

@@ -31,6 +31,7 @@ struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
 struct compose_policy;
 struct waf_config;       /* waf/waf.h */
+struct cluster_config; /* cluster/cluster.h */
 struct target_state;  /* upstream/target_state.h */
 struct dns_upstream;  /* upstream/dns.h */
 
@@ -200,6 +201,7 @@ struct xg_config {
 	struct waf_config *waf;		     /* NULL: no WAF */
 	struct access_log_config access_log;
 	char *resolver_servers; /* "IP:PORT,..." for c-ares; NULL: /etc/resolv.conf */
+	struct cluster_config *cluster; /* NULL: no cluster mode */
 };
 
 /* Loads and validates; NULL with every error in errs. Generation is set by the caller. */

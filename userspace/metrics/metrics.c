@@ -417,6 +417,14 @@ void metrics_waf(struct metrics_shard *m, int route_slot, bool detect)
 		counter_add(&r->waf[detect ? 1 : 0], 1);
 }
 
+void metrics_ratelimit_fallback(struct metrics_shard *m, int route_slot)
+{
+	struct route_ctr *r = shard_record(m, KIND_ROUTE, route_slot < 0 ? 0 : route_slot + 1);
+
+	if (r)
+		counter_add(&r->rl_fallback, 1);
+}
+
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok)
 {
 	atomic_store(&metrics_config_generation, generation);

@@ -7,6 +7,7 @@
 #include "config/config.h"
 #include "metrics/metrics_internal.h"
 #include "upstream/dns.h"
+#include "cluster/cluster.h"
 #include "upstream/upstream.h"
 
 void mbuf_printf(struct metrics_buf *b, const char *fmt, ...)
@@ -194,6 +195,28 @@ static void render_waf(struct metrics_buf *b, const bool *cur, int n)
 		}
 }
 
+static void render_fallbacks(struct metrics_buf *b, const bool *cur, int n)
+{
+	int up = cluster_metrics_up();
+
+	if (up >= 0) {
+		family(b, "xgate_cluster_redis_up", "gauge",
+		       "1 when every worker's Redis connection is ready, 0 otherwise.");
+		sample_u64(b, "xgate_cluster_redis_up", NULL, up);
+	}
+	family(b, "xgate_ratelimit_fallback_total", "counter",
+	       "Cluster rate limits decided by on_redis_error (Redis unusable), by route.");
+	for (int r = 0; r < n; r++) {
+		uint64_t v = metrics_sum_counter(KIND_ROUTE, r, ROUTE_OFF(rl_fallback));
+
+		if (v)
+			sample_u64(b, "xgate_ratelimit_fallback_total",
+				   (const char *const[]){
+				       "route", metrics_table_label(KIND_ROUTE, r)->a, NULL},
+				   v);
+	}
+}
+
 static void render_durations_and_limits(struct metrics_buf *b, const struct xg_config *cfg)
 {
 	int n = metrics_table_count(KIND_ROUTE);
@@ -219,6 +242,7 @@ static void render_durations_and_limits(struct metrics_buf *b, const struct xg_c
 				   v);
 	}
 	render_waf(b, cur, n);
+	render_fallbacks(b, cur, n);
 	free(cur);
 }
 

@@ -266,6 +266,7 @@ struct worker {
 	struct metrics_shard *metrics;
 	struct stream_pool *streams;
 	struct http_client *client; /* sub-requests of filters (client/client.h) */
+	struct cluster_rl *cluster; /* Redis rate limits (cluster/cluster.h) */
 	struct stream_env env;
 	struct timer_heap timers;
 	/* requests waiting for a connection slot, oldest first (upqueue.c) */

@@ -20,6 +20,7 @@
 #include "auth/introspect.h"
 #include "cache/cache.h"
 #include "client/client.h"
+#include "cluster/cluster.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
 #include "proxy/proxy.h"
@@ -251,6 +252,7 @@ static void adopt_config(struct worker *w, struct xg_config *cfg)
 	w->rr = rr;
 	w->nrr = cfg->nupstreams;
 	w->max_conns = cfg->limits.max_connections / w->gw->nworkers + 1;
+	cluster_rl_sync(w->cluster, cfg->cluster);
 }
 
 static void sync_config(struct worker *w)
@@ -574,9 +576,10 @@ static void run_loop(struct worker *w)
 		wait.tv_nsec = (long)(wait_ms ? wait_ms : 1) * 1000000L;
 		process_completions(w, &wait);
 	}
+	cluster_rl_close(w->cluster);
 	/* Wait (bounded) for the completions of closing sockets so nothing is leaked. */
 	give_up_ms = clock_mono_ms() + 2000;
-	while (w->live_sides && clock_mono_ms() < give_up_ms)
+	while ((w->live_sides || cluster_rl_busy(w->cluster)) && clock_mono_ms() < give_up_ms)
 		process_completions(w, &tick);
 }
 
@@ -621,6 +624,12 @@ static int worker_init(struct worker *w)
 		return -1;
 	}
 	w->env.intro = w->intro;
+	w->cluster = cluster_rl_new(&w->ring, &w->timers, w->id);
+	if (!w->cluster) {
+		snprintf(w->init_err, sizeof(w->init_err), "out of memory");
+		return -1;
+	}
+	w->env.cluster = w->cluster;
 	arm_wake(w);
 	adopt_config(w, gateway_config(w->gw));
 	if (!w->cfg) {
@@ -701,6 +710,7 @@ void worker_join(struct worker *w)
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
 	client_free(w->client); /* after the ring: no completion can reach its connections */
+	cluster_rl_free(w->cluster);
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 	if (w->br && w->br != MAP_FAILED)

@@ -44,8 +44,10 @@ struct rl_table {
 };
 
 struct ratelimit_policy {
-	struct rl_table *table;
+	struct rl_table *table; /* scope "cluster": the local share used when Redis fails */
 	enum ratelimit_by by;
+	bool cluster;
+	uint64_t per_s, burst; /* as configured */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -145,15 +147,16 @@ static void table_put(struct rl_table *t)
 	table_free(t);
 }
 
-static const char *const rl_keys[] = {"per_s", "burst", "by", NULL};
+static const char *const rl_keys[] = {"per_s", "burst", "by", "scope", NULL};
 static const char *const by_names[] = {"ip", "consumer", "route", NULL};
+static const char *const scope_names[] = {"local", "cluster", NULL};
 
 struct ratelimit_policy *ratelimit_policy_parse(json_t *obj, const char *path,
 						const char *route_name, struct cfg_errs *errs)
 {
 	long long per_s = 0, burst = 0;
 	struct ratelimit_policy *p;
-	int before = errs->count, by = RL_BY_IP;
+	int before = errs->count, by = RL_BY_IP, scope = 0;
 	char kp[CFG_PATH_MAX];
 
 	if (!json_is_object(obj)) {
@@ -168,6 +171,7 @@ struct ratelimit_policy *ratelimit_policy_parse(json_t *obj, const char *path,
 	if (errs->count == before)
 		cfg_get_int(obj, "burst", path, per_s, 1, RL_PER_S_MAX, &burst, errs);
 	cfg_get_enum(obj, "by", path, by_names, RL_BY_IP, &by, errs);
+	cfg_get_enum(obj, "scope", path, scope_names, 0, &scope, errs);
 	if (errs->count != before)
 		return NULL;
 	p = calloc(1, sizeof(*p));
@@ -179,7 +183,32 @@ struct ratelimit_policy *ratelimit_policy_parse(json_t *obj, const char *path,
 		return NULL;
 	}
 	p->by = by;
+	p->cluster = scope == 1;
+	p->per_s = per_s;
+	p->burst = burst;
 	return p;
+}
+
+bool ratelimit_policy_cluster(const struct ratelimit_policy *p)
+{
+	return p->cluster;
+}
+
+bool ratelimit_policy_set_nodes(struct ratelimit_policy *p, const char *route_name, int nodes)
+{
+	uint64_t per_s = p->per_s / (nodes > 0 ? nodes : 1);
+	uint64_t burst = p->burst / (nodes > 0 ? nodes : 1);
+	char name[300];
+	struct rl_table *t;
+
+	/* Its own table: a route switching scope must not inherit the other's buckets. */
+	snprintf(name, sizeof(name), "%s\x01cluster-share", route_name ? route_name : "");
+	t = table_get(name, p->by, per_s ? per_s : 1, burst ? burst : 1);
+	if (!t)
+		return false;
+	table_put(p->table);
+	p->table = t;
+	return true;
 }
 
 void ratelimit_policy_free(struct ratelimit_policy *p)
@@ -197,10 +226,20 @@ enum ratelimit_by ratelimit_policy_by(const struct ratelimit_policy *p)
 
 uint64_t ratelimit_policy_per_s(const struct ratelimit_policy *p)
 {
-	return p->table->per_s;
+	return p->per_s;
 }
 
 uint64_t ratelimit_policy_burst(const struct ratelimit_policy *p)
+{
+	return p->burst;
+}
+
+uint64_t ratelimit_policy_local_per_s(const struct ratelimit_policy *p)
+{
+	return p->table->per_s;
+}
+
+uint64_t ratelimit_policy_local_burst(const struct ratelimit_policy *p)
 {
 	return p->table->burst;
 }

@@ -50,8 +50,21 @@ size_t ratelimit_ip_key(const char *ip, char *out, size_t cap);
  * request starts with a full bucket). */
 #define RATELIMIT_MAX_KEYS 65536
 
+/* As configured. */
 uint64_t ratelimit_policy_per_s(const struct ratelimit_policy *p);
 uint64_t ratelimit_policy_burst(const struct ratelimit_policy *p);
+/* What ratelimit_take() enforces on this node (the local share for scope "cluster"). */
+uint64_t ratelimit_policy_local_per_s(const struct ratelimit_policy *p);
+uint64_t ratelimit_policy_local_burst(const struct ratelimit_policy *p);
+
+/*
+ * "scope": "cluster" — the limit is shared by every node through Redis (cluster/); this
+ * policy's own buckets then hold the node's share (per_s / nodes, burst / nodes, at least
+ * 1) for "on_redis_error": "local", set by ratelimit_policy_set_nodes() once the config's
+ * "cluster" section is known. false on memory exhaustion.
+ */
+bool ratelimit_policy_cluster(const struct ratelimit_policy *p);
+bool ratelimit_policy_set_nodes(struct ratelimit_policy *p, const char *route_name, int nodes);
 /* Number of keys currently tracked (for tests and metrics). */
 size_t ratelimit_policy_keys(const struct ratelimit_policy *p);
 

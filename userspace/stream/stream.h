@@ -99,6 +99,7 @@ struct timer_heap;
 struct io_uring;
 struct http_client;
 struct intro_cache;
+struct cluster_rl;
 
 /* The worker's resources filters use; owned by the worker, outlive every stream. */
 struct stream_env {
@@ -109,6 +110,7 @@ struct stream_env {
 	struct io_uring *ring; /* for loop/ring.h operations; NULL in unit tests' fake hosts */
 	struct http_client *client; /* client/client.h sub-requests; NULL in fake hosts */
 	struct intro_cache *intro; /* auth/introspect.h answers and IdP calls; NULL: none */
+	struct cluster_rl *cluster; /* cluster/cluster.h Redis rate limits; NULL in fake hosts */
 };
 
 enum filter_verdict {

@@ -20,6 +20,7 @@
 #include "accesslog/accesslog.h"
 #include "admin/admin.h"
 #include "auth/auth.h"
+#include "cluster/deny.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "edge/edge.h"
@@ -164,6 +165,11 @@ static void main_loop(struct gateway *gw, int sfd)
 	}
 }
 
+static struct xg_config *deny_config(void *arg)
+{
+	return gateway_config(arg);
+}
+
 static int start_workers(struct gateway *gw)
 {
 	char err[512];
@@ -189,6 +195,7 @@ static int run(const char *path)
 	struct cfg_errs errs = { 0 };
 	struct xg_config *cfg;
 	struct admin *admin = NULL;
+	struct cluster_deny *deny = NULL;
 	char err[512];
 	int sfd, rc = 1;
 
@@ -241,6 +248,10 @@ static int run(const char *path)
 	}
 	config_put(cfg);
 	cfg = NULL;
+	/* Idles while the config has no "cluster" and "edge": a reload may add them. */
+	deny = cluster_deny_start(deny_config, &gw);
+	if (!deny)
+		log_warn("main", "cannot start the cluster deny list thread");
 	log_info("main", "serving");
 	main_loop(&gw, sfd);
 	atomic_store(&gw.stopping, true);
@@ -250,6 +261,7 @@ static int run(const char *path)
 	rc = 0;
 	log_info("main", "stopped");
 out:
+	cluster_deny_stop(deny);
 	if (admin)
 		admin_stop(admin);
 	dns_resolver_stop(gw.dns);

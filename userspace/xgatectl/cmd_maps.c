@@ -77,6 +77,110 @@ static int list_show(const struct ctl_opts *o, enum edge_list list)
 	return ret ? map_error(ret, err) : EXIT_OK;
 }
 
+/* "90s", "10m", "2h", "1d", or plain seconds; -1 when malformed. */
+static long long parse_ttl(const char *text)
+{
+	char *end;
+	long long v = strtoll(text, &end, 10);
+	long long unit = 1;
+
+	if (end == text || v < 1)
+		return -1;
+	if (*end == 'm')
+		unit = 60;
+	else if (*end == 'h')
+		unit = 3600;
+	else if (*end == 'd')
+		unit = 86400;
+	else if (*end && *end != 's')
+		return -1;
+	if (*end && end[1])
+		return -1;
+	return v * unit;
+}
+
+static int cluster_list(const struct ctl_opts *o)
+{
+	struct http_reply reply;
+	json_t *j, *e;
+	struct table *t;
+	size_t i;
+	int rc = admin_request(o, "GET", "/cluster/deny", &reply);
+
+	if (rc)
+		return rc;
+	j = json_loadb(reply.body, reply.body_len, 0, NULL);
+	if (reply.status != 200 || o->json) {
+		if (reply.status != 200)
+			fprintf(stderr, "xgatectl: deny list --cluster: the admin API answered %d: %s\n",
+				reply.status, json_string_value(json_object_get(j, "error")));
+		else
+			printf("%s\n", reply.body);
+		rc = reply.status == 200 ? EXIT_OK : EXIT_FAILED;
+		json_decref(j);
+		http_reply_free(&reply);
+		return rc;
+	}
+	t = table_new(2, "CIDR", "EXPIRES_MS");
+	json_array_foreach(json_object_get(j, "entries"), i, e) {
+		char exp[32];
+
+		snprintf(exp, sizeof(exp), "%lld",
+			 (long long)json_integer_value(json_object_get(e, "expires_ms")));
+		table_row(t, json_string_value(json_object_get(e, "cidr")), exp);
+	}
+	table_print(t, stdout);
+	table_free(t);
+	json_decref(j);
+	http_reply_free(&reply);
+	return EXIT_OK;
+}
+
+/* xgatectl deny add|del|list --cluster [CIDR] [--ttl 10m]: through the admin API. */
+static int cluster_deny(const struct ctl_opts *o, int argc, char **argv)
+{
+	struct http_reply reply;
+	long long ttl = 0;
+	json_t *body, *j;
+	char *text;
+	int rc;
+
+	if (!strcmp(argv[1], "list"))
+		return cluster_list(o);
+	if (strcmp(argv[1], "add") && strcmp(argv[1], "del")) {
+		fprintf(stderr, "xgatectl: deny: unknown action \"%s\" (add, del, list)\n", argv[1]);
+		return EXIT_USAGE;
+	}
+	if (o->ttl && (strcmp(argv[1], "add") || (ttl = parse_ttl(o->ttl)) < 0)) {
+		fprintf(stderr, "xgatectl: --ttl goes with deny add --cluster and wants a duration "
+				"such as 90s, 10m, 2h, 1d\n");
+		return EXIT_USAGE;
+	}
+	body = json_pack("{s:s, s:s, s:I}", "action", argv[1], "cidr", argv[2], "ttl_s",
+			 (json_int_t)ttl);
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text)
+		return EXIT_FAILED;
+	rc = admin_request_body(o, "POST", "/cluster/deny", text, strlen(text), &reply);
+	free(text);
+	if (rc)
+		return rc;
+	j = json_loadb(reply.body, reply.body_len, 0, NULL);
+	if (reply.status == 200 && o->json)
+		printf("%s\n", reply.body);
+	else if (reply.status == 200)
+		printf("deny %s (cluster): %s\n", !strcmp(argv[1], "add") ? "added" : "deleted",
+		       json_string_value(json_object_get(j, "cidr")));
+	else
+		fprintf(stderr, "xgatectl: deny %s --cluster: the admin API answered %d: %s\n",
+			argv[1], reply.status, json_string_value(json_object_get(j, "error")));
+	rc = reply.status == 200 ? EXIT_OK : reply.status == 400 ? EXIT_USAGE : EXIT_FAILED;
+	json_decref(j);
+	http_reply_free(&reply);
+	return rc;
+}
+
 /* xgatectl deny|allow add|del|list [CIDR] */
 int cmd_list(const struct ctl_opts *o, int argc, char **argv)
 {
@@ -87,6 +191,16 @@ int cmd_list(const struct ctl_opts *o, int argc, char **argv)
 	if (argc < 2 || (strcmp(argv[1], "list") && argc != 3) ||
 	    (!strcmp(argv[1], "list") && argc != 2)) {
 		fprintf(stderr, "xgatectl: usage: %s add|del CIDR, or %s list\n", argv[0], argv[0]);
+		return EXIT_USAGE;
+	}
+	if ((o->cluster || o->ttl) && list != EDGE_LIST_DENY) {
+		fprintf(stderr, "xgatectl: --cluster and --ttl are for deny only\n");
+		return EXIT_USAGE;
+	}
+	if (o->cluster)
+		return cluster_deny(o, argc, argv);
+	if (o->ttl) {
+		fprintf(stderr, "xgatectl: --ttl needs --cluster (local entries do not expire)\n");
 		return EXIT_USAGE;
 	}
 	rc = check_pin_dir(o);

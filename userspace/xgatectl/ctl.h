@@ -20,6 +20,8 @@ struct ctl_opts {
 	const char *pin_dir;
 	bool json;
 	int timeout_ms;
+	bool cluster;	 /* deny: the cluster list, through the admin API */
+	const char *ttl; /* deny add --cluster: "90s", "10m", "2h", "1d" or seconds */
 };
 
 struct http_reply {

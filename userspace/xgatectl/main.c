@@ -37,6 +37,10 @@ static void usage(FILE *out)
 	    "                         prints every error and exits 1 when it is refused\n"
 	    "  rollback [N]           swap back to generation N (default: the one before)\n"
 	    "  generations            the last 10 configs: generation, time, source, sha256\n"
+	    "  deny add|del --cluster CIDR [--ttl 10m]\n"
+	    "                         every node of the cluster drops the range in XDP (the\n"
+	    "                         gateway at --admin writes it to Redis); --ttl: expiry\n"
+	    "  deny list --cluster    the cluster deny list\n"
 	    "\n"
 	    "Commands (pinned XDP maps, need root or CAP_BPF):\n"
 	    "  deny add|del CIDR      drop a source range in XDP (or stop dropping it)\n"
@@ -98,6 +102,8 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 	    {"pin-dir", required_argument, NULL, 'p'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"cluster", no_argument, NULL, 'C'},
+	    {"ttl", required_argument, NULL, 'T'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -123,6 +129,12 @@ static int parse_opts(int argc, char **argv, struct ctl_opts *o)
 				fprintf(stderr, "xgatectl: --timeout-ms wants a positive number\n");
 				return EXIT_USAGE;
 			}
+			break;
+		case 'C':
+			o->cluster = true;
+			break;
+		case 'T':
+			o->ttl = optarg;
 			break;
 		case 'V':
 			printf("xgatectl %s\n", XGATE_VERSION);

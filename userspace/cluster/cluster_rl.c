@@ -1,0 +1,336 @@
+/* Per-worker cluster rate limiting: GCRA in Redis, calls batched per key (cluster.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/cluster.h"
+#include "cluster/redis.h"
+
+#define BATCH_BUCKETS 256
+
+/*
+ * GCRA (the generic cell rate algorithm) over one key holding the theoretical arrival
+ * time (TAT, µs on Redis' clock, so nodes' clocks do not matter). It grants as many of
+ * the n tokens asked for as the burst tolerance allows, and answers {granted, µs until
+ * the next token}. The key expires once the bucket would be full again.
+ */
+const char cluster_gcra_script[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local T = tonumber(ARGV[1])\n"
+    "local tau = tonumber(ARGV[2])\n"
+    "local n = tonumber(ARGV[3])\n"
+    "local tat = tonumber(redis.call('GET', KEYS[1])) or now\n"
+    "if tat < now then tat = now end\n"
+    "local k = math.floor((tau - (tat - now)) / T + 1e-9)\n"
+    "if k > n then k = n end\n"
+    "if k < 0 then k = 0 end\n"
+    "if k > 0 then\n"
+    "  tat = tat + k * T\n"
+    "  redis.call('SET', KEYS[1], string.format('%.3f', tat))\n"
+    "  redis.call('PEXPIRE', KEYS[1], math.ceil((tat - now) / 1000) + 1)\n"
+    "end\n"
+    "local retry = 0\n"
+    "if k < n then retry = math.ceil(tat + T - tau - now) end\n"
+    "return {k, retry}\n";
+
+struct cluster_wlist {
+	struct cluster_waiter *head, *tail;
+	int n;
+};
+
+/* The call in flight for one key, and the requests waiting for the next one. */
+struct batch {
+	struct batch *hnext;
+	struct cluster_rl *rl;
+	struct redis_cmd cmd;
+	uint64_t hash;
+	double t_us, tau_us;
+	struct cluster_wlist sent, next;
+	int asked; /* tokens the call in flight asks for */
+	bool eval; /* re-sent with the script's text after NOSCRIPT */
+	size_t keylen;
+	char key[];
+};
+
+struct cluster_rl {
+	struct io_uring *ring;
+	struct timer_heap *timers;
+	int worker_id;
+	struct redis_conn *conn;
+	struct cluster_config cc; /* host, port, db, timeout_ms, password of conn */
+	struct redis_link *links;
+	struct batch *buckets[BATCH_BUCKETS];
+};
+
+static uint64_t key_hash(const char *key, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)key[i];
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 31);
+}
+
+static void wlist_push(struct cluster_wlist *l, struct cluster_waiter *w)
+{
+	w->list = l;
+	w->next = NULL;
+	w->prev = l->tail;
+	if (l->tail)
+		l->tail->next = w;
+	else
+		l->head = w;
+	l->tail = w;
+	l->n++;
+}
+
+static void wlist_remove(struct cluster_waiter *w)
+{
+	struct cluster_wlist *l = w->list;
+
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		l->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		l->tail = w->prev;
+	l->n--;
+	w->list = NULL;
+	w->prev = w->next = NULL;
+}
+
+void cluster_waiter_cancel(struct cluster_waiter *w)
+{
+	if (w->list)
+		wlist_remove(w);
+}
+
+/* Gives the first `count` waiters of l the verdict (all when count < 0) and wakes them. */
+static void wlist_settle(struct cluster_wlist *l, int count, enum cluster_verdict v,
+			 uint32_t retry_after_s)
+{
+	while (l->head && count--) {
+		struct cluster_waiter *w = l->head;
+
+		wlist_remove(w);
+		w->verdict = v;
+		w->retry_after_s = retry_after_s;
+		w->wake(w);
+	}
+}
+
+static void wlist_move(struct cluster_wlist *to, struct cluster_wlist *from)
+{
+	*to = *from;
+	for (struct cluster_waiter *w = to->head; w; w = w->next)
+		w->list = to;
+	memset(from, 0, sizeof(*from));
+}
+
+static bool batch_send(struct batch *b)
+{
+	struct redis_conn *rc = b->rl->conn;
+	char t[32], tau[32], n[16];
+	const char *argv[7];
+	size_t lens[7];
+
+	snprintf(t, sizeof(t), "%.6f", b->t_us);
+	snprintf(tau, sizeof(tau), "%.6f", b->tau_us);
+	snprintf(n, sizeof(n), "%d", b->asked);
+	argv[0] = b->eval ? "EVAL" : "EVALSHA";
+	argv[1] = b->eval ? cluster_gcra_script : (rc ? rc->sha : "");
+	argv[2] = "1";
+	argv[3] = b->key;
+	argv[4] = t;
+	argv[5] = tau;
+	argv[6] = n;
+	for (int i = 0; i < 7; i++)
+		lens[i] = strlen(argv[i]);
+	lens[3] = b->keylen;
+	return redis_conn_command(rc, &b->cmd, 7, argv, lens);
+}
+
+static void batch_unlink(struct batch *b)
+{
+	struct batch **pp = &b->rl->buckets[b->hash % BATCH_BUCKETS];
+
+	while (*pp != b)
+		pp = &(*pp)->hnext;
+	*pp = b->hnext;
+	free(b);
+}
+
+static bool reply_gcra(const redisReply *r, long long *granted, long long *retry_us)
+{
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER)
+		return false;
+	*granted = r->element[0]->integer;
+	*retry_us = r->element[1]->integer;
+	return true;
+}
+
+static void batch_done(struct redis_cmd *cmd, redisReply *r)
+{
+	struct batch *b = (struct batch *)((char *)cmd - offsetof(struct batch, cmd));
+	long long granted, retry_us;
+
+	if (r && r->type == REDIS_REPLY_ERROR && !b->eval && !strncmp(r->str, "NOSCRIPT", 8)) {
+		/* The script cache was flushed (or Redis restarted under the connection):
+		 * EVAL loads it again with this call. */
+		b->eval = true;
+		if (batch_send(b))
+			return;
+	}
+	b->eval = false;
+	if (reply_gcra(r, &granted, &retry_us)) {
+		uint32_t retry_s = (uint32_t)((retry_us + 999999) / 1000000);
+
+		wlist_settle(&b->sent, (int)granted, CLUSTER_ALLOW, 0);
+		wlist_settle(&b->sent, -1, CLUSTER_DENY, retry_s ? retry_s : 1);
+	} else {
+		wlist_settle(&b->sent, -1, CLUSTER_FALLBACK, 0);
+	}
+	if (b->next.n) {
+		wlist_move(&b->sent, &b->next);
+		b->asked = b->sent.n;
+		if (batch_send(b))
+			return;
+		wlist_settle(&b->sent, -1, CLUSTER_FALLBACK, 0);
+	}
+	batch_unlink(b);
+}
+
+static struct batch *batch_find(struct cluster_rl *rl, uint64_t h, const char *key, size_t len)
+{
+	for (struct batch *b = rl->buckets[h % BATCH_BUCKETS]; b; b = b->hnext)
+		if (b->hash == h && b->keylen == len && !memcmp(b->key, key, len))
+			return b;
+	return NULL;
+}
+
+enum cluster_verdict cluster_rl_take(struct cluster_rl *rl, struct cluster_waiter *w,
+				     const char *key, size_t keylen, uint64_t per_s, uint64_t burst)
+{
+	uint64_t h = key_hash(key, keylen);
+	struct batch *b;
+
+	if (!rl || !redis_conn_up(rl->conn) || !per_s)
+		return CLUSTER_FALLBACK;
+	w->verdict = CLUSTER_PENDING;
+	b = batch_find(rl, h, key, keylen);
+	if (b) { /* a call for this key is in flight: join the next one */
+		wlist_push(&b->next, w);
+		return CLUSTER_PENDING;
+	}
+	b = calloc(1, sizeof(*b) + keylen + 1);
+	if (!b)
+		return CLUSTER_FALLBACK;
+	b->rl = rl;
+	b->cmd.done = batch_done;
+	b->hash = h;
+	b->t_us = 1e6 / (double)per_s;
+	b->tau_us = b->t_us * (double)burst;
+	b->keylen = keylen;
+	memcpy(b->key, key, keylen);
+	b->asked = 1;
+	wlist_push(&b->sent, w);
+	if (!batch_send(b)) {
+		wlist_remove(w);
+		free(b);
+		return CLUSTER_FALLBACK;
+	}
+	b->hnext = rl->buckets[h % BATCH_BUCKETS];
+	rl->buckets[h % BATCH_BUCKETS] = b;
+	return CLUSTER_PENDING;
+}
+
+static void rl_state(struct redis_conn *rc, void *arg)
+{
+	struct cluster_rl *rl = arg;
+
+	cluster_metrics_set_up(rl->worker_id, redis_conn_up(rc));
+}
+
+struct cluster_rl *cluster_rl_new(struct io_uring *ring, struct timer_heap *timers, int worker_id)
+{
+	struct cluster_rl *rl = calloc(1, sizeof(*rl));
+
+	if (!rl)
+		return NULL;
+	rl->ring = ring;
+	rl->timers = timers;
+	rl->worker_id = worker_id;
+	return rl;
+}
+
+static void rl_disconnect(struct cluster_rl *rl)
+{
+	struct redis_conn *rc = rl->conn;
+
+	if (!rc)
+		return;
+	/* The NULL replies of the pending calls try no new ones: conn is gone. */
+	rl->conn = NULL;
+	redis_conn_free(rc);
+	free(rl->cc.password);
+	memset(&rl->cc, 0, sizeof(rl->cc));
+	cluster_metrics_clear(rl->worker_id);
+}
+
+void cluster_rl_sync(struct cluster_rl *rl, const struct cluster_config *cc)
+{
+	if (!rl || (rl->conn && cluster_config_same_redis(&rl->cc, cc)))
+		return;
+	rl_disconnect(rl);
+	if (!cc)
+		return;
+	rl->cc = *cc;
+	rl->cc.address_text = rl->cc.key_prefix = NULL;
+	rl->cc.password = cc->password ? strdup(cc->password) : NULL;
+	if (cc->password && !rl->cc.password)
+		return;
+	cluster_metrics_set_up(rl->worker_id, false);
+	rl->conn = redis_conn_new(rl->ring, rl->timers, cc, cluster_gcra_script, &rl->links);
+	if (!rl->conn) {
+		free(rl->cc.password);
+		memset(&rl->cc, 0, sizeof(rl->cc));
+		return;
+	}
+	rl->conn->on_state = rl_state;
+	rl->conn->arg = rl;
+}
+
+void cluster_rl_close(struct cluster_rl *rl)
+{
+	if (rl)
+		rl_disconnect(rl);
+}
+
+bool cluster_rl_busy(const struct cluster_rl *rl)
+{
+	return rl && rl->links;
+}
+
+void cluster_rl_free(struct cluster_rl *rl)
+{
+	if (!rl)
+		return;
+	if (rl->conn) { /* the worker never ran its shutdown: the ring is gone */
+		rl->conn->ring_dead = true;
+		rl_disconnect(rl);
+	}
+	redis_links_free(&rl->links);
+	free(rl);
+}
+
+bool cluster_rl_up(const struct cluster_rl *rl)
+{
+	return rl && redis_conn_up(rl->conn);
+}
