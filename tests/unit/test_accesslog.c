@@ -73,6 +73,26 @@ static long long jint(json_t *j, const char *key)
 	return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
+static void test_waf_rules(void)
+{
+	struct access_entry e = entry("/api/users/7", 12);
+	size_t len;
+	json_t *j, *ids;
+
+	e.waf_rules = "[942100,949110]";
+	j = format_and_parse(&e, 4096, &len);
+	CHECK(j != NULL);
+	ids = json_object_get(j, "waf_rules");
+	CHECK(json_is_array(ids) && json_array_size(ids) == 2);
+	CHECK_EQ(json_integer_value(json_array_get(ids, 1)), 949110);
+	CHECK_EQ(jint(j, "status"), 200);
+	json_decref(j);
+	e.waf_rules = NULL;
+	j = format_and_parse(&e, 4096, &len);
+	CHECK(j && !json_object_get(j, "waf_rules"));
+	json_decref(j);
+}
+
 static void test_fields(void)
 {
 	struct access_entry e = entry("/api/users/7", 12);
@@ -361,6 +381,7 @@ int main(void)
 		return 1;
 	}
 	RUN(test_fields);
+	RUN(test_waf_rules);
 	RUN(test_ipv6_and_missing);
 	RUN(test_hostile_path);
 	RUN(test_truncation);

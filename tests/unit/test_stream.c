@@ -10,7 +10,7 @@
 #include "stream/stream.h"
 
 struct fake_host {
-	int forwarded, replied, resumed, status;
+	int forwarded, replied, resumed, status, body_reads;
 	char reason[64];
 	bool end_from_reply; /* the host ends the stream inside reply_error (as exchange.c does) */
 	struct stream *st;
@@ -46,7 +46,14 @@ static void host_reply_status(struct stream *st, int status, const char *headers
 	snprintf(h->reason, sizeof(h->reason), "%s", headers);
 }
 
+/* The host reads the body the filter asked for; the test completes it. */
+static void host_read_body(struct stream *st)
+{
+	((struct fake_host *)st->host)->body_reads++;
+}
+
 static const struct stream_host_ops ops = {
+	.read_body = host_read_body,
 	.reply_error = host_reply,
 	.reply_status = host_reply_status,
 	.forward = host_forward,
@@ -116,6 +123,25 @@ static const struct filter f_wait = { .name = "wait", .state_size = sizeof(struc
 				       .on_request = wait_request, .on_end = wait_end };
 static const struct filter f_deny = { .name = "deny", .on_request = deny_request,
 				       .on_end = deny_end };
+
+/* Asks for the body once, then replaces it with its upper-case copy. */
+static enum filter_verdict body_request(struct stream *st, void *state)
+{
+	char up[64];
+
+	note("b");
+	if (!st->req_body_ready)
+		return stream_need_request_body(st, 100) ? FILTER_WAIT : FILTER_DONE;
+	for (size_t i = 0; i < st->req_body_len && i < sizeof(up); i++)
+		up[i] = toupper((unsigned char)st->req_body[i]);
+	stream_set_request_body(st, up, st->req_body_len);
+	stream_req_header_remove(st, "X-A");
+	stream_req_header_add(st, "X-B", "2");
+	stream_set_upstream_path(st, "/v2", 3);
+	return FILTER_CONTINUE;
+}
+
+static const struct filter f_body = { .name = "body", .on_request = body_request };
 
 static const char head[] = "GET /a/b?x=1 HTTP/1.1\r\nHost: example.test\r\nX-A: 1\r\n\r\n";
 
@@ -463,8 +489,47 @@ static void test_edit_bounds_and_reply_status(void)
 	stream_pool_free(p);
 }
 
+static void test_request_body_phase(void)
+{
+	struct stream_pool *p = stream_pool_new();
+	struct fake_host h = { 0 };
+	struct stream *st = open_stream(p, &h);
+	char body[] = "hello";
+
+	stream_add_filter(st, &f_pass);
+	stream_add_filter(st, &f_body);
+	stream_run(st, 1);
+	CHECK(st->waiting);
+	CHECK_EQ(h.body_reads, 1); /* the host was asked, once */
+	CHECK_EQ(st->req_body_max, 100);
+	CHECK_EQ(h.forwarded, 0);
+	/* What the host does once it has the body. */
+	st->req_body = body;
+	st->req_body_len = 5;
+	st->req_body_ready = true;
+	stream_wake(st);
+	stream_runq_drain(p, 2);
+	CHECK_EQ(h.body_reads, 1);
+	CHECK_EQ(h.forwarded, 1);
+	CHECK_STR(trace, "pbb");
+	CHECK(st->req_body_len == 5 && !memcmp(st->req_body, "HELLO", 5));
+	CHECK(!memcmp(body, "hello", 5)); /* replaced, not written over */
+	CHECK(stream_req_header_removed(st, (struct http_str){ "x-a", 3 }));
+	CHECK(!stream_req_header_removed(st, (struct http_str){ "x-b", 3 }));
+	CHECK_EQ(st->nreq_edits, 2);
+	CHECK(st->up_path_len == 3 && !memcmp(st->up_path, "/v2", 3));
+	stream_end(st);
+	/* A reused stream starts without the last one's edits. */
+	st = open_stream(p, &h);
+	CHECK_EQ(st->nreq_edits, 0);
+	CHECK(!st->req_body_wanted && !st->req_body_ready && !st->up_path && !st->req_body);
+	stream_end(st);
+	stream_pool_free(p);
+}
+
 int main(void)
 {
+	RUN(test_request_body_phase);
 	RUN(test_request_survives_codec_buffer);
 	RUN(test_chain_continues_to_forward);
 	RUN(test_done_stops_chain_and_only_entered_end);

@@ -25,6 +25,7 @@ struct access_entry {
 	const char *consumer; /* "" when anonymous */
 	const char *client_cert; /* verified client certificate subject; NULL: none */
 	const char *calls; /* a JSON array (compose calls), written whole or not at all; NULL: none */
+	const char *waf_rules; /* a JSON array of WAF rule ids, like calls; NULL: none */
 };
 
 #define ACCESSLOG_MAX_WORKERS 256

@@ -237,6 +237,10 @@ size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e)
 		put_str(&l, ",\"calls\":");
 		put_str(&l, e->calls);
 	}
+	if (e->waf_rules && strlen(e->waf_rules) + sizeof(",\"waf_rules\":}\n") < l.cap - l.len) {
+		put_str(&l, ",\"waf_rules\":");
+		put_str(&l, e->waf_rules);
+	}
 	put_str(&l, "}\n");
 	out[l.len] = '\0';
 	return l.len;

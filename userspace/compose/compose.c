@@ -40,7 +40,7 @@ static bool check_ref(struct compose_policy *p, struct compose_call *c, const ch
 				goto bad;
 		return true;
 	}
-	if (len > 6 && !memcmp(ref, "calls.", 6)) {
+	if (p && len > 6 && !memcmp(ref, "calls.", 6)) {
 		dot = memchr(ref + 6, '.', len - 6);
 		i = call_index(p, ref + 6, dot ? (size_t)(dot - ref - 6) : len - 6);
 		if (i < 0) {
@@ -55,15 +55,12 @@ bad:
 	return false;
 }
 
-static void check_template(struct compose_policy *p, struct compose_call *c, const char *jpath,
-			   struct cfg_errs *errs)
+/* Every {…} of s is a known source; p NULL: {calls.…} is not one. */
+static void check_refs(struct compose_policy *p, struct compose_call *c, const char *s,
+		       const char *jpath, struct cfg_errs *errs)
 {
-	const char *s = c->path, *end;
+	const char *end;
 
-	if (s[0] != '/') {
-		cfg_err(errs, jpath, "must start with \"/\"");
-		return;
-	}
 	while ((s = strchr(s, '{'))) {
 		end = strchr(s, '}');
 		if (!end) {
@@ -73,6 +70,21 @@ static void check_template(struct compose_policy *p, struct compose_call *c, con
 		check_ref(p, c, s + 1, end - s - 1, jpath, errs);
 		s = end + 1;
 	}
+}
+
+static void check_template(struct compose_policy *p, struct compose_call *c, const char *jpath,
+			   struct cfg_errs *errs)
+{
+	if (c->path[0] != '/') {
+		cfg_err(errs, jpath, "must start with \"/\"");
+		return;
+	}
+	check_refs(p, c, c->path, jpath, errs);
+}
+
+void compose_check_template(const char *tmpl, const char *jpath, struct cfg_errs *errs)
+{
+	check_refs(NULL, NULL, tmpl, jpath, errs);
 }
 
 /* Depth-first: a call reached again while on the current path closes a cycle. */
@@ -234,7 +246,7 @@ void compose_policy_free(struct compose_policy *p)
 }
 
 /* Follows a dot path ("a.b.c", len bytes); NULL when a step is missing. */
-static json_t *dot_get(json_t *j, const char *path, size_t len)
+json_t *compose_dot_get(json_t *j, const char *path, size_t len)
 {
 	const char *end = path + len, *dot;
 
@@ -248,10 +260,17 @@ static json_t *dot_get(json_t *j, const char *path, size_t len)
 	return j;
 }
 
-static bool put_encoded(const char *s, size_t n, char **o, const char *end)
+static bool put_encoded(const char *s, size_t n, char **o, const char *end, bool encode)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
+	if (!encode) {
+		if ((size_t)(end - *o) < n)
+			return false;
+		memcpy(*o, s, n);
+		*o += n;
+		return true;
+	}
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = s[i];
 
@@ -376,11 +395,13 @@ static bool ref_value(const char *ref, size_t len, const struct compose_vars *v,
 	if (len > 4 && !memcmp(ref, "jwt.", 4))
 		return claim_value(v->auth, ref + 4, len - 4, val, val_len);
 	/* calls.NAME[.dot.path], checked at load */
+	if (!v->pol || len <= 6)
+		return false;
 	dot = memchr(ref + 6, '.', len - 6);
 	i = call_index(v->pol, ref + 6, dot ? (size_t)(dot - ref - 6) : len - 6);
 	if (i < 0 || !v->results[i])
 		return false;
-	j = dot ? dot_get(v->results[i], dot + 1, ref + len - dot - 1) : v->results[i];
+	j = dot ? compose_dot_get(v->results[i], dot + 1, ref + len - dot - 1) : v->results[i];
 	*val = buf;
 	if (json_is_string(j)) {
 		*val = json_string_value(j);
@@ -397,7 +418,8 @@ static bool ref_value(const char *ref, size_t len, const struct compose_vars *v,
 	return *val_len < cap;
 }
 
-bool compose_expand(const char *tmpl, const struct compose_vars *v, char *out, size_t cap)
+static bool expand(const char *tmpl, const struct compose_vars *v, char *out, size_t cap,
+		   bool encode)
 {
 	char buf[512], *o = out;
 	const char *end = out + cap - 1, *s = tmpl, *close, *val;
@@ -414,12 +436,22 @@ bool compose_expand(const char *tmpl, const struct compose_vars *v, char *out, s
 		}
 		close = strchr(s, '}');
 		if (!close || !ref_value(s + 1, close - s - 1, v, buf, sizeof(buf), &val, &n) ||
-		    !put_encoded(val, n, &o, end))
+		    !put_encoded(val, n, &o, end, encode))
 			return false;
 		s = close + 1;
 	}
 	*o = '\0';
 	return true;
+}
+
+bool compose_expand(const char *tmpl, const struct compose_vars *v, char *out, size_t cap)
+{
+	return expand(tmpl, v, out, cap, true);
+}
+
+bool compose_expand_raw(const char *tmpl, const struct compose_vars *v, char *out, size_t cap)
+{
+	return expand(tmpl, v, out, cap, false);
 }
 
 /* Copies the value at `path` in src into dst under the same path (creating objects). */
@@ -449,14 +481,14 @@ static void deny_path(json_t *j, const char *path)
 	const char *dot = strrchr(path, '.');
 
 	if (dot)
-		j = dot_get(j, path, dot - path);
+		j = compose_dot_get(j, path, dot - path);
 	if (json_is_object(j))
 		json_object_del(j, dot ? dot + 1 : path);
 }
 
 json_t *compose_shape(const struct compose_call *c, json_t *body)
 {
-	json_t *j = c->target ? dot_get(body, c->target, strlen(c->target)) : body, *r, *v;
+	json_t *j = c->target ? compose_dot_get(body, c->target, strlen(c->target)) : body, *r, *v;
 	const char *k, *to;
 
 	if (!j)

@@ -61,6 +61,13 @@ struct compose_vars {
 
 /* Expands a call path; values percent-encoded. False when a value is missing or out fills. */
 bool compose_expand(const char *tmpl, const struct compose_vars *v, char *out, size_t cap);
+/* The same with values as they are (header values: the caller checks what it got).
+ * pol may be NULL: {calls.…} then never expands. */
+bool compose_expand_raw(const char *tmpl, const struct compose_vars *v, char *out, size_t cap);
+/* Config check of a template outside compose: every {…} a request source (no calls). */
+void compose_check_template(const char *tmpl, const char *jpath, struct cfg_errs *errs);
+/* Follows a dot path ("a.b.c", len bytes); NULL when a step is missing. */
+json_t *compose_dot_get(json_t *j, const char *path, size_t len);
 /* target, allow|deny, mapping, group, in that order: a new reference, NULL when the target
  * is missing or the result is not an object. */
 json_t *compose_shape(const struct compose_call *c, json_t *body);

@@ -22,6 +22,7 @@
 #include "tls/tls.h"
 #include "upstream/dns.h"
 #include "upstream/upstream.h"
+#include "waf/waf.h"
 
 #define MAX_WORKERS 256
 
@@ -533,6 +534,21 @@ static bool any_mtls_listener(json_t *root)
 	return false;
 }
 
+/* Every route of a config with a top-level "waf" is inspected unless it says false. */
+static void parse_route_waf(json_t *r, const char *path, struct route_config *rc,
+			    const struct xg_config *cfg, struct cfg_errs *errs)
+{
+	char p[CFG_PATH_MAX];
+
+	if (!cfg_get_bool(r, "waf", path, cfg->waf != NULL, &rc->waf, errs))
+		return;
+	/* (a top-level "waf" that failed to load has its own error) */
+	if (rc->waf && !cfg->waf && json_object_get(r, "waf") &&
+	    !json_object_get(cfg->raw, "waf"))
+		cfg_err(errs, cfg_path_key(p, path, "waf"), "needs a top-level \"waf\"");
+	rc->waf = rc->waf && cfg->waf;
+}
+
 static void parse_route(json_t *r, const char *path, int idx, struct xg_config *cfg,
 			json_t *root_auth, struct cfg_errs *errs)
 {
@@ -541,7 +557,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 					    "auth",	   "schedule",	 "rate_limit", "cache",
 					    "throttle",	   "websocket",	 "cors",
 					    "compression", "split",	 "sticky",
-					    "hide_credentials", "compose", "transform", NULL };
+					    "hide_credentials", "compose", "transform", "waf", NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -617,6 +633,14 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	if (json_object_get(r, "transform"))
 		rc->transform = transform_policy_parse(json_object_get(r, "transform"),
 						       cfg_path_key(p, path, "transform"), errs);
+	/* A held body is rewritten once on its way out: a cache would store and replay it
+	 * beside the hold, and a composed response is the gateway's own. */
+	if (rc->transform && rc->transform->resp_body.active && (rc->cache_ttl_s || rc->compose)) {
+		char tp[CFG_PATH_MAX];
+
+		cfg_err(errs, cfg_path_key(tp, cfg_path_key(p, path, "transform"), "response.body"),
+			"cannot be combined with %s", rc->compose ? "compose" : "cache");
+	}
 	/* The route's own compression wins; false turns the top-level one off. */
 	comp = json_object_get(r, "compression");
 	rc->compression = cfg->compression;
@@ -627,6 +651,7 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 							errs);
 		rc->own_compression = true;
 	}
+	parse_route_waf(r, path, rc, cfg, errs);
 	rc->metrics_slot = metrics_route_slot(rc->name);
 	(void)root_auth;
 }
@@ -838,7 +863,7 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	static const char *const keys[] = { "workers",	 "listeners", "admin",	   "limits",
 					    "edge",	 "upstreams", "routes",	   "auth",
 					    "consumers", "access_log", "headers",  "compression",
-					    "resolver",	 "cluster",	 NULL };
+					    "resolver",	 "cluster",	 "waf",	NULL };
 	long long workers;
 	json_t *edge, *comp, *cl;
 
@@ -860,6 +885,9 @@ static void parse_root(json_t *root, struct xg_config *cfg, struct cfg_errs *err
 	if (comp)
 		cfg->compression = compress_policy_parse(comp, "compression", errs);
 	dns_resolver_parse(root, &cfg->resolver_servers, errs);
+	/* before the routes: they default to being inspected when it is there */
+	if (json_object_get(root, "waf"))
+		cfg->waf = waf_config_parse(json_object_get(root, "waf"), "waf", errs);
 	parse_upstreams(root, cfg, errs);
 	parse_listeners(root, cfg, errs);
 	parse_routes(root, cfg, errs);
@@ -1009,6 +1037,7 @@ void config_put(struct xg_config *cfg)
 	edge_config_free(cfg->edge);
 	cluster_config_free(cfg->cluster);
 	compress_policy_free(cfg->compression);
+	waf_config_free(cfg->waf);
 	free(cfg->admin.address_text);
 	free(cfg->admin.token);
 	free(cfg->access_log.path);

@@ -30,6 +30,7 @@ struct transform_policy; /* transform/transform.h */
 struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
 struct compose_policy;
+struct waf_config;       /* waf/waf.h */
 struct cluster_config; /* cluster/cluster.h */
 struct target_state;  /* upstream/target_state.h */
 struct dns_upstream;  /* upstream/dns.h */
@@ -159,6 +160,7 @@ struct route_config {
 	/* the route's own, or the top-level one (not owned); NULL: none */
 	struct compress_policy *compression;
 	bool own_compression;
+	bool waf; /* the top-level waf inspects this route's requests */
 	int metrics_slot;
 };
 
@@ -196,6 +198,7 @@ struct xg_config {
 	struct auth_config *auth;
 	struct edge_config *edge; /* NULL: no XDP */
 	struct compress_policy *compression; /* top level, routes inherit it; NULL: none */
+	struct waf_config *waf;		     /* NULL: no WAF */
 	struct access_log_config access_log;
 	char *resolver_servers; /* "IP:PORT,..." for c-ares; NULL: /etc/resolv.conf */
 	struct cluster_config *cluster; /* NULL: no cluster mode */

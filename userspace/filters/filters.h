@@ -1,8 +1,9 @@
 /*
  * The gateway's request filters (see stream/stream.h for the interface). A request's chain
  * starts with the route filter; once it has matched a route it appends the filters that
- * route needs, in the order they must run: CORS (a preflight needs no credentials),
- * authentication, rate limit, throttle, split (the upstream pool), compression, response
+ * route needs, in the order they must run: WAF (attack traffic is refused before it costs
+ * a credential check, an IdP call or a rate-limit token; preflights are inspected too),
+ * CORS (a preflight needs no credentials), authentication, rate limit, throttle, split (the upstream pool), compression, response
  * cache (compression before
  * the cache so that cached responses are encoded per request when served).
  * A new filter goes into this folder, gets a `const struct filter`, and is appended by
@@ -24,6 +25,7 @@ extern const struct filter filter_compress;
 extern const struct filter filter_split;
 extern const struct filter filter_compose;
 extern const struct filter filter_transform;
+extern const struct filter filter_waf;
 
 /* The rate-limit / throttle key for "by" (filters/ratelimit.c); buf holds an address key. */
 const char *filter_limit_key(const struct stream *st, enum ratelimit_by by, char *buf, size_t cap);

@@ -146,6 +146,8 @@ bool filters_for_route(struct stream *st)
 {
 	const struct route_config *rc = &st->cfg->routes[st->route];
 
+	if (rc->waf && !stream_add_filter(st, &filter_waf))
+		return false;
 	if (rc->cors && !stream_add_filter(st, &filter_cors))
 		return false;
 	if (rc->auth && !stream_add_filter(st, &filter_auth))

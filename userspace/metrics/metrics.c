@@ -409,6 +409,14 @@ void metrics_rate_limited(struct metrics_shard *m, int route_slot)
 		counter_add(&r->rate_limited, 1);
 }
 
+void metrics_waf(struct metrics_shard *m, int route_slot, bool detect)
+{
+	struct route_ctr *r = shard_record(m, KIND_ROUTE, route_slot < 0 ? 0 : route_slot + 1);
+
+	if (r)
+		counter_add(&r->waf[detect ? 1 : 0], 1);
+}
+
 void metrics_ratelimit_fallback(struct metrics_shard *m, int route_slot)
 {
 	struct route_ctr *r = shard_record(m, KIND_ROUTE, route_slot < 0 ? 0 : route_slot + 1);

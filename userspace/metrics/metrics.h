@@ -67,6 +67,8 @@ void metrics_upstream_request(struct metrics_shard *m, int target_slot,
 void metrics_connection(struct metrics_shard *m, int listener_slot, int delta);
 void metrics_auth_failure(struct metrics_shard *m, enum auth_reason reason);
 void metrics_rate_limited(struct metrics_shard *m, int route_slot);
+/* A WAF intervention on a route: blocked, or only logged (detect mode). */
+void metrics_waf(struct metrics_shard *m, int route_slot, bool detect);
 /* A cluster rate limit decided by "on_redis_error" because Redis was not usable. */
 void metrics_ratelimit_fallback(struct metrics_shard *m, int route_slot);
 void metrics_split_request(struct metrics_shard *m, int split_slot);

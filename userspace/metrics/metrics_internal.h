@@ -22,6 +22,7 @@ struct route_ctr {
 	counter_t buckets[NBUCKETS]; /* not cumulative: cumulated when rendered */
 	counter_t sum_ns;
 	counter_t rate_limited;
+	counter_t waf[2]; /* WAF interventions: [0] blocked, [1] detect mode (passed) */
 	counter_t rl_fallback; /* cluster limits decided without Redis */
 };
 

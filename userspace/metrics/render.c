@@ -174,6 +174,27 @@ static uint64_t route_count(int r)
 	return total;
 }
 
+/* Series of the routes of the current config, and of older ones that counted any. */
+static void render_waf(struct metrics_buf *b, const bool *cur, int n)
+{
+	static const char *const modes[] = { "block", "detect" };
+
+	family(b, "xgate_waf_blocked_total", "counter",
+	       "WAF interventions by route and mode (detect: logged, not blocked).");
+	for (int r = 0; r < n; r++)
+		for (int m = 0; m < 2; m++) {
+			uint64_t v = metrics_sum_counter(
+			    KIND_ROUTE, r, ROUTE_OFF(waf) + (size_t)m * sizeof(counter_t));
+
+			if (cur[r] || v)
+				sample_u64(b, "xgate_waf_blocked_total",
+					   (const char *const[]){
+					       "route", metrics_table_label(KIND_ROUTE, r)->a,
+					       "mode", modes[m], NULL },
+					   v);
+		}
+}
+
 static void render_fallbacks(struct metrics_buf *b, const bool *cur, int n)
 {
 	int up = cluster_metrics_up();
@@ -220,6 +241,7 @@ static void render_durations_and_limits(struct metrics_buf *b, const struct xg_c
 				       "route", metrics_table_label(KIND_ROUTE, r)->a, NULL},
 				   v);
 	}
+	render_waf(b, cur, n);
 	render_fallbacks(b, cur, n);
 	free(cur);
 }

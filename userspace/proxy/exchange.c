@@ -106,6 +106,9 @@ void exchange_reset(struct conn *c)
 		stream_end(st); /* the filters' on_end: cache commit, releases */
 	}
 	free(ex->log_path);
+	free(ex->rb);
+	free(ex->hold_head);
+	free(ex->hold_buf);
 	buf_free(&ex->head);
 	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
@@ -207,6 +210,7 @@ static void record_exchange(struct conn *c)
 	e.consumer = ex->consumer;
 	e.client_cert = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL;
 	e.calls = c->st ? c->st->log_calls : NULL;
+	e.waf_rules = c->st ? c->st->log_waf : NULL;
 	accesslog_write(w->id, &e);
 }
 
@@ -513,7 +517,10 @@ static void stream_forward_host(struct stream *st)
 	size_t up_len = st->path_len, off;
 
 	take_stream_result(c, st);
-	if (rc->strip_prefix && st->match.prefix_len) {
+	if (st->up_path) {
+		up_path = st->up_path; /* a filter rewrote it (transform.request.path) */
+		up_len = st->up_path_len;
+	} else if (rc->strip_prefix && st->match.prefix_len) {
 		off = st->match.prefix_len;
 		if (st->path[off - 1] == '/')
 			off--;
@@ -535,6 +542,12 @@ static void stream_forward_host(struct stream *st)
 		return;
 	}
 	ex->hash = balance_hash(c, &c->cfg->upstreams[ex->upstream], req, ar);
+	if (st->req_body_ready) {
+		/* read whole already (step_req_body): sent from the stream after the head */
+		ex->rb_buffered = true;
+		pick_and_connect(c);
+		return;
+	}
 	ex->req_body = req->body;
 	if (ex->upgrade && !c->cli.tls && conn_listener(c)->splice == SPLICE_SOCKMAP &&
 	    c->cli.w->gw->splice && !buf_len(&c->cli.in)) {
@@ -559,7 +572,24 @@ static void stream_resumed_host(void *host)
 	conn_advance(host);
 }
 
+/* A filter waits for the request body: step_req_body() reads it. */
+static void stream_read_body_host(struct stream *st)
+{
+	struct conn *c = st->host;
+	struct exchange *ex = &c->ex;
+	const struct http_request *req = &st->req;
+
+	c->state = CS_REQ_BODY;
+	ex->req_body = req->body;
+	ex->req_remaining = req->content_length;
+	http_chunked_init(&ex->req_chunked);
+	if (req->expect_continue && ex->req_has_body && !ex->req_done && !buf_len(&c->cli.in) &&
+	    buf_ensure(&c->cli.out, 64 * 1024 + c->cfg->limits.max_header_bytes))
+		buf_append(&c->cli.out, continue_100, sizeof(continue_100) - 1);
+}
+
 static const struct stream_host_ops conn_stream_ops = {
+	.read_body = stream_read_body_host,
 	.reply_error = stream_reply_error_host,
 	.reply_cached = stream_reply_cached_host,
 	.reply_status = stream_reply_status_host,
@@ -591,6 +621,8 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	}
 	st->env = &w->env;
 	st->peer_ip = c->peer_ip;
+	st->peer_addr = (const struct sockaddr *)&c->peer;
+	st->local_addr = (const struct sockaddr *)&c->cfg->listeners[c->listener].addr;
 	st->is_ipv6 = c->peer.ss_family == AF_INET6;
 	st->tls = c->cli.tls;
 	if (c->cli.tls) {
@@ -804,6 +836,7 @@ static bool step_connecting(struct conn *c)
 		return true;
 	}
 	buf_append(&u->s.out, buf_head(&c->ex.head), buf_len(&c->ex.head));
+	c->ex.rb_sent = 0; /* a retry sends the buffered body again */
 	c->state = CS_EXCHANGE;
 	return true;
 }
@@ -987,6 +1020,116 @@ static void response_data(struct conn *c, const char *p, size_t n)
 		stream_response_data(c->st, p, n);
 }
 
+static bool xf_deframe(struct conn *c);
+
+/*
+ * A filter holds the response (stream_hold_response): nothing goes to the client yet. The
+ * origin head is kept (the upstream buffer moves on) and the body gathered by pump_hold().
+ */
+static bool start_hold(struct conn *c, const struct http_response *resp, size_t head_len)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->up->s.in;
+
+	ex->hold_head = malloc(head_len);
+	if (!ex->hold_head) {
+		release_upconn(c, false);
+		reject(c, 503, "out of memory", 0, NULL);
+		return true;
+	}
+	memcpy(ex->hold_head, buf_head(in), head_len);
+	ex->hold_head_len = head_len;
+	buf_consume(in, head_len);
+	count_target(c, OUTCOME_SUCCESS);
+	http_chunked_init(&ex->resp_chunked);
+	ex->xf_ready = 0;
+	ex->holding = true;
+	ex->resp_done = resp->body == HTTP_BODY_LENGTH && resp->content_length == 0;
+	return true;
+}
+
+static bool hold_fail(struct conn *c, int status, const char *reason)
+{
+	c->ex.holding = false;
+	release_upconn(c, false);
+	reject(c, status, reason, 0, NULL);
+	return true;
+}
+
+/* The held body is in: the filter rewrites it and it goes out like a cached response. */
+static bool finish_hold(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct stream *st = c->st;
+	struct http_limits lim = { .max_header_bytes = ex->hold_head_len + 2,
+				   .max_request_line = ex->hold_head_len + 2 };
+	bool reusable = ex->req_done && !buf_len(&c->up->s.in) && !ex->resp_close &&
+			!(ex->rb_buffered && ex->rb_sent < st->req_body_len);
+	struct http_response resp;
+	struct cache_hit *hit;
+	const char *reason, *body;
+	size_t len, cap = ex->hold_head_len + 64, hl;
+	char *head;
+
+	ex->holding = false;
+	release_upconn(c, reusable);
+	if (http_parse_response(ex->hold_head, ex->hold_head_len, &lim, ex->method, &resp) <= 0)
+		return hold_fail(c, 502, "invalid upstream response");
+	if (!stream_response_whole(st, ex->hold_buf ? ex->hold_buf : "", ex->hold_len, &reason))
+		return hold_fail(c, 502, reason);
+	body = st->resp_body ? st->resp_body : ex->hold_buf ? ex->hold_buf : "";
+	len = st->resp_body ? st->resp_body_len : ex->hold_len;
+	hit = stream_alloc(st, sizeof(*hit));
+	head = stream_alloc(st, cap);
+	hl = head ? build_held_head(&resp, st->resp_body_type, len, head, cap) : 0;
+	if (!hit || !hl)
+		return hold_fail(c, 502, "upstream response headers too large");
+	hit->head = head;
+	hit->head_len = hl;
+	hit->body = body;
+	hit->body_len = len;
+	hit->entry = NULL;
+	hit->age_s = 0;
+	ex->no_age = true;
+	stream_reply_cached_host(st, hit);
+	return true;
+}
+
+/* Gathers the de-framed body of a held response, bounded by the filter's max (502). */
+static bool pump_hold(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->up->s.in;
+	size_t n, cap;
+	char *nb;
+
+	if (!xf_deframe(c)) {
+		count_target(c, OUTCOME_PROTOCOL_ERROR);
+		return hold_fail(c, 502, "invalid upstream response");
+	}
+	n = ex->xf_ready;
+	if (n > c->st->hold_max - ex->hold_len)
+		return hold_fail(c, 502, "upstream response too large");
+	if (ex->hold_len + n > ex->hold_cap) {
+		cap = ex->hold_cap ? ex->hold_cap * 2 : 16384;
+		if (cap < ex->hold_len + n)
+			cap = ex->hold_len + n;
+		nb = realloc(ex->hold_buf, cap);
+		if (!nb)
+			return hold_fail(c, 503, "out of memory");
+		ex->hold_buf = nb;
+		ex->hold_cap = cap;
+	}
+	if (n)
+		memcpy(ex->hold_buf + ex->hold_len, buf_head(in), n);
+	ex->hold_len += n;
+	buf_consume(in, n);
+	ex->xf_ready = 0;
+	if (ex->resp_done)
+		return finish_hold(c);
+	return n > 0;
+}
+
 static bool read_response_head(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
@@ -1038,6 +1181,8 @@ static bool read_response_head(struct conn *c)
 	if (c->st) {
 		c->st->resp_local = false;
 		stream_response(c->st, &resp);
+		if (c->st->hold_filter >= 0 && resp.status >= 200 && resp.body != HTTP_BODY_NONE)
+			return start_hold(c, &resp, n);
 		note_body_transform(c);
 	}
 	{
@@ -1195,6 +1340,22 @@ static bool pump_response(struct conn *c)
 	return k > 0;
 }
 
+/* The buffered (possibly replaced) request body, after the head, as room allows. */
+static bool pump_buffered(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *dst = &c->up->s;
+	size_t n = c->st->req_body_len - ex->rb_sent;
+
+	if (!(dst->pending & PEND_SEND))
+		buf_compact(&dst->out);
+	if (n > buf_space(&dst->out))
+		n = buf_space(&dst->out);
+	buf_append(&dst->out, c->st->req_body + ex->rb_sent, n);
+	ex->rb_sent += n;
+	return n > 0;
+}
+
 static bool step_exchange(struct conn *c)
 {
 	struct exchange *ex = &c->ex;
@@ -1204,14 +1365,21 @@ static bool step_exchange(struct conn *c)
 
 	if (ex->from_cache)
 		return pump_cached(c);
+	if (ex->rb_buffered && ex->rb_sent < c->st->req_body_len)
+		progress |= pump_buffered(c);
 	if (!ex->req_done) {
 		progress |= pump_request(c);
 		if (c->state != st || c->up != u)
 			return true;
 	}
-	if (!ex->resp_started) {
+	if (!ex->resp_started && !ex->holding) {
 		progress |= read_response_head(c);
 		if (c->state != st || c->up != u)
+			return true;
+	}
+	if (ex->holding) {
+		progress |= pump_hold(c);
+		if (!ex->holding || c->state != st || c->up != u)
 			return true;
 	}
 	if (ex->resp_started && (!ex->resp_done || (ex->xf && !ex->xf_done))) {
@@ -1232,6 +1400,8 @@ static bool step_exchange(struct conn *c)
 			c->close_after = true;
 			ex->resp_close = true;
 		}
+		if (ex->rb_buffered && ex->rb_sent < c->st->req_body_len)
+			ex->resp_close = true; /* the upstream answered before it had the body */
 		if (c->st)
 			c->st->completed = true;
 		if (buf_len(&u->s.in)) {
@@ -1257,6 +1427,106 @@ static bool step_exchange(struct conn *c)
 		return true;
 	}
 	return progress;
+}
+
+/* Appends decoded request body bytes; false past the filter's bound. */
+static bool rb_append(struct conn *c, const char *p, size_t n)
+{
+	struct exchange *ex = &c->ex;
+	size_t max = c->st->req_body_max, cap;
+	char *nb;
+
+	if (n > max - ex->rb_len)
+		return false;
+	if (ex->rb_len + n > ex->rb_cap) {
+		cap = ex->rb_cap ? ex->rb_cap * 2 : 16384;
+		if (cap < ex->rb_len + n)
+			cap = ex->rb_len + n;
+		if (cap > max)
+			cap = max;
+		nb = realloc(ex->rb, cap ? cap : 1);
+		if (!nb)
+			return false;
+		ex->rb = nb;
+		ex->rb_cap = cap;
+	}
+	memcpy(ex->rb + ex->rb_len, p, n);
+	ex->rb_len += n;
+	return true;
+}
+
+static bool req_body_fail(struct conn *c, int status, const char *reason)
+{
+	take_stream_result(c, c->st);
+	c->close_after = true;
+	reject(c, status, reason, 0, NULL);
+	return true;
+}
+
+/* Takes what the client buffer holds of the body, de-framed; false: over the bound. */
+static ssize_t rb_take(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct buf *in = &c->cli.in;
+	struct http_span spans[64];
+	size_t n = buf_len(in), nspans = 64;
+	ssize_t k;
+
+	if (ex->req_body == HTTP_BODY_LENGTH) {
+		k = n < ex->req_remaining ? n : ex->req_remaining;
+		if (!rb_append(c, buf_head(in), k))
+			return -413;
+		ex->req_remaining -= k;
+		ex->req_done = ex->req_remaining == 0;
+		return k;
+	}
+	k = http_chunked_scan(&ex->req_chunked, buf_head(in), n, spans, &nspans);
+	if (k < 0)
+		return -400;
+	for (size_t i = 0; i < nspans; i++)
+		if (!rb_append(c, buf_head(in) + spans[i].off, spans[i].len))
+			return -413;
+	ex->req_done = ex->req_chunked.done; /* trailers were scanned and are dropped */
+	return k;
+}
+
+/*
+ * A filter asked for the whole request body: read it into ex->rb (Content-Length or
+ * chunked, de-framed) within the filter's bound, then hand it to the stream and wake it.
+ */
+static bool step_req_body(struct conn *c)
+{
+	struct exchange *ex = &c->ex;
+	struct side *s = &c->cli;
+	struct stream *st = c->st;
+	ssize_t k = 0;
+
+	if (!ex->req_done && buf_len(&s->in)) {
+		k = rb_take(c);
+		if (k == -413)
+			return req_body_fail(c, 413, "request body too large");
+		if (k < 0)
+			return req_body_fail(c, 400, "invalid chunked body");
+		buf_consume(&s->in, k);
+		ex->bytes_in += k;
+	}
+	if (ex->req_done) {
+		st->req_body = ex->rb ? ex->rb : "";
+		st->req_body_len = ex->rb_len;
+		st->req_body_ready = true;
+		c->state = CS_FILTERS;
+		stream_wake(st);
+		return true;
+	}
+	if (s->timed_out) {
+		s->failed = s->timed_out = false; /* the socket is fine: the answer goes out */
+		return req_body_fail(c, 408, "request body timeout");
+	}
+	if (s->failed || s->eof) {
+		conn_abort(c);
+		return true;
+	}
+	return k > 0;
 }
 
 static bool step_head(struct conn *c)
@@ -1387,6 +1657,8 @@ static bool step(struct conn *c)
 		return step_tls_handshake(c);
 	case CS_HEAD:
 		return step_head(c);
+	case CS_REQ_BODY:
+		return step_req_body(c);
 	case CS_FILTERS:
 		/* A client that leaves while its request waits gives the request up. */
 		if (c->cli.failed || c->cli.eof) {
@@ -1453,7 +1725,8 @@ static uint32_t body_recv_timeout(struct conn *c)
 		ex->body_start_ms = now;
 	deadline = ex->body_start_ms + ex->body_paused_ms + lim->body_timeout_ms;
 	if (lim->body_min_rate)
-		deadline += (ex->req_body_bytes + buf_len(&c->cli.in)) * 1000 / lim->body_min_rate;
+		deadline += (ex->req_body_bytes + ex->rb_len + buf_len(&c->cli.in)) * 1000 /
+			    lim->body_min_rate;
 	if (deadline <= now)
 		return 1;
 	return deadline - now < lim->idle_timeout_ms ? deadline - now : lim->idle_timeout_ms;
@@ -1550,6 +1823,13 @@ static bool arm(struct conn *c)
 								       : 1;
 		side_retime_recv(cli);
 		progress |= side_arm_recv(cli);
+		break;
+	case CS_REQ_BODY:
+		/* the same deadline as a streamed body (a buffered one is no slower to POST) */
+		cli->recv_timeout_ms = body_recv_timeout(c);
+		side_retime_recv(cli);
+		progress |= side_arm_recv(cli);
+		body_note_reading(c);
 		break;
 	case CS_FILTERS:
 		/* Reading on (bounded) notices a client that leaves while its request waits. */

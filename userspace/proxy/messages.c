@@ -192,6 +192,23 @@ static void hw_query(struct head_writer *hw, const struct conn *c, struct http_s
 	}
 }
 
+/*
+ * The header lines filters added to the request (transform): never a header the gateway
+ * controls (framing, forwarding, identity) nor Host, whatever the config says.
+ */
+static void hw_req_edits(struct head_writer *hw, const struct conn *c,
+			 const struct http_request *req, const struct stream *st)
+{
+	for (int i = 0; st && i < st->nreq_edits; i++) {
+		const struct stream_hdr_edit *e = &st->req_edits[i];
+		struct http_str name = { e->name, strlen(e->name) };
+
+		if (e->value && !controlled_header(c, req, name) &&
+		    !http_str_eq_nocase(name, "host"))
+			hw_printf(hw, "%s: %s\r\n", e->name, e->value);
+	}
+}
+
 /* RFC 7239 node: an IPv6 address is bracketed and quoted. */
 static void forwarded_for(const struct conn *c, char *out, size_t len)
 {
@@ -206,6 +223,7 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 			 struct buf *out)
 {
 	struct head_writer hw = { .b = out };
+	const struct stream *st = c->st;
 	const char *proto = c->cli.tls ? "https" : "http";
 	char node[INET6_ADDRSTRLEN + 4];
 
@@ -213,7 +231,8 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 		return false;
 	hw_printf(&hw, "%.*s %.*s", (int)req->method_str.len, req->method_str.p, (int)path_len,
 		  path);
-	hw_query(&hw, c, req->query);
+	hw_query(&hw, c, st && st->up_query ? (struct http_str){ st->up_query, st->up_query_len }
+					    : req->query);
 	hw_printf(&hw, " HTTP/1.1\r\n");
 	/* The host the request was routed by is the one Host: the Host field, or for
 	 * absolute-form the authority (RFC 9112 3.2.2: any Host field is ignored then). */
@@ -224,8 +243,10 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	for (int i = 0; i < req->nheaders; i++)
 		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
 		    !drop_request_header(c, req, &req->headers[i]) &&
-		    !hidden_credential(c, req->headers[i].name))
+		    !hidden_credential(c, req->headers[i].name) &&
+		    !(st && stream_req_header_removed(st, req->headers[i].name)))
 			hw_header(&hw, &req->headers[i]);
+	hw_req_edits(&hw, c, req, st);
 	forwarded_for(c, node, sizeof(node));
 	hw_printf(&hw,
 		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
@@ -236,7 +257,11 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	if (c->cli.tls && tls_conn_peer_subject(c->cli.tls))
 		hw_printf(&hw, AUTH_CLIENT_CERT_HEADER ": %s\r\n",
 			  tls_conn_peer_subject(c->cli.tls));
-	if (req->body == HTTP_BODY_LENGTH)
+	if (st && st->req_body_ready) {
+		/* buffered: the (possibly replaced) body's own length, never chunked */
+		if (st->req_body_len || req->body != HTTP_BODY_NONE)
+			hw_printf(&hw, "Content-Length: %zu\r\n", st->req_body_len);
+	} else if (req->body == HTTP_BODY_LENGTH)
 		hw_printf(&hw, "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
 	else if (req->body == HTTP_BODY_CHUNKED)
 		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
@@ -408,4 +433,30 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 	c->ex.status = resp->status;
 	c->ex.bytes_out += c->cli.out.end - before;
 	return true;
+}
+
+size_t build_held_head(const struct http_response *resp, const char *ctype, size_t body_len,
+		       char *out, size_t cap)
+{
+	struct buf b = { .data = out, .cap = cap };
+	struct head_writer hw = { .b = &b };
+
+	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
+		  resp->reason.p);
+	for (int i = 0; i < resp->nheaders; i++) {
+		const struct http_header *h = &resp->headers[i];
+
+		/* the framing is ours now; X-Request-Id is written with the head */
+		if (http_is_hop_by_hop(h->name, resp->connection) ||
+		    http_str_eq_nocase(h->name, "content-length") ||
+		    http_str_eq_nocase(h->name, "transfer-encoding") ||
+		    http_str_eq_nocase(h->name, "x-request-id") ||
+		    (ctype && http_str_eq_nocase(h->name, "content-type")))
+			continue;
+		hw_header(&hw, h);
+	}
+	if (ctype)
+		hw_printf(&hw, "Content-Type: %s\r\n", ctype);
+	hw_printf(&hw, "Content-Length: %zu\r\n", body_len);
+	return hw.overflow ? 0 : b.end;
 }

@@ -106,6 +106,7 @@ enum conn_state {
 	CS_TLS_HANDSHAKE,
 	CS_HEAD,       /* waiting for a request head */
 	CS_FILTERS,    /* the request's filter chain waits for something (stream_wake) */
+	CS_REQ_BODY,   /* a filter waits for the whole request body: reading it */
 	CS_QUEUED,     /* every target at max_conns_per_target: in the worker's FIFO queue */
 	CS_CONNECTING, /* waiting for the upstream connection */
 	CS_EXCHANGE,   /* request/response in flight */
@@ -146,6 +147,12 @@ struct exchange {
 	/* the body's deadline (see body_recv_timeout): when reading it began, time the
 	 * gateway itself stopped reading (backpressure), and since when it has not read */
 	uint64_t body_start_ms, body_paused_ms, body_paused_since_ms;
+	/* the body a filter asked for (stream_need_request_body): read whole into rb, then
+	 * sent from the stream's req_body (rb or the filter's replacement) after the head */
+	char *rb;
+	size_t rb_len, rb_cap;
+	bool rb_buffered; /* the request forwarded carries st->req_body, not a stream */
+	size_t rb_sent;
 	/* response: upstream -> client */
 	bool resp_started; /* any byte of the response went to the client */
 	int status;
@@ -162,6 +169,13 @@ struct exchange {
 	bool xf;
 	bool xf_done; /* the transform finished and the body's end went out */
 	size_t xf_ready;
+	/* a filter holds the response (stream_hold_response): the origin head is kept in the
+	 * stream's arena and the de-framed body gathered here before anything is sent */
+	bool holding;
+	char *hold_head;
+	size_t hold_head_len;
+	char *hold_buf;
+	size_t hold_len, hold_cap;
 	bool counted_active; /* target_state.active was incremented */
 	bool client_http10;
 	/* a cached response being sent (the cache filter owns the hit until stream end) */
@@ -351,6 +365,11 @@ void tunnel_pipe_release(struct conn *c);
 /* messages.c */
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers);
+/* The head of a held response rewritten for its new body (status line and headers without
+ * the empty line, as a cache hit's head), ctype replacing Content-Type unless NULL: 0 when
+ * it does not fit cap. */
+size_t build_held_head(const struct http_response *resp, const char *ctype, size_t body_len,
+		       char *out, size_t cap);
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
 			 size_t path_len, const struct auth_result *auth, bool upgrade,
 			 struct buf *out);

@@ -169,6 +169,18 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	st->resp_local = false;
 	st->nresp_edits = 0;
 	st->body_filter = -1;
+	st->nreq_edits = 0;
+	st->up_path = st->up_query = NULL;
+	st->up_path_len = st->up_query_len = 0;
+	st->req_body_wanted = st->req_body_ready = false;
+	st->req_body_max = st->req_body_len = 0;
+	st->req_body = NULL;
+	st->req_body_copy = NULL;
+	st->hold_filter = -1;
+	st->hold_max = 0;
+	st->resp_body = NULL;
+	st->resp_body_len = 0;
+	st->resp_body_type = NULL;
 	st->nfilters = st->cursor = st->entered = 0;
 	st->waiting = st->queued = st->ended = st->running = st->end_requested = false;
 	st->runq_next = NULL;
@@ -238,6 +250,9 @@ void stream_run(struct stream *st, uint64_t now_ms)
 			return;
 		if (v == FILTER_WAIT) {
 			st->waiting = true;
+			/* The host reads the body now; it wakes the stream when it has it. */
+			if (st->req_body_wanted && !st->req_body_ready)
+				st->ops->read_body(st);
 			return;
 		}
 		st->cursor = i + 1;
@@ -274,6 +289,7 @@ void stream_response(struct stream *st, const struct http_response *resp)
 	 * for a gateway error): edits and a body claim belonged to that one. */
 	st->nresp_edits = 0;
 	st->body_filter = -1;
+	st->hold_filter = -1;
 	st->status = resp->status;
 	for (int i = 0; i < st->entered; i++)
 		if (st->chain[i]->on_response)
@@ -325,6 +341,133 @@ bool stream_resp_header_removed(const struct stream *st, struct http_str name)
 		if (!st->resp_edits[i].value && http_str_eq_nocase(name, st->resp_edits[i].name))
 			return true;
 	return false;
+}
+
+static bool add_req_edit(struct stream *st, const char *name, const char *value)
+{
+	struct stream_hdr_edit *e;
+
+	if (st->nreq_edits == STREAM_MAX_REQ_EDITS)
+		return false;
+	e = &st->req_edits[st->nreq_edits];
+	e->name = stream_strdup(st, name, strlen(name));
+	e->value = value ? stream_strdup(st, value, strlen(value)) : NULL;
+	if (!e->name || (value && !e->value))
+		return false;
+	st->nreq_edits++;
+	return true;
+}
+
+bool stream_req_header_add(struct stream *st, const char *name, const char *value)
+{
+	return add_req_edit(st, name, value);
+}
+
+bool stream_req_header_remove(struct stream *st, const char *name)
+{
+	return add_req_edit(st, name, NULL);
+}
+
+int stream_req_edits_room(const struct stream *st)
+{
+	return STREAM_MAX_REQ_EDITS - st->nreq_edits;
+}
+
+bool stream_req_header_removed(const struct stream *st, struct http_str name)
+{
+	for (int i = 0; i < st->nreq_edits; i++)
+		if (!st->req_edits[i].value && http_str_eq_nocase(name, st->req_edits[i].name))
+			return true;
+	return false;
+}
+
+bool stream_set_upstream_path(struct stream *st, const char *p, size_t n)
+{
+	char *s = stream_strdup(st, p, n);
+
+	if (!s)
+		return false;
+	st->up_path = s;
+	st->up_path_len = n;
+	return true;
+}
+
+bool stream_set_upstream_query(struct stream *st, const char *p, size_t n)
+{
+	char *s = stream_strdup(st, p, n);
+
+	if (!s)
+		return false;
+	st->up_query = s;
+	st->up_query_len = n;
+	return true;
+}
+
+bool stream_need_request_body(struct stream *st, size_t max)
+{
+	if (!st->ops->read_body)
+		return false;
+	if (st->req_body_wanted && st->req_body_max < max)
+		max = st->req_body_max; /* several filters: the tightest bound holds */
+	st->req_body_wanted = true;
+	st->req_body_max = max;
+	return true;
+}
+
+bool stream_set_request_body(struct stream *st, const char *p, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+
+	if (!copy)
+		return false;
+	memcpy(copy, p, n);
+	free(st->req_body_copy);
+	st->req_body_copy = copy;
+	st->req_body = copy;
+	st->req_body_len = n;
+	return true;
+}
+
+bool stream_hold_response(struct stream *st, void *state, size_t max)
+{
+	if (st->hold_filter >= 0)
+		return false;
+	for (int i = 0; i < st->entered; i++)
+		if (st->state[i] == state && state && st->chain[i]->on_response_whole) {
+			st->hold_filter = i;
+			st->hold_max = max;
+			return true;
+		}
+	return false;
+}
+
+bool stream_set_response_body(struct stream *st, const char *p, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+
+	if (!copy)
+		return false;
+	memcpy(copy, p, n);
+	free(st->resp_body);
+	st->resp_body = copy;
+	st->resp_body_len = n;
+	return true;
+}
+
+bool stream_set_response_type(struct stream *st, const char *type)
+{
+	st->resp_body_type = stream_strdup(st, type, strlen(type));
+	return st->resp_body_type != NULL;
+}
+
+bool stream_response_whole(struct stream *st, const char *body, size_t len, const char **reason)
+{
+	int i = st->hold_filter;
+
+	*reason = "response transform failed";
+	if (i < 0)
+		return false;
+	return st->chain[i]->on_response_whole(st, st->state[i], body, len, reason);
 }
 
 bool stream_claim_body(struct stream *st, void *state)
@@ -392,6 +535,11 @@ static void stream_finish_end(struct stream *st)
 		auth_result_release(&st->auth);
 		st->auth_done = false;
 	}
+	free(st->req_body_copy);
+	st->req_body_copy = NULL;
+	st->req_body = NULL;
+	free(st->resp_body);
+	st->resp_body = NULL;
 	arena_put(p, &st->arena);
 	st->gen++;
 	st->host = NULL;

@@ -39,6 +39,35 @@
  *            input the host calls with fin until the filter reports done.
  * on_response_data always sees the body as it came (before any transform): what a cache
  * stores is the origin's representation.
+ *   whole    a filter that needs the whole origin body before the client gets anything
+ *            (a JSON rewrite that may still fail) calls stream_hold_response() from
+ *            on_response of an upstream head instead: the host sends nothing, reads the
+ *            whole body (de-framed, at most max; past it 502), then calls that filter's
+ *            on_response_whole. It either answers with a new body (stream_set_response_
+ *            body) or fails the exchange (the host answers 502 with the reason). The new
+ *            response then goes out like a cached one: every filter's on_response sees
+ *            its head again (a second call; edits start over, compression may claim the
+ *            body), with the origin's status and headers and a new Content-Length. Holds
+ *            are only honoured for upstream responses; on_response_data does not see a
+ *            held body.
+ *
+ * Request side, for filters that must see or change what goes upstream:
+ *   body     by default the request body streams from the client to the upstream after
+ *            forward, and no filter sees it. A filter that needs it calls
+ *            stream_need_request_body(st, max) from on_request and returns FILTER_WAIT;
+ *            the host reads the whole body (de-chunked; trailers are dropped), bounded by
+ *            max (past it the host answers 413 itself and the stream ends) and by the body
+ *            idle timeout, sets req_body / req_body_len / req_body_ready and wakes the
+ *            stream: the same on_request runs again. stream_set_request_body() replaces
+ *            what is forwarded (the stream keeps a copy). A buffered body goes upstream
+ *            with Content-Length and no Transfer-Encoding; chains that never ask keep
+ *            the streaming path;
+ *   headers  stream_req_header_add() / _remove() record edits applied where the upstream
+ *            head is built, like the response ones (client headers whose name was removed
+ *            are skipped, then the added lines are written; headers the gateway controls,
+ *            framing and forwarding, are never written from an edit);
+ *   target   stream_set_upstream_path() / stream_set_upstream_query() replace the path
+ *            (then strip_prefix does not apply) and the query the upstream gets.
  *
  * Streams come from a per-worker pool and are never handed back to malloc while the worker
  * runs, so a late completion holding a struct stream_ref finds a stream whose generation
@@ -50,6 +79,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "auth/auth.h"
 #include "http/http.h"
@@ -57,6 +87,7 @@
 
 #define STREAM_MAX_FILTERS 16
 #define STREAM_MAX_RESP_EDITS 24
+#define STREAM_MAX_REQ_EDITS 24
 
 struct stream;
 struct xg_config;
@@ -123,6 +154,10 @@ struct filter {
 	 * Must make progress (consume or produce) whenever in_len, fin or its pending output
 	 * and out_cap allow it. */
 	int (*on_response_body)(struct stream *st, void *state, struct stream_body_io *io);
+	/* The whole origin body a filter held (stream_hold_response): false fails the
+	 * exchange with a 502 giving *reason. */
+	bool (*on_response_whole)(struct stream *st, void *state, const char *body, size_t len,
+				  const char **reason);
 	/* Always, once, at stream end (st->completed tells whether the response was whole). */
 	void (*on_end)(struct stream *st, void *state);
 };
@@ -142,6 +177,9 @@ struct stream_host_ops {
 			   size_t len);
 	/* Every filter continued: send the request upstream. */
 	void (*forward)(struct stream *st);
+	/* A filter waits for the whole request body (stream_need_request_body): read it,
+	 * bounded by st->req_body_max, then wake the stream. NULL: the host cannot. */
+	void (*read_body)(struct stream *st);
 	/* A woken stream's chain ran (the stream may have ended meanwhile): let the host
 	 * move on (arm I/O, write what a filter produced). */
 	void (*resumed)(void *host);
@@ -165,11 +203,14 @@ struct stream {
 	/* The request as the codec parsed it; strings point into the arena. */
 	struct http_request req;
 	const char *peer_ip;
+	const struct sockaddr *peer_addr;  /* with the port; NULL in fake hosts */
+	const struct sockaddr *local_addr; /* the listener's address; NULL: unknown */
 	bool is_ipv6;
 	bool tls;		    /* the client connection is TLS */
 	struct auth_peer client_cert; /* the connection's client certificate (mTLS) */
 	const char *request_id; /* the exchange's X-Request-Id; "" when none */
 	const char *log_calls;	/* access-log "calls" (a JSON array, in the arena); NULL: none */
+	const char *log_waf;	/* access-log "waf_rules" (a JSON array, in the arena); NULL: none */
 	/* Filled by the filters as they go. */
 	char host_name[256];
 	size_t host_len;
@@ -190,6 +231,26 @@ struct stream {
 	struct stream_hdr_edit resp_edits[STREAM_MAX_RESP_EDITS];
 	int nresp_edits;
 	int body_filter; /* chain index of the filter transforming the body; -1: none */
+	/* Request edits (see the top of this file). */
+	struct stream_hdr_edit req_edits[STREAM_MAX_REQ_EDITS];
+	int nreq_edits;
+	const char *up_path; /* NULL: the normalised path (with strip_prefix) */
+	size_t up_path_len;
+	const char *up_query; /* NULL: the client's query */
+	size_t up_query_len;
+	/* The buffered request body: asked for, its bound, and once read, the bytes. */
+	bool req_body_wanted;
+	bool req_body_ready;
+	size_t req_body_max;
+	const char *req_body;
+	size_t req_body_len;
+	char *req_body_copy; /* stream_set_request_body()'s copy, freed at stream end */
+	/* A held response (see the top of this file). */
+	int hold_filter; /* chain index; -1: none */
+	size_t hold_max;
+	char *resp_body; /* stream_set_response_body()'s copy, freed at stream end */
+	size_t resp_body_len;
+	const char *resp_body_type; /* its Content-Type; NULL: the origin's */
 	/* Chain. */
 	const struct filter *chain[STREAM_MAX_FILTERS];
 	void *state[STREAM_MAX_FILTERS];
@@ -245,6 +306,33 @@ bool stream_resp_header_remove(struct stream *st, const char *name);
 int stream_resp_edits_room(const struct stream *st);
 /* Host side: whether an origin header is to be dropped. */
 bool stream_resp_header_removed(const struct stream *st, struct http_str name);
+/* Request head edits (from on_request); false when the edit list or the arena is full. */
+bool stream_req_header_add(struct stream *st, const char *name, const char *value);
+bool stream_req_header_remove(struct stream *st, const char *name);
+int stream_req_edits_room(const struct stream *st);
+/* Host side: whether a client header is not to be forwarded. */
+bool stream_req_header_removed(const struct stream *st, struct http_str name);
+/* The path (starting with '/') and query (without '?') the upstream gets; copied. */
+bool stream_set_upstream_path(struct stream *st, const char *p, size_t n);
+bool stream_set_upstream_query(struct stream *st, const char *p, size_t n);
+/*
+ * Asks the host for the whole request body, at most max bytes (from on_request, which then
+ * returns FILTER_WAIT and runs again with req_body_ready). false when the host cannot
+ * buffer bodies. A request without a body is ready at once with req_body_len 0.
+ */
+bool stream_need_request_body(struct stream *st, size_t max);
+/* Replaces the body forwarded upstream (the stream keeps a copy); false on no memory. */
+bool stream_set_request_body(struct stream *st, const char *p, size_t n);
+/* From on_response: the host reads the whole origin body first (at most max bytes) and
+ * passes it to this filter's on_response_whole. false: another filter holds already, or
+ * the filter has no such hook. */
+bool stream_hold_response(struct stream *st, void *state, size_t max);
+/* From on_response_whole: the body the client gets instead (copied). */
+bool stream_set_response_body(struct stream *st, const char *p, size_t n);
+/* Its Content-Type (copied); the origin's is dropped. */
+bool stream_set_response_type(struct stream *st, const char *type);
+/* Host side: the held body is in; false with *reason when the filter failed it. */
+bool stream_response_whole(struct stream *st, const char *body, size_t len, const char **reason);
 /* The filter owning `state` transforms the body; false when another one already does or
  * it has no on_response_body. */
 bool stream_claim_body(struct stream *st, void *state);
