@@ -2,7 +2,7 @@
 # The `make run` demo: demo services, a demo namespace + veth for the XDP shield, and
 # xgate with config/xgate.json in the foreground. Ctrl-C (or any exit) cleans up.
 #
-#   services   users 127.0.0.1:9101 + :9102, orders :9201, payments :9301
+#   services   users 127.0.0.1:9101 + :9102, orders :9201, payments :9301, bank :9401
 #   namespace  xgdemo, veth xg0 (host, 198.18.0.1/24) <-> xg0-peer (xgdemo, 198.18.0.2/24)
 #   gateway    :8080 (HTTP), :8443 (TLS, demo cert), admin 127.0.0.1:9901
 set -euo pipefail
@@ -50,7 +50,7 @@ wait_port() { # host port seconds
 
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespace, XDP)"
 [ -x "$BUILD/xgate" ] || die "$BUILD/xgate not built; run make"
-for port in 8080 8443 9901 9101 9102 9201 9301; do
+for port in 8080 8443 9901 9101 9102 9201 9301 9401; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		die "port $port is already in use (another demo running?)"
 	fi
@@ -61,10 +61,10 @@ trap 'exit 143' TERM
 
 $PY scripts/demo-token.py init
 
-$PY scripts/demo_services.py users:9101 users:9102 orders:9201 payments:9301 \
+$PY scripts/demo_services.py users:9101 users:9102 orders:9201 payments:9301 bank:9401 \
 	2>"$RUN_DIR/services.log" &
 services_pid=$!
-for port in 9101 9102 9201 9301; do
+for port in 9101 9102 9201 9301 9401; do
 	wait_port 127.0.0.1 "$port" 10 || die "demo service on :$port did not start: $(cat "$RUN_DIR/services.log")"
 done
 
@@ -109,7 +109,11 @@ cat >&2 <<EOF
   curl -s -H "X-API-Key: $MOBILE_APP_KEY" http://127.0.0.1:8080/api/orders
   curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/payments/1   # 403
   curl -si -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/profile?id=1'
-      # composed: user 1 + the orders, one response (X-Xgate-Completed)
+      # composed (BFF, web): user 1 + orders + alice's payments, one response
+  curl -s -H "Authorization: Bearer \$TOKEN" -H 'X-Client: mobile' \
+      'http://127.0.0.1:8080/api/profile?id=1'    # the mobile shape: name + orders only
+  curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:8080/api/dashboard
+      # account balance + last 5 transactions + investments (chained on the account id)
   curl -s -H "Authorization: Bearer $PAY_TOKEN" \\
       -d '{"order_id":1,"amount_cents":1200}' http://127.0.0.1:8080/api/payments
   curl -sk https://127.0.0.1:8443/api/catalog                    # TLS (demo cert)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Demo upstream services for `make run`: small real HTTP/1.1 JSON services.
 
-  demo_services.py users:9101 users:9102 orders:9201 payments:9301
+  demo_services.py users:9101 users:9102 orders:9201 payments:9301 bank:9401
 
 Each NAME:PORT is one instance on 127.0.0.1 with keep-alive, GET /health, and the JSON
 endpoints below. Every response names the instance (`"instance": "users@9101"`) so
@@ -9,7 +9,10 @@ load balancing is visible. State is in memory, per instance.
 
   users     GET /api/users, GET /api/users/ID, POST /api/users {"name": ...}
   orders    GET /api/catalog, GET /api/orders, GET /api/orders/ID, POST /api/orders {"item", "qty"}
-  payments  GET /api/payments/ID, POST /api/payments {"order_id", "amount_cents"}
+  payments  GET /api/payments?user=NAME, GET /api/payments/ID,
+            POST /api/payments {"order_id", "amount_cents"}
+  bank      GET /api/accounts/OWNER, GET /api/transactions?account=ID&limit=N,
+            GET /api/investments/ACCOUNT_ID (read-only; the /api/dashboard composition)
 """
 import json
 import signal
@@ -48,6 +51,46 @@ class Store:
             return item
 
 
+ACCOUNTS = {"alice": {"id": 10, "owner": "alice", "iban": "DE00 0000 0000 0000 0010",
+                     "balance_cents": 152300, "currency": "EUR"},
+            "bob": {"id": 11, "owner": "bob", "iban": "DE00 0000 0000 0000 0011",
+                    "balance_cents": 4200, "currency": "EUR"}}
+TRANSACTIONS = {10: [{"amount_cents": -450, "text": "Green tea"},
+                     {"amount_cents": 250000, "text": "Salary"},
+                     {"amount_cents": -1200, "text": "Mug"}],
+                11: [{"amount_cents": -400, "text": "Black tea"}]}
+INVESTMENTS = {10: {"total_cents": 1830000, "positions": [{"fund": "World ETF", "share": 0.8},
+                                                          {"fund": "Bonds", "share": 0.2}]},
+               11: {"total_cents": 0, "positions": []}}
+
+
+def query(path):
+    out = {}
+    for pair in path.partition("?")[2].split("&"):
+        name, _, value = pair.partition("=")
+        if name:
+            out[name] = value
+    return out
+
+
+def bank(method, parts, args):
+    """The read-only banking service behind /api/dashboard (seed 004)."""
+    if method not in ("GET", "HEAD"):
+        return 405, {"error": "method not allowed"}
+    if len(parts) == 3 and parts[:2] == ["api", "accounts"]:
+        account = ACCOUNTS.get(parts[2])
+        return (200, account) if account else (404, {"error": "no such account"})
+    if len(parts) == 2 and parts == ["api", "transactions"]:
+        if not args.get("account", "").isdigit():
+            return 400, {"error": "account must be a number"}
+        limit = int(args["limit"]) if args.get("limit", "").isdigit() else 10
+        return 200, {"transactions": TRANSACTIONS.get(int(args["account"]), [])[:limit]}
+    if len(parts) == 3 and parts[:2] == ["api", "investments"] and parts[2].isdigit():
+        summary = INVESTMENTS.get(int(parts[2]))
+        return (200, summary) if summary else (404, {"error": "no such account"})
+    return 404, {"error": "not found"}
+
+
 class Service:
     """Routes for one instance; methods return (status, payload dict)."""
 
@@ -57,7 +100,9 @@ class Service:
         seeds = {
             "users": [{"name": "alice"}, {"name": "bob"}],
             "orders": [{"item": "mug", "qty": 1, "user": "alice"}],
-            "payments": [],
+            "payments": [{"order_id": 1, "amount_cents": 1200, "user": "alice",
+                          "status": "captured"}],
+            "bank": [],
         }
         self.store = Store(seeds[name])
 
@@ -67,12 +112,18 @@ class Service:
             return 200, {"status": "ok"}
         if self.name == "orders" and parts == ["api", "catalog"] and method in ("GET", "HEAD"):
             return 200, {"catalog": CATALOG, "generated_at": time.time()}
+        if self.name == "bank":
+            return bank(method, parts, query(path))
         collection = {"users": "users", "orders": "orders", "payments": "payments"}[self.name]
         if parts[:2] != ["api", collection]:
             return 404, {"error": "not found"}
         if len(parts) == 2:
-            if method == "GET" and self.name != "payments":
-                return 200, {collection: self.store.list()}
+            if method == "GET":
+                items = self.store.list()
+                user = query(path).get("user")
+                if self.name == "payments":
+                    items = [i for i in items if i.get("user") == user]
+                return 200, {collection: items}
             if method == "POST":
                 return self.create(body, headers)
             return 405, {"error": "method not allowed"}
@@ -101,6 +152,7 @@ class Service:
             record["created_by"] = headers["X-User-Id"]
         if self.name == "payments":
             record["status"] = "captured"
+            record.setdefault("user", headers.get("X-User-Id", ""))
         return 201, self.store.add(record)
 
 
@@ -145,12 +197,13 @@ def make_handler(service):
 
 
 def main(argv):
-    specs = argv or ["users:9101", "users:9102", "orders:9201", "payments:9301"]
+    specs = argv or ["users:9101", "users:9102", "orders:9201", "payments:9301", "bank:9401"]
     servers = []
     for spec in specs:
         name, _, port = spec.partition(":")
-        if name not in ("users", "orders", "payments") or not port.isdigit():
-            sys.exit("demo_services: bad instance %r (want users|orders|payments:PORT)" % spec)
+        if name not in ("users", "orders", "payments", "bank") or not port.isdigit():
+            sys.exit("demo_services: bad instance %r (want users|orders|payments|bank:PORT)"
+                     % spec)
         server = ThreadingHTTPServer(("127.0.0.1", int(port)), make_handler(Service(name, int(port))))
         server.daemon_threads = True
         servers.append(server)
