@@ -48,3 +48,17 @@ cpu_ticks() {
 	done
 	echo "$total"
 }
+
+# Requests/s and the median latency in microseconds from a `wrk --latency` output file.
+wrk_rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+wrk_p50_us() {
+	awk '$1 == "50%" { v = $2
+		if (v ~ /us$/) { sub(/us$/, "", v) } else if (v ~ /ms$/) { sub(/ms$/, "", v); v *= 1000 }
+		else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000000 }
+		print v }' "$1"
+}
+
+# The median of the numbers on stdin, one per line.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (!NR) exit; print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}

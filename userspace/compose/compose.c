@@ -129,6 +129,26 @@ static void parse_call_shape(json_t *o, const char *path, struct compose_call *c
 	c->mapping = json_incref(m);
 }
 
+/* `{"name":"N","upstream":"U","status":` with both strings JSON-escaped. */
+static char *call_log_prefix(const char *name, const char *upstream)
+{
+	json_t *o = json_pack("{s:s,s:s}", "name", name, "upstream", upstream ? upstream : "");
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	char *out = NULL;
+	size_t n;
+
+	json_decref(o);
+	if (text && (n = strlen(text)) > 1) {
+		out = malloc(n + sizeof(",\"status\":"));
+		if (out) {
+			memcpy(out, text, n - 1); /* without the closing brace */
+			strcpy(out + n - 1, ",\"status\":");
+		}
+	}
+	free(text);
+	return out;
+}
+
 static void parse_call(json_t *o, const char *path, struct compose_policy *pol, int idx,
 		       const struct xg_config *cfg, struct cfg_errs *errs)
 {
@@ -158,6 +178,8 @@ static void parse_call(json_t *o, const char *path, struct compose_policy *pol, 
 			json_string_value(json_object_get(o, "upstream")));
 	cfg_get_bool(o, "required", path, false, &c->required, errs);
 	parse_call_shape(o, path, c, errs);
+	if (c->name && c->upstream >= 0)
+		c->log_prefix = call_log_prefix(c->name, cfg->upstreams[c->upstream].name);
 }
 
 struct compose_policy *compose_policy_parse(json_t *obj, const char *path,
@@ -235,6 +257,7 @@ void compose_policy_free(struct compose_policy *p)
 		struct compose_call *c = &p->calls[i];
 
 		free(c->name);
+		free(c->log_prefix);
 		free(c->path);
 		free(c->target);
 		free(c->group);

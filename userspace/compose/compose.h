@@ -30,6 +30,9 @@ struct compose_call {
 	json_t *mapping; /* object: old key -> new key; NULL: none */
 	char *group;	 /* NULL: merged as it is */
 	int metrics_slot;
+	/* Its access-log entry up to the status, `{"name":…,"upstream":…,"status":`, made
+	 * (escaped) at load so a request only appends numbers. */
+	char *log_prefix;
 };
 
 struct compose_policy {

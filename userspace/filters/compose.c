@@ -208,25 +208,60 @@ static enum compose_outcome call_outcome(const struct compose_state *cs, int i)
 
 /* One access-log entry per call: name, upstream pool, status, microseconds; one metric
  * sample per call. */
+/* Decimal digits of v at out (room for 20); returns their count. */
+static size_t put_dec(char *out, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = '0' + v % 10;
+		v /= 10;
+	} while (v);
+	for (i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* The access log's "calls" array, from each call's prefix made at load. */
 static void note_calls(struct stream *st, struct compose_state *cs)
 {
-	json_t *a = json_array();
+	const struct compose_policy *pol = cs->pol;
+	size_t cap = 3, n = 0;
 	char *text;
+	int i;
 
-	for (int i = 0; i < cs->pol->ncalls; i++) {
-		const struct compose_call *c = &cs->pol->calls[i];
-
-		metrics_compose_call(st->env->metrics, c->metrics_slot, call_outcome(cs, i));
-		json_array_append_new(a, json_pack("{s:s,s:s,s:i,s:I}", "name", c->name, "upstream",
-						   st->cfg->upstreams[c->upstream].name, "status",
-						   cs->slots[i].status, "us",
-						   (json_int_t)cs->slots[i].duration_us));
+	for (i = 0; i < pol->ncalls; i++)
+		metrics_compose_call(st->env->metrics, pol->calls[i].metrics_slot,
+				     call_outcome(cs, i));
+	for (i = 0; i < pol->ncalls; i++) {
+		if (!pol->calls[i].log_prefix)
+			return; /* out of memory at load: no "calls" in the log */
+		cap += strlen(pol->calls[i].log_prefix) + sizeof(",\"us\":},") + 2 * 20;
 	}
-	text = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	if (text)
-		st->log_calls = stream_strdup(st, text, strlen(text));
-	free(text);
+	text = stream_alloc(st, cap);
+	if (!text)
+		return;
+	text[n++] = '[';
+	for (i = 0; i < pol->ncalls; i++) {
+		const char *prefix = pol->calls[i].log_prefix;
+		int status = cs->slots[i].status;
+
+		if (i)
+			text[n++] = ',';
+		memcpy(text + n, prefix, strlen(prefix));
+		n += strlen(prefix);
+		if (status < 0)
+			text[n++] = '-';
+		n += put_dec(text + n, status < 0 ? -(int64_t)status : status);
+		memcpy(text + n, ",\"us\":", 6);
+		n += 6;
+		n += put_dec(text + n, cs->slots[i].duration_us);
+		text[n++] = '}';
+	}
+	text[n++] = ']';
+	text[n] = '\0';
+	st->log_calls = text;
 }
 
 static enum filter_verdict compose_answer(struct stream *st, struct compose_state *cs)
