@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fmt.h"
 #include "config/config.h"
 #include "loop/ring.h"
 #include "loop/timer.h"
@@ -1091,27 +1092,39 @@ static enum http_method method_of(const char *m)
 
 static bool build_request_text(struct client_call *c, const struct client_request_opts *o)
 {
+	static const char keep_alive[] = "Connection: keep-alive\r\n\r\n";
 	const char *method = o->method ? o->method : "GET";
 	const char *hdrs = o->headers ? o->headers : "";
-	size_t hl = strlen(hdrs), n;
-	char clen[48] = "";
+	size_t ml = strlen(method), pl = strlen(o->path), hl = strlen(hdrs), n = 0;
+	char clen[sizeof("Content-Length: \r\n") + FMT_U64_MAX] = "";
+	size_t cl = 0;
 
-	if (asprintf(&c->line, "%s %s HTTP/1.1\r\n", method, o->path) < 0) {
-		c->line = NULL;
+	c->line = malloc(ml + pl + sizeof(" HTTP/1.1\r\n") + 1);
+	if (!c->line)
 		return false;
-	}
+	memcpy(c->line, method, ml);
+	c->line[ml] = ' ';
+	memcpy(c->line + ml + 1, o->path, pl);
+	memcpy(c->line + ml + 1 + pl, " HTTP/1.1\r\n", sizeof(" HTTP/1.1\r\n"));
 	if (o->body_len || c->method == HTTP_POST || c->method == HTTP_PUT ||
-	    c->method == HTTP_PATCH)
-		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", o->body_len);
-	n = hl + strlen(clen) + sizeof("Connection: keep-alive\r\n\r\n") - 1 + o->body_len;
-	c->suffix = malloc(n + 1);
+	    c->method == HTTP_PATCH) {
+		memcpy(clen, "Content-Length: ", 16);
+		cl = 16 + fmt_u64(clen + 16, o->body_len);
+		memcpy(clen + cl, "\r\n", 2);
+		cl += 2;
+	}
+	c->suffix = malloc(hl + cl + sizeof(keep_alive) + o->body_len);
 	if (!c->suffix)
 		return false;
-	c->suffix_len = (size_t)snprintf(c->suffix, n + 1, "%s%sConnection: keep-alive\r\n\r\n",
-					 hdrs, clen);
+	memcpy(c->suffix, hdrs, hl);
+	n = hl;
+	memcpy(c->suffix + n, clen, cl);
+	n += cl;
+	memcpy(c->suffix + n, keep_alive, sizeof(keep_alive) - 1);
+	n += sizeof(keep_alive) - 1;
 	if (o->body_len)
-		memcpy(c->suffix + c->suffix_len, o->body, o->body_len);
-	c->suffix_len += o->body_len;
+		memcpy(c->suffix + n, o->body, o->body_len);
+	c->suffix_len = n + o->body_len;
 	return true;
 }
 

@@ -12,6 +12,7 @@
 
 #include "client/client.h"
 #include "common/clock.h"
+#include "common/fmt.h"
 #include "compose/compose.h"
 #include "config/config.h"
 #include "filters/filters.h"
@@ -87,22 +88,28 @@ static void call_done(void *arg, const struct client_response *resp)
 		stream_ref_wake(cs->ref);
 }
 
-/* X-Request-Id, X-Forwarded-* and the identity headers auth forwards upstream. */
+/* X-Request-Id, X-Forwarded-* and the identity headers auth forwards upstream; "" when
+ * they do not fit. */
 static void call_headers(const struct stream *st, char *out, size_t cap)
 {
-	size_t n = snprintf(out, cap,
-			    "X-Request-Id: %s\r\nX-Forwarded-For: %s\r\n"
-			    "X-Forwarded-Proto: %s\r\n",
-			    st->request_id ? st->request_id : "", st->peer_ip ? st->peer_ip : "",
-			    st->tls ? "https" : "http");
+	size_t n = 0;
+	bool ok = fmt_append_str(out, cap, &n, "X-Request-Id: ") &&
+		  fmt_append_str(out, cap, &n, st->request_id ? st->request_id : "") &&
+		  fmt_append_str(out, cap, &n, "\r\nX-Forwarded-For: ") &&
+		  fmt_append_str(out, cap, &n, st->peer_ip ? st->peer_ip : "") &&
+		  fmt_append_str(out, cap, &n, "\r\nX-Forwarded-Proto: ") &&
+		  fmt_append_str(out, cap, &n, st->tls ? "https\r\n" : "http\r\n");
 
-	for (int i = 0; st->auth_done && i < st->auth.nforward && n < cap; i++)
-		n += snprintf(out + n, cap - n, "%s: %s\r\n", st->auth.forward[i].name,
-			      st->auth.forward[i].value);
-	if (st->client_cert.subject && n < cap)
-		n += snprintf(out + n, cap - n, AUTH_CLIENT_CERT_HEADER ": %s\r\n",
-			      st->client_cert.subject);
-	if (n >= cap)
+	for (int i = 0; ok && st->auth_done && i < st->auth.nforward; i++)
+		ok = fmt_append_str(out, cap, &n, st->auth.forward[i].name) &&
+		     fmt_append_str(out, cap, &n, ": ") &&
+		     fmt_append_str(out, cap, &n, st->auth.forward[i].value) &&
+		     fmt_append_str(out, cap, &n, "\r\n");
+	if (ok && st->client_cert.subject)
+		ok = fmt_append_str(out, cap, &n, AUTH_CLIENT_CERT_HEADER ": ") &&
+		     fmt_append_str(out, cap, &n, st->client_cert.subject) &&
+		     fmt_append_str(out, cap, &n, "\r\n");
+	if (!ok)
 		out[0] = '\0';
 }
 
@@ -208,21 +215,6 @@ static enum compose_outcome call_outcome(const struct compose_state *cs, int i)
 
 /* One access-log entry per call: name, upstream pool, status, microseconds; one metric
  * sample per call. */
-/* Decimal digits of v at out (room for 20); returns their count. */
-static size_t put_dec(char *out, uint64_t v)
-{
-	char tmp[20];
-	size_t n = 0, i;
-
-	do {
-		tmp[n++] = '0' + v % 10;
-		v /= 10;
-	} while (v);
-	for (i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	return n;
-}
-
 /* The access log's "calls" array, from each call's prefix made at load. */
 static void note_calls(struct stream *st, struct compose_state *cs)
 {
@@ -237,7 +229,7 @@ static void note_calls(struct stream *st, struct compose_state *cs)
 	for (i = 0; i < pol->ncalls; i++) {
 		if (!pol->calls[i].log_prefix)
 			return; /* out of memory at load: no "calls" in the log */
-		cap += strlen(pol->calls[i].log_prefix) + sizeof(",\"us\":},") + 2 * 20;
+		cap += strlen(pol->calls[i].log_prefix) + sizeof(",\"us\":},") + 2 * FMT_U64_MAX;
 	}
 	text = stream_alloc(st, cap);
 	if (!text)
@@ -253,10 +245,10 @@ static void note_calls(struct stream *st, struct compose_state *cs)
 		n += strlen(prefix);
 		if (status < 0)
 			text[n++] = '-';
-		n += put_dec(text + n, status < 0 ? -(int64_t)status : status);
+		n += fmt_u64(text + n, status < 0 ? -(int64_t)status : status);
 		memcpy(text + n, ",\"us\":", 6);
 		n += 6;
-		n += put_dec(text + n, cs->slots[i].duration_us);
+		n += fmt_u64(text + n, cs->slots[i].duration_us);
 		text[n++] = '}';
 	}
 	text[n++] = ']';
