@@ -3,9 +3,10 @@
  * starts with the route filter; once it has matched a route it appends the filters that
  * route needs, in the order they must run: WAF (attack traffic is refused before it costs
  * a credential check, an IdP call or a rate-limit token; preflights are inspected too),
- * CORS (a preflight needs no credentials), authentication, rate limit, throttle, split (the upstream pool), compression, response
- * cache (compression before
- * the cache so that cached responses are encoded per request when served).
+ * CORS (a preflight needs no credentials), authentication, rate limit, throttle, split
+ * (the upstream pool), compression, response cache (compression before the cache so that
+ * cached responses are encoded per request when served), transform, compose (last: it
+ * answers the request itself from its sub-requests).
  * A new filter goes into this folder, gets a `const struct filter`, and is appended by
  * filters_for_route() when its route config asks for it.
  */
