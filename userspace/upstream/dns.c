@@ -345,10 +345,14 @@ bool dns_pool_reconcile(struct upstream_config *uc, const struct dns_addr *want,
 			uint64_t now_ms)
 {
 	struct dns_upstream *d = uc->dns;
-	bool used[UPSTREAM_MAX_TARGETS] = {false}, changed = false;
+	bool used[UPSTREAM_MAX_TARGETS] = {false}, vanished[UPSTREAM_MAX_TARGETS] = {false};
+	bool changed = false;
+	int nold = uc->ntargets;
 	char text[64];
 
-	for (int i = d->nstatic; i < uc->ntargets; i++) {
+	/* Kept addresses take their new weight now; vanished ones are retired only after the
+	 * new ones are in, so the pool never has a moment without a usable address. */
+	for (int i = d->nstatic; i < nold; i++) {
 		uint32_t w = 0;
 
 		for (int k = 0; k < nwant && k < UPSTREAM_MAX_TARGETS; k++) {
@@ -359,7 +363,10 @@ bool dns_pool_reconcile(struct upstream_config *uc, const struct dns_addr *want,
 				break;
 			}
 		}
-		slot_weight(uc, i, w, now_ms);
+		if (w)
+			slot_weight(uc, i, w, now_ms);
+		else
+			vanished[i] = __atomic_load_n(&uc->targets[i].weight, __ATOMIC_RELAXED) != 0;
 	}
 	for (int k = 0; k < nwant && k < UPSTREAM_MAX_TARGETS; k++) {
 		struct dns_addr a = want[k];
@@ -373,6 +380,10 @@ bool dns_pool_reconcile(struct upstream_config *uc, const struct dns_addr *want,
 			a.weight = 1;
 		changed |= add_address(uc, &a, text, now_ms);
 	}
+	/* A slot reused above was at weight 0 already, so it is not among these. */
+	for (int i = d->nstatic; i < nold; i++)
+		if (vanished[i])
+			slot_weight(uc, i, 0, now_ms);
 	return changed;
 }
 
