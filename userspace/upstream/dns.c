@@ -366,7 +366,8 @@ bool dns_pool_reconcile(struct upstream_config *uc, const struct dns_addr *want,
 		if (w)
 			slot_weight(uc, i, w, now_ms);
 		else
-			vanished[i] = __atomic_load_n(&uc->targets[i].weight, __ATOMIC_RELAXED) != 0;
+			vanished[i] =
+			    __atomic_load_n(&uc->targets[i].weight, __ATOMIC_RELAXED) != 0;
 	}
 	for (int k = 0; k < nwant && k < UPSTREAM_MAX_TARGETS; k++) {
 		struct dns_addr a = want[k];
