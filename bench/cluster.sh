@@ -102,11 +102,8 @@ phase() {
 		"http://127.0.0.1:$LISTEN_PORT/$1" >"$RUN_DIR/wrk.out" 2>&1 || true
 	t1=$(cpu_ticks "$XGATE_PID") r1=$(cpu_ticks "$REDIS_PID")
 	grep -q "Non-2xx" "$RUN_DIR/wrk.out" && die "non-2xx answers on /$1: $(cat "$RUN_DIR/wrk.out")"
-	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$RUN_DIR/wrk.out")
-	p50=$(awk '$1 == "50%" { v = $2
-		if (v ~ /us$/) { sub(/us$/, "", v) } else if (v ~ /ms$/) { sub(/ms$/, "", v); v *= 1000 }
-		else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000000 }
-		print v }' "$RUN_DIR/wrk.out")
+	rps=$(wrk_rps "$RUN_DIR/wrk.out")
+	p50=$(wrk_p50_us "$RUN_DIR/wrk.out")
 	awk -v rps="$rps" -v d="$DURATION" -v t="$((t1 - t0))" -v r="$((r1 - r0))" -v hz="$CLK_TCK" \
 		-v p50="$p50" 'BEGIN { cpu = t / hz
 		printf "%.0f %.2f %.0f %.0f %.2f\n", rps, cpu, cpu ? rps * d / cpu : 0, p50, r / hz }'
