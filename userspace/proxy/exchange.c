@@ -70,7 +70,6 @@ void conn_accepted(struct worker *w, int fd, int listener)
 	c->peerlen = sizeof(c->peer);
 	getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen);
 	format_peer(c);
-	c->ex.route = c->ex.upstream = c->ex.target = -1;
 	c->next = &w->conns_head;
 	c->prev = w->conns_head.prev;
 	c->prev->next = c;
@@ -97,7 +96,7 @@ void conn_accepted(struct worker *w, int fd, int listener)
 
 void exchange_reset(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 
 	if (c->st) {
 		struct stream *st = c->st;
@@ -105,6 +104,8 @@ void exchange_reset(struct conn *c)
 		c->st = NULL;
 		stream_end(st); /* the filters' on_end: cache commit, releases */
 	}
+	if (!ex)
+		return;
 	free(ex->log_path);
 	free(ex->rb);
 	free(ex->hold_head);
@@ -113,6 +114,47 @@ void exchange_reset(struct conn *c)
 	buf_free(&ex->req_trailers);
 	memset(ex, 0, sizeof(*ex));
 	ex->route = ex->upstream = ex->target = ex->consumer_slot = -1;
+}
+
+bool conn_take_exchange(struct conn *c)
+{
+	struct worker *w = c->cli.w;
+	struct exchange *ex = c->ex;
+
+	if (ex)
+		return true;
+	ex = w->ex_free;
+	if (ex)
+		w->ex_free = ex->free_next;
+	else if (!(ex = malloc(sizeof(*ex))))
+		return false;
+	memset(ex, 0, sizeof(*ex));
+	ex->route = ex->upstream = ex->target = ex->consumer_slot = -1;
+	c->ex = ex;
+	return true;
+}
+
+/* Ends the exchange and gives its memory back to the worker. */
+static void drop_exchange(struct conn *c)
+{
+	struct worker *w = c->cli.w;
+
+	exchange_reset(c);
+	if (!c->ex)
+		return;
+	c->ex->free_next = w->ex_free;
+	w->ex_free = c->ex;
+	c->ex = NULL;
+}
+
+void exchange_freelist_free(struct worker *w)
+{
+	while (w->ex_free) {
+		struct exchange *ex = w->ex_free;
+
+		w->ex_free = ex->free_next;
+		free(ex);
+	}
 }
 
 void conn_free(struct conn *c)
@@ -125,8 +167,8 @@ void conn_free(struct conn *c)
 		c->up = NULL;
 	}
 	upqueue_remove(c);
-	if (c->ex.counted_active && c->ex.target >= 0) {
-		atomic_fetch_sub(&c->cfg->upstreams[c->ex.upstream].targets[c->ex.target].state->active, 1);
+	if (c->ex && c->ex->counted_active && c->ex->target >= 0) {
+		atomic_fetch_sub(&c->cfg->upstreams[c->ex->upstream].targets[c->ex->target].state->active, 1);
 		upqueue_released(w);
 	}
 	tunnel_pipe_release(c);
@@ -134,7 +176,7 @@ void conn_free(struct conn *c)
 	c->next->prev = c->prev;
 	w->nconns--;
 	metrics_connection(w->metrics, conn_listener(c)->metrics_slot, -1);
-	exchange_reset(c);
+	drop_exchange(c);
 	config_put(c->cfg);
 	free(c);
 }
@@ -168,8 +210,8 @@ static void release_upconn(struct conn *c, bool reusable)
 	if (!u)
 		return;
 	c->up = NULL;
-	if (reusable && c->ex.upstream >= 0)
-		pool_put(c->cli.w, u, c->cfg->upstreams[c->ex.upstream].keepalive);
+	if (reusable && c->ex->upstream >= 0)
+		pool_put(c->cli.w, u, c->cfg->upstreams[c->ex->upstream].keepalive);
 	else {
 		u->owner = NULL;
 		side_close(&u->s);
@@ -179,7 +221,7 @@ static void release_upconn(struct conn *c, bool reusable)
 static void record_exchange(struct conn *c)
 {
 	struct worker *w = c->cli.w;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct route_config *rc = ex->route >= 0 ? &c->cfg->routes[ex->route] : NULL;
 	const struct upstream_config *uc = ex->upstream >= 0 ? &c->cfg->upstreams[ex->upstream] : NULL;
 	uint64_t dur_ns = clock_mono_ns() - ex->start_ns;
@@ -217,13 +259,13 @@ static void record_exchange(struct conn *c)
 /* The exchange is over: account it, recycle the upstream, move on to the next request. */
 void finish_exchange(struct conn *c, bool upstream_reusable)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	bool keep = ex->keep_alive && ex->req_done && !c->close_after && !c->cli.w->draining &&
 		    !c->cli.eof;
 
 	record_exchange(c);
 	release_upconn(c, upstream_reusable && ex->req_done && !ex->resp_close);
-	exchange_reset(c);
+	drop_exchange(c);
 	c->in_exchange = false;
 	c->deadline_ms = 0;
 	if (!keep) {
@@ -235,12 +277,18 @@ void finish_exchange(struct conn *c, bool upstream_reusable)
 		buf_release_if_empty(&c->cli.in);
 }
 
-static void begin_exchange(struct conn *c)
+/* false: no memory for it, and the connection is aborted. */
+static bool begin_exchange(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex;
 	struct timespec ts;
 
 	exchange_reset(c);
+	if (!conn_take_exchange(c)) {
+		conn_abort(c);
+		return false;
+	}
+	ex = c->ex;
 	c->in_exchange = true;
 	ex->start_ns = clock_mono_ns();
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -248,11 +296,12 @@ static void begin_exchange(struct conn *c)
 	ex->keep_alive = true;
 	ex->req_done = true;
 	strcpy(ex->method_str, "-");
+	return true;
 }
 
 static void note_request(struct conn *c, const struct http_request *req)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct http_header *rid = http_find_header(req->headers, req->nheaders,
 							 "x-request-id");
 	size_t n = req->method_str.len < sizeof(ex->method_str) - 1 ? req->method_str.len
@@ -287,7 +336,7 @@ static void reject(struct conn *c, int status, const char *reason, size_t head_l
 {
 	if (head_len)
 		buf_consume(&c->cli.in, head_len);
-	if (c->ex.req_has_body && !c->ex.req_done)
+	if (c->ex->req_has_body && !c->ex->req_done)
 		c->close_after = true;
 	respond_error(c, status, reason, c->close_after || status == 400 || status == 408 ||
 						 status == 413 || status == 414 || status == 431,
@@ -330,7 +379,7 @@ static uint64_t balance_hash(struct conn *c, const struct upstream_config *uc,
  */
 static int xf_emit(struct conn *c, const char *in, size_t n, bool fin, bool flush, size_t *used)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct buf *out = &c->cli.out;
 	bool chunked = !ex->client_http10;
 	size_t head = chunked ? XF_CHUNK_HEAD : 0;
@@ -374,7 +423,7 @@ static int xf_emit(struct conn *c, const char *in, size_t n, bool fin, bool flus
  * when a filter claimed the body: the cache keeps one identity copy). */
 static bool pump_cached(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	size_t n = ex->hit->body_len - ex->hit_off;
 	int r;
 
@@ -414,10 +463,10 @@ static const struct auth_result no_auth;
 /* The stream's route and identity, as the exchange accounts and logs them. */
 static void take_stream_result(struct conn *c, const struct stream *st)
 {
-	c->ex.route = st->route;
-	c->ex.upstream = st->route >= 0 ? st->upstream : -1;
-	snprintf(c->ex.consumer, sizeof(c->ex.consumer), "%s", st->consumer);
-	c->ex.consumer_slot = st->auth_done ? st->auth.consumer_slot : -1;
+	c->ex->route = st->route;
+	c->ex->upstream = st->route >= 0 ? st->upstream : -1;
+	snprintf(c->ex->consumer, sizeof(c->ex->consumer), "%s", st->consumer);
+	c->ex->consumer_slot = st->auth_done ? st->auth.consumer_slot : -1;
 }
 
 static void stream_reply_error_host(struct stream *st, int status, const char *reason,
@@ -441,15 +490,15 @@ static void stream_reply_status_host(struct stream *st, int status, const char *
 /* A transformed body has no length: an HTTP/1.0 client learns its end from the close. */
 static void note_body_transform(struct conn *c)
 {
-	c->ex.xf = stream_transforms_body(c->st);
-	if (c->ex.xf && c->ex.client_http10)
-		c->ex.keep_alive = false;
+	c->ex->xf = stream_transforms_body(c->st);
+	if (c->ex->xf && c->ex->client_http10)
+		c->ex->keep_alive = false;
 }
 
 static void stream_reply_cached_host(struct stream *st, const struct cache_hit *hit)
 {
 	struct conn *c = st->host;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct http_response resp;
 
 	take_stream_result(c, st);
@@ -494,12 +543,12 @@ static void stream_reply_body_host(struct stream *st, const char *headers, const
 	hit->body_len = len;
 	hit->entry = NULL;
 	hit->age_s = 0;
-	c->ex.no_age = true;
+	c->ex->no_age = true;
 	/* the unread request body is not the next request: close after this answer */
-	if (c->ex.req_has_body && !c->ex.req_done)
+	if (c->ex->req_has_body && !c->ex->req_done)
 		c->close_after = true;
 	stream_reply_cached_host(st, hit);
-	if (c->ex.from_cache)
+	if (c->ex->from_cache)
 		stream_response_data(st, body, len);
 }
 
@@ -509,7 +558,7 @@ static bool pick_and_connect(struct conn *c);
 static void stream_forward_host(struct stream *st)
 {
 	struct conn *c = st->host;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct http_request *req = &st->req;
 	const struct route_config *rc = &c->cfg->routes[st->route];
 	const struct auth_result *ar = st->auth_done ? &st->auth : &no_auth;
@@ -576,7 +625,7 @@ static void stream_resumed_host(void *host)
 static void stream_read_body_host(struct stream *st)
 {
 	struct conn *c = st->host;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct http_request *req = &st->req;
 
 	c->state = CS_REQ_BODY;
@@ -602,10 +651,12 @@ static const struct stream_host_ops conn_stream_ops = {
 static bool start_exchange(struct conn *c, const struct http_request *req, size_t head_len)
 {
 	struct worker *w = c->cli.w;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex;
 	struct stream *st;
 
-	begin_exchange(c);
+	if (!begin_exchange(c))
+		return true;
+	ex = c->ex;
 	note_request(c, req);
 	ex->client_http10 = req->minor_version == 0;
 	ex->req_done = !ex->req_has_body;
@@ -654,7 +705,7 @@ static bool is_idempotent(enum http_method m)
 
 static void release_slot(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 
 	if (!ex->counted_active)
 		return;
@@ -669,7 +720,7 @@ static void release_slot(struct conn *c)
  */
 static int pick_with_slot(struct conn *c, struct balance_rr *rr)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
 	uint64_t full_mask = 0;
 	int idx;
@@ -709,7 +760,7 @@ void conn_queue_expired(struct conn *c)
 static bool pick_and_connect(struct conn *c)
 {
 	struct worker *w = c->cli.w;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
 	struct balance_rr local_rr, *rr = worker_rr(w, c->cfg, ex->upstream);
 	const struct target_config *tc;
@@ -766,8 +817,8 @@ static bool pick_and_connect(struct conn *c)
 
 static void count_target(struct conn *c, enum upstream_outcome outcome)
 {
-	const struct upstream_config *uc = &c->cfg->upstreams[c->ex.upstream];
-	const struct target_config *tc = &uc->targets[c->ex.target];
+	const struct upstream_config *uc = &c->cfg->upstreams[c->ex->upstream];
+	const struct target_config *tc = &uc->targets[c->ex->target];
 
 	metrics_upstream_request(c->cli.w->metrics, tc->metrics_slot, outcome);
 	target_report(tc->state, &uc->breaker, outcome == OUTCOME_SUCCESS, c->cli.w->now_ms);
@@ -782,7 +833,7 @@ static void count_target(struct conn *c, enum upstream_outcome outcome)
  */
 static bool upstream_failed(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	const struct upstream_config *uc = &c->cfg->upstreams[ex->upstream];
 	struct upconn *u = c->up;
 	bool connect_failed = !u->connected, timed_out = u->s.timed_out;
@@ -835,8 +886,8 @@ static bool step_connecting(struct conn *c)
 		conn_abort(c);
 		return true;
 	}
-	buf_append(&u->s.out, buf_head(&c->ex.head), buf_len(&c->ex.head));
-	c->ex.rb_sent = 0; /* a retry sends the buffered body again */
+	buf_append(&u->s.out, buf_head(&c->ex->head), buf_len(&c->ex->head));
+	c->ex->rb_sent = 0; /* a retry sends the buffered body again */
 	c->state = CS_EXCHANGE;
 	return true;
 }
@@ -856,7 +907,7 @@ size_t pump_room(struct side *src, struct side *dst)
 static bool bad_request_body(struct conn *c)
 {
 	c->close_after = true;
-	if (!c->ex.resp_started) {
+	if (!c->ex->resp_started) {
 		release_upconn(c, false);
 		reject(c, 400, "invalid chunked body", 0, NULL);
 	} else {
@@ -880,7 +931,7 @@ static bool keep_trailer(struct http_str name, void *arg)
  */
 static bool pump_trailers(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *src = &c->cli, *dst = &c->up->s;
 	struct buf *t = &ex->req_trailers;
 	size_t n;
@@ -949,7 +1000,7 @@ static bool pump_trailers(struct conn *c)
  */
 static bool pump_chunks(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *src = &c->cli, *dst = &c->up->s;
 	struct http_span spans[REFRAME_SPANS];
 	size_t nspans = REFRAME_SPANS, n = buf_len(&src->in), room;
@@ -993,7 +1044,7 @@ static bool pump_chunks(struct conn *c)
 /* Moves request body bytes from the client buffer to the upstream, within framing. */
 static bool pump_request(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *src = &c->cli, *dst = &c->up->s;
 	size_t n;
 	ssize_t k;
@@ -1028,7 +1079,7 @@ static bool xf_deframe(struct conn *c);
  */
 static bool start_hold(struct conn *c, const struct http_response *resp, size_t head_len)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct buf *in = &c->up->s.in;
 
 	ex->hold_head = malloc(head_len);
@@ -1050,7 +1101,7 @@ static bool start_hold(struct conn *c, const struct http_response *resp, size_t 
 
 static bool hold_fail(struct conn *c, int status, const char *reason)
 {
-	c->ex.holding = false;
+	c->ex->holding = false;
 	release_upconn(c, false);
 	reject(c, status, reason, 0, NULL);
 	return true;
@@ -1059,7 +1110,7 @@ static bool hold_fail(struct conn *c, int status, const char *reason)
 /* The held body is in: the filter rewrites it and it goes out like a cached response. */
 static bool finish_hold(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct stream *st = c->st;
 	struct http_limits lim = { .max_header_bytes = ex->hold_head_len + 2,
 				   .max_request_line = ex->hold_head_len + 2 };
@@ -1098,7 +1149,7 @@ static bool finish_hold(struct conn *c)
 /* Gathers the de-framed body of a held response, bounded by the filter's max (502). */
 static bool pump_hold(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct buf *in = &c->up->s.in;
 	size_t n, cap;
 	char *nb;
@@ -1132,7 +1183,7 @@ static bool pump_hold(struct conn *c)
 
 static bool read_response_head(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *up = &c->up->s;
 	struct http_limits lim = conn_limits(c);
 	struct http_response resp;
@@ -1213,7 +1264,7 @@ static ssize_t dechunk_into(struct conn *c, const char *p, size_t n)
 {
 	struct http_span spans[64];
 	size_t nspans = 64;
-	ssize_t k = http_chunked_scan(&c->ex.resp_chunked, p, n, spans, &nspans);
+	ssize_t k = http_chunked_scan(&c->ex->resp_chunked, p, n, spans, &nspans);
 
 	for (size_t i = 0; k > 0 && i < nspans; i++)
 		buf_append(&c->cli.out, p + spans[i].off, spans[i].len);
@@ -1228,7 +1279,7 @@ static ssize_t dechunk_into(struct conn *c, const char *p, size_t n)
  */
 static bool xf_deframe(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct buf *in = &c->up->s.in;
 	uint64_t n = buf_len(in) - ex->xf_ready;
 
@@ -1272,7 +1323,7 @@ static bool xf_deframe(struct conn *c)
 /* The response body through the stream's transform: payload in, re-framed output out. */
 static bool pump_transformed(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct buf *in = &c->up->s.in;
 	size_t used;
 	int r;
@@ -1298,7 +1349,7 @@ static bool pump_transformed(struct conn *c)
 /* Moves response body bytes from the upstream buffer to the client, within framing. */
 static bool pump_response(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *src = &c->up->s, *dst = &c->cli;
 	size_t n, before;
 	ssize_t k;
@@ -1343,7 +1394,7 @@ static bool pump_response(struct conn *c)
 /* The buffered (possibly replaced) request body, after the head, as room allows. */
 static bool pump_buffered(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *dst = &c->up->s;
 	size_t n = c->st->req_body_len - ex->rb_sent;
 
@@ -1358,7 +1409,7 @@ static bool pump_buffered(struct conn *c)
 
 static bool step_exchange(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct upconn *u = c->up;
 	bool progress = false;
 	enum conn_state st = c->state;
@@ -1432,7 +1483,7 @@ static bool step_exchange(struct conn *c)
 /* Appends decoded request body bytes; false past the filter's bound. */
 static bool rb_append(struct conn *c, const char *p, size_t n)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	size_t max = c->st->req_body_max, cap;
 	char *nb;
 
@@ -1466,7 +1517,7 @@ static bool req_body_fail(struct conn *c, int status, const char *reason)
 /* Takes what the client buffer holds of the body, de-framed; false: over the bound. */
 static ssize_t rb_take(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct buf *in = &c->cli.in;
 	struct http_span spans[64];
 	size_t n = buf_len(in), nspans = 64;
@@ -1496,7 +1547,7 @@ static ssize_t rb_take(struct conn *c)
  */
 static bool step_req_body(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct side *s = &c->cli;
 	struct stream *st = c->st;
 	ssize_t k = 0;
@@ -1549,7 +1600,8 @@ static bool step_head(struct conn *c)
 	n = http_parse_request(buf_head(&s->in), buf_len(&s->in), &lim, &req);
 	if (n == HTTP_INCOMPLETE) {
 		if (s->timed_out) {
-			begin_exchange(c);
+			if (!begin_exchange(c))
+				return true;
 			s->failed = s->timed_out = false;
 			reject(c, 408, "request header timeout", 0, NULL);
 			c->close_after = true;
@@ -1560,7 +1612,8 @@ static bool step_head(struct conn *c)
 			return true;
 		}
 		if (!buf_space(&s->in) && !s->in.start) {
-			begin_exchange(c);
+			if (!begin_exchange(c))
+				return true;
 			reject(c, 431, "request headers too large", 0, NULL);
 			return true;
 		}
@@ -1568,7 +1621,8 @@ static bool step_head(struct conn *c)
 	}
 	c->deadline_ms = 0;
 	if (n < 0) {
-		begin_exchange(c);
+		if (!begin_exchange(c))
+			return true;
 		c->close_after = true;
 		reject(c, -n, n == HTTP_ERR_URI_TOO_LONG	      ? "request line too long"
 			      : n == HTTP_ERR_HEADERS_TOO_LARGE ? "request headers too large"
@@ -1638,7 +1692,7 @@ static bool body_timed_out(struct conn *c)
 {
 	struct side *s = &c->cli;
 
-	if (!s->timed_out || c->ex.req_done || c->ex.resp_started)
+	if (!s->timed_out || c->ex->req_done || c->ex->resp_started)
 		return false;
 	s->failed = s->timed_out = false;
 	if (c->queued)
@@ -1718,7 +1772,7 @@ static bool step(struct conn *c)
 static uint32_t body_recv_timeout(struct conn *c)
 {
 	const struct limits_config *lim = &c->cfg->limits;
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	uint64_t now = c->cli.w->now_ms, deadline;
 
 	if (!ex->body_start_ms)
@@ -1735,7 +1789,7 @@ static uint32_t body_recv_timeout(struct conn *c)
 /* Keeps the time the gateway does not read the body out of its deadline. */
 static void body_note_reading(struct conn *c)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	uint64_t now = c->cli.w->now_ms;
 	bool reading = c->cli.pending & (PEND_RECV | PEND_POLL_IN);
 
@@ -1778,15 +1832,15 @@ static bool arm(struct conn *c)
 	case CS_EXCHANGE:
 	case CS_CONNECTING:
 	case CS_QUEUED:
-		cli->recv_timeout_ms = c->ex.req_done ? 0 : body_recv_timeout(c);
+		cli->recv_timeout_ms = c->ex->req_done ? 0 : body_recv_timeout(c);
 		side_retime_recv(cli);
-		if (!c->ex.req_done || buf_len(&cli->in) < lim->max_header_bytes)
+		if (!c->ex->req_done || buf_len(&cli->in) < lim->max_header_bytes)
 			progress |= side_arm_recv(cli);
-		if (!c->ex.req_done)
+		if (!c->ex->req_done)
 			body_note_reading(c);
 		if (u && c->state == CS_EXCHANGE) {
-			u->s.recv_timeout_ms = c->ex.req_done && !buf_len(&u->s.out)
-						       ? c->cfg->upstreams[c->ex.upstream].read_timeout_ms
+			u->s.recv_timeout_ms = c->ex->req_done && !buf_len(&u->s.out)
+						       ? c->cfg->upstreams[c->ex->upstream].read_timeout_ms
 						       : 0;
 			side_retime_recv(&u->s);
 			progress |= side_arm_recv(&u->s);

@@ -107,7 +107,7 @@ static bool overrides_request_line(const struct conn *c, struct http_str name)
 	static const char *const path_override[] = { "x-original-url", "x-rewrite-url", NULL };
 	static const char *const method_override[] = { "x-http-method-override", "x-http-method",
 						       "x-method-override", NULL };
-	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
 
 	for (int i = 0; path_override[i]; i++)
 		if (http_str_eq_nocase(name, path_override[i]))
@@ -123,7 +123,7 @@ static bool overrides_request_line(const struct conn *c, struct http_str name)
 static bool decision_header(const struct conn *c, const struct http_request *req,
 			    struct http_str name)
 {
-	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
 
 	if (controlled_header(c, req, name) || http_str_eq_nocase(name, "host") ||
 	    auth_is_credential_header(c->cfg->auth, name) || overrides_request_line(c, name))
@@ -162,7 +162,7 @@ static bool drop_request_header(const struct conn *c, const struct http_request 
 /* Route hide_credentials: the credentials its auth read stay at the gateway. */
 static bool hidden_credential(const struct conn *c, struct http_str name)
 {
-	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
 
 	return rc && rc->hide_credentials && auth_hidden_header(c->cfg->auth, rc->auth, name);
 }
@@ -170,7 +170,7 @@ static bool hidden_credential(const struct conn *c, struct http_str name)
 /* The query, without the API-key parameter when the route hides credentials. */
 static void hw_query(struct head_writer *hw, const struct conn *c, struct http_str q)
 {
-	const struct route_config *rc = c->ex.route >= 0 ? &c->cfg->routes[c->ex.route] : NULL;
+	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
 	const char *p = q.p, *end = q.p + q.len;
 	bool first = true;
 
@@ -239,7 +239,7 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	if (req->host.len)
 		hw_printf(&hw, "Host: %.*s\r\n", (int)req->host.len, req->host.p);
 	else
-		hw_printf(&hw, "Host: %s\r\n", upstream_default_host(&c->cfg->upstreams[c->ex.upstream]));
+		hw_printf(&hw, "Host: %s\r\n", upstream_default_host(&c->cfg->upstreams[c->ex->upstream]));
 	for (int i = 0; i < req->nheaders; i++)
 		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
 		    !drop_request_header(c, req, &req->headers[i]) &&
@@ -251,7 +251,7 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	hw_printf(&hw,
 		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
 		  "Forwarded: for=%s;proto=%s\r\nX-Request-Id: %s\r\n",
-		  c->peer_ip, proto, c->peer_ip, node, proto, c->ex.request_id);
+		  c->peer_ip, proto, c->peer_ip, node, proto, c->ex->request_id);
 	for (int i = 0; auth && i < auth->nforward; i++)
 		hw_printf(&hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
 	if (c->cli.tls && tls_conn_peer_subject(c->cli.tls))
@@ -275,7 +275,7 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out)
 {
 	struct head_writer hw = { .b = out };
-	const struct exchange *ex = &c->ex;
+	const struct exchange *ex = c->ex;
 	bool has_rid = false;
 	const struct http_header *up;
 
@@ -344,7 +344,7 @@ static void local_response_edits(struct conn *c, int status, bool has_body, int 
 void respond_error(struct conn *c, int status, const char *reason, bool close_conn,
 		   const char *extra_headers)
 {
-	struct exchange *ex = &c->ex;
+	struct exchange *ex = c->ex;
 	struct head_writer hw = { .b = &c->cli.out };
 	char body[256] = "";
 	int blen = 0;
@@ -400,7 +400,7 @@ bool parse_cached_head(struct conn *c, const struct cache_hit *hit, struct http_
 		return false;
 	memcpy(copy, hit->head, hit->head_len);
 	memcpy(copy + hit->head_len, "\r\n", 2);
-	return http_parse_response(copy, hit->head_len + 2, &lim, c->ex.method, resp) > 0;
+	return http_parse_response(copy, hit->head_len + 2, &lim, c->ex->method, resp) > 0;
 }
 
 bool write_cached_head(struct conn *c, const struct cache_hit *hit,
@@ -420,18 +420,18 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 		if (!header_removed(c, resp->headers[i].name))
 			hw_header(&hw, &resp->headers[i]);
 	hw_added_headers(&hw, c->st);
-	if (c->ex.xf && !c->ex.client_http10)
+	if (c->ex->xf && !c->ex->client_http10)
 		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
-	if (!c->ex.no_age)
+	if (!c->ex->no_age)
 		hw_printf(&hw, "Age: %u\r\n", hit->age_s);
-	hw_printf(&hw, "X-Request-Id: %s\r\n%s\r\n", c->ex.request_id,
-		  !c->ex.keep_alive || c->close_after ? "Connection: close\r\n" : "");
+	hw_printf(&hw, "X-Request-Id: %s\r\n%s\r\n", c->ex->request_id,
+		  !c->ex->keep_alive || c->close_after ? "Connection: close\r\n" : "");
 	if (hw.overflow) {
 		c->cli.out.end = before;
 		return false;
 	}
-	c->ex.status = resp->status;
-	c->ex.bytes_out += c->cli.out.end - before;
+	c->ex->status = resp->status;
+	c->ex->bytes_out += c->cli.out.end - before;
 	return true;
 }
 

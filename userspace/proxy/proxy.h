@@ -117,7 +117,10 @@ enum conn_state {
 	CS_DEAD,
 };
 
+/* One request/response on a connection; taken from the worker's freelist when the exchange
+ * begins and given back when it ends, so an idle keep-alive connection does not carry it. */
 struct exchange {
+	struct exchange *free_next; /* on the worker's freelist */
 	uint64_t start_ns;
 	int64_t start_wall_us;
 	enum http_method method;
@@ -195,7 +198,7 @@ struct conn {
 	char peer_addr[INET6_ADDRSTRLEN + 8];
 	enum conn_state state;
 	struct upconn *up;
-	struct exchange ex;
+	struct exchange *ex; /* NULL between exchanges */
 	struct stream *st; /* the request's stream while an exchange is on */
 	bool in_exchange;
 	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived; the
@@ -272,6 +275,7 @@ struct worker {
 	/* requests waiting for a connection slot, oldest first (upqueue.c) */
 	struct conn *queue_head, *queue_tail;
 	struct timer queue_timer;
+	struct exchange *ex_free; /* exchanges to reuse (exchange.c) */
 	struct conn conns_head; /* sentinel of a circular list */
 	unsigned long nconns;
 	unsigned long max_conns;
@@ -346,6 +350,9 @@ void upqueue_released(struct worker *w); /* a slot of some target was released *
 void conn_queue_retry(struct conn *c);
 void conn_queue_expired(struct conn *c);
 void finish_exchange(struct conn *c, bool upstream_reusable);
+/* Gives the connection an exchange (reset) if it has none; false on memory exhaustion. */
+bool conn_take_exchange(struct conn *c);
+void exchange_freelist_free(struct worker *w);
 size_t pump_room(struct side *src, struct side *dst);
 void exchange_reset(struct conn *c);
 

@@ -250,13 +250,13 @@ static void l4_connect(struct conn *c, int upstream)
 		rr = &local_rr;
 	}
 	idx = balance_pick(uc, rr, hash_key64(c->peer_ip, strlen(c->peer_ip)), 0, w->now_ms);
-	u = idx < 0 ? NULL : upconn_new(w, &uc->targets[idx]);
+	u = idx < 0 || !conn_take_exchange(c) ? NULL : upconn_new(w, &uc->targets[idx]);
 	if (!u) {
 		conn_abort(c);
 		return;
 	}
-	c->ex.upstream = upstream;
-	c->ex.target = idx;
+	c->ex->upstream = upstream;
+	c->ex->target = idx;
 	u->owner = c;
 	c->up = u;
 	upconn_connect(u, uc->connect_timeout_ms);

@@ -15,7 +15,7 @@
 
 static struct upstream_queue_stats *queue_stats(struct conn *c)
 {
-	return c->ex.upstream >= 0 ? c->cfg->upstreams[c->ex.upstream].queue : NULL;
+	return c->ex && c->ex->upstream >= 0 ? c->cfg->upstreams[c->ex->upstream].queue : NULL;
 }
 
 static void queue_expired(struct timer *t)
@@ -70,10 +70,11 @@ void upqueue_add(struct conn *c, uint32_t timeout_ms)
 void upqueue_remove(struct conn *c)
 {
 	struct worker *w = c->cli.w;
-	struct upstream_queue_stats *qs = queue_stats(c);
+	struct upstream_queue_stats *qs;
 
 	if (!c->queued)
 		return;
+	qs = queue_stats(c);
 	c->queued = false;
 	timer_del(&w->timers, &c->qtimer);
 	if (c->qprev)

@@ -719,6 +719,7 @@ void worker_join(struct worker *w)
 	free(w->pools);
 	free(w->rr);
 	stream_pool_free(w->streams);
+	exchange_freelist_free(w);
 	timer_heap_free(&w->timers);
 	jwt_cache_free(w->jwt_cache);
 	intro_cache_free(w->intro); /* after the streams: their waiters have left */
