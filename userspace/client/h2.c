@@ -44,6 +44,7 @@ struct h2conn {
 	bool connected, ready; /* TCP up; TLS (if any) done: frames may go out */
 	bool closing, failed;
 	bool goaway;
+	bool proto_error; /* nghttp2 found the peer broke the protocol */
 	bool tls;
 	nghttp2_session *s;
 	SSL *ssl;
@@ -152,6 +153,8 @@ static void h2_call_fail(struct client_call *c, enum client_error err, bool retr
  * try another target). */
 static void h2_conn_close(struct h2conn *k, enum client_error err, bool connecting)
 {
+	if (k->proto_error && !connecting)
+		err = CLIENT_ERR_PROTOCOL;
 	if (!k->closing) {
 		k->closing = true;
 		h2_unlink_pool(k);
@@ -590,7 +593,9 @@ static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 	else if (c->h2_complete && (code == NGHTTP2_NO_ERROR || code == NGHTTP2_CANCEL))
 		err = CLIENT_OK; /* a server may reset the request side once it answered */
 	else
-		err = code == NGHTTP2_PROTOCOL_ERROR ? CLIENT_ERR_PROTOCOL : CLIENT_ERR_RESET;
+		err = code == NGHTTP2_PROTOCOL_ERROR || ((struct h2conn *)ud)->proto_error
+			      ? CLIENT_ERR_PROTOCOL
+			      : CLIENT_ERR_RESET;
 	if (err != CLIENT_OK && !refused)
 		cl_count(c, err == CLIENT_ERR_PROTOCOL ? OUTCOME_PROTOCOL_ERROR : OUTCOME_RESET,
 			 !c->have_head);
@@ -605,6 +610,14 @@ static int cb_not_send(nghttp2_session *s, const nghttp2_frame *f, int lib_error
 	/* a request that could not start (GOAWAY came first): another connection */
 	if (c && f->hd.type == NGHTTP2_HEADERS && !c->have_head)
 		h2_call_fail(c, CLIENT_ERR_RESET, !c->h2_retried, false);
+	return 0;
+}
+
+/* Our GOAWAY with an error: nghttp2 found the peer broke the protocol. */
+static int cb_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR)
+		((struct h2conn *)ud)->proto_error = true;
 	return 0;
 }
 
@@ -674,6 +687,7 @@ static nghttp2_session *h2_session_new(struct h2conn *k)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_stream_close);
 	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, cb_not_send);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb_frame_send);
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	if (nghttp2_session_client_new2(&s, cbs, k, opt) == 0 &&
 	    (nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, set, 2) ||
