@@ -179,6 +179,72 @@ static void test_upstream_errors(void)
 	cfg_errs_free(&errs);
 }
 
+/* "protocol" and "max_streams_per_connection": defaults, values, bad values, and proxied
+ * routes refused on HTTP/2 upstreams (compose may use them). */
+static void test_upstream_protocol(void)
+{
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg = load(
+		"{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+		" \"upstreams\": [{\"name\": \"a\", \"targets\": [{\"address\": \"127.0.0.1:1\"}]},"
+		" {\"name\": \"g\", \"protocol\": \"h2c\", \"max_streams_per_connection\": 7,"
+		" \"targets\": [{\"address\": \"127.0.0.1:2\"}]}],"
+		" \"routes\": [{\"paths\": [\"/c\"], \"compose\": {\"calls\": [{\"name\": \"x\","
+		" \"upstream\": \"g\", \"path\": \"/x\"}]}}, {\"paths\": [\"/\"], \"upstream\": \"a\"}]}",
+		&errs);
+
+	CHECK(cfg != NULL);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", errs.text ? errs.text : "");
+	} else {
+		CHECK(cfg->upstreams[0].protocol == UPSTREAM_HTTP1);
+		CHECK(cfg->upstreams[0].max_streams_per_connection == 100);
+		CHECK(cfg->upstreams[1].protocol == UPSTREAM_H2C);
+		CHECK(cfg->upstreams[1].max_streams_per_connection == 7);
+	}
+	config_put(cfg);
+	cfg_errs_free(&errs);
+}
+
+static void test_upstream_protocol_errors(void)
+{
+	char text[2048];
+	struct cfg_errs errs = { 0 };
+	struct xg_config *cfg;
+
+	snprintf(text, sizeof(text), "%s",
+		 "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+		 " \"upstreams\": [{\"name\": \"a\", \"protocol\": \"spdy\", \"targets\": "
+		 "[{\"address\": \"127.0.0.1:1\"}]}, {\"name\": \"b\", \"max_streams_per_connection\": "
+		 "5, \"targets\": [{\"address\": \"127.0.0.1:1\"}]}, {\"name\": \"g\", \"protocol\": "
+		 "\"h2\", \"max_streams_per_connection\": 0, \"targets\": [{\"address\": \"127.0.0.1:2\"}]},"
+		 " {\"name\": \"h\", \"protocol\": \"h2c\", \"targets\": [{\"address\": \"127.0.0.1:3\"}]}],"
+		 " \"routes\": [{\"paths\": [\"/x\"], \"upstream\": \"a\"}]}");
+	cfg = load(text, &errs);
+	CHECK(cfg == NULL);
+	CHECK(errs.text && strstr(errs.text, "upstreams[0].protocol: must be one of"));
+	CHECK(errs.text && strstr(errs.text, "upstreams[1].max_streams_per_connection: only valid with"));
+	CHECK(errs.text && strstr(errs.text, "upstreams[2].max_streams_per_connection: must be between 1"));
+	config_put(cfg);
+	cfg_errs_free(&errs);
+	snprintf(text, sizeof(text), "%s",
+		 "{\"listeners\": [{\"name\": \"p\", \"address\": \"127.0.0.1:8080\"}],"
+		 " \"upstreams\": [{\"name\": \"b\", \"targets\": [{\"address\": \"127.0.0.1:1\"}]},"
+		 " {\"name\": \"h\", \"protocol\": \"h2c\", \"targets\": [{\"address\": \"127.0.0.1:3\"}]}],"
+		 " \"routes\": [{\"paths\": [\"/x\"], \"upstream\": \"h\"},"
+		 " {\"paths\": [\"/y\"], \"split\": [{\"upstream\": \"b\", \"weight\": 1},"
+		 " {\"upstream\": \"h\", \"weight\": 1}]}]}");
+	memset(&errs, 0, sizeof(errs));
+	cfg = load(text, &errs);
+	CHECK(cfg == NULL);
+	CHECK(errs.text && strstr(errs.text, "routes[0].upstream: upstream \"h\" speaks h2c"));
+	CHECK(errs.text && strstr(errs.text, "routes[1].split[1].upstream: upstream \"h\" speaks h2c"));
+	if (errs.text)
+		fprintf(stderr, "%s\n", errs.text);
+	config_put(cfg);
+	cfg_errs_free(&errs);
+}
+
 static void test_env_substitution(void)
 {
 	struct cfg_errs errs = { 0 };
@@ -319,5 +385,7 @@ int main(void)
 	RUN(test_nameless_upstream_references);
 	RUN(test_load_buffer);
 	RUN(test_error_lines_stay_single);
+	RUN(test_upstream_protocol);
+	RUN(test_upstream_protocol_errors);
 	return CHECK_DONE();
 }

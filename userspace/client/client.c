@@ -5,6 +5,7 @@
  * ring_op rule: nothing the kernel may still complete into is freed early).
  */
 #include "client/client.h"
+#include "client/internal.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -28,101 +29,6 @@
 #include "upstream/dns.h"
 #include "upstream/upstream.h"
 
-#define CONN_READ_CHUNK (16 * 1024)
-#define TLS_RAW_CHUNK (16 * 1024 + 512) /* one TLS record and its overhead */
-
-struct cconn {
-	struct ring_op op_tx; /* connect, then sends */
-	struct ring_op op_rx; /* receives */
-	struct http_client *cl;
-	struct target_state *ts;
-	int fd;
-	bool tx_armed, rx_armed;
-	bool connected;
-	bool reused;   /* taken from the pool for the current call */
-	bool closing;  /* freed once nothing is armed */
-	bool got_bytes; /* the current call received something on it */
-	struct client_call *call;
-	char *in;
-	size_t in_len, in_cap;
-	uint64_t idle_since_ms;
-	struct cconn *next_idle;
-	struct cconn *all_next, *all_prev; /* every connection, so client_free finds them all */
-	/*
-	 * TLS (https upstreams): OpenSSL works on memory BIOs, the ring moves the records.
-	 * Received records go from raw into the SSL object and come out as plaintext in `in`;
-	 * the ciphertext OpenSSL produces is sent from tls_out, one send at a time.
-	 */
-	SSL *ssl;	/* NULL: plain TCP */
-	bool tls_ready; /* handshake done */
-	char *raw;
-	char *tls_out;
-	size_t tls_out_len, tls_out_sent, tls_out_cap;
-};
-
-struct client_pool {
-	struct target_state *ts;
-	struct cconn *idle;
-	unsigned nidle;
-};
-
-struct http_client {
-	struct io_uring *ring;
-	struct timer_heap *timers;
-	struct metrics_shard *metrics;
-	struct client_pool *pools;
-	int npools;
-	struct cconn *all;
-	/* Round-robin state for the snapshot last used (indexes change across reloads). */
-	const struct xg_config *rr_cfg;
-	struct balance_rr *rr;
-	int nrr;
-};
-
-struct client_call {
-	struct http_client *cl;
-	client_done_fn done;
-	void *arg;
-	const struct xg_config *cfg;
-	int upstream;
-	const struct upstream_config *uc; /* set: not one of cfg's upstreams */
-	SSL_CTX *tls;			  /* set: https */
-	char *tls_name;
-	enum http_method method;
-	char *line;   /* "METHOD path HTTP/1.1\r\n" */
-	char *suffix; /* extra headers, framing, empty line, body */
-	size_t suffix_len;
-	char *host;
-	uint64_t hash;
-	size_t max_body;
-	uint64_t start_ns;
-	uint64_t deadline_ms;
-	uint64_t connect_due_ms; /* 0: not connecting */
-	struct timer timer;
-	enum client_error deferred; /* delivered from the timer (never from client_request) */
-	bool deferring;
-	/* the current attempt */
-	int target;
-	uint64_t tried;
-	unsigned attempts;
-	bool stale_retried;
-	bool counted_active;
-	bool waiting; /* for a connection slot (max_conns_per_target) */
-	uint64_t wait_start_ns, wait_until_ms;
-	enum client_error last_err;
-	struct cconn *conn;
-	char *out;
-	size_t out_len, out_sent;
-	/* the response */
-	bool have_head;
-	bool eof; /* the upstream closed: the end of a close-delimited body */
-	size_t head_len;
-	struct http_response resp;
-	struct http_chunked chunked;
-	size_t raw_done; /* chunked: raw bytes after the head already decoded */
-	char *body;	 /* chunked: decoded payload */
-	size_t body_len, body_cap;
-};
 
 static const char *const error_names[] = {
 	[CLIENT_OK] = "ok",
@@ -151,14 +57,14 @@ static struct cconn *conn_of_rx(struct ring_op *op)
 	return (struct cconn *)((char *)op - offsetof(struct cconn, op_rx));
 }
 
-static const struct upstream_config *call_upstream(const struct client_call *c)
+const struct upstream_config *cl_call_upstream(const struct client_call *c)
 {
 	return c->uc ? c->uc : &c->cfg->upstreams[c->upstream];
 }
 
-static const struct target_config *call_target(const struct client_call *c)
+const struct target_config *cl_call_target(const struct client_call *c)
 {
-	return c->target >= 0 ? &call_upstream(c)->targets[c->target] : NULL;
+	return c->target >= 0 ? &cl_call_upstream(c)->targets[c->target] : NULL;
 }
 
 /* ---- connections ---- */
@@ -198,7 +104,7 @@ static void conn_close(struct cconn *k)
 	conn_maybe_free(k);
 }
 
-static struct client_pool *pool_find(struct http_client *cl, struct target_state *ts, bool create)
+struct client_pool *cl_pool_find(struct http_client *cl, struct target_state *ts, bool create)
 {
 	struct client_pool *p;
 
@@ -230,7 +136,7 @@ static bool conn_idle_clean(struct cconn *k)
 static struct cconn *pool_take(struct http_client *cl, struct target_state *ts,
 			       uint32_t idle_timeout_ms)
 {
-	struct client_pool *p = pool_find(cl, ts, false);
+	struct client_pool *p = cl_pool_find(cl, ts, false);
 	uint64_t now = clock_mono_ms();
 
 	while (p && p->idle) {
@@ -250,7 +156,7 @@ static struct cconn *pool_take(struct http_client *cl, struct target_state *ts,
 
 static void pool_put(struct http_client *cl, struct cconn *k, unsigned keepalive)
 {
-	struct client_pool *p = pool_find(cl, k->ts, true);
+	struct client_pool *p = cl_pool_find(cl, k->ts, true);
 
 	k->call = NULL;
 	if (!p || p->nidle >= keepalive || k->tx_armed || k->rx_armed) {
@@ -271,7 +177,7 @@ static bool tls_flush(struct cconn *k);
 static bool conn_room(struct cconn *k, size_t want);
 static void call_progress(struct client_call *c);
 static void call_conn_failed(struct client_call *c, enum client_error err, bool connecting);
-static void call_attempt(struct client_call *c);
+void cl_call_attempt(struct client_call *c);
 
 /* ---- TLS over the ring ---- */
 
@@ -546,7 +452,7 @@ static void conn_arm_rx(struct cconn *k)
 }
 
 /* A client SSL on memory BIOs, verifying the peer as `name` (an IP literal: its IP SAN). */
-static SSL *tls_new(SSL_CTX *ctx, const char *name)
+SSL *cl_tls_new(SSL_CTX *ctx, const char *name)
 {
 	SSL *ssl = SSL_new(ctx);
 	BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
@@ -583,7 +489,7 @@ static struct cconn *conn_open(struct http_client *cl, const struct target_confi
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	k = calloc(1, sizeof(*k));
 	if (k && tls) {
-		k->ssl = tls_new(tls, tls_name);
+		k->ssl = cl_tls_new(tls, tls_name);
 		k->raw = malloc(TLS_RAW_CHUNK);
 	}
 	if (!k || (tls && (!k->ssl || !k->raw))) {
@@ -613,7 +519,7 @@ static struct cconn *conn_open(struct http_client *cl, const struct target_confi
 
 /* ---- calls ---- */
 
-static void call_free(struct client_call *c)
+void cl_call_free(struct client_call *c)
 {
 	free(c->line);
 	free(c->suffix);
@@ -621,33 +527,43 @@ static void call_free(struct client_call *c)
 	free(c->tls_name);
 	free(c->out);
 	free(c->body);
+	free(c->method_s);
+	free(c->path_s);
+	free(c->headers_s);
+	free(c->sbuf);
+	free(c->req_trailers);
+	free(c->req_trailer_mem);
+	free(c->hmem);
+	free(c->hoff);
+	free(c->hdr_view);
+	free(c->rbuf);
 	free(c);
 }
 
-static void count(struct client_call *c, enum upstream_outcome outcome, bool report)
+void cl_count(struct client_call *c, enum upstream_outcome outcome, bool report)
 {
-	const struct target_config *tc = call_target(c);
+	const struct target_config *tc = cl_call_target(c);
 
 	if (!tc)
 		return;
 	metrics_upstream_request(c->cl->metrics, tc->metrics_slot, outcome);
 	if (report)
-		target_report(tc->state, &call_upstream(c)->breaker, outcome == OUTCOME_SUCCESS,
+		target_report(tc->state, &cl_call_upstream(c)->breaker, outcome == OUTCOME_SUCCESS,
 			      clock_mono_ms());
 }
 
-static void release_active(struct client_call *c)
+void cl_release_active(struct client_call *c)
 {
 	if (c->counted_active) {
-		atomic_fetch_sub(&call_target(c)->state->active, 1);
+		atomic_fetch_sub(&cl_call_target(c)->state->active, 1);
 		c->counted_active = false;
 	}
 }
 
 /* Ends a wait for a slot: it got one, timed out, or the call ended otherwise. */
-static void wait_end(struct client_call *c, bool got, bool timed_out)
+void cl_wait_end(struct client_call *c, bool got, bool timed_out)
 {
-	struct upstream_queue_stats *qs = call_upstream(c)->queue;
+	struct upstream_queue_stats *qs = cl_call_upstream(c)->queue;
 
 	if (!c->waiting)
 		return;
@@ -665,21 +581,38 @@ static void wait_end(struct client_call *c, bool got, bool timed_out)
 
 /* Delivers the outcome and frees the call; the connection goes back to the pool when the
  * response was complete and nothing follows it. */
-static void call_finish(struct client_call *c, enum client_error err, bool reusable)
+void cl_call_finish(struct client_call *c, enum client_error err, bool reusable)
 {
 	struct client_response r = { .err = err, .target = "" };
-	const struct target_config *tc = call_target(c);
+	const struct target_config *tc = cl_call_target(c);
 	struct cconn *k = c->conn;
 	struct http_response resp;
 	struct http_limits lim = { .max_header_bytes = c->head_len, .max_request_line = 0 };
 
 	timer_del(c->cl->timers, &c->timer);
-	release_active(c);
-	wait_end(c, false, err == CLIENT_ERR_QUEUE_TIMEOUT);
+	timer_del(c->cl->timers, &c->ev);
+	cl_release_active(c);
+	cl_wait_end(c, false, err == CLIENT_ERR_QUEUE_TIMEOUT);
+	if (c->h2)
+		h2_call_detach(c, err != CLIENT_OK);
 	if (tc)
 		r.target = tc->address_text;
 	r.duration_us = (clock_mono_ns() - c->start_ns) / 1000;
-	if (err == CLIENT_OK) {
+	if (c->streaming) {
+		c->cbs.on_done(c->arg, err, r.target);
+		if (k) {
+			c->conn = NULL;
+			if (reusable && err == CLIENT_OK)
+				pool_put(c->cl, k, cl_call_upstream(c)->keepalive);
+			else
+				conn_close(k);
+		}
+		cl_call_free(c);
+		return;
+	}
+	if (err == CLIENT_OK && c->proto != UPSTREAM_HTTP1) {
+		h2_fill_response(c, &r);
+	} else if (err == CLIENT_OK) {
 		/* Parsed again: the buffer may have moved since the head was first parsed. */
 		if (http_parse_response(k->in, c->head_len, &lim, c->method, &resp) <= 0) {
 			r.err = CLIENT_ERR_PROTOCOL;
@@ -702,19 +635,19 @@ static void call_finish(struct client_call *c, enum client_error err, bool reusa
 	if (k) {
 		c->conn = NULL;
 		if (reusable && r.err == CLIENT_OK)
-			pool_put(c->cl, k, call_upstream(c)->keepalive);
+			pool_put(c->cl, k, cl_call_upstream(c)->keepalive);
 		else
 			conn_close(k);
 	}
-	call_free(c);
+	cl_call_free(c);
 }
 
 static void call_deferred_fire(struct client_call *c)
 {
-	call_finish(c, c->deferred, false);
+	cl_call_finish(c, c->deferred, false);
 }
 
-static void call_timer_fire(struct timer *t)
+void cl_call_timer_fire(struct timer *t)
 {
 	struct client_call *c = (struct client_call *)((char *)t - offsetof(struct client_call, timer));
 	uint64_t now = clock_mono_ms();
@@ -724,24 +657,28 @@ static void call_timer_fire(struct timer *t)
 		return;
 	}
 	if (c->waiting) {
-		call_attempt(c);
+		cl_call_attempt(c);
+		return;
+	}
+	if (c->proto != UPSTREAM_HTTP1) {
+		h2_call_timeout(c);
 		return;
 	}
 	if (c->connect_due_ms && now < c->deadline_ms) {
 		call_conn_failed(c, CLIENT_ERR_CONNECT, true); /* connect timeout: next target */
 		return;
 	}
-	count(c, OUTCOME_TIMEOUT, !c->have_head);
-	call_finish(c, CLIENT_ERR_TIMEOUT, false);
+	cl_count(c, OUTCOME_TIMEOUT, !c->have_head);
+	cl_call_finish(c, CLIENT_ERR_TIMEOUT, false);
 }
 
 /* Fails the call from the timer heap, so the caller never sees its callback early. */
-static void call_defer(struct client_call *c, enum client_error err)
+void cl_call_defer(struct client_call *c, enum client_error err)
 {
 	c->deferring = true;
 	c->deferred = err;
-	if (!timer_add(c->cl->timers, &c->timer, 0, call_timer_fire))
-		call_finish(c, err, false); /* cannot happen with a heap that has room */
+	if (!timer_add(c->cl->timers, &c->timer, 0, cl_call_timer_fire))
+		cl_call_finish(c, err, false); /* cannot happen with a heap that has room */
 }
 
 static bool build_out(struct client_call *c, const char *host)
@@ -792,7 +729,7 @@ static void reset_response(struct client_call *c)
 /* Sends the request on k (fresh: after its connect; pooled: now). */
 static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
 {
-	const struct upstream_config *uc = call_upstream(c);
+	const struct upstream_config *uc = cl_call_upstream(c);
 
 	c->conn = k;
 	k->call = c;
@@ -804,7 +741,7 @@ static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
 		c->connect_due_ms = clock_mono_ms() + (uc->connect_timeout_ms ? uc->connect_timeout_ms : 1000);
 		timer_add(c->cl->timers, &c->timer,
 			  c->connect_due_ms < c->deadline_ms ? c->connect_due_ms : c->deadline_ms,
-			  call_timer_fire);
+			  cl_call_timer_fire);
 		return;
 	}
 	conn_start(k);
@@ -816,7 +753,7 @@ static void call_use_conn(struct client_call *c, struct cconn *k, bool fresh)
  */
 static int pick_with_slot(struct client_call *c, struct balance_rr *rr, bool *all_full)
 {
-	const struct upstream_config *uc = call_upstream(c);
+	const struct upstream_config *uc = cl_call_upstream(c);
 	uint32_t cap = uc->max_conns_per_target;
 	uint64_t full = 0, now = clock_mono_ms();
 	int idx;
@@ -844,7 +781,7 @@ static int pick_with_slot(struct client_call *c, struct balance_rr *rr, bool *al
 /* Every target is full: poll again soon, until queue_timeout_ms (or the deadline). */
 static void call_wait(struct client_call *c)
 {
-	const struct upstream_config *uc = call_upstream(c);
+	const struct upstream_config *uc = cl_call_upstream(c);
 	uint64_t now = clock_mono_ms(), due;
 
 	if (!c->waiting) {
@@ -857,19 +794,19 @@ static void call_wait(struct client_call *c)
 			atomic_fetch_add(&uc->queue->depth, 1);
 	}
 	if (now >= c->wait_until_ms) {
-		call_defer(c, now >= c->deadline_ms ? CLIENT_ERR_TIMEOUT : CLIENT_ERR_QUEUE_TIMEOUT);
+		cl_call_defer(c, now >= c->deadline_ms ? CLIENT_ERR_TIMEOUT : CLIENT_ERR_QUEUE_TIMEOUT);
 		return;
 	}
 	due = now + CLIENT_QUEUE_POLL_MS;
 	if (!timer_add(c->cl->timers, &c->timer, due < c->wait_until_ms ? due : c->wait_until_ms,
-		       call_timer_fire))
-		call_defer(c, CLIENT_ERR_NOMEM);
+		       cl_call_timer_fire))
+		cl_call_defer(c, CLIENT_ERR_NOMEM);
 }
 
 /* Picks a target and starts on it, waits for a slot, or fails the call (deferred). */
-static void call_attempt(struct client_call *c)
+void cl_call_attempt(struct client_call *c)
 {
-	const struct upstream_config *uc = call_upstream(c);
+	const struct upstream_config *uc = cl_call_upstream(c);
 	struct balance_rr local, *rr = c->uc ? NULL : client_rr(c->cl, c->cfg, c->upstream);
 	const struct target_config *tc;
 	struct cconn *k;
@@ -885,9 +822,9 @@ static void call_attempt(struct client_call *c)
 		call_wait(c);
 		return;
 	}
-	wait_end(c, idx >= 0, false);
+	cl_wait_end(c, idx >= 0, false);
 	if (idx < 0) {
-		call_defer(c, c->tried ? c->last_err : CLIENT_ERR_NO_TARGET);
+		cl_call_defer(c, c->tried ? c->last_err : CLIENT_ERR_NO_TARGET);
 		return;
 	}
 	c->target = idx;
@@ -895,8 +832,12 @@ static void call_attempt(struct client_call *c)
 	c->attempts++;
 	tc = &uc->targets[idx];
 	c->counted_active = true; /* pick_with_slot claimed it */
+	if (c->proto != UPSTREAM_HTTP1) {
+		h2_call_start(c, tc);
+		return;
+	}
 	if (!build_out(c, c->host ? c->host : uc->dns ? upstream_default_host(uc) : tc->address_text)) {
-		call_defer(c, CLIENT_ERR_NOMEM);
+		cl_call_defer(c, CLIENT_ERR_NOMEM);
 		return;
 	}
 	k = pool_take(c->cl, tc->state, c->cfg->limits.idle_timeout_ms);
@@ -907,7 +848,7 @@ static void call_attempt(struct client_call *c)
 	k = conn_open(c->cl, tc, c->tls, c->tls_name);
 	if (!k) {
 		c->last_err = CLIENT_ERR_CONNECT;
-		call_defer(c, CLIENT_ERR_CONNECT);
+		cl_call_defer(c, CLIENT_ERR_CONNECT);
 		return;
 	}
 	call_use_conn(c, k, true);
@@ -931,19 +872,19 @@ static void call_conn_failed(struct client_call *c, enum client_error err, bool 
 		c->stale_retried = true;
 		c->tried &= ~(1ull << c->target);
 		c->attempts--;
-		release_active(c);
-		call_attempt(c);
+		cl_release_active(c);
+		cl_call_attempt(c);
 		return;
 	}
-	count(c, connecting ? OUTCOME_CONNECT_ERROR : (err == CLIENT_ERR_PROTOCOL ? OUTCOME_PROTOCOL_ERROR : OUTCOME_RESET),
+	cl_count(c, connecting ? OUTCOME_CONNECT_ERROR : (err == CLIENT_ERR_PROTOCOL ? OUTCOME_PROTOCOL_ERROR : OUTCOME_RESET),
 	      !c->have_head);
 	c->last_err = err;
-	if (connecting && c->attempts <= call_upstream(c)->retries) {
-		release_active(c);
-		call_attempt(c);
+	if (connecting && c->attempts <= cl_call_upstream(c)->retries) {
+		cl_release_active(c);
+		cl_call_attempt(c);
 		return;
 	}
-	call_finish(c, err, false);
+	cl_call_finish(c, err, false);
 }
 
 /* Decodes the chunked bytes received since the last call into c->body. */
@@ -1022,9 +963,9 @@ static bool parse_head(struct client_call *c)
 	c->have_head = true;
 	c->head_len = r;
 	c->connect_due_ms = 0;
-	count(c, OUTCOME_SUCCESS, true);
+	cl_count(c, OUTCOME_SUCCESS, true);
 	if (c->resp.body == HTTP_BODY_LENGTH && c->resp.content_length > c->max_body) {
-		call_finish(c, CLIENT_ERR_TOO_LARGE, false);
+		cl_call_finish(c, CLIENT_ERR_TOO_LARGE, false);
 		return false;
 	}
 	return true;
@@ -1042,34 +983,34 @@ static void call_progress(struct client_call *c)
 	have = k->in_len - c->head_len;
 	switch (c->resp.body) {
 	case HTTP_BODY_NONE:
-		call_finish(c, CLIENT_OK, have == 0 && c->resp.keep_alive);
+		cl_call_finish(c, CLIENT_OK, have == 0 && c->resp.keep_alive);
 		return;
 	case HTTP_BODY_LENGTH:
 		if (have >= c->resp.content_length) {
 			bool exact = have == c->resp.content_length;
 
-			call_finish(c, CLIENT_OK, exact && c->resp.keep_alive);
+			cl_call_finish(c, CLIENT_OK, exact && c->resp.keep_alive);
 			return;
 		}
 		break;
 	case HTTP_BODY_CHUNKED:
 		r = take_chunked(c);
 		if (r < 0) {
-			call_finish(c, r == -2 ? CLIENT_ERR_TOO_LARGE : r == -3 ? CLIENT_ERR_NOMEM : CLIENT_ERR_PROTOCOL, false);
+			cl_call_finish(c, r == -2 ? CLIENT_ERR_TOO_LARGE : r == -3 ? CLIENT_ERR_NOMEM : CLIENT_ERR_PROTOCOL, false);
 			return;
 		}
 		if (c->chunked.done) {
-			call_finish(c, CLIENT_OK, k->in_len == c->head_len && c->resp.keep_alive);
+			cl_call_finish(c, CLIENT_OK, k->in_len == c->head_len && c->resp.keep_alive);
 			return;
 		}
 		break;
 	case HTTP_BODY_EOF:
 		if (have > c->max_body) {
-			call_finish(c, CLIENT_ERR_TOO_LARGE, false);
+			cl_call_finish(c, CLIENT_ERR_TOO_LARGE, false);
 			return;
 		}
 		if (c->eof) {
-			call_finish(c, CLIENT_OK, false);
+			cl_call_finish(c, CLIENT_OK, false);
 			return;
 		}
 		break;
@@ -1128,16 +1069,15 @@ static bool build_request_text(struct client_call *c, const struct client_reques
 	return true;
 }
 
-struct client_call *client_request(struct http_client *cl, const struct client_request_opts *o,
-				   client_done_fn done, void *arg)
+/* What every call keeps of its options; NULL on bad options or memory exhaustion. */
+static struct client_call *call_new(struct http_client *cl, const struct client_request_opts *o)
 {
 	struct client_call *c;
 	const struct upstream_config *uc;
 	uint32_t timeout;
 
 	if (!cl || !o || !o->cfg || !o->path || o->path[0] != '/' ||
-	    (!o->upstream_config && (o->upstream < 0 || o->upstream >= o->cfg->nupstreams)) ||
-	    !done)
+	    (!o->upstream_config && (o->upstream < 0 || o->upstream >= o->cfg->nupstreams)))
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -1145,10 +1085,9 @@ struct client_call *client_request(struct http_client *cl, const struct client_r
 	uc = o->upstream_config ? o->upstream_config : &o->cfg->upstreams[o->upstream];
 	c->uc = o->upstream_config;
 	c->cl = cl;
-	c->done = done;
-	c->arg = arg;
 	c->cfg = o->cfg;
 	c->upstream = o->upstream;
+	c->proto = uc->protocol;
 	c->method = method_of(o->method ? o->method : "GET");
 	c->hash = o->hash;
 	c->target = -1;
@@ -1156,31 +1095,175 @@ struct client_call *client_request(struct http_client *cl, const struct client_r
 	c->start_ns = clock_mono_ns();
 	timeout = o->timeout_ms ? o->timeout_ms : uc->connect_timeout_ms + uc->read_timeout_ms;
 	c->deadline_ms = clock_mono_ms() + timeout;
-	c->timer.fire = call_timer_fire;
+	c->timer.fire = cl_call_timer_fire;
+	c->ev.fire = h2_call_event_fire;
 	c->host = dup_str(o->host);
 	c->tls = o->tls;
 	c->tls_name = dup_str(o->tls_name);
-	if ((o->host && !c->host) || (o->tls && !c->tls_name) || !build_request_text(c, o)) {
-		call_free(c);
+	c->method_s = strdup(o->method ? o->method : "GET");
+	c->path_s = strdup(o->path);
+	c->headers_s = dup_str(o->headers);
+	http_chunked_init(&c->chunked);
+	if ((o->host && !c->host) || (o->tls && !c->tls_name) || !c->method_s || !c->path_s ||
+	    (o->headers && !c->headers_s)) {
+		cl_call_free(c);
 		return NULL;
 	}
-	http_chunked_init(&c->chunked);
-	call_attempt(c);
 	return c;
+}
+
+struct client_call *client_request(struct http_client *cl, const struct client_request_opts *o,
+				   client_done_fn done, void *arg)
+{
+	struct client_call *c = done ? call_new(cl, o) : NULL;
+
+	if (!c)
+		return NULL;
+	c->done = done;
+	c->arg = arg;
+	if (c->proto != UPSTREAM_HTTP1) {
+		/* the whole body, kept until the call ends (a refused stream is sent again) */
+		bool framed = o->body_len || c->method == HTTP_POST || c->method == HTTP_PUT ||
+			      c->method == HTTP_PATCH;
+
+		c->req_len = framed ? o->body_len : CLIENT_BODY_NONE;
+		c->req_fin = true;
+		if (o->body_len && !(c->sbuf = malloc(o->body_len))) {
+			cl_call_free(c);
+			return NULL;
+		}
+		if (o->body_len)
+			memcpy(c->sbuf, o->body, o->body_len);
+		c->sbuf_len = c->sbuf_cap = o->body_len;
+	} else if (!build_request_text(c, o)) {
+		cl_call_free(c);
+		return NULL;
+	}
+	cl_call_attempt(c);
+	return c;
+}
+
+struct client_call *client_stream_start(struct http_client *cl,
+					const struct client_request_opts *o,
+					const struct client_stream_cbs *cbs, void *arg)
+{
+	struct client_call *c;
+
+	if (!cbs || !cbs->on_done || !o || o->body)
+		return NULL;
+	c = call_new(cl, o);
+	if (!c)
+		return NULL;
+	if (c->proto == UPSTREAM_HTTP1) {
+		cl_call_free(c); /* HTTP/1.1 upstreams: client_request() */
+		return NULL;
+	}
+	c->streaming = true;
+	c->cbs = *cbs;
+	c->arg = arg;
+	c->req_len = o->body_len;
+	c->req_fin = o->body_len == CLIENT_BODY_NONE || o->body_len == 0;
+	c->sbuf = malloc(CLIENT_STREAM_BUF);
+	if (!c->sbuf) {
+		cl_call_free(c);
+		return NULL;
+	}
+	c->sbuf_cap = CLIENT_STREAM_BUF;
+	cl_call_attempt(c);
+	return c;
+}
+
+/* The call ended already (its outcome is on its way), or its stream did. */
+static bool stream_over(const struct client_call *c)
+{
+	return c->deferring || c->h2_closed || c->cancelled;
+}
+
+ssize_t client_stream_write(struct client_call *c, const char *p, size_t n, bool fin)
+{
+	size_t room, take;
+
+	if (!c || !c->streaming)
+		return -1;
+	if (stream_over(c))
+		return c->h2_closed && c->h2_err == CLIENT_OK ? (ssize_t)n : -1;
+	if (c->req_fin)
+		return n ? -1 : 0;
+	if (c->sbuf_off) {
+		memmove(c->sbuf, c->sbuf + c->sbuf_off, c->sbuf_len - c->sbuf_off);
+		c->sbuf_len -= c->sbuf_off;
+		c->sbuf_off = 0;
+	}
+	room = c->sbuf_cap - c->sbuf_len;
+	take = n < room ? n : room;
+	memcpy(c->sbuf + c->sbuf_len, p, take);
+	c->sbuf_len += take;
+	if (take < n)
+		c->want_writable = true;
+	else if (fin)
+		c->req_fin = true;
+	h2_call_kick(c);
+	return take;
+}
+
+bool client_stream_trailers(struct client_call *c, const struct http_header *h, int n)
+{
+	size_t mem = 0, off = 0;
+
+	if (!c || !c->streaming || c->req_fin || c->nreq_trailers || n <= 0 ||
+	    n > HTTP_MAX_HEADERS)
+		return false;
+	for (int i = 0; i < n; i++)
+		mem += h[i].name.len + h[i].value.len;
+	c->req_trailers = calloc(n, sizeof(*c->req_trailers));
+	c->req_trailer_mem = malloc(mem + 1);
+	if (!c->req_trailers || !c->req_trailer_mem)
+		return false;
+	for (int i = 0; i < n; i++) {
+		char *nm = c->req_trailer_mem + off;
+
+		/* HTTP/2 field names are lower case */
+		for (size_t j = 0; j < h[i].name.len; j++) {
+			char ch = h[i].name.p[j];
+
+			nm[j] = ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+		}
+		off += h[i].name.len;
+		memcpy(c->req_trailer_mem + off, h[i].value.p, h[i].value.len);
+		c->req_trailers[i].name = (struct http_str){ nm, h[i].name.len };
+		c->req_trailers[i].value = (struct http_str){ c->req_trailer_mem + off, h[i].value.len };
+		off += h[i].value.len;
+	}
+	c->nreq_trailers = n;
+	return true;
+}
+
+void client_stream_resume(struct client_call *c)
+{
+	if (!c || !c->streaming || c->cancelled)
+		return;
+	h2_schedule(c);
 }
 
 void client_cancel(struct client_call *c)
 {
 	if (!c)
 		return;
+	if (c->in_cb) {
+		c->cancelled = true; /* freed once the callback returns */
+		return;
+	}
 	timer_del(c->cl->timers, &c->timer);
-	release_active(c);
-	wait_end(c, false, false);
+	timer_del(c->cl->timers, &c->ev);
+	cl_release_active(c);
+	cl_wait_end(c, false, false);
+	if (c->h2)
+		h2_call_detach(c, true);
 	if (c->conn) {
 		conn_close(c->conn);
 		c->conn = NULL;
 	}
-	call_free(c);
+	cl_call_free(c);
 }
 
 struct http_client *client_new(struct io_uring *ring, struct timer_heap *timers,
@@ -1203,6 +1286,7 @@ void client_free(struct http_client *cl)
 	/* Idle ones and closing ones still waiting for completions: the ring is gone. */
 	while (cl->all)
 		conn_free_now(cl->all);
+	h2_conn_free_all(cl);
 	free(cl->pools);
 	free(cl->rr);
 	free(cl);
@@ -1214,5 +1298,5 @@ unsigned client_idle_count(const struct http_client *cl)
 
 	for (int i = 0; i < cl->npools; i++)
 		n += cl->pools[i].nidle;
-	return n;
+	return n + h2_idle_count(cl);
 }

@@ -16,6 +16,19 @@
  * With opts.tls the connections speak TLS (OpenSSL on memory BIOs, records moved by the
  * ring), the peer's certificate verified against opts.tls_name.
  *
+ * With the upstream's "protocol": "h2c" / "h2" the same calls go over HTTP/2 (nghttp2):
+ * one session per connection, up to max_streams_per_connection streams on it (fewer if
+ * the server's SETTINGS say so), then another connection; "h2" is TLS with ALPN "h2"
+ * (opts.tls, else a context with the system roots). Streams refused by the server (GOAWAY
+ * past its last-stream-id, REFUSED_STREAM) are retried once on a new connection; a
+ * connection with a protocol error is closed and its calls fail CLIENT_ERR_PROTOCOL.
+ * Each call is reported to health and breaker on its own, as for HTTP/1.1.
+ *
+ * Streaming calls (client_stream_start) hand the request body over piecewise and the
+ * response as it comes, with backpressure both ways: the client holds at most
+ * CLIENT_STREAM_BUF bytes of request body and one receive window (HTTP/2: 64 KiB per
+ * stream; HTTP/1.1: one read chunk, the socket is not read meanwhile) of response body.
+ *
  * The completion callback runs exactly once, never from inside client_request() (an
  * immediate failure is delivered from the timer heap), unless the caller cancels first.
  * What it is given is valid only during the call: copy what is needed.
@@ -26,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "http/http.h"
 
@@ -60,7 +74,14 @@ struct client_response {
 	size_t body_len;
 	const char *target; /* address of the target tried last, "" when none */
 	uint64_t duration_us;
+	/* h2 trailers, or the trailer fields of a chunked HTTP/1.1 response; NULL/0: none */
+	const struct http_header *trailers;
+	int ntrailers;
 };
+
+/* client_request_opts.body_len for streaming calls */
+#define CLIENT_BODY_NONE ((size_t)-2)	 /* no body at all */
+#define CLIENT_BODY_UNKNOWN ((size_t)-1) /* h1: chunked; h2: DATA until fin */
 
 struct client_request_opts {
 	const struct xg_config *cfg; /* the snapshot `upstream` indexes; outlives the request */
@@ -103,7 +124,40 @@ struct client_call *client_request(struct http_client *cl, const struct client_r
 /* Abandons a pending request: its callback will not run. Not from inside its callback. */
 void client_cancel(struct client_call *call);
 
+struct client_stream_cbs {
+	/* Response head (interim 1xx skipped). */
+	void (*on_head)(void *arg, const struct http_response *head);
+	/* Decoded body bytes; returns how many were taken. Fewer than n: the client stops
+	 * reading this response (h2: stops granting window) until client_stream_resume(). */
+	size_t (*on_data)(void *arg, const char *p, size_t n);
+	/* Trailers, once, before on_done (may never come). */
+	void (*on_trailers)(void *arg, const struct http_header *h, int n);
+	/* Exactly once, last: CLIENT_OK after the whole response, else the failure. Never
+	 * from inside client_stream_start/_write/_resume (deferred through the timer heap). */
+	void (*on_done)(void *arg, enum client_error err, const char *target);
+	/* The request body has room again after client_stream_write took less than offered. */
+	void (*on_writable)(void *arg);
+};
+/* opts as for client_request; opts->body must be NULL: the body comes through
+ * client_stream_write. opts->body_len == CLIENT_BODY_NONE (no body), or the exact
+ * Content-Length, or CLIENT_BODY_UNKNOWN (h1: chunked; h2: DATA until fin).
+ * max_body_bytes does not apply (the caller takes the body as it comes). on_head,
+ * on_data and on_trailers may be NULL. NULL on memory exhaustion or bad options, and for
+ * "protocol": "http1" upstreams (client_request() there). */
+struct client_call *client_stream_start(struct http_client *cl,
+					const struct client_request_opts *o,
+					const struct client_stream_cbs *cbs, void *arg);
+/* Takes up to n body bytes (copies them); fin: the body ends after them. Returns bytes
+ * taken (0..n), or -1 when the call already failed. */
+ssize_t client_stream_write(struct client_call *call, const char *p, size_t n, bool fin);
+/* Optional request trailers (h2 upstreams; h1: chunked trailers), sent with fin. */
+bool client_stream_trailers(struct client_call *call, const struct http_header *h, int n);
+void client_stream_resume(struct client_call *call);
+/* client_cancel() abandons a streaming call too (h2: RST_STREAM CANCEL). */
+
 /* Idle pooled connections to every target (for tests and status). */
 unsigned client_idle_count(const struct http_client *cl);
+/* Open HTTP/2 connections (for tests: calls share them). */
+unsigned client_h2_connections(const struct http_client *cl);
 
 #endif

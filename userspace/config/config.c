@@ -311,9 +311,11 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 					    "targets",	 "keepalive",	 "timeouts_ms",
 					    "retries",	 "health_check", "circuit_breaker",
 					    "max_conns_per_target", "queue_timeout_ms",
-					    "dns",	 "resolve",	 NULL };
+					    "dns",	 "resolve",	 "protocol",
+					    "max_streams_per_connection", NULL };
 	static const char *const tkeys[] = { "connect", "read", NULL };
 	static const char *const balances[] = { "round_robin", "least_conn", "hash", NULL };
+	static const char *const protocols[] = { "http1", "h2c", "h2", NULL };
 	char p[CFG_PATH_MAX], tp[CFG_PATH_MAX];
 	json_t *targets, *t, *to;
 	long long v;
@@ -336,6 +338,13 @@ static void parse_upstream(json_t *u, const char *path, struct upstream_config *
 		cfg_err(errs, cfg_path_key(p, path, "hash_on"), "only valid with \"balance\": \"hash\"");
 	cfg_get_int(u, "keepalive", path, 32, 0, 100000, &v, errs);
 	uc->keepalive = v;
+	cfg_get_enum(u, "protocol", path, protocols, UPSTREAM_HTTP1, &b, errs);
+	uc->protocol = b;
+	cfg_get_int(u, "max_streams_per_connection", path, 100, 1, 100000, &v, errs);
+	uc->max_streams_per_connection = v;
+	if (json_object_get(u, "max_streams_per_connection") && uc->protocol == UPSTREAM_HTTP1)
+		cfg_err(errs, cfg_path_key(p, path, "max_streams_per_connection"),
+			"only valid with \"protocol\": \"h2c\" or \"h2\"");
 	cfg_get_int(u, "retries", path, 1, 0, UPSTREAM_MAX_TARGETS, &v, errs);
 	uc->retries = v;
 	to = cfg_get_object(u, "timeouts_ms", path, errs);
@@ -656,6 +665,35 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	(void)root_auth;
 }
 
+/*
+ * The proxy forwards HTTP/1.1 only, so a proxied route cannot reach an h2c/h2 upstream;
+ * the gateway's own calls (compose) go through client/, which speaks every protocol.
+ */
+static void check_route_protocols(const struct route_config *rc, const char *path,
+				  const struct xg_config *cfg, struct cfg_errs *errs)
+{
+	static const char *const names[] = { "http1", "h2c", "h2" };
+	char p[CFG_PATH_MAX], ep[CFG_PATH_MAX];
+
+	if (rc->compose)
+		return;
+	if (rc->upstream >= 0 && cfg->upstreams[rc->upstream].protocol != UPSTREAM_HTTP1)
+		cfg_err(errs, cfg_path_key(p, path, "upstream"),
+			"upstream \"%s\" speaks %s; proxied routes forward HTTP/1.1 (use it "
+			"from \"compose\")",
+			cfg->upstreams[rc->upstream].name, names[cfg->upstreams[rc->upstream].protocol]);
+	for (int i = 0; rc->split && i < rc->split->n; i++) {
+		const struct upstream_config *uc = &cfg->upstreams[rc->split->entries[i].upstream];
+
+		if (uc->protocol == UPSTREAM_HTTP1)
+			continue;
+		cfg_path_idx(ep, cfg_path_key(p, path, "split"), i);
+		cfg_err(errs, cfg_path_key(p, ep, "upstream"),
+			"upstream \"%s\" speaks %s; proxied routes forward HTTP/1.1", uc->name,
+			names[uc->protocol]);
+	}
+}
+
 static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	json_t *arr = cfg_get_array(root, "routes", "", errs), *r;
@@ -670,6 +708,7 @@ static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *e
 	json_array_foreach(arr, i, r) {
 		cfg_path_idx(p, "routes", i);
 		parse_route(r, p, i, cfg, json_object_get(root, "auth"), errs);
+		check_route_protocols(&cfg->routes[i], p, cfg, errs);
 		if (auth_route_uses_mtls(cfg->routes[i].auth) && !any_mtls_listener(root))
 			cfg_err(errs, cfg_path_key(np, p, "auth"),
 				"mtls needs a listener with tls.client_ca (no client could "

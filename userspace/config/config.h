@@ -86,6 +86,8 @@ struct headers_config {
 
 enum balance_kind { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONN, BALANCE_HASH };
 enum hash_on_kind { HASH_ON_IP, HASH_ON_HEADER, HASH_ON_CLAIM };
+/* What the gateway speaks to an upstream (client/ does h2c and h2). */
+enum upstream_protocol { UPSTREAM_HTTP1, UPSTREAM_H2C, UPSTREAM_H2 };
 
 struct target_config {
 	char *address_text;
@@ -118,6 +120,8 @@ struct upstream_config {
 	int ntargets;
 	struct hash_ring *ring; /* upstream/balance.h, for BALANCE_HASH */
 	uint32_t keepalive;
+	enum upstream_protocol protocol;
+	uint32_t max_streams_per_connection; /* h2c/h2: streams one connection carries */
 	uint32_t connect_timeout_ms, read_timeout_ms;
 	uint32_t retries;
 	/* 0: no cap; else requests past N in flight on every target wait in a FIFO queue */
