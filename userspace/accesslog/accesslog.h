@@ -26,6 +26,8 @@ struct access_entry {
 	const char *client_cert; /* verified client certificate subject; NULL: none */
 	const char *calls; /* a JSON array (compose calls), written whole or not at all; NULL: none */
 	const char *waf_rules; /* a JSON array of WAF rule ids, like calls; NULL: none */
+	const char *proto; /* "http/1.1", "h2"; NULL: not written */
+	int32_t stream_id; /* the HTTP/2 stream; 0: not written */
 };
 
 #define ACCESSLOG_MAX_WORKERS 256

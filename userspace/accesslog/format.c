@@ -241,6 +241,10 @@ size_t accesslog_format(char *out, size_t outlen, const struct access_entry *e)
 		put_str(&l, ",\"waf_rules\":");
 		put_str(&l, e->waf_rules);
 	}
+	if (e->proto)
+		put_field(&l, "proto", e->proto, SMALL_MAX);
+	if (e->stream_id)
+		put_num(&l, "stream", (unsigned long long)e->stream_id);
 	put_str(&l, "}\n");
 	out[l.len] = '\0';
 	return l.len;

@@ -148,7 +148,8 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 					    "idle_timeout_ms",	"max_connections",
 					    "drain_timeout_ms", "splice_max_inflight_bytes",
 					    "tls_handshake_timeout_ms", "max_compose_bytes",
-					    "body_timeout_ms",	"body_min_rate", NULL };
+					    "body_timeout_ms",	"body_min_rate",
+					    "h2_max_concurrent_streams", NULL };
 	json_t *o = cfg_get_object(root, "limits", "", errs);
 	long long v;
 
@@ -177,6 +178,8 @@ static void parse_limits(json_t *root, struct limits_config *l, struct cfg_errs 
 	l->max_connections = v;
 	cfg_get_int(o, "drain_timeout_ms", "limits", 10000, 0, 600000, &v, errs);
 	l->drain_timeout_ms = v;
+	cfg_get_int(o, "h2_max_concurrent_streams", "limits", 100, 1, 10000, &v, errs);
+	l->h2_max_concurrent_streams = v;
 	cfg_get_int(o, "splice_max_inflight_bytes", "limits", 4 << 20, 64 << 10, 1LL << 32, &v,
 		    errs);
 	l->splice_max_inflight_bytes = v;
@@ -762,7 +765,7 @@ static void parse_listener(json_t *l, const char *path, struct listener_config *
 			   struct xg_config *cfg, struct cfg_errs *errs)
 {
 	static const char *const keys[] = { "name", "address",	  "mode", "splice",
-					    "tls",  "upstream", "sni_routes", NULL };
+					    "tls",  "upstream", "sni_routes", "http2", NULL };
 	static const char *const modes[] = { "http", "tcp", NULL };
 	static const char *const splices[] = { "auto", "off", "sockmap", NULL };
 	/* Off unless asked for: a spliced flow whose receiver falls behind is reset. */
@@ -786,11 +789,17 @@ static void parse_listener(json_t *l, const char *path, struct listener_config *
 	tls = cfg_get_object(l, "tls", path, errs);
 	if (tls)
 		lc->tls = tls_listener_parse(tls, cfg_path_key(p, path, "tls"), errs);
+	cfg_get_bool(l, "http2", path, lc->tls != NULL, &lc->http2, errs);
+	if (lc->tls && lc->http2)
+		tls_listener_offer_h2(lc->tls);
 	lc->upstream = upstream_ref(l, "upstream", path, cfg, false, errs);
 	parse_sni_routes(l, path, lc, cfg, errs);
 	if (lc->mode == LISTENER_TCP) {
 		if (lc->upstream < 0 && !lc->nsni_routes && !json_object_get(l, "upstream"))
 			cfg_err(errs, path, "a \"tcp\" listener needs \"upstream\" or \"sni_routes\"");
+		if (json_object_get(l, "http2"))
+			cfg_err(errs, cfg_path_key(p, path, "http2"),
+				"a \"tcp\" listener does not speak HTTP");
 		if (lc->tls)
 			cfg_err(errs, cfg_path_key(p, path, "tls"),
 				"a \"tcp\" listener does not terminate TLS (use \"sni_routes\")");

@@ -52,6 +52,7 @@ struct listener_config {
 	enum listener_mode mode;
 	enum splice_mode splice;
 	struct tls_listener *tls; /* NULL: plain */
+	bool http2; /* TLS: ALPN h2 first; plain: h2c with prior knowledge too */
 	int upstream;		  /* tcp mode: default pool index, -1 none */
 	struct sni_route *sni_routes;
 	int nsni_routes;
@@ -70,6 +71,7 @@ struct limits_config {
 	uint32_t idle_timeout_ms;
 	uint32_t max_connections;
 	uint32_t drain_timeout_ms;
+	uint32_t h2_max_concurrent_streams;
 	uint64_t splice_max_inflight_bytes; /* per spliced direction, process-wide */
 };
 

@@ -40,6 +40,7 @@ struct metrics_shard {
 	_Atomic(void *) chunks[KIND_COUNT][MAX_CHUNKS];
 	counter_t auth[AUTH_REASON_COUNT] __attribute__((aligned(CACHELINE)));
 	counter_t introspection[INTROSPECTION_OUTCOME_COUNT];
+	counter_t proto[2]; /* requests answered over HTTP/1.x, HTTP/2 */
 } __attribute__((aligned(CACHELINE)));
 
 struct slot_table {
@@ -385,6 +386,26 @@ void metrics_introspection(struct metrics_shard *m, enum introspection_outcome o
 {
 	if (m && (unsigned)o < INTROSPECTION_OUTCOME_COUNT)
 		counter_add(&m->introspection[o], 1);
+}
+
+void metrics_http_proto(struct metrics_shard *m, bool h2)
+{
+	if (m)
+		counter_add(&m->proto[h2], 1);
+}
+
+uint64_t metrics_sum_proto(bool h2)
+{
+	int n = atomic_load(&nshards_hint);
+	uint64_t total = 0;
+
+	for (int w = 0; w < n; w++) {
+		struct metrics_shard *s = atomic_load_explicit(&shards[w], memory_order_acquire);
+
+		if (s)
+			total += counter_get(&s->proto[h2]);
+	}
+	return total;
 }
 
 uint64_t metrics_sum_introspection(enum introspection_outcome o)

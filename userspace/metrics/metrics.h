@@ -89,6 +89,9 @@ enum introspection_outcome {
 const char *metrics_introspection_outcome_name(enum introspection_outcome o);
 void metrics_introspection(struct metrics_shard *m, enum introspection_outcome o);
 uint64_t metrics_sum_introspection(enum introspection_outcome o);
+/* xgate_http_requests_by_proto_total{proto="http/1.1"|"h2"}: every answered request. */
+void metrics_http_proto(struct metrics_shard *m, bool h2);
+uint64_t metrics_sum_proto(bool h2);
 
 /* Process-wide values (main thread): call at startup and after every reload attempt. */
 void metrics_set_config_generation(uint64_t generation, int64_t loaded_at, int last_reload_ok);

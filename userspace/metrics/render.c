@@ -452,6 +452,12 @@ static void render_auth(struct metrics_buf *b)
 		sample_u64(b, "xgate_introspection_requests_total", labels,
 			   metrics_sum_introspection(o));
 	}
+	family(b, "xgate_http_requests_by_proto_total", "counter",
+	       "HTTP requests answered, by the client's protocol.");
+	sample_u64(b, "xgate_http_requests_by_proto_total",
+		   (const char *const[]){"proto", "http/1.1", NULL}, metrics_sum_proto(false));
+	sample_u64(b, "xgate_http_requests_by_proto_total", (const char *const[]){"proto", "h2", NULL},
+		   metrics_sum_proto(true));
 }
 
 static void render_config(struct metrics_buf *b)

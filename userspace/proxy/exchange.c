@@ -13,6 +13,7 @@
 #include "cache/cache.h"
 #include "common/log.h"
 #include "filters/filters.h"
+#include "h2/h2.h"
 #include "metrics/metrics.h"
 #include "proxy/proxy.h"
 #include "ratelimit/ratelimit.h"
@@ -172,6 +173,7 @@ void conn_free(struct conn *c)
 		upqueue_released(w);
 	}
 	tunnel_pipe_release(c);
+	h2conn_free(c);
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	w->nconns--;
@@ -191,6 +193,7 @@ void conn_abort(struct conn *c)
 		c->st = NULL;
 		stream_end(st);
 	}
+	h2conn_free(c);
 	if (c->cli.splice_enrolled || (c->up && c->up->s.splice_enrolled))
 		tunnel_release_splice(c);
 	tunnel_pipe_release(c);
@@ -229,6 +232,7 @@ static void record_exchange(struct conn *c)
 
 	metrics_http_request(w->metrics, rc ? rc->metrics_slot : -1, ex->status, dur_ns);
 	metrics_consumer_request(w->metrics, ex->consumer_slot, ex->status);
+	metrics_http_proto(w->metrics, false);
 	if (ex->counted_active) {
 		atomic_fetch_sub(&uc->targets[ex->target].state->active, 1);
 		ex->counted_active = false;
@@ -253,6 +257,7 @@ static void record_exchange(struct conn *c)
 	e.client_cert = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL;
 	e.calls = c->st ? c->st->log_calls : NULL;
 	e.waf_rules = c->st ? c->st->log_waf : NULL;
+	e.proto = "http/1.1";
 	accesslog_write(w->id, &e);
 }
 
@@ -657,6 +662,7 @@ static bool start_exchange(struct conn *c, const struct http_request *req, size_
 	if (!begin_exchange(c))
 		return true;
 	ex = c->ex;
+	c->h1_seen = true;
 	note_request(c, req);
 	ex->client_http10 = req->minor_version == 0;
 	ex->req_done = !ex->req_has_body;
@@ -1580,6 +1586,16 @@ static bool step_req_body(struct conn *c)
 	return k > 0;
 }
 
+/* Plain listener with "http2": the first bytes are (so far) the h2c connection preface. */
+static bool h2c_preface(const struct conn *c)
+{
+	const struct buf *in = &c->cli.in;
+	size_t n = buf_len(in) < H2_PREFACE_LEN ? buf_len(in) : H2_PREFACE_LEN;
+
+	return !c->cli.tls && conn_listener(c)->http2 && !c->h1_seen &&
+	       !memcmp(buf_head(in), H2_PREFACE, n);
+}
+
 static bool step_head(struct conn *c)
 {
 	struct side *s = &c->cli;
@@ -1597,6 +1613,15 @@ static bool step_head(struct conn *c)
 	}
 	if (!c->deadline_ms)
 		c->deadline_ms = c->cli.w->now_ms + c->cfg->limits.header_timeout_ms;
+	if (h2c_preface(c)) {
+		if (buf_len(&s->in) >= H2_PREFACE_LEN)
+			return h2conn_start(c);
+		if (s->eof || s->failed || s->timed_out) {
+			conn_abort(c);
+			return true;
+		}
+		return false;
+	}
 	n = http_parse_request(buf_head(&s->in), buf_len(&s->in), &lim, &req);
 	if (n == HTTP_INCOMPLETE) {
 		if (s->timed_out) {
@@ -1645,6 +1670,12 @@ static bool step_tls_handshake(struct conn *c)
 		return false;
 	c->deadline_ms = 0;
 	c->state = CS_HEAD;
+	if (conn_listener(c)->http2) {
+		char alpn[16];
+
+		if (tls_conn_alpn(c->cli.tls, alpn, sizeof(alpn)) && !strcmp(alpn, "h2"))
+			return h2conn_start(c);
+	}
 	return true;
 }
 
@@ -1755,6 +1786,8 @@ static bool step(struct conn *c)
 		return step_closing(c);
 	case CS_LINGER:
 		return step_linger(c);
+	case CS_H2:
+		return h2conn_step(c);
 	case CS_DEAD:
 		return false;
 	}
@@ -1884,6 +1917,9 @@ static bool arm(struct conn *c)
 		side_retime_recv(cli);
 		progress |= side_arm_recv(cli);
 		body_note_reading(c);
+		break;
+	case CS_H2:
+		progress |= h2conn_arm(c);
 		break;
 	case CS_FILTERS:
 		/* Reading on (bounded) notices a client that leaves while its request waits. */

@@ -79,7 +79,7 @@ void make_request_id(struct worker *w, char *out, size_t len)
  * client's copy is never forwarded. Forwarded and X-Real-IP are
  * replaced like X-Forwarded-For: an edge gateway trusts no client-supplied chain.
  */
-static bool controlled_header(const struct conn *c, const struct http_request *req,
+static bool controlled_header(const struct fwd_ctx *c, const struct http_request *req,
 			      struct http_str name)
 {
 	static const char *const replaced[] = { "content-length", "transfer-encoding",
@@ -102,12 +102,12 @@ static bool controlled_header(const struct conn *c, const struct http_request *r
  * routing and the route's auth went by the request line, so the upstream must not act on
  * another path, nor on another method when the route restricts methods.
  */
-static bool overrides_request_line(const struct conn *c, struct http_str name)
+static bool overrides_request_line(const struct fwd_ctx *c, struct http_str name)
 {
 	static const char *const path_override[] = { "x-original-url", "x-rewrite-url", NULL };
 	static const char *const method_override[] = { "x-http-method-override", "x-http-method",
 						       "x-method-override", NULL };
-	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
+	const struct route_config *rc = c->route >= 0 ? &c->cfg->routes[c->route] : NULL;
 
 	for (int i = 0; path_override[i]; i++)
 		if (http_str_eq_nocase(name, path_override[i]))
@@ -120,10 +120,10 @@ static bool overrides_request_line(const struct conn *c, struct http_str name)
 
 /* Also the names the gateway read to decide on the request: host, credentials, the
  * route's header matches. */
-static bool decision_header(const struct conn *c, const struct http_request *req,
+static bool decision_header(const struct fwd_ctx *c, const struct http_request *req,
 			    struct http_str name)
 {
-	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
+	const struct route_config *rc = c->route >= 0 ? &c->cfg->routes[c->route] : NULL;
 
 	if (controlled_header(c, req, name) || http_str_eq_nocase(name, "host") ||
 	    auth_is_credential_header(c->cfg->auth, name) || overrides_request_line(c, name))
@@ -134,7 +134,7 @@ static bool decision_header(const struct conn *c, const struct http_request *req
 	return false;
 }
 
-static bool drop_request_header(const struct conn *c, const struct http_request *req,
+static bool drop_request_header(const struct fwd_ctx *c, const struct http_request *req,
 				const struct http_header *h)
 {
 	char tmp[256];
@@ -160,17 +160,17 @@ static bool drop_request_header(const struct conn *c, const struct http_request 
 }
 
 /* Route hide_credentials: the credentials its auth read stay at the gateway. */
-static bool hidden_credential(const struct conn *c, struct http_str name)
+static bool hidden_credential(const struct fwd_ctx *c, struct http_str name)
 {
-	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
+	const struct route_config *rc = c->route >= 0 ? &c->cfg->routes[c->route] : NULL;
 
 	return rc && rc->hide_credentials && auth_hidden_header(c->cfg->auth, rc->auth, name);
 }
 
 /* The query, without the API-key parameter when the route hides credentials. */
-static void hw_query(struct head_writer *hw, const struct conn *c, struct http_str q)
+static void hw_query(struct head_writer *hw, const struct fwd_ctx *c, struct http_str q)
 {
-	const struct route_config *rc = c->ex->route >= 0 ? &c->cfg->routes[c->ex->route] : NULL;
+	const struct route_config *rc = c->route >= 0 ? &c->cfg->routes[c->route] : NULL;
 	const char *p = q.p, *end = q.p + q.len;
 	bool first = true;
 
@@ -196,7 +196,7 @@ static void hw_query(struct head_writer *hw, const struct conn *c, struct http_s
  * The header lines filters added to the request (transform): never a header the gateway
  * controls (framing, forwarding, identity) nor Host, whatever the config says.
  */
-static void hw_req_edits(struct head_writer *hw, const struct conn *c,
+static void hw_req_edits(struct head_writer *hw, const struct fwd_ctx *c,
 			 const struct http_request *req, const struct stream *st)
 {
 	for (int i = 0; st && i < st->nreq_edits; i++) {
@@ -210,24 +210,87 @@ static void hw_req_edits(struct head_writer *hw, const struct conn *c,
 }
 
 /* RFC 7239 node: an IPv6 address is bracketed and quoted. */
-static void forwarded_for(const struct conn *c, char *out, size_t len)
+static void forwarded_for(const struct fwd_ctx *c, char *out, size_t len)
 {
-	if (c->peer.ss_family == AF_INET6)
+	if (c->ipv6)
 		snprintf(out, len, "\"[%s]\"", c->peer_ip);
 	else
 		snprintf(out, len, "%s", c->peer_ip);
 }
 
-bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
+/* The header lines forwarded upstream, whatever carries them (HTTP/1.1 head, h2 client):
+ * the client's (less those the gateway controls, hides or filters removed), the filters'
+ * additions, forwarding and identity. No request line, Host or framing. */
+static void hw_forward_lines(struct head_writer *hw, const struct fwd_ctx *c,
+			     const struct http_request *req, const struct auth_result *auth)
+{
+	const struct stream *st = c->st;
+	const char *proto = c->tls ? "https" : "http";
+	char node[INET6_ADDRSTRLEN + 4];
+
+	for (int i = 0; i < req->nheaders; i++)
+		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
+		    !drop_request_header(c, req, &req->headers[i]) &&
+		    !hidden_credential(c, req->headers[i].name) &&
+		    !(st && stream_req_header_removed(st, req->headers[i].name)))
+			hw_header(hw, &req->headers[i]);
+	hw_req_edits(hw, c, req, st);
+	forwarded_for(c, node, sizeof(node));
+	hw_printf(hw,
+		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
+		  "Forwarded: for=%s;proto=%s\r\nX-Request-Id: %s\r\n",
+		  c->peer_ip, proto, c->peer_ip, node, proto, c->request_id);
+	for (int i = 0; auth && i < auth->nforward; i++)
+		hw_printf(hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
+	if (c->client_subject)
+		hw_printf(hw, AUTH_CLIENT_CERT_HEADER ": %s\r\n", c->client_subject);
+}
+
+bool build_forward_lines(const struct fwd_ctx *c, const struct http_request *req,
+			 const struct auth_result *auth, struct buf *out)
+{
+	struct head_writer hw = { .b = out };
+
+	hw_forward_lines(&hw, c, req, auth);
+	return !hw.overflow;
+}
+
+bool build_forward_target(const struct fwd_ctx *c, const struct http_request *req,
+			  const char *path, size_t path_len, struct buf *out)
+{
+	struct head_writer hw = { .b = out };
+	const struct stream *st = c->st;
+
+	hw_printf(&hw, "%.*s", (int)path_len, path);
+	hw_query(&hw, c, st && st->up_query ? (struct http_str){ st->up_query, st->up_query_len }
+					    : req->query);
+	return !hw.overflow;
+}
+
+static struct fwd_ctx conn_fwd_ctx(const struct conn *conn)
+{
+	struct fwd_ctx x = {
+		.cfg = conn->cfg,
+		.route = conn->ex->route,
+		.ipv6 = conn->peer.ss_family == AF_INET6,
+		.peer_ip = conn->peer_ip,
+		.tls = conn->cli.tls != NULL,
+		.client_subject = conn->cli.tls ? tls_conn_peer_subject(conn->cli.tls) : NULL,
+		.request_id = conn->ex->request_id,
+		.st = conn->st,
+	};
+	return x;
+}
+
+bool build_upstream_head(struct conn *conn, const struct http_request *req, const char *path,
 			 size_t path_len, const struct auth_result *auth, bool upgrade,
 			 struct buf *out)
 {
 	struct head_writer hw = { .b = out };
-	const struct stream *st = c->st;
-	const char *proto = c->cli.tls ? "https" : "http";
-	char node[INET6_ADDRSTRLEN + 4];
+	struct fwd_ctx x = conn_fwd_ctx(conn), *c = &x;
+	const struct stream *st = conn->st;
 
-	if (!buf_ensure(out, c->cfg->limits.max_header_bytes + 16 * 1024))
+	if (!buf_ensure(out, conn->cfg->limits.max_header_bytes + 16 * 1024))
 		return false;
 	hw_printf(&hw, "%.*s %.*s", (int)req->method_str.len, req->method_str.p, (int)path_len,
 		  path);
@@ -239,24 +302,9 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 	if (req->host.len)
 		hw_printf(&hw, "Host: %.*s\r\n", (int)req->host.len, req->host.p);
 	else
-		hw_printf(&hw, "Host: %s\r\n", upstream_default_host(&c->cfg->upstreams[c->ex->upstream]));
-	for (int i = 0; i < req->nheaders; i++)
-		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
-		    !drop_request_header(c, req, &req->headers[i]) &&
-		    !hidden_credential(c, req->headers[i].name) &&
-		    !(st && stream_req_header_removed(st, req->headers[i].name)))
-			hw_header(&hw, &req->headers[i]);
-	hw_req_edits(&hw, c, req, st);
-	forwarded_for(c, node, sizeof(node));
-	hw_printf(&hw,
-		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
-		  "Forwarded: for=%s;proto=%s\r\nX-Request-Id: %s\r\n",
-		  c->peer_ip, proto, c->peer_ip, node, proto, c->ex->request_id);
-	for (int i = 0; auth && i < auth->nforward; i++)
-		hw_printf(&hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
-	if (c->cli.tls && tls_conn_peer_subject(c->cli.tls))
-		hw_printf(&hw, AUTH_CLIENT_CERT_HEADER ": %s\r\n",
-			  tls_conn_peer_subject(c->cli.tls));
+		hw_printf(&hw, "Host: %s\r\n",
+			  upstream_default_host(&conn->cfg->upstreams[conn->ex->upstream]));
+	hw_forward_lines(&hw, c, req, auth);
 	if (st && st->req_body_ready) {
 		/* buffered: the (possibly replaced) body's own length, never chunked */
 		if (st->req_body_len || req->body != HTTP_BODY_NONE)

@@ -114,6 +114,7 @@ enum conn_state {
 	CS_SNI_PEEK,   /* L4 listener waiting for the ClientHello */
 	CS_CLOSING,    /* flushing cli.out, then close */
 	CS_LINGER,     /* answer sent and FIN queued: discarding what the client still sends */
+	CS_H2,	       /* HTTP/2: streams multiplexed by h2conn.c */
 	CS_DEAD,
 };
 
@@ -200,6 +201,8 @@ struct conn {
 	struct upconn *up;
 	struct exchange *ex; /* NULL between exchanges */
 	struct stream *st; /* the request's stream while an exchange is on */
+	struct h2conn *h2; /* CS_H2: the HTTP/2 session and its streams */
+	bool h1_seen;	   /* an HTTP/1 request came: no h2 preface any more */
 	bool in_exchange;
 	uint64_t deadline_ms; /* header deadline in CS_HEAD once bytes arrived; the
 			       * handshake's total deadline; the end of lingering */
@@ -356,6 +359,14 @@ void exchange_freelist_free(struct worker *w);
 size_t pump_room(struct side *src, struct side *dst);
 void exchange_reset(struct conn *c);
 
+/* h2conn.c: HTTP/2 from clients (after ALPN "h2" or the h2c preface) */
+bool h2conn_start(struct conn *c);
+bool h2conn_step(struct conn *c);
+bool h2conn_arm(struct conn *c);
+void h2conn_free(struct conn *c);
+/* Graceful GOAWAY (drain, new config): in-flight streams finish. */
+void h2conn_drain(struct conn *c);
+
 /* tunnel.c */
 void tunnel_start(struct conn *c);
 bool tunnel_step(struct conn *c);
@@ -377,6 +388,24 @@ void respond_error(struct conn *c, int status, const char *reason, bool close_co
  * it does not fit cap. */
 size_t build_held_head(const struct http_response *resp, const char *ctype, size_t body_len,
 		       char *out, size_t cap);
+/* What the header selection forwarding needs to know of the client connection, shared by
+ * the HTTP/1 exchange and HTTP/2 streams (one rule set for both). */
+struct fwd_ctx {
+	const struct xg_config *cfg;
+	int route; /* -1: none */
+	bool ipv6;
+	const char *peer_ip;
+	bool tls;
+	const char *client_subject; /* verified client certificate; NULL: none */
+	const char *request_id;
+	const struct stream *st;
+};
+/* The header lines to forward (no request line, Host or framing), appended to out. */
+bool build_forward_lines(const struct fwd_ctx *c, const struct http_request *req,
+			 const struct auth_result *auth, struct buf *out);
+/* The upstream request target: path then the (filtered or rewritten) query. */
+bool build_forward_target(const struct fwd_ctx *c, const struct http_request *req,
+			  const char *path, size_t path_len, struct buf *out);
 bool build_upstream_head(struct conn *c, const struct http_request *req, const char *path,
 			 size_t path_len, const struct auth_result *auth, bool upgrade,
 			 struct buf *out);

@@ -262,6 +262,10 @@ static void sync_config(struct worker *w)
 	if (atomic_load_explicit(&w->gw->config, memory_order_acquire) == w->cfg)
 		return;
 	adopt_config(w, gateway_config(w->gw));
+	/* HTTP/2 clients keep connections for long: GOAWAY moves them to the new config */
+	for (struct conn *c = w->conns_head.next; c != &w->conns_head; c = c->next)
+		if (c->h2)
+			h2conn_drain(c);
 	if (sync_listeners(w, err, sizeof(err)))
 		log_error("worker", "worker %d: cannot apply listeners: %s", w->id, err);
 }
@@ -506,6 +510,8 @@ static void start_drain(struct worker *w)
 		next = c->next;
 		if (c->state == CS_HEAD && !buf_len(&c->cli.in))
 			side_close(&c->cli);
+		else if (c->h2)
+			h2conn_drain(c); /* GOAWAY: its streams finish */
 		else
 			c->close_after = true;
 	}

@@ -45,6 +45,7 @@ struct tls_listener {
 	int min_version;
 	unsigned char *alpn; /* wire format: length-prefixed protocol names */
 	size_t alpn_len;
+	bool alpn_default; /* no "alpn" in the config */
 	enum tls_client_auth client_auth;
 };
 
@@ -476,6 +477,7 @@ static bool parse_alpn(struct tls_listener *t, json_t *tls, const char *path, st
 	if (!arr) {
 		static const unsigned char def[] = "\x08http/1.1";
 
+		t->alpn_default = true;
 		t->alpn_len = sizeof(def) - 1;
 		t->alpn = malloc(t->alpn_len);
 		if (t->alpn)
@@ -511,6 +513,19 @@ static bool parse_alpn(struct tls_listener *t, json_t *tls, const char *path, st
 		t->alpn_len += n;
 	}
 	return true;
+}
+
+void tls_listener_offer_h2(struct tls_listener *t)
+{
+	static const unsigned char h2[] = "\x02h2\x08http/1.1";
+	unsigned char *p;
+
+	if (!t || !t->alpn_default || !(p = malloc(sizeof(h2) - 1)))
+		return;
+	memcpy(p, h2, sizeof(h2) - 1);
+	free(t->alpn);
+	t->alpn = p;
+	t->alpn_len = sizeof(h2) - 1;
 }
 
 static bool parse_ktls(struct tls_listener *t, json_t *tls, const char *path, struct cfg_errs *errs)

@@ -52,6 +52,9 @@ struct X509_name_st;
  * The files are read at parse time, so a reload picks up new ones.
  */
 struct tls_listener *tls_listener_parse(json_t *tls, const char *path, struct cfg_errs *errs);
+/* The listener speaks HTTP/2: the default ALPN list becomes h2, http/1.1 (an explicit
+ * "alpn" is kept as configured). */
+void tls_listener_offer_h2(struct tls_listener *t);
 void tls_listener_free(struct tls_listener *t);
 enum ktls_mode tls_listener_ktls_mode(const struct tls_listener *t);
 
