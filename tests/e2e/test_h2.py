@@ -374,19 +374,28 @@ def test_hpack_bomb_is_431(upstream, gateway):
 
 
 def test_max_concurrent_streams_refused(upstream, gateway):
+    """Beyond h2_max_concurrent_streams: REFUSED_STREAM while the client has not
+    acknowledged the SETTINGS; after that exceeding the limit it knows is a connection
+    error (RFC 9113 5.1.2 allows both; nghttp2 does the second)."""
     up = upstream(name="svc", delay_s=1.0)
     gw = gateway(h2_cfg(up, limits={"h2_max_concurrent_streams": 2}))
     c = H2Client("127.0.0.1", gw.port())
-    c.pump(lambda: False, timeout=0.3)  # the SETTINGS arrive; python-h2 would enforce them
-    c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 100
-    c.conn.remote_settings.acknowledge()
-    sids = [c.request("/c/%d" % i) for i in range(4)]
-    assert c.pump(lambda: all(c.responses[s]["ended"] for s in sids), timeout=8)
+    sids = [c.request("/c/%d" % i) for i in range(4)]  # before the server's SETTINGS
+    c.pump(lambda: all(c.responses[s]["ended"] for s in sids), timeout=8)
     refused = [s for s in sids if c.responses[s]["reset"] == 7]
     ok = [s for s in sids if c.responses[s]["headers"] and
           c.responses[s]["headers"][":status"] == "200"]
     assert len(refused) == 2 and len(ok) == 2, c.responses
     c.close()
+    c = H2Client("127.0.0.1", gw.port())
+    c.pump(lambda: False, timeout=0.3)  # SETTINGS exchanged
+    c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 100
+    c.conn.remote_settings.acknowledge()
+    sids = [c.request("/c/%d" % i) for i in range(4)]
+    c.pump(lambda: c.goaway is not None, timeout=5)
+    assert c.goaway == 1  # PROTOCOL_ERROR
+    c.close()
+    assert http_request("GET", gw.url("/")).status == 200
 
 
 def test_idle_connection_closed(upstream, gateway):
@@ -400,6 +409,41 @@ def test_idle_connection_closed(upstream, gateway):
     c.close()
 
 
+def read_frames(sock, until, timeout=8.0):
+    """Raw frames from a connection nothing was read from yet (python-h2 takes a GOAWAY
+    for the end of the connection; the streams below its last id go on): the GOAWAY's
+    error code and per stream the status, body and whether it ended."""
+    import hpack
+    dec, buf, st = hpack.Decoder(), b"", {"goaway": None, "streams": {}}
+    deadline = time.monotonic() + timeout
+    while not until(st) and time.monotonic() < deadline:
+        sock.settimeout(0.2)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            break
+        buf += data
+        while len(buf) >= 9:
+            ln = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + ln:
+                break
+            ftype, flags = buf[3], buf[4]
+            sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+            payload, buf = buf[9:9 + ln], buf[9 + ln:]
+            r = st["streams"].setdefault(sid, {"status": None, "body": b"", "ended": False})
+            if ftype == 7:
+                st["goaway"] = struct.unpack(">I", payload[4:8])[0]
+            elif ftype == 1:
+                r["status"] = r["status"] or dict(dec.decode(payload)).get(":status")
+            elif ftype == 0:
+                r["body"] += payload
+            if ftype in (0, 1) and flags & 1:
+                r["ended"] = True
+    return st
+
+
 @pytest.mark.parametrize("how", ["sighup", "sigterm"])
 def test_goaway_lets_inflight_request_finish(upstream, gateway, how):
     up = upstream(name="svc", delay_s=1.0, body=b"finished")
@@ -407,16 +451,17 @@ def test_goaway_lets_inflight_request_finish(upstream, gateway, how):
     gw = gateway(cfg)
     c = H2Client("127.0.0.1", gw.port())
     s = c.request("/slow")
-    c.pump(lambda: False, timeout=0.3)
+    time.sleep(0.3)
     if how == "sighup":
         gw.reload(cfg)
     else:
         gw.expected_exit = True
         gw.proc.send_signal(15)
-    assert c.pump(lambda: c.responses[s]["ended"] and c.goaway is not None, timeout=8)
-    assert c.goaway == 0
-    assert c.responses[s]["headers"][":status"] == "200"
-    assert c.responses[s]["body"] == b"finished"
+    st = read_frames(c.sock, lambda st: st["goaway"] is not None and
+                     st["streams"].get(s, {}).get("ended"))
+    assert st["goaway"] == 0, st
+    r = st["streams"][s]
+    assert r["status"] == "200" and r["body"] == b"finished", st
     c.close()
     if how == "sigterm":
         gw.proc.wait(10)
