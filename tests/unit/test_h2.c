@@ -121,7 +121,8 @@ static void get_headers(struct wbuf *w, nghttp2_hd_deflater *d, uint32_t sid,
 	uint8_t out[8192];
 	size_t n;
 
-	memcpy(nv + 4, extra, nextra * sizeof(*nv));
+	if (nextra)
+		memcpy(nv + 4, extra, nextra * sizeof(*nv));
 	n = block(d, nv, 4 + nextra, out, sizeof(out));
 	frame(w, NGHTTP2_HEADERS, flags, sid, out, n);
 }
