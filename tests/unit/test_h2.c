@@ -33,7 +33,7 @@ static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
 		char *dst = http_str_eq_nocase(f->name, ":method")	? rc->method
 			    : http_str_eq_nocase(f->name, ":path")	? rc->path
 			    : http_str_eq_nocase(f->name, ":authority") ? rc->authority
-									 : NULL;
+									: NULL;
 
 		if (dst && f->value.len < 64)
 			memcpy(dst, f->value.p, f->value.len), dst[f->value.len] = '\0';
@@ -63,17 +63,17 @@ static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 	rc->last_close_code = code;
 }
 
-static const struct h2s_callbacks cbs = { on_request, on_data, on_end, on_close };
+static const struct h2s_callbacks cbs = {on_request, on_data, on_end, on_close};
 
 static struct h2s_limits limits(void)
 {
-	struct h2s_limits l = { .max_concurrent_streams = 100,
-				.max_header_bytes = 4096,
-				.max_block_bytes = 8192,
-				.max_continuations = 8,
-				.reset_burst = 50,
-				.reset_per_s = 10,
-				.max_outbound_ack = 100 };
+	struct h2s_limits l = {.max_concurrent_streams = 100,
+			       .max_header_bytes = 4096,
+			       .max_block_bytes = 8192,
+			       .max_continuations = 8,
+			       .reset_burst = 50,
+			       .reset_per_s = 10,
+			       .max_outbound_ack = 100};
 	return l;
 }
 
@@ -103,7 +103,10 @@ static void preface(struct wbuf *w)
 	frame(w, NGHTTP2_SETTINGS, 0, 0, "", 0);
 }
 
-#define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0 }
+#define NV(n, v)                                                                                   \
+	{                                                                                          \
+		(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0                    \
+	}
 
 static size_t block(nghttp2_hd_deflater *d, const nghttp2_nv *nv, size_t n, uint8_t *out,
 		    size_t cap)
@@ -116,8 +119,8 @@ static size_t block(nghttp2_hd_deflater *d, const nghttp2_nv *nv, size_t n, uint
 static void get_headers(struct wbuf *w, nghttp2_hd_deflater *d, uint32_t sid,
 			const nghttp2_nv *extra, size_t nextra, uint8_t flags)
 {
-	nghttp2_nv nv[16] = { NV(":method", "GET"), NV(":scheme", "https"), NV(":path", "/a?b=1"),
-			      NV(":authority", "api.example") };
+	nghttp2_nv nv[16] = {NV(":method", "GET"), NV(":scheme", "https"), NV(":path", "/a?b=1"),
+			     NV(":authority", "api.example")};
 	uint8_t out[8192];
 	size_t n;
 
@@ -135,8 +138,8 @@ static int find_frame(const uint8_t *o, size_t n, uint8_t type, uint32_t sid_or_
 
 	while (i + 9 <= n) {
 		size_t len = (size_t)o[i] << 16 | o[i + 1] << 8 | o[i + 2];
-		uint32_t sid = (uint32_t)(o[i + 5] & 0x7f) << 24 | o[i + 6] << 16 | o[i + 7] << 8 |
-			       o[i + 8];
+		uint32_t sid =
+		    (uint32_t)(o[i + 5] & 0x7f) << 24 | o[i + 6] << 16 | o[i + 7] << 8 | o[i + 8];
 
 		if (o[i + 3] == type && (sid_or_any == (uint32_t)-1 || sid == sid_or_any)) {
 			*p = o + i + 9;
@@ -173,13 +176,13 @@ static long goaway_code(size_t n)
 
 static void test_simple_get(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
 	static struct wbuf w;
-	struct http_header f[] = { { { "Content-Type", 12 }, { "text/plain", 10 } },
-				   { { "Connection", 10 }, { "close", 5 } } };
+	struct http_header f[] = {{{"Content-Type", 12}, {"text/plain", 10}},
+				  {{"Connection", 10}, {"close", 5}}};
 	const uint8_t *p;
 	size_t n;
 	int len;
@@ -236,13 +239,13 @@ static void test_simple_get(void)
 
 static void test_post_body_and_trailers(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
 	static struct wbuf w;
-	nghttp2_nv post[] = { NV(":method", "POST") };
-	struct http_header tr[] = { { { "grpc-status", 11 }, { "0", 1 } } };
+	nghttp2_nv post[] = {NV(":method", "POST")};
+	struct http_header tr[] = {{{"grpc-status", 11}, {"0", 1}}};
 	const uint8_t *p;
 	size_t n;
 
@@ -250,8 +253,8 @@ static void test_post_body_and_trailers(void)
 	w.n = 0;
 	preface(&w);
 	{
-		nghttp2_nv nv[] = { NV(":method", "POST"), NV(":scheme", "http"), NV(":path", "/p"),
-				    NV(":authority", "x") };
+		nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":path", "/p"),
+				   NV(":authority", "x")};
 		uint8_t b[512];
 		size_t k = block(d, nv, 4, b, sizeof(b));
 
@@ -297,7 +300,7 @@ static void test_post_body_and_trailers(void)
 /* A malformed or forbidden field: RST_STREAM PROTOCOL_ERROR, the request never seen. */
 static void malformed(const nghttp2_nv *extra, size_t n, bool replace_path)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
@@ -329,18 +332,18 @@ static void malformed(const nghttp2_nv *extra, size_t n, bool replace_path)
 
 static void test_malformed_headers(void)
 {
-	nghttp2_nv upper[] = { NV("X-Upper", "1") };
-	nghttp2_nv conn[] = { NV("connection", "keep-alive") };
-	nghttp2_nv te[] = { NV("te", "gzip") };
-	nghttp2_nv tenc[] = { NV("transfer-encoding", "chunked") };
-	nghttp2_nv upgrade[] = { NV("upgrade", "h2c") };
-	nghttp2_nv badname[] = { NV("x y", "1") };
-	nghttp2_nv late_pseudo[] = { NV("x-a", "1"), NV(":foo", "1") };
-	nghttp2_nv no_path[] = { NV(":method", "GET"), NV(":scheme", "https"),
-				 NV(":authority", "a") };
-	nghttp2_nv dup_method[] = { NV(":method", "GET"), NV(":method", "POST"),
-				    NV(":scheme", "https"), NV(":path", "/"), NV(":authority", "a") };
-	nghttp2_nv resp_pseudo[] = { NV(":status", "200") };
+	nghttp2_nv upper[] = {NV("X-Upper", "1")};
+	nghttp2_nv conn[] = {NV("connection", "keep-alive")};
+	nghttp2_nv te[] = {NV("te", "gzip")};
+	nghttp2_nv tenc[] = {NV("transfer-encoding", "chunked")};
+	nghttp2_nv upgrade[] = {NV("upgrade", "h2c")};
+	nghttp2_nv badname[] = {NV("x y", "1")};
+	nghttp2_nv late_pseudo[] = {NV("x-a", "1"), NV(":foo", "1")};
+	nghttp2_nv no_path[] = {NV(":method", "GET"), NV(":scheme", "https"),
+				NV(":authority", "a")};
+	nghttp2_nv dup_method[] = {NV(":method", "GET"), NV(":method", "POST"),
+				   NV(":scheme", "https"), NV(":path", "/"), NV(":authority", "a")};
+	nghttp2_nv resp_pseudo[] = {NV(":status", "200")};
 
 	malformed(upper, 1, false);
 	malformed(conn, 1, false);
@@ -356,12 +359,12 @@ static void test_malformed_headers(void)
 
 static void test_te_trailers_ok(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
 	static struct wbuf w;
-	nghttp2_nv te[] = { NV("te", "trailers") };
+	nghttp2_nv te[] = {NV("te", "trailers")};
 
 	nghttp2_hd_deflate_new(&d, 4096);
 	w.n = 0;
@@ -378,7 +381,7 @@ static void test_te_trailers_ok(void)
  * block ends. */
 static void test_hpack_bomb(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
@@ -426,7 +429,7 @@ static void test_hpack_bomb(void)
 
 static void test_continuation_flood(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
@@ -452,7 +455,7 @@ static void test_continuation_flood(void)
 /* Few CONTINUATIONs but big ones: the encoded block is bounded too. */
 static void test_header_block_bytes(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
@@ -478,7 +481,7 @@ static void test_header_block_bytes(void)
 /* Fed one byte at a time the scanner still finds the frame boundaries. */
 static void test_scanner_bytewise(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
@@ -489,7 +492,8 @@ static void test_scanner_bytewise(void)
 	w.n = 0;
 	preface(&w);
 	for (uint32_t sid = 1; sid < 20; sid += 2)
-		get_headers(&w, d, sid, NULL, 0, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM);
+		get_headers(&w, d, sid, NULL, 0,
+			    NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM);
 	for (size_t i = 0; i < w.n && !rv; i++)
 		rv = h2s_recv(h, (char *)w.b + i, 1, 1);
 	CHECK_EQ(rv, 0);
@@ -501,12 +505,12 @@ static void test_scanner_bytewise(void)
 /* CVE-2023-44487: open a stream, reset it, again and again. */
 static void test_rapid_reset(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
 	static struct wbuf w;
-	uint8_t code[4] = { 0, 0, 0, 8 };
+	uint8_t code[4] = {0, 0, 0, 8};
 	int rv = 0, i;
 	size_t n;
 
@@ -552,7 +556,7 @@ static void test_rapid_reset(void)
 /* PINGs from a client that never reads: the ACK queue is bounded. */
 static void test_ping_flood(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	static struct wbuf w;
@@ -581,7 +585,7 @@ static void test_ping_flood(void)
 
 static void test_max_concurrent(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h;
 	nghttp2_hd_deflater *d;
@@ -595,7 +599,8 @@ static void test_max_concurrent(void)
 	w.n = 0;
 	preface(&w);
 	for (uint32_t sid = 1; sid <= 5; sid += 2)
-		get_headers(&w, d, sid, NULL, 0, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM);
+		get_headers(&w, d, sid, NULL, 0,
+			    NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM);
 	CHECK_EQ(h2s_recv(h, (char *)w.b, w.n, 1), 0);
 	CHECK_EQ(rc.nrequests, 2);
 	n = drain(h);
@@ -607,7 +612,7 @@ static void test_max_concurrent(void)
 /* Graceful GOAWAY: the stream taken finishes, a later one is not taken. */
 static void test_graceful_goaway(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	nghttp2_hd_deflater *d;
@@ -640,7 +645,7 @@ static void test_graceful_goaway(void)
 
 static void test_bad_preface(void)
 {
-	struct rec rc = { 0 };
+	struct rec rc = {0};
 	struct h2s_limits l = limits();
 	struct h2s *h = h2s_new(&l, &cbs, &rc);
 	static const char junk[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";

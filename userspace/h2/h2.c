@@ -151,8 +151,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 /* A field nghttp2 would silently drop (a bad character in a name): a stream error. */
 static int on_invalid_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-			     size_t namelen, const uint8_t *value, size_t valuelen,
-			     uint8_t flags, void *arg)
+			     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+			     void *arg)
 {
 	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
@@ -160,15 +160,15 @@ static int on_invalid_header(nghttp2_session *s, const nghttp2_frame *f, const u
 static void deliver_request(struct h2s *h, struct h2st *st, bool end_stream)
 {
 	struct http_header fields[HTTP_MAX_HEADERS];
-	struct h2s_request r = { .fields = fields, .end_stream = end_stream,
-				 .too_large = st->too_large };
+	struct h2s_request r = {
+	    .fields = fields, .end_stream = end_stream, .too_large = st->too_large};
 	const char *p = st->hbuf;
 
 	st->in_request = false;
 	for (int i = 0; !st->too_large && i < st->nfields; i++) {
-		fields[i].name = (struct http_str){ p, strlen(p) };
+		fields[i].name = (struct http_str){p, strlen(p)};
 		p += fields[i].name.len + 1;
-		fields[i].value = (struct http_str){ p, strlen(p) };
+		fields[i].value = (struct http_str){p, strlen(p)};
 		p += fields[i].value.len + 1;
 	}
 	r.nfields = st->too_large ? 0 : st->nfields;
@@ -190,8 +190,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		deliver_request(h, st, end);
 		return 0;
 	}
-	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end &&
-	    h->cb.on_end && st->host)
+	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end && h->cb.on_end &&
+	    st->host)
 		h->cb.on_end(h->arg, st->sid, st->host);
 	return 0;
 }
@@ -227,9 +227,9 @@ struct h2s *h2s_new(const struct h2s_limits *lim, const struct h2s_callbacks *cb
 	nghttp2_session_callbacks *cbs = NULL;
 	nghttp2_option *opt = NULL;
 	nghttp2_settings_entry iv[] = {
-		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_concurrent_streams },
-		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->max_header_bytes },
-		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_concurrent_streams},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, lim->max_header_bytes},
+	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
 	};
 	int rv;
 
@@ -478,8 +478,8 @@ static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
 /* Fields HTTP/2 forbids (RFC 9113 8.2.2), never sent. */
 static bool connection_specific(struct http_str name)
 {
-	static const char *const names[] = { "connection",	  "keep-alive", "proxy-connection",
-					     "transfer-encoding", "upgrade",	NULL };
+	static const char *const names[] = {"connection",	 "keep-alive", "proxy-connection",
+					    "transfer-encoding", "upgrade",    NULL};
 
 	for (int i = 0; names[i]; i++)
 		if (http_str_eq_nocase(name, names[i]))
@@ -502,8 +502,9 @@ static size_t make_nv(const struct http_header *f, int n, nghttp2_nv *nv, char *
 			continue;
 		nv[k].name = (uint8_t *)p;
 		for (size_t j = 0; j < f[i].name.len; j++)
-			*p++ = (f[i].name.p[j] >= 'A' && f[i].name.p[j] <= 'Z') ? f[i].name.p[j] + 32
-										 : f[i].name.p[j];
+			*p++ = (f[i].name.p[j] >= 'A' && f[i].name.p[j] <= 'Z')
+				   ? f[i].name.p[j] + 32
+				   : f[i].name.p[j];
 		*p++ = '\0';
 		nv[k].namelen = f[i].name.len;
 		nv[k].value = (uint8_t *)p;
@@ -534,7 +535,7 @@ bool h2s_respond(struct h2s *h, int32_t sid, int status, const struct http_heade
 	if (!nv)
 		return false;
 	snprintf(code, sizeof(code), "%d", status);
-	nv[0] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE };
+	nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
 	n = make_nv(fields, nfields, nv + 1, &store);
 	if (n == (size_t)-1)
 		goto fail;
@@ -548,7 +549,8 @@ bool h2s_respond(struct h2s *h, int32_t sid, int status, const struct http_heade
 			st->trailers = malloc(sizeof(*st->trailers) * ntrailers);
 			if (!st->trailers)
 				goto fail;
-			st->ntrailers = make_nv(trailers, ntrailers, st->trailers, &st->trailer_buf);
+			st->ntrailers =
+			    make_nv(trailers, ntrailers, st->trailers, &st->trailer_buf);
 			if (st->ntrailers == (size_t)-1) {
 				st->ntrailers = 0;
 				goto fail;
@@ -577,8 +579,9 @@ void h2s_goaway(struct h2s *h)
 	if (h->failed || h->goaway)
 		return;
 	h->goaway = true;
-	nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
-			      NGHTTP2_NO_ERROR, NULL, 0);
+	nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(h->s), NGHTTP2_NO_ERROR, NULL,
+			      0);
 }
 
 void h2s_terminate(struct h2s *h, uint32_t error_code, const char *why)

@@ -161,8 +161,8 @@ static void field(struct fields *fs, const char *name, size_t nl, const char *va
 {
 	if (fs->n >= (int)(sizeof(fs->f) / sizeof(fs->f[0])))
 		return;
-	fs->f[fs->n].name = (struct http_str){ name, nl };
-	fs->f[fs->n].value = (struct http_str){ value, vl };
+	fs->f[fs->n].name = (struct http_str){name, nl};
+	fs->f[fs->n].value = (struct http_str){value, vl};
 	fs->n++;
 }
 
@@ -253,8 +253,8 @@ static void local_edits(struct h2stream *hs, int status, bool has_body, size_t b
 	resp.body = has_body ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
 	resp.content_length = has_body ? blen : 0;
 	if (has_body) {
-		resp.headers[0].name = (struct http_str){ "Content-Type", 12 };
-		resp.headers[0].value = (struct http_str){ ctype, sizeof(ctype) - 1 };
+		resp.headers[0].name = (struct http_str){"Content-Type", 12};
+		resp.headers[0].value = (struct http_str){ctype, sizeof(ctype) - 1};
 		resp.nheaders = 1;
 	}
 	st->resp_local = true;
@@ -264,10 +264,9 @@ static void local_edits(struct h2stream *hs, int status, bool has_body, size_t b
 
 /* The gateway's own answer: the SPEC JSON error, or a gRPC status for gRPC requests.
  * reason NULL: bodiless (a CORS preflight) with extra header lines. */
-static void local_answer(struct h2stream *hs, int status, const char *reason,
-			 const char *extra)
+static void local_answer(struct h2stream *hs, int status, const char *reason, const char *extra)
 {
-	static struct fields fs; /* one worker thread each, never re-entered */
+	struct fields fs;
 	char body[320], gs[8], clen[24];
 	int blen = 0;
 
@@ -331,7 +330,8 @@ static char *transform_body(struct stream *st, const char *in, size_t n, size_t 
 
 	for (int rounds = 0; out && rounds < 100000; rounds++) {
 		if (cap - len < 512) {
-			char *nb = cap * 2 > H2_MAX_RESPONSE_BYTES * 2 ? NULL : realloc(out, cap * 2);
+			char *nb =
+			    cap * 2 > H2_MAX_RESPONSE_BYTES * 2 ? NULL : realloc(out, cap * 2);
 
 			if (!nb)
 				break;
@@ -360,10 +360,10 @@ static char *transform_body(struct stream *st, const char *in, size_t n, size_t 
 }
 
 /* An origin (or cached) head and its whole body, after the filters' on_response. */
-static void send_response(struct h2stream *hs, const struct http_response *resp,
-			  const char *body, size_t len, int age)
+static void send_response(struct h2stream *hs, const struct http_response *resp, const char *body,
+			  size_t len, int age)
 {
-	static struct fields fs;
+	struct fields fs;
 	struct stream *st = hs->st;
 	char *xf = NULL, clen[24], agebuf[16];
 	bool has_rid = false, has_len = false, xform = stream_transforms_body(st);
@@ -408,11 +408,10 @@ static void send_response(struct h2stream *hs, const struct http_response *resp,
 	free(xf);
 }
 
-static bool parse_hit(struct h2stream *hs, const struct cache_hit *hit,
-		      struct http_response *resp)
+static bool parse_hit(struct h2stream *hs, const struct cache_hit *hit, struct http_response *resp)
 {
-	struct http_limits lim = { .max_header_bytes = hit->head_len + 2,
-				   .max_request_line = hit->head_len + 2 };
+	struct http_limits lim = {.max_header_bytes = hit->head_len + 2,
+				  .max_request_line = hit->head_len + 2};
 	char *copy = stream_alloc(hs->st, hit->head_len + 2);
 
 	if (!copy)
@@ -424,7 +423,7 @@ static bool parse_hit(struct h2stream *hs, const struct cache_hit *hit,
 
 static void serve_hit(struct h2stream *hs, const struct cache_hit *hit, bool age)
 {
-	static struct http_response resp;
+	struct http_response resp;
 
 	if (!parse_hit(hs, hit, &resp)) {
 		local_answer(hs, 502, "cached response does not fit", NULL);
@@ -491,8 +490,8 @@ static int client_error_status(enum client_error e, const char **reason)
 
 /* A filter held the response (stream_hold_response): it rewrites the whole body, which
  * then goes out like a cached response (the filters see the new head). */
-static void finish_hold(struct h2stream *hs, const struct http_response *resp,
-			const char *body, size_t len)
+static void finish_hold(struct h2stream *hs, const struct http_response *resp, const char *body,
+			size_t len)
 {
 	struct stream *st = hs->st;
 	const char *reason;
@@ -519,7 +518,7 @@ static void finish_hold(struct h2stream *hs, const struct http_response *resp,
 		local_answer(hs, 502, "upstream response headers too large", NULL);
 		return;
 	}
-	*hit = (struct cache_hit){ .head = head, .head_len = hl, .body = body, .body_len = len };
+	*hit = (struct cache_hit){.head = head, .head_len = hl, .body = body, .body_len = len};
 	serve_hit(hs, hit, false);
 }
 
@@ -561,17 +560,17 @@ static void do_forward(struct h2stream *hs)
 	const struct route_config *rc = &c->cfg->routes[st->route];
 	const struct http_request *req = &st->req;
 	struct fwd_ctx x = {
-		.cfg = c->cfg,
-		.route = st->route,
-		.ipv6 = c->peer.ss_family == AF_INET6,
-		.peer_ip = c->peer_ip,
-		.tls = c->cli.tls != NULL,
-		.client_subject = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL,
-		.request_id = hs->request_id,
-		.st = st,
+	    .cfg = c->cfg,
+	    .route = st->route,
+	    .ipv6 = c->peer.ss_family == AF_INET6,
+	    .peer_ip = c->peer_ip,
+	    .tls = c->cli.tls != NULL,
+	    .client_subject = c->cli.tls ? tls_conn_peer_subject(c->cli.tls) : NULL,
+	    .request_id = hs->request_id,
+	    .st = st,
 	};
-	struct client_request_opts o = { 0 };
-	struct buf lines = { 0 }, target = { 0 };
+	struct client_request_opts o = {0};
+	struct buf lines = {0}, target = {0};
 	const char *up_path = st->path, *path_s, *lines_s;
 	size_t up_len = st->path_len, off;
 	bool ok;
@@ -663,13 +662,13 @@ static void h2_resumed(void *host)
 }
 
 static const struct stream_host_ops h2_stream_ops = {
-	.reply_error = h2_reply_error,
-	.reply_cached = h2_reply_cached,
-	.reply_status = h2_reply_status,
-	.reply_body = h2_reply_body,
-	.forward = h2_forward,
-	.read_body = h2_read_body,
-	.resumed = h2_resumed,
+    .reply_error = h2_reply_error,
+    .reply_cached = h2_reply_cached,
+    .reply_status = h2_reply_status,
+    .reply_body = h2_reply_body,
+    .forward = h2_forward,
+    .read_body = h2_read_body,
+    .resumed = h2_resumed,
 };
 
 /* ---- requests from the session ---- */
@@ -681,7 +680,7 @@ static const struct stream_host_ops h2_stream_ops = {
  */
 static size_t h1_head(const struct h2s_request *r, char *out, size_t cap, bool *grpc)
 {
-	struct http_str method = { 0 }, path = { 0 }, auth = { 0 };
+	struct http_str method = {0}, path = {0}, auth = {0};
 	size_t n = 0;
 	bool has_len = false, has_host = false, cookies = false;
 	int w;
@@ -720,8 +719,8 @@ static size_t h1_head(const struct h2s_request *r, char *out, size_t cap, bool *
 			PUT("cookie: ");
 			for (int j = i, first = 1; j < r->nfields; j++)
 				if (http_str_eq_nocase(r->fields[j].name, "cookie")) {
-					PUT("%s%.*s", first ? "" : "; ", (int)r->fields[j].value.len,
-					    r->fields[j].value.p);
+					PUT("%s%.*s", first ? "" : "; ",
+					    (int)r->fields[j].value.len, r->fields[j].value.p);
 					first = 0;
 				}
 			PUT("\r\n");
@@ -742,8 +741,8 @@ static size_t h1_head(const struct h2s_request *r, char *out, size_t cap, bool *
 
 static void note_request(struct h2stream *hs, const struct http_request *req)
 {
-	const struct http_header *rid = http_find_header(req->headers, req->nheaders,
-							 "x-request-id");
+	const struct http_header *rid =
+	    http_find_header(req->headers, req->nheaders, "x-request-id");
 	size_t n = req->method_str.len < sizeof(hs->method) - 1 ? req->method_str.len
 								: sizeof(hs->method) - 1;
 
@@ -790,7 +789,8 @@ static void open_stream(struct h2stream *hs, const struct http_request *req, con
 
 		st->client_cert.cert = tls_conn_peer_cert(c->cli.tls);
 		st->client_cert.verified = tls_conn_peer_verified(c->cli.tls);
-		st->client_cert.subject = subject ? stream_strdup(st, subject, strlen(subject)) : NULL;
+		st->client_cert.subject =
+		    subject ? stream_strdup(st, subject, strlen(subject)) : NULL;
 		st->client_cert.verified &= st->client_cert.subject != NULL;
 	}
 	st->request_id = hs->request_id;
@@ -803,8 +803,8 @@ static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
 	struct conn *c = hc->c;
 	struct worker *w = c->cli.w;
 	struct h2stream *hs = calloc(1, sizeof(*hs));
-	struct http_limits lim = { .max_request_line = c->cfg->limits.max_request_line,
-				   .max_header_bytes = c->cfg->limits.max_header_bytes };
+	struct http_limits lim = {.max_request_line = c->cfg->limits.max_request_line,
+				  .max_header_bytes = c->cfg->limits.max_header_bytes};
 	size_t cap = c->cfg->limits.max_header_bytes + 1024, len;
 	struct http_request *req;
 	struct timespec ts;
@@ -840,9 +840,10 @@ static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
 	n = len ? http_parse_request(head, len, &lim, req) : HTTP_ERR_BAD;
 	hs->bytes_in = len;
 	if (n <= 0)
-		local_answer(hs, n == HTTP_ERR_HEADERS_TOO_LARGE || (!len && head && req) ? 431
-				 : n == HTTP_ERR_URI_TOO_LONG				  ? 414
-											  : 400,
+		local_answer(hs,
+			     n == HTTP_ERR_HEADERS_TOO_LARGE || (!len && head && req) ? 431
+			     : n == HTTP_ERR_URI_TOO_LONG			      ? 414
+										      : 400,
 			     n == HTTP_ERR_HEADERS_TOO_LARGE ? "request headers too large"
 			     : n == HTTP_ERR_URI_TOO_LONG    ? "request line too long"
 							     : "malformed request",
@@ -915,7 +916,7 @@ static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 	hs_free(hs);
 }
 
-static const struct h2s_callbacks h2_callbacks = { on_request, on_data, on_end, on_close };
+static const struct h2s_callbacks h2_callbacks = {on_request, on_data, on_end, on_close};
 
 /* ---- the connection ---- */
 
@@ -923,13 +924,13 @@ bool h2conn_start(struct conn *c)
 {
 	const struct limits_config *l = &c->cfg->limits;
 	struct h2s_limits lim = {
-		.max_concurrent_streams = l->h2_max_concurrent_streams,
-		.max_header_bytes = l->max_header_bytes,
-		.max_block_bytes = 2 * l->max_header_bytes + 1024,
-		.max_continuations = H2_MAX_CONTINUATIONS,
-		.reset_burst = H2_RESET_BURST,
-		.reset_per_s = H2_RESET_PER_S,
-		.max_outbound_ack = H2_MAX_OUTBOUND_ACK,
+	    .max_concurrent_streams = l->h2_max_concurrent_streams,
+	    .max_header_bytes = l->max_header_bytes,
+	    .max_block_bytes = 2 * l->max_header_bytes + 1024,
+	    .max_continuations = H2_MAX_CONTINUATIONS,
+	    .reset_burst = H2_RESET_BURST,
+	    .reset_per_s = H2_RESET_PER_S,
+	    .max_outbound_ack = H2_MAX_OUTBOUND_ACK,
 	};
 	struct h2conn *hc = calloc(1, sizeof(*hc));
 
