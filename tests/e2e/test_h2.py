@@ -279,6 +279,55 @@ def test_post_body_and_too_large(upstream, gateway):
     c.close()
 
 
+def test_cache_compression_cors_and_head_per_stream(upstream, gateway):
+    import gzip
+    text = b"".join(b"line %d of a long enough text body\n" % i for i in range(200))
+    up = upstream(name="svc", handler=lambda req: (200, {"Content-Type": "text/plain",
+                                                         "X-Total": "7"}, text))
+    routes = [{"name": "c", "paths": ["/cached"], "upstream": "svc", "cache": {"ttl_s": 60}},
+              {"name": "api", "paths": ["/api"], "upstream": "svc",
+               "cors": {"origins": ["https://app.example"], "methods": ["GET", "PUT"],
+                        "expose": ["X-Total"]}},
+              {"name": "z", "paths": ["/z"], "upstream": "svc"}]
+    gw = gateway(h2_cfg(up, routes=routes, compression={
+        "algorithms": ["gzip"], "types": ["text/*"], "min_bytes": 100}))
+    c = H2Client("127.0.0.1", gw.port())
+    # compression: the transform runs over the stream's body
+    s = c.request("/z", headers=[("accept-encoding", "gzip")])
+    assert c.pump(c.done(s))
+    r = c.responses[s]
+    assert r["headers"]["content-encoding"] == "gzip", r["headers"]
+    assert gzip.decompress(r["body"]) == text
+    assert int(r["headers"]["content-length"]) == len(r["body"])
+    # the cache: the second answer comes from it, with Age
+    before = len(up.requests)
+    for _ in range(2):
+        s = c.request("/cached")
+        assert c.pump(c.done(s))
+        assert c.responses[s]["headers"][":status"] == "200"
+        assert c.responses[s]["body"] == text
+    assert len(up.requests) == before + 1
+    assert "age" in c.responses[s]["headers"]
+    # CORS: a preflight answered by the gateway, the actual request gets the headers
+    s = c.request("/api/x", method="OPTIONS", headers=[
+        ("origin", "https://app.example"), ("access-control-request-method", "PUT")])
+    assert c.pump(c.done(s))
+    h = c.responses[s]["headers"]
+    assert h[":status"] == "204", h
+    assert h["access-control-allow-origin"] == "https://app.example"
+    s = c.request("/api/x", headers=[("origin", "https://app.example")])
+    assert c.pump(c.done(s))
+    h = c.responses[s]["headers"]
+    assert h["access-control-allow-origin"] == "https://app.example"
+    assert "x-total" in h.get("access-control-expose-headers", "").lower()
+    # HEAD: the length, no body
+    s = c.request("/z", method="HEAD")
+    assert c.pump(c.done(s))
+    assert c.responses[s]["headers"][":status"] == "200"
+    assert c.responses[s]["body"] == b""
+    c.close()
+
+
 def test_multiplexed_concurrent_streams(upstream, gateway):
     up = upstream(name="svc", delay_s=0.4, body=b"slow")
     gw = gateway(h2_cfg(up))
@@ -370,6 +419,39 @@ def test_hpack_bomb_is_431(upstream, gateway):
     assert status == "431"
     assert up.requests == []
     c.close()
+
+
+@pytest.mark.parametrize("bad", [[("X-Upper", "1")], [("connection", "close")],
+                                 [("te", "gzip")], [("transfer-encoding", "chunked")],
+                                 [(":bogus", "1")]])
+def test_malformed_header_is_a_stream_error(upstream, gateway, bad):
+    import hpack
+    up = upstream(name="svc")
+    gw = gateway(h2_cfg(up))
+    c = H2Client("127.0.0.1", gw.port())
+    block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"), (":path", "/"),
+                                    (":authority", "localhost")] + bad)
+    c.raw(frame(1, 0x5, 1, block))
+    codes, buf = [], b""
+    deadline = time.monotonic() + 3
+    while not codes and time.monotonic() < deadline:
+        c.sock.settimeout(0.5)
+        try:
+            buf += c.sock.recv(65536)
+        except socket.timeout:
+            continue
+        i = 0
+        while i + 9 <= len(buf):
+            ln = int.from_bytes(buf[i:i + 3], "big")
+            if i + 9 + ln > len(buf):
+                break
+            if buf[i + 3] == 3:
+                codes.append(struct.unpack(">I", buf[i + 9:i + 13])[0])
+            i += 9 + ln
+    c.close()
+    assert codes == [1], codes  # PROTOCOL_ERROR
+    assert up.requests == []
+    assert http_request("GET", gw.url("/")).status == 200
 
 
 def test_max_concurrent_streams_refused(upstream, gateway):
