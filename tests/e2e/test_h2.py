@@ -350,6 +350,7 @@ def test_h2load_all_2xx(upstream, gateway):
     out = p.stdout.decode()
     assert re.search(r"requests: 2000 total, 2000 started, 2000 done, 2000 succeeded", out), out
     assert re.search(r"status codes: 2000 2xx", out), out
+    print("h2load:", [l for l in out.splitlines() if l.startswith("finished in")])
 
 
 def test_rapid_reset_gets_goaway(upstream, gateway):
@@ -419,6 +420,27 @@ def test_hpack_bomb_is_431(upstream, gateway):
     assert status == "431"
     assert up.requests == []
     c.close()
+
+
+@pytest.mark.parametrize("fields,status", [
+    ([(":method", "CONNECT"), (":authority", "example.com:443")], "400"),
+    # no :authority nor host: nghttp2 makes it a stream error
+    ([(":method", "GET"), (":scheme", "http"), (":path", "/")], "reset 1"),
+    ([(":method", "GET"), (":scheme", "http"), (":path", "/x" + "a" * 9000),
+      (":authority", "localhost")], "414"),
+])
+def test_requests_http1_rules_refuse(upstream, gateway, fields, status):
+    import hpack
+    up = upstream(name="svc")
+    gw = gateway(h2_cfg(up))
+    c = H2Client("127.0.0.1", gw.port())
+    c.raw(frame(1, 0x5, 1, hpack.Encoder().encode(fields)))
+    st = read_frames(c.sock, lambda st: st["streams"].get(1, {}).get("ended"), timeout=3)
+    c.close()
+    r = st["streams"].get(1, {})
+    got = "reset %d" % r["reset"] if r.get("reset") is not None else r.get("status")
+    assert got == status, st
+    assert up.requests == []
 
 
 @pytest.mark.parametrize("bad", [[("X-Upper", "1")], [("connection", "close")],
@@ -524,6 +546,9 @@ def read_frames(sock, until, timeout=8.0):
             sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
             payload, buf = buf[9:9 + ln], buf[9 + ln:]
             r = st["streams"].setdefault(sid, {"status": None, "body": b"", "ended": False})
+            if ftype == 3:
+                r["reset"] = struct.unpack(">I", payload[:4])[0]
+                r["ended"] = True
             if ftype == 7:
                 st["goaway"] = struct.unpack(">I", payload[4:8])[0]
             elif ftype == 1:

@@ -736,7 +736,7 @@ static size_t h1_head(const struct h2s_request *r, char *out, size_t cap, bool *
 		PUT("Transfer-Encoding: chunked\r\n");
 	PUT("\r\n");
 #undef PUT
-	return n < cap ? n : 0;
+	return n < cap ? n : cap;
 }
 
 static void note_request(struct h2stream *hs, const struct http_request *req)
@@ -836,14 +836,22 @@ static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
 	}
 	head = malloc(cap);
 	req = malloc(sizeof(*req));
-	len = head && req ? h1_head(r, head, cap, &hs->grpc) : 0;
-	n = len ? http_parse_request(head, len, &lim, req) : HTTP_ERR_BAD;
-	hs->bytes_in = len;
+	if (!head || !req) {
+		free(req);
+		free(head);
+		local_answer(hs, 503, "out of memory", NULL);
+		return;
+	}
+	/* 0: no :method or :path (CONNECT); cap: it does not fit the header bound */
+	len = h1_head(r, head, cap, &hs->grpc);
+	n = !len ? HTTP_ERR_BAD : len >= cap ? HTTP_ERR_HEADERS_TOO_LARGE
+					     : http_parse_request(head, len, &lim, req);
+	hs->bytes_in = len < cap ? len : cap;
 	if (n <= 0)
 		local_answer(hs,
-			     n == HTTP_ERR_HEADERS_TOO_LARGE || (!len && head && req) ? 431
-			     : n == HTTP_ERR_URI_TOO_LONG			      ? 414
-										      : 400,
+			     n == HTTP_ERR_HEADERS_TOO_LARGE ? 431
+			     : n == HTTP_ERR_URI_TOO_LONG    ? 414
+							     : 400,
 			     n == HTTP_ERR_HEADERS_TOO_LARGE ? "request headers too large"
 			     : n == HTTP_ERR_URI_TOO_LONG    ? "request line too long"
 							     : "malformed request",
