@@ -844,8 +844,9 @@ static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
 	}
 	/* 0: no :method or :path (CONNECT); cap: it does not fit the header bound */
 	len = h1_head(r, head, cap, &hs->grpc);
-	n = !len ? HTTP_ERR_BAD : len >= cap ? HTTP_ERR_HEADERS_TOO_LARGE
-					     : http_parse_request(head, len, &lim, req);
+	n = !len	 ? HTTP_ERR_BAD
+	    : len >= cap ? HTTP_ERR_HEADERS_TOO_LARGE
+			 : http_parse_request(head, len, &lim, req);
 	hs->bytes_in = len < cap ? len : cap;
 	if (n <= 0)
 		local_answer(hs,
