@@ -52,6 +52,9 @@ struct h2stream {
 	bool responded;
 	bool grpc;
 	bool head; /* HEAD request */
+	/* the upstream's trailers, during upstream_done only (the client owns them) */
+	const struct http_header *trailers;
+	int ntrailers;
 	/* accounting */
 	uint64_t start_ns;
 	int64_t start_wall_us;
@@ -211,8 +214,9 @@ static void respond(struct h2stream *hs, int status, struct fields *fs, const ch
 	hs->bytes_out += len;
 	hc->progress_ms = hs_worker(hs)->now_ms;
 	take_stream_result(hs);
-	if (!h2s_respond(hc->h, hs->sid, status, fs->f, fs->n, body, len, has_body && !hs->head,
-			 NULL, 0))
+	/* trailers need a DATA frame (maybe empty) before them to end the stream after */
+	if (!h2s_respond(hc->h, hs->sid, status, fs->f, fs->n, body, len,
+			 (has_body || hs->ntrailers) && !hs->head, hs->trailers, hs->ntrailers))
 		h2s_reset(hc->h, hs->sid, H2_INTERNAL_ERROR);
 }
 
@@ -542,7 +546,11 @@ static void upstream_done(void *arg, const struct client_response *r)
 			finish_hold(hs, r->head, r->body, r->body_len);
 		} else {
 			stream_response_data(st, r->body, r->body_len);
+			hs->trailers = r->trailers;
+			hs->ntrailers = r->ntrailers;
 			send_response(hs, r->head, r->body, r->body_len, -1);
+			hs->trailers = NULL;
+			hs->ntrailers = 0;
 		}
 	}
 	conn_advance(c); /* the answer's frames go out */
