@@ -59,6 +59,7 @@ struct tls_conn {
 };
 
 static atomic_ulong stat_handshakes, stat_failures, stat_ktls_tx, stat_ktls_rx, stat_resumed;
+static atomic_ulong stat_ktls_tx_bytes;
 
 static pthread_once_t ticket_key_once = PTHREAD_ONCE_INIT;
 /* One key per process, shared by every context and every reload, so tickets issued before a
@@ -1076,6 +1077,7 @@ void tls_stats_get(struct tls_stats *out)
 	out->handshake_failures = atomic_load_explicit(&stat_failures, memory_order_relaxed);
 	out->ktls_tx = atomic_load_explicit(&stat_ktls_tx, memory_order_relaxed);
 	out->ktls_rx = atomic_load_explicit(&stat_ktls_rx, memory_order_relaxed);
+	out->ktls_tx_bytes = atomic_load_explicit(&stat_ktls_tx_bytes, memory_order_relaxed);
 	out->resumed = atomic_load_explicit(&stat_resumed, memory_order_relaxed);
 }
 
@@ -1187,4 +1189,9 @@ int tls_peek_sni(const unsigned char *buf, size_t len, char *host, size_t hostle
 			return sni_from_server_name_ext(&ext, host, hostlen);
 	}
 	return -1;
+}
+
+void tls_count_ktls_tx_bytes(size_t n)
+{
+	atomic_fetch_add_explicit(&stat_ktls_tx_bytes, n, memory_order_relaxed);
 }

@@ -98,10 +98,13 @@ size_t tls_pending(const struct tls_conn *c);
  */
 int tls_peek_sni(const unsigned char *buf, size_t len, char *host, size_t hostlen);
 
-/* Process-wide counters for metrics and /status. */
+/* Process-wide counters for metrics and /status. ktls_tx_bytes: plaintext the worker
+ * handed straight to kTLS TX sockets (no SSL_write). */
 struct tls_stats {
 	unsigned long handshakes, handshake_failures, ktls_tx, ktls_rx, resumed;
+	unsigned long ktls_tx_bytes;
 };
+void tls_count_ktls_tx_bytes(size_t n);
 void tls_stats_get(struct tls_stats *out);
 
 #endif
