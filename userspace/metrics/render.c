@@ -495,7 +495,7 @@ static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
 		sample_u64(b, "xgate_ktls_connections_total",
 			   (const char *const[]){"direction", "rx", NULL}, x->ktls_rx);
 		family(b, "xgate_ktls_tx_bytes_total", "counter",
-		       "Plaintext bytes written straight to kTLS sockets (the kernel encrypted them).");
+		       "Plaintext bytes written to kTLS sockets for the kernel to encrypt.");
 		sample_u64(b, "xgate_ktls_tx_bytes_total", NULL, x->ktls_tx_bytes);
 	}
 	if (x->have_splice) {
