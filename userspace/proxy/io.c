@@ -243,6 +243,19 @@ void side_arm_poll_out(struct side *s)
 		arm_poll(s, POLLOUT, PEND_POLL_OUT, 0);
 }
 
+/* The same with the side's deadline (0: none), for a body spliced in body_splice.c. */
+void side_arm_poll_in_timed(struct side *s, uint32_t timeout_ms)
+{
+	if (side_usable(s))
+		arm_poll(s, POLLIN, PEND_POLL_IN, timeout_ms);
+}
+
+void side_arm_poll_out_timed(struct side *s, uint32_t timeout_ms)
+{
+	if (side_usable(s))
+		arm_poll(s, POLLOUT, PEND_POLL_OUT, timeout_ms);
+}
+
 bool side_arm_send(struct side *s)
 {
 	struct io_uring_sqe *sqe;

@@ -103,8 +103,11 @@ int tls_peek_sni(const unsigned char *buf, size_t len, char *host, size_t hostle
 struct tls_stats {
 	unsigned long handshakes, handshake_failures, ktls_tx, ktls_rx, resumed;
 	unsigned long ktls_tx_bytes;
+	unsigned long ktls_spliced_responses, ktls_spliced_bytes; /* of those, spliced */
 };
 void tls_count_ktls_tx_bytes(size_t n);
+void tls_count_ktls_spliced_response(void);
+void tls_count_ktls_spliced_bytes(size_t n);
 void tls_stats_get(struct tls_stats *out);
 
 #endif
