@@ -13,6 +13,9 @@
  *     the same function again" (tls_read can want POLLOUT, e.g. for a TLS 1.3 key update).
  *     After TLS_WANT_* from tls_write the next tls_write must pass the same bytes again
  *     (the buffer may move; partial writes are enabled, *n tells what went out).
+ *   - Once tls_conn_ktls_tx() is true the caller may write plaintext to the fd itself
+ *     (send, splice) instead of calling tls_write(): the kernel frames and encrypts the
+ *     records, and OpenSSL holds no output after the handshake returned TLS_OK.
  *   - After a tls_read() that returned TLS_OK, check tls_pending(): while it is non-zero,
  *     read again before polling, because the socket will not signal data OpenSSL holds.
  *   - TLS_CLOSED from tls_read: the peer sent close_notify or a plain EOF. TLS_ERROR:
