@@ -357,6 +357,39 @@ def test_ktls_large_response_direct_to_kernel(gateway, upstream, base_config, fr
     assert KTLS_LARGE - (1 << 20) < tls["ktls_spliced_bytes"] <= KTLS_LARGE, tls
 
 
+def test_ktls_splice_skips_a_body_a_filter_transforms(gateway, upstream, base_config,
+                                                      free_port, certs):
+    """Compression claims the body: it goes through userspace (and arrives compressed and
+    intact); the same route without Accept-Encoding splices it."""
+    import gzip
+    if not kernel_has_tls_ulp():
+        pytest.skip("this kernel has no TLS ULP (CONFIG_TLS): kTLS cannot engage here")
+    size = 1 << 20
+    body = b"".join(pattern_stream(size, seed=b"text")).hex().encode()[:size]
+    up = upstream(name="app", handler=lambda req: (
+        200, {"Content-Type": "text/plain", "Content-Length": str(size)}, body))
+    cfg = tls_config(base_config, up, certs, free_port, ktls="auto")
+    cfg["compression"] = {"algorithms": ["gzip"], "types": ["text/*"], "min_bytes": 1024}
+    gw = gateway(cfg)
+    conn = http.client.HTTPSConnection("127.0.0.1", gw.port(1), timeout=60,
+                                       context=client_ctx(ssl.TLSVersion.TLSv1_3))
+    try:
+        conn.request("GET", "/gz", headers={"Host": "api.test", "Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Encoding") == "gzip"
+        assert gzip.decompress(resp.read()) == body
+        assert status(gw)["tls"]["ktls_spliced_responses"] == 0
+        conn.request("GET", "/plain", headers={"Host": "api.test"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Encoding") is None
+        assert resp.read() == body
+    finally:
+        conn.close()
+    tls = status(gw)["tls"]
+    assert tls["ktls_spliced_responses"] == 1, tls
+    assert tls["handshakes"] == 1, tls
+
+
 def client_hello_bytes():
     ctx = client_ctx()
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()

@@ -37,9 +37,10 @@ bool body_splice_eligible(const struct conn *c, const struct http_response *resp
 	if (resp->body != HTTP_BODY_LENGTH || resp->content_length < BODY_SPLICE_MIN ||
 	    resp->status < 200 || c->ex.xf || c->ex.holding || c->ex.from_cache)
 		return false;
+	/* A transform that claimed the body set ex.xf; a cache sees every body byte. */
 	for (int i = 0; st && i < st->entered; i++)
-		if (st->chain[i]->on_response_data || st->chain[i]->on_response_body)
-			return false; /* a cache fill, a transform */
+		if (st->chain[i]->on_response_data)
+			return false;
 	return true;
 }
 
