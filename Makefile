@@ -51,7 +51,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 # Generated BPF objects and skeletons are kept, not treated as intermediates.
 .SECONDARY:
 
-.PHONY: all deps test unit-test e2e-test asan-test test-kernels run bench clean install format
+.PHONY: all deps test unit-test e2e-test asan-test test-kernels bench-ktls run bench clean install format
 .PHONY: fuzz-build fuzz-bins fuzz fuzz-smoke
 all: $(BUILD)/xgate $(BUILD)/xgatectl $(UNIT_BINS) $(BENCH_BINS)
 
@@ -112,6 +112,11 @@ test: deps
 test-kernels: deps
 	$(MAKE) all
 	BUILD=$(BUILD) bash scripts/test-kernels.sh
+
+# bench/ktls.sh in the 6.1 guest: xgate CPU per GiB with kTLS vs userspace TLS.
+bench-ktls: deps
+	$(MAKE) all
+	XGATE_BUILD=$(BUILD) bash bench/ktls.sh
 
 # Fuzzing (tests/fuzz/README.md): harnesses in $(FUZZ_BUILD)/fuzz/, seeds in tests/fuzz/corpus/.
 FUZZ_BUILD   ?= build/fuzz

@@ -7,7 +7,8 @@
 #             "=VERSION") or a path to a linux-image .deb. Default: the newest 6.1
 #             linux-image-amd64 apt knows.
 #   ACCEL     kvm | tcg | auto (default): KVM when a probe boot works, else TCG.
-#   SUITES    subset of "unit bpf edge tls websocket l4" (default all).
+#   SUITES    subset of "unit bpf edge tls websocket l4" (default all); "ktlsbench" runs
+#             bench/ktls.sh in the guest instead (KTLS_BENCH_MB, KTLS_BENCH_ROUNDS).
 #   BUILD     the build directory whose binaries run in the guest (default build; it
 #             must be inside the work tree).
 #   PYTEST_ARGS  extra pytest arguments for the e2e suites (e.g. "-k tls13").
@@ -184,6 +185,8 @@ run_kernel() {
 		XGATE_TIME_SCALE=$scale
 		PYTEST_ARGS="${PYTEST_ARGS:-}"
 		BUILD="$BUILD"
+		KTLS_BENCH_MB="${KTLS_BENCH_MB:-1024}"
+		KTLS_BENCH_ROUNDS="${KTLS_BENCH_ROUNDS:-2}"
 	EOF
 	out="$dir/console.log"
 	log "booting $(basename "$dir") under ${accel^^} (time scale $scale)"

@@ -221,6 +221,8 @@ def test_ktls_auto_and_version_report(gateway, upstream, base_config, free_port,
     ktls = metric(gw, "xgate_ktls_connections_total")
     if not kernel_has_tls_ulp():
         assert ktls == 0
+        assert metric(gw, "xgate_ktls_tx_bytes_total") == 0
+        assert status(gw)["tls"]["ktls_tx_bytes"] == 0
 
 
 KTLS_UPLOAD = 2 << 20
@@ -300,6 +302,92 @@ def test_ktls_offload_engaged(gateway, upstream, base_config, free_port, certs, 
     assert tls["ktls_rx_connections"] == KTLS_RX_EXPECTED[negotiated], tls
     assert metric(gw, "xgate_ktls_connections_total") == (tls["ktls_tx_connections"] +
                                                           tls["ktls_rx_connections"])
+    # The responses went to the socket as plaintext for the kernel to encrypt.
+    assert tls["ktls_tx_bytes"] > KTLS_DOWNLOAD, tls
+
+
+KTLS_LARGE = 32 << 20
+
+
+def test_ktls_large_response_direct_to_kernel(gateway, upstream, base_config, free_port,
+                                              certs):
+    """A large Content-Length response to a kTLS client: byte-exact, the connection
+    reused afterwards, every response byte counted as written straight to the kTLS
+    socket (no SSL_write in between) and the body spliced from the upstream."""
+    if not kernel_has_tls_ulp():
+        pytest.skip("this kernel has no TLS ULP (CONFIG_TLS): kTLS cannot engage here")
+
+    def handler(req):
+        if req.path == "/large":
+            return 200, {"Content-Length": str(KTLS_LARGE)}, pattern_stream(
+                KTLS_LARGE, seed=b"large")
+        return 200, {"Content-Length": "2"}, b"ok"
+
+    up = upstream(name="app", handler=handler)
+    gw = gateway(tls_config(base_config, up, certs, free_port, ktls="auto"))
+    conn = http.client.HTTPSConnection("127.0.0.1", gw.port(1), timeout=60,
+                                       context=client_ctx(ssl.TLSVersion.TLSv1_3))
+    try:
+        conn.request("GET", "/large", headers={"Host": "api.test"})
+        resp = conn.getresponse()
+        digest, total = hashlib.sha256(), 0
+        while True:
+            chunk = resp.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            total += len(chunk)
+        assert resp.status == 200
+        assert total == KTLS_LARGE
+        assert digest.hexdigest() == pattern_sha256(KTLS_LARGE, seed=b"large")
+        sock = conn.sock
+        conn.request("GET", "/after", headers={"Host": "api.test"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b"ok"
+        assert conn.sock is sock, "the keep-alive connection was not reused"
+    finally:
+        conn.close()
+    tls = status(gw)["tls"]
+    assert tls["handshakes"] == 1 and tls["ktls_tx_connections"] == 1, tls
+    assert KTLS_LARGE < tls["ktls_tx_bytes"] < KTLS_LARGE + 4096, tls
+    assert metric(gw, "xgate_ktls_tx_bytes_total") == tls["ktls_tx_bytes"]
+    # No filter looks at the body: it went upstream -> pipe -> kTLS socket, except what
+    # arrived with the head (the ordinary path), and the small response was not spliced.
+    assert tls["ktls_spliced_responses"] == 1, tls
+    assert KTLS_LARGE - (1 << 20) < tls["ktls_spliced_bytes"] <= KTLS_LARGE, tls
+
+
+def test_ktls_splice_skips_a_body_a_filter_transforms(gateway, upstream, base_config,
+                                                      free_port, certs):
+    """Compression claims the body: it goes through userspace (and arrives compressed and
+    intact); the same route without Accept-Encoding splices it."""
+    import gzip
+    if not kernel_has_tls_ulp():
+        pytest.skip("this kernel has no TLS ULP (CONFIG_TLS): kTLS cannot engage here")
+    size = 1 << 20
+    body = b"".join(pattern_stream(size, seed=b"text")).hex().encode()[:size]
+    up = upstream(name="app", handler=lambda req: (
+        200, {"Content-Type": "text/plain", "Content-Length": str(size)}, body))
+    cfg = tls_config(base_config, up, certs, free_port, ktls="auto")
+    cfg["compression"] = {"algorithms": ["gzip"], "types": ["text/*"], "min_bytes": 1024}
+    gw = gateway(cfg)
+    conn = http.client.HTTPSConnection("127.0.0.1", gw.port(1), timeout=60,
+                                       context=client_ctx(ssl.TLSVersion.TLSv1_3))
+    try:
+        conn.request("GET", "/gz", headers={"Host": "api.test", "Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Encoding") == "gzip"
+        assert gzip.decompress(resp.read()) == body
+        assert status(gw)["tls"]["ktls_spliced_responses"] == 0
+        conn.request("GET", "/plain", headers={"Host": "api.test"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.getheader("Content-Encoding") is None
+        assert resp.read() == body
+    finally:
+        conn.close()
+    tls = status(gw)["tls"]
+    assert tls["ktls_spliced_responses"] == 1, tls
+    assert tls["handshakes"] == 1, tls
 
 
 def client_hello_bytes():

@@ -278,6 +278,7 @@ static void test_config_and_extra(void)
 	    .tls_handshakes = 7,
 	    .tls_handshake_failures = 2,
 	    .ktls_tx = 1,
+	    .ktls_tx_bytes = 123456,
 	    .have_splice = true,
 	    .splice_flows_total = 4,
 	    .splice_flows_active = 1,
@@ -317,6 +318,7 @@ static void test_config_and_extra(void)
 	CHECK_EQ(sample(text, "xgate_tls_handshake_failures_total"), 2);
 	CHECK_EQ(sample(text, "xgate_ktls_connections_total{direction=\"tx\"}"), 1);
 	CHECK_EQ(sample(text, "xgate_ktls_connections_total{direction=\"rx\"}"), 0);
+	CHECK_EQ(sample(text, "xgate_ktls_tx_bytes_total"), 123456);
 	CHECK_EQ(sample(text, "xgate_splice_flows_total"), 4);
 	CHECK_EQ(sample(text, "xgate_splice_flows_active"), 1);
 	CHECK_EQ(sample(text, "xgate_splice_fallbacks_total"), 2);

@@ -500,6 +500,9 @@ static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
 			   (const char *const[]){"direction", "tx", NULL}, x->ktls_tx);
 		sample_u64(b, "xgate_ktls_connections_total",
 			   (const char *const[]){"direction", "rx", NULL}, x->ktls_rx);
+		family(b, "xgate_ktls_tx_bytes_total", "counter",
+		       "Plaintext bytes written to kTLS sockets for the kernel to encrypt.");
+		sample_u64(b, "xgate_ktls_tx_bytes_total", NULL, x->ktls_tx_bytes);
 	}
 	if (x->have_splice) {
 		family(b, "xgate_splice_flows_total", "counter", "Flows spliced in the kernel.");

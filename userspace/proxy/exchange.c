@@ -174,6 +174,7 @@ void conn_free(struct conn *c)
 	}
 	tunnel_pipe_release(c);
 	h2conn_free(c);
+	body_splice_release(c);
 	c->prev->next = c->next;
 	c->next->prev = c->prev;
 	w->nconns--;
@@ -1259,6 +1260,7 @@ static bool read_response_head(struct conn *c)
 	http_chunked_init(&ex->resp_chunked);
 	ex->resp_done = resp.body == HTTP_BODY_NONE ||
 			(resp.body == HTTP_BODY_LENGTH && resp.content_length == 0);
+	ex->splice_body = !ex->resp_done && body_splice_eligible(c, &resp);
 	if (resp.status == 101) {
 		tunnel_start(c);
 		return true;
@@ -1444,6 +1446,8 @@ static bool step_exchange(struct conn *c)
 		if (c->state != st)
 			return true;
 	}
+	if (ex->splice_body && !ex->resp_done)
+		progress |= body_splice_step(c);
 	if (ex->resp_started && !ex->resp_done && ex->resp_body == HTTP_BODY_EOF && u->s.eof &&
 	    !buf_len(&u->s.in)) {
 		ex->resp_done = true;
@@ -1876,7 +1880,10 @@ static bool arm(struct conn *c)
 						       ? c->cfg->upstreams[c->ex->upstream].read_timeout_ms
 						       : 0;
 			side_retime_recv(&u->s);
-			progress |= side_arm_recv(&u->s);
+			if (c->ex->splice_body)
+				side_cancel_recv(&u->s); /* body_splice.c reads the body */
+			else
+				progress |= side_arm_recv(&u->s);
 			progress |= side_arm_send(&u->s);
 		}
 		break;

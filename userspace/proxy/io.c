@@ -243,13 +243,30 @@ void side_arm_poll_out(struct side *s)
 		arm_poll(s, POLLOUT, PEND_POLL_OUT, 0);
 }
 
+/* The same with the side's deadline (0: none), for a body spliced in body_splice.c. */
+void side_arm_poll_in_timed(struct side *s, uint32_t timeout_ms)
+{
+	if (side_usable(s))
+		arm_poll(s, POLLIN, PEND_POLL_IN, timeout_ms);
+}
+
+void side_arm_poll_out_timed(struct side *s, uint32_t timeout_ms)
+{
+	if (side_usable(s))
+		arm_poll(s, POLLOUT, PEND_POLL_OUT, timeout_ms);
+}
+
 bool side_arm_send(struct side *s)
 {
 	struct io_uring_sqe *sqe;
 
 	if (!side_usable(s) || !buf_len(&s->out) || (s->pending & (PEND_SEND | PEND_POLL_OUT)))
 		return false;
-	if (s->tls)
+	/* With kTLS TX the kernel frames and encrypts: the plaintext goes to the socket
+	 * through the ring like a plain side's, not through SSL_write (one write(2) per
+	 * 16 KiB record, outside the ring). OpenSSL has nothing queued once the handshake
+	 * returned OK, and its own later writes (close_notify) are whole control records. */
+	if (s->tls && !(s->tls_done && tls_conn_ktls_tx(s->tls)))
 		return s->tls_done && side_tls_pump(s);
 	sqe = worker_sqe(s->w);
 	s->send_len = buf_len(&s->out);
@@ -375,6 +392,8 @@ static void complete_send(struct side *s, struct io_uring_cqe *cqe)
 	if (cqe->res > 0) {
 		buf_consume(&s->out, cqe->res);
 		s->bytes_sent += cqe->res;
+		if (s->tls)
+			tls_count_ktls_tx_bytes(cqe->res);
 	} else if (cqe->res == -ECANCELED && !s->closing) {
 		s->failed = s->timed_out = true;
 	} else if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR) {

@@ -69,6 +69,7 @@ struct conn;
 struct upconn;
 struct tls_conn;
 struct tunnel_pipes;
+struct body_pipe;
 
 struct side {
 	struct worker *w;
@@ -182,6 +183,9 @@ struct exchange {
 	size_t hold_len, hold_cap;
 	bool counted_active; /* target_state.active was incremented */
 	bool client_http10;
+	/* body_splice.c: the Content-Length body goes upstream -> pipe -> kTLS client */
+	bool splice_body;
+	bool spliced_counted;
 	/* a cached response being sent (the cache filter owns the hit until stream end) */
 	bool from_cache;
 	bool no_age; /* a filter's own response (compose) served on the cached path */
@@ -213,6 +217,7 @@ struct conn {
 	bool spliced;	     /* paired in the sockhash */
 	bool pipe_wanted;    /* splice "auto": the tunnel moves into pipes once quiescent */
 	struct tunnel_pipes *pipes; /* tunnel_pipe.c, while the flow is piped */
+	struct body_pipe *body_pipe; /* body_splice.c, while a response body is spliced */
 	struct conn *next, *prev; /* worker's connection list */
 	/* CS_QUEUED: place in the worker's queue and the wait's deadline (upqueue.c) */
 	struct conn *qnext, *qprev;
@@ -374,6 +379,13 @@ void l4_start(struct conn *c);
 bool l4_sni_step(struct conn *c);
 void tunnel_release_splice(struct conn *c);
 bool splice_enrol(struct conn *c, struct side *s);
+
+/* body_splice.c */
+bool body_splice_eligible(const struct conn *c, const struct http_response *resp);
+bool body_splice_step(struct conn *c);
+void body_splice_release(struct conn *c);
+void side_arm_poll_in_timed(struct side *s, uint32_t timeout_ms);
+void side_arm_poll_out_timed(struct side *s, uint32_t timeout_ms);
 
 /* tunnel_pipe.c */
 bool tunnel_pipe_engage(struct conn *c);

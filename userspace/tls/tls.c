@@ -60,6 +60,7 @@ struct tls_conn {
 };
 
 static atomic_ulong stat_handshakes, stat_failures, stat_ktls_tx, stat_ktls_rx, stat_resumed;
+static atomic_ulong stat_ktls_tx_bytes, stat_ktls_spliced_responses, stat_ktls_spliced_bytes;
 
 static pthread_once_t ticket_key_once = PTHREAD_ONCE_INIT;
 /* One key per process, shared by every context and every reload, so tickets issued before a
@@ -1091,6 +1092,10 @@ void tls_stats_get(struct tls_stats *out)
 	out->handshake_failures = atomic_load_explicit(&stat_failures, memory_order_relaxed);
 	out->ktls_tx = atomic_load_explicit(&stat_ktls_tx, memory_order_relaxed);
 	out->ktls_rx = atomic_load_explicit(&stat_ktls_rx, memory_order_relaxed);
+	out->ktls_tx_bytes = atomic_load_explicit(&stat_ktls_tx_bytes, memory_order_relaxed);
+	out->ktls_spliced_responses =
+	    atomic_load_explicit(&stat_ktls_spliced_responses, memory_order_relaxed);
+	out->ktls_spliced_bytes = atomic_load_explicit(&stat_ktls_spliced_bytes, memory_order_relaxed);
 	out->resumed = atomic_load_explicit(&stat_resumed, memory_order_relaxed);
 }
 
@@ -1202,4 +1207,19 @@ int tls_peek_sni(const unsigned char *buf, size_t len, char *host, size_t hostle
 			return sni_from_server_name_ext(&ext, host, hostlen);
 	}
 	return -1;
+}
+
+void tls_count_ktls_tx_bytes(size_t n)
+{
+	atomic_fetch_add_explicit(&stat_ktls_tx_bytes, n, memory_order_relaxed);
+}
+
+void tls_count_ktls_spliced_response(void)
+{
+	atomic_fetch_add_explicit(&stat_ktls_spliced_responses, 1, memory_order_relaxed);
+}
+
+void tls_count_ktls_spliced_bytes(size_t n)
+{
+	atomic_fetch_add_explicit(&stat_ktls_spliced_bytes, n, memory_order_relaxed);
 }

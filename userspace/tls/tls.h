@@ -13,6 +13,9 @@
  *     the same function again" (tls_read can want POLLOUT, e.g. for a TLS 1.3 key update).
  *     After TLS_WANT_* from tls_write the next tls_write must pass the same bytes again
  *     (the buffer may move; partial writes are enabled, *n tells what went out).
+ *   - Once tls_conn_ktls_tx() is true the caller may write plaintext to the fd itself
+ *     (send, splice) instead of calling tls_write(): the kernel frames and encrypts the
+ *     records, and OpenSSL holds no output after the handshake returned TLS_OK.
  *   - After a tls_read() that returned TLS_OK, check tls_pending(): while it is non-zero,
  *     read again before polling, because the socket will not signal data OpenSSL holds.
  *   - TLS_CLOSED from tls_read: the peer sent close_notify or a plain EOF. TLS_ERROR:
@@ -101,10 +104,16 @@ size_t tls_pending(const struct tls_conn *c);
  */
 int tls_peek_sni(const unsigned char *buf, size_t len, char *host, size_t hostlen);
 
-/* Process-wide counters for metrics and /status. */
+/* Process-wide counters for metrics and /status. ktls_tx_bytes: plaintext the worker
+ * handed straight to kTLS TX sockets (no SSL_write). */
 struct tls_stats {
 	unsigned long handshakes, handshake_failures, ktls_tx, ktls_rx, resumed;
+	unsigned long ktls_tx_bytes;
+	unsigned long ktls_spliced_responses, ktls_spliced_bytes; /* of those, spliced */
 };
+void tls_count_ktls_tx_bytes(size_t n);
+void tls_count_ktls_spliced_response(void);
+void tls_count_ktls_spliced_bytes(size_t n);
 void tls_stats_get(struct tls_stats *out);
 
 #endif
