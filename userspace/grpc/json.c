@@ -200,7 +200,7 @@ static bool put_int(struct enc *e, struct buf *b, int type, json_t *v, const cha
 		if (type == PB_SFIXED32)
 			buf_fixed32(b, (uint32_t)(int32_t)i);
 		else if (type == PB_SINT32)
-			buf_varint(b, (uint32_t)(((int32_t)i << 1) ^ ((int32_t)i >> 31)));
+			buf_varint(b, ((uint32_t)(int32_t)i << 1) ^ (uint32_t)((int32_t)i >> 31));
 		else
 			buf_varint(b, (uint64_t)i); /* negative int32: sign-extended, 10 bytes */
 		return true;
