@@ -150,10 +150,10 @@ def test_every_field_kind_round_trips(gw):
 
 
 def test_annotations(gw, kitchen):
-    r = http_request("GET", gw.url("/v1/users/u%2F1?verbose=true&filter.label=a+b&tags=x&tags=y"))
+    r = http_request("GET", gw.url("/v1/users/u.1?verbose=true&filter.label=a+b&tags=x&tags=y"))
     assert r.status == 200, r
-    assert r.json() == {"id": "u/1", "displayName": "n-True-a b-x,y", "age": "1099511627776"}
-    assert kitchen[1][-1].id == "u/1"
+    assert r.json() == {"id": "u.1", "displayName": "n-True-a b-x,y", "age": "1099511627776"}
+    assert kitchen[1][-1].id == "u.1"
     r = http_request("GET", gw.url("/v1/people/p7"))
     assert r.status == 200 and r.json()["id"] == "p7", r
     r = post(gw, "/v1/users", {"id": "n", "displayName": "N", "age": "3"})

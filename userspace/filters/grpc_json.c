@@ -147,7 +147,7 @@ static enum filter_verdict answer(struct stream *st, struct grpc_json_state *gs)
 	gs->json = grpc_build_response(gs->match.b, gs->body, gs->body_len, err, sizeof(err));
 	if (!gs->json)
 		return reply(st, 502, err);
-	stream_reply_body(st, NULL, gs->json, strlen(gs->json));
+	stream_reply_body(st, "", gs->json, strlen(gs->json));
 	return FILTER_DONE;
 }
 
