@@ -684,8 +684,8 @@ static void check_route_protocols(const struct route_config *rc, const char *pat
 	static const char *const names[] = { "http1", "h2c", "h2" };
 	char p[CFG_PATH_MAX], ep[CFG_PATH_MAX];
 
-	if (rc->compose)
-		return;
+	if (rc->compose || rc->grpc_json)
+		return; /* both call their upstream through client/ */
 	if (rc->upstream >= 0 && cfg->upstreams[rc->upstream].protocol != UPSTREAM_HTTP1)
 		cfg_err(errs, cfg_path_key(p, path, "upstream"),
 			"upstream \"%s\" speaks %s; proxied routes forward HTTP/1.1 (use it "

@@ -47,13 +47,14 @@ static const struct http_header *find_in(const struct http_header *h, int n, con
 	return h && n ? http_find_header(h, n, name) : NULL;
 }
 
-/* grpc-status / grpc-message from the response head (a Trailers-Only response, how gRPC
- * servers send an error without messages). */
+/* grpc-status / grpc-message from the trailers, or from the head of a Trailers-Only
+ * response (how gRPC servers send an error without messages). */
 static void note_status(struct grpc_json_state *gs, const struct client_response *resp)
 {
-	const struct http_header *s = NULL, *m = NULL;
+	const struct http_header *s = find_in(resp->trailers, resp->ntrailers, "grpc-status");
+	const struct http_header *m = find_in(resp->trailers, resp->ntrailers, "grpc-message");
 
-	if (resp->head) {
+	if (!s && resp->head) {
 		s = find_in(resp->head->headers, resp->head->nheaders, "grpc-status");
 		m = find_in(resp->head->headers, resp->head->nheaders, "grpc-message");
 	}
@@ -142,8 +143,8 @@ static enum filter_verdict answer(struct stream *st, struct grpc_json_state *gs)
 	if (gs->grpc_status > 0)
 		return reply(st, grpc_status_to_http(gs->grpc_status),
 			     gs->grpc_message[0] ? gs->grpc_message : "grpc error");
-	if (gs->http_status != 200)
-		return reply(st, 502, "upstream is not a gRPC server");
+	if (gs->http_status != 200 || gs->grpc_status < 0)
+		return reply(st, 502, "upstream is not a gRPC server (no grpc-status)");
 	gs->json = grpc_build_response(gs->match.b, gs->body, gs->body_len, err, sizeof(err));
 	if (!gs->json)
 		return reply(st, 502, err);
