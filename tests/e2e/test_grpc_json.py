@@ -107,8 +107,6 @@ def gw_config(descriptor_set, port, protocol="h2c"):
 def gw(descriptor_set, kitchen, gateway, tmp_path):
     cfg = gw_config(descriptor_set, kitchen[0])
     code, out = run_check(cfg, tmp_path)
-    if code != 0 and "protocol" in out:
-        pytest.skip("h2c upstreams (client \"protocol\") are not in this build yet")
     assert code == 0, out
     return gateway(cfg)
 
