@@ -8,12 +8,11 @@ import subprocess
 from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from conftest import base_config, http_request, run_check
-
-grpc = pytest.importorskip("grpc")
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
 
 PROTO_DIR = Path(__file__).resolve().parents[1] / "grpc"
 
@@ -202,6 +201,10 @@ def test_unknown_method_is_404(gw_local):
     assert post(gw, "/test.v1.Kitchen/Nope", {}).status == 404
     assert http_request("GET", gw.url("/v2/users/1")).status == 404
     assert http_request("DELETE", gw.url("/v1/users/1")).status == 405
+    # a gRPC client on a transcoding route is refused, not forwarded as HTTP/1.1
+    r = http_request("POST", gw.url("/test.v1.Kitchen/Echo"), body=b"\0\0\0\0\0",
+                     headers={"Content-Type": "application/grpc"})
+    assert r.status == 415, r
 
 
 def test_config_errors_name_the_json_path(descriptor_set, tmp_path):

@@ -7,7 +7,8 @@
  * JSON and served with stream_reply_body() (a server-streaming method: a JSON array of
  * its messages), or a non-OK grpc-status becomes the HTTP status Envoy would give it with
  * the gateway's JSON error body. Requests that already are gRPC (content-type
- * application/grpc) pass through to the upstream untouched.
+ * application/grpc) get 415: the proxied path would forward them as HTTP/1.1, which no
+ * gRPC server takes; gRPC clients use a route without grpc_json.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,7 +164,7 @@ static enum filter_verdict grpc_json_request(struct stream *st, void *state)
 		return FILTER_WAIT;
 	if (!gs->matched) {
 		if (is_grpc_request(&st->req))
-			return FILTER_CONTINUE;
+			return reply(st, 415, "this route transcodes JSON; send gRPC elsewhere");
 		switch (grpc_match(pol->pool, http_method_name(st->req.method), st->path,
 				   st->path_len, &gs->match)) {
 		case GRPC_NO_MATCH:
