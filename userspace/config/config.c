@@ -19,6 +19,7 @@
 #include "cluster/cluster.h"
 #include "router/router.h"
 #include "compose/compose.h"
+#include "grpc/policy.h"
 #include "tls/tls.h"
 #include "upstream/dns.h"
 #include "upstream/upstream.h"
@@ -569,7 +570,8 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 					    "auth",	   "schedule",	 "rate_limit", "cache",
 					    "throttle",	   "websocket",	 "cors",
 					    "compression", "split",	 "sticky",
-					    "hide_credentials", "compose", "transform", "waf", NULL };
+					    "hide_credentials", "compose", "transform", "waf",
+					    "grpc_json", NULL };
 	static const char *const ckeys[] = { "ttl_s", NULL };
 	struct route_config *rc = &cfg->routes[idx];
 	char p[CFG_PATH_MAX], name[64];
@@ -664,6 +666,13 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 		rc->own_compression = true;
 	}
 	parse_route_waf(r, path, rc, cfg, errs);
+	if (json_object_get(r, "grpc_json")) {
+		if (rc->compose)
+			cfg_err(errs, cfg_path_key(p, path, "grpc_json"),
+				"cannot be combined with compose");
+		rc->grpc_json = grpc_json_policy_parse(json_object_get(r, "grpc_json"),
+						       cfg_path_key(p, path, "grpc_json"), errs);
+	}
 	rc->metrics_slot = metrics_route_slot(rc->name);
 	(void)root_auth;
 }
@@ -678,8 +687,8 @@ static void check_route_protocols(const struct route_config *rc, const char *pat
 	static const char *const names[] = { "http1", "h2c", "h2" };
 	char p[CFG_PATH_MAX], ep[CFG_PATH_MAX];
 
-	if (rc->compose)
-		return;
+	if (rc->compose || rc->grpc_json)
+		return; /* both call their upstream through client/ */
 	if (rc->upstream >= 0 && cfg->upstreams[rc->upstream].protocol != UPSTREAM_HTTP1)
 		cfg_err(errs, cfg_path_key(p, path, "upstream"),
 			"upstream \"%s\" speaks %s; proxied routes forward HTTP/1.1 (use it "
@@ -1036,6 +1045,7 @@ static void free_route(struct route_config *rc)
 	free(rc->name);
 	route_auth_free(rc->auth);
 	compose_policy_free(rc->compose);
+	grpc_json_policy_free(rc->grpc_json);
 	ratelimit_policy_free(rc->rate_limit);
 	throttle_policy_free(rc->throttle);
 	cors_policy_free(rc->cors);

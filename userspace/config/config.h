@@ -30,6 +30,7 @@ struct transform_policy; /* transform/transform.h */
 struct compress_policy;  /* compress/compress.h */
 struct split_policy;     /* split/split.h */
 struct compose_policy;
+struct grpc_json_policy;
 struct waf_config;       /* waf/waf.h */
 struct cluster_config; /* cluster/cluster.h */
 struct target_state;  /* upstream/target_state.h */
@@ -163,6 +164,7 @@ struct route_config {
 	struct transform_policy *transform; /* NULL: no transformation */
 	struct split_policy *split;	    /* NULL: every request goes to `upstream` */
 	struct compose_policy *compose;	    /* compose/compose.h; NULL: proxied */
+	struct grpc_json_policy *grpc_json; /* grpc/policy.h; NULL: no transcoding */
 	/* the route's own, or the top-level one (not owned); NULL: none */
 	struct compress_policy *compression;
 	bool own_compression;

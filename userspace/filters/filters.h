@@ -27,6 +27,7 @@ extern const struct filter filter_split;
 extern const struct filter filter_compose;
 extern const struct filter filter_transform;
 extern const struct filter filter_waf;
+extern const struct filter filter_grpc_json;
 
 /* The rate-limit / throttle key for "by" (filters/ratelimit.c); buf holds an address key. */
 const char *filter_limit_key(const struct stream *st, enum ratelimit_by by, char *buf, size_t cap);

@@ -167,5 +167,8 @@ bool filters_for_route(struct stream *st)
 	/* last: everything above applies to the composed response */
 	if (rc->compose && !stream_add_filter(st, &filter_compose))
 		return false;
+	/* last too: it answers from its gRPC call, like compose */
+	if (rc->grpc_json && !stream_add_filter(st, &filter_grpc_json))
+		return false;
 	return true;
 }
