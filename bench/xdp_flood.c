@@ -283,14 +283,15 @@ static void print_median_ratios(int rounds)
 	       rounds);
 	for (j = 0; j < 2; j++) {
 		const struct row *r = &rows[shield_rows[j]], *fl = &rows[r->syn ? 1 : 2];
-		double ratio[MAX_ROUNDS];
+		double ratio[MAX_ROUNDS], median;
 
 		for (k = 0; k < rounds; k++)
 			ratio[k] = (r->raw[k] - rows[0].raw[k]) / (fl->raw[k] - rows[0].raw[k]);
 		qsort(ratio, rounds, sizeof(double), cmp_double);
-		printf("  %-40s %.2fx (min %.2fx, max %.2fx)\n", r->name,
-		       rounds % 2 ? ratio[rounds / 2] : (ratio[rounds / 2 - 1] + ratio[rounds / 2]) / 2,
-		       ratio[0], ratio[rounds - 1]);
+		median = rounds % 2 ? ratio[rounds / 2]
+				    : (ratio[rounds / 2 - 1] + ratio[rounds / 2]) / 2;
+		printf("  %-40s %.2fx (min %.2fx, max %.2fx)\n", r->name, median, ratio[0],
+		       ratio[rounds - 1]);
 	}
 }
 
