@@ -437,20 +437,40 @@ static __always_inline void cache_refusal(const struct xdp_config *cfg,
 	dc->until_ns = now + wait_ns;
 }
 
+/* Whether the cached refusal applies to this packet at time now. */
+static __always_inline bool cache_hit(const struct xdp_config *cfg,
+				      const struct xdp_drop_cache *dc, const __u64 key[2],
+				      __u8 class, __u64 now)
+{
+	return now < dc->until_ns && dc->key[0] == key[0] && dc->key[1] == key[1] &&
+	       dc->class == class && dc->generation == cfg->generation;
+}
+
 static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p)
 {
-	__u64 now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
 	__u8 class = packet_class(p);
 	enum xdp_reason reason = XDP_REASON_PASS;
 	struct xdp_drop_cache *dc;
 	struct rate_value *v;
-	__u64 key[2], wait = 0;
+	__u64 key[2], wait = 0, now;
 	__u32 zero = 0;
 
 	cache_key(p, key);
 	dc = bpf_map_lookup_elem(&drop_cache, &zero);
-	if (dc && now < dc->until_ns && dc->key[0] == key[0] && dc->key[1] == key[1] &&
-	    dc->class == class && dc->generation == cfg->generation) {
+	/*
+	 * The coarse clock (the last tick) costs a fraction of the exact one but lags it by up
+	 * to coarse_slack_ns: a hit by it plus the slack is a hit by the exact clock too. Only
+	 * a refusal ending sooner than that (or a miss) pays for the exact read.
+	 */
+	if (dc && cfg->coarse_slack_ns) {
+		now = bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
+		if (cache_hit(cfg, dc, key, class, now + cfg->coarse_slack_ns)) {
+			dc->pending++;
+			return dc->reason;
+		}
+	}
+	now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
+	if (dc && cache_hit(cfg, dc, key, class, now)) {
 		dc->pending++;
 		return dc->reason;
 	}

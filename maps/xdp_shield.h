@@ -145,6 +145,12 @@ struct xdp_config {
 	__u64 tcp_ports[65536 / 64]; /* bit p set: new connections to port p allowed */
 	/* Each CPU's budget of sources it starts tracking (its share of new_sources_per_s). */
 	struct tb_params new_source;
+	/*
+	 * How far bpf_ktime_get_coarse_ns() may lag bpf_ktime_get_ns(): two ticks (the coarse
+	 * clock's resolution) so a late tick is covered. 0: the drop cache reads only the exact
+	 * clock.
+	 */
+	__u64 coarse_slack_ns;
 };
 
 #define XDP_LPM_MAX_ENTRIES 16384

@@ -790,6 +790,44 @@ static void test_drop_cache(void)
 	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
 }
 
+/*
+ * Cache hits are judged by the coarse clock plus coarse_slack_ns (two ticks): a refusal
+ * ending sooner than that is judged by the exact clock, so a source whose token comes
+ * back 1 ms later is not held off for the rest of the tick. Real time (not clock_offset,
+ * whose change is a config write) passes between the refusal and the retry.
+ */
+static void test_drop_cache_coarse_clock(void)
+{
+	struct frame a = tcp4("198.18.4.9", SYN, 80);
+	struct edge_config c = base_cfg;
+	struct timespec res, pause;
+	struct xdp_config cfg;
+	cpu_set_t one, all;
+	__u32 zero = 0;
+	int i, cpu = sched_getcpu();
+
+	CHECK_EQ(clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
+	CHECK(res.tv_sec == 0 && res.tv_nsec > 0);
+	/* A token every tick: each refusal ends within the slack. */
+	c.syn = (struct edge_rate){S / res.tv_nsec, 1};
+	pause = (struct timespec){0, res.tv_nsec + 1000000};
+	push_config(&c);
+	CHECK_EQ(bpf_map_lookup_elem(bpf_map__fd(skel->maps.config), &zero, &cfg), 0);
+	CHECK_EQ(cfg.coarse_slack_ns, 2 * (uint64_t)res.tv_nsec);
+	CHECK_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	EXPECT(&a, XDP_PASS, XDP_REASON_PASS);
+	for (i = 0; i < 3; i++) {
+		EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE); /* cached, ending within a tick */
+		nanosleep(&pause, NULL);
+		EXPECT(&a, XDP_PASS, XDP_REASON_PASS); /* the coarse clock may not have moved */
+	}
+	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+	push_config(&base_cfg);
+}
+
 struct collected {
 	char text[8][64];
 	bool cfg[8], op[8];
@@ -1108,6 +1146,7 @@ int main(void)
 		RUN(test_ipv6_bucket_per_64);
 		RUN(test_top_sources);
 		RUN(test_drop_cache);
+		RUN(test_drop_cache_coarse_clock);
 		RUN(test_list_operations);
 		RUN(test_reload_rule);
 		RUN(test_stats_reading_and_btf_names);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "maps/xdp_shield.h"
@@ -57,6 +58,17 @@ static void init_new_source_budget(struct tb_params *p, const struct edge_rate *
 	tb_params_init(p, per_s, burst);
 }
 
+/* Two ticks of CLOCK_MONOTONIC_COARSE (the clock bpf_ktime_get_coarse_ns reads): its
+ * resolution is the tick, and it can lag the exact clock by up to one tick plus a late one. */
+static uint64_t coarse_slack_ns(void)
+{
+	struct timespec res;
+
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) || res.tv_sec)
+		return 0;
+	return 2 * (uint64_t)res.tv_nsec;
+}
+
 int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock_offset_ns)
 {
 	struct xdp_config *cfg = calloc(1, sizeof(*cfg));
@@ -76,6 +88,7 @@ int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock
 	tb_params_init(&cfg->icmp, c->icmp.per_s, c->icmp.burst);
 	init_new_source_budget(&cfg->new_source, &c->new_sources);
 	cfg->clock_offset_ns = clock_offset_ns;
+	cfg->coarse_slack_ns = coarse_slack_ns();
 	if (c->port_policy)
 		cfg->flags |= XDP_CFG_PORT_POLICY;
 	for (i = 0; i < c->ntcp_ports; i++)
