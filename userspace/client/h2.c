@@ -312,11 +312,8 @@ static bool h2_tls_advance(struct h2conn *k)
 	return true;
 }
 
-static void h2_on_tx(struct ring_op *op, const struct io_uring_cqe *cqe)
+static void h2_tx_done(struct h2conn *k, const struct io_uring_cqe *cqe)
 {
-	struct h2conn *k = h2_of_tx(op);
-
-	k->tx_armed = false;
 	if (k->closing) {
 		h2_maybe_free(k);
 		return;
@@ -394,11 +391,8 @@ static bool h2_rx_tls(struct h2conn *k, int nbytes)
 	}
 }
 
-static void h2_on_rx(struct ring_op *op, const struct io_uring_cqe *cqe)
+static void h2_rx_done(struct h2conn *k, const struct io_uring_cqe *cqe)
 {
-	struct h2conn *k = h2_of_rx(op);
-
-	k->rx_armed = false;
 	if (k->closing) {
 		h2_maybe_free(k);
 		return;
@@ -411,6 +405,33 @@ static void h2_on_rx(struct ring_op *op, const struct io_uring_cqe *cqe)
 		return;
 	h2_flush(k);
 	h2_arm_rx(k);
+}
+
+/*
+ * Completions of the connection's send and receive. A step may close the connection
+ * (a protocol error found while flushing); busy keeps it allocated until the step is
+ * over, then it is freed if that is what happened.
+ */
+static void h2_on_tx(struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct h2conn *k = h2_of_tx(op);
+
+	k->tx_armed = false;
+	k->busy++;
+	h2_tx_done(k, cqe);
+	k->busy--;
+	h2_maybe_free(k);
+}
+
+static void h2_on_rx(struct ring_op *op, const struct io_uring_cqe *cqe)
+{
+	struct h2conn *k = h2_of_rx(op);
+
+	k->rx_armed = false;
+	k->busy++;
+	h2_rx_done(k, cqe);
+	k->busy--;
+	h2_maybe_free(k);
 }
 
 /* ---- nghttp2 callbacks: they only record into the call ---- */
