@@ -65,7 +65,7 @@ cat >"$RUN_DIR/xgate.json" <<JSON
   "workers": 1,
   "listeners": [
     {"name": "tls", "address": "127.0.0.1:${TLS_PORT[xgate]}", "http2": true,
-     "tls": {"cert": "$RUN_DIR/cert.pem", "key": "$RUN_DIR/key.pem"}},
+     "tls": {"certificates": [{"cert": "$RUN_DIR/cert.pem", "key": "$RUN_DIR/key.pem"}]}},
     {"name": "h2c", "address": "127.0.0.1:${H2C_PORT[xgate]}", "http2": true}],
   "admin": {"address": "127.0.0.1:$ADMIN_PORT"},
   "limits": {"h2_max_concurrent_streams": 128},
@@ -120,7 +120,6 @@ http {
 	scgi_temp_path $RUN_DIR/ng/scgi;
 	keepalive_requests 1000000;
 	http2_max_concurrent_streams 128;
-	http2_max_requests 1000000;
 	upstream users {
 		server 127.0.0.1:$B1;
 		server 127.0.0.1:$B2;
@@ -157,7 +156,7 @@ PID[nginx]=$!
 pids+=("${PID[xgate]}" "${PID[haproxy]}" "${PID[nginx]}")
 for proxy in xgate haproxy nginx; do
 	for port in "${TLS_PORT[$proxy]}" "${H2C_PORT[$proxy]}"; do
-		wait_port "$port" || die "$proxy did not start (port $port)"
+		wait_port "$port" || die "$proxy did not start (port $port): $(tail -3 "$RUN_DIR/$proxy.log" 2>/dev/null)"
 	done
 	curl -fsS --http2 -k -o /dev/null "https://127.0.0.1:${TLS_PORT[$proxy]}/api/users/1" ||
 		die "$proxy does not answer h2 over TLS"
