@@ -532,23 +532,13 @@ static void stream_reply_body_host(struct stream *st, const char *headers, const
 				   size_t len)
 {
 	struct conn *c = st->host;
-	struct cache_hit *hit = stream_alloc(st, sizeof(*hit));
-	char *head = stream_alloc(st, 128 + strlen(headers));
+	const struct cache_hit *hit = body_as_hit(st, headers, body, len);
 
-	if (!hit || !head) {
+	if (!hit) {
 		take_stream_result(c, st);
 		reject(c, 503, "out of memory", 0, NULL);
 		return;
 	}
-	hit->head_len = sprintf(head,
-				"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-				"Content-Length: %zu\r\n%s",
-				len, headers);
-	hit->head = head;
-	hit->body = body;
-	hit->body_len = len;
-	hit->entry = NULL;
-	hit->age_s = 0;
 	c->ex->no_age = true;
 	/* the unread request body is not the next request: close after this answer */
 	if (c->ex->req_has_body && !c->ex->req_done)

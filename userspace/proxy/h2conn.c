@@ -446,22 +446,12 @@ static void h2_reply_cached(struct stream *st, const struct cache_hit *hit)
 static void h2_reply_body(struct stream *st, const char *headers, const char *body, size_t len)
 {
 	struct h2stream *hs = host_of(st);
-	struct cache_hit *hit = stream_alloc(st, sizeof(*hit));
-	char *head = stream_alloc(st, 128 + strlen(headers));
+	const struct cache_hit *hit = body_as_hit(st, headers, body, len);
 
-	if (!hit || !head) {
+	if (!hit) {
 		local_answer(hs, 503, "out of memory", NULL);
 		return;
 	}
-	hit->head_len = sprintf(head,
-				"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-				"Content-Length: %zu\r\n%s",
-				len, headers);
-	hit->head = head;
-	hit->body = body;
-	hit->body_len = len;
-	hit->entry = NULL;
-	hit->age_s = 0;
 	serve_hit(hs, hit, false);
 	stream_response_data(st, body, len);
 }

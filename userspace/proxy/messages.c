@@ -508,3 +508,22 @@ size_t build_held_head(const struct http_response *resp, const char *ctype, size
 	hw_printf(&hw, "Content-Length: %zu\r\n", body_len);
 	return hw.overflow ? 0 : b.end;
 }
+
+struct cache_hit *body_as_hit(struct stream *st, const char *headers, const char *body, size_t len)
+{
+	struct cache_hit *hit = stream_alloc(st, sizeof(*hit));
+	char *head = stream_alloc(st, 128 + strlen(headers));
+
+	if (!hit || !head)
+		return NULL;
+	hit->head_len = sprintf(head,
+				"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+				"Content-Length: %zu\r\n%s",
+				len, headers);
+	hit->head = head;
+	hit->body = body;
+	hit->body_len = len;
+	hit->entry = NULL;
+	hit->age_s = 0;
+	return hit;
+}

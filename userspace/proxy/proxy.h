@@ -423,6 +423,9 @@ bool build_upstream_head(struct conn *c, const struct http_request *req, const c
 			 struct buf *out);
 bool build_client_head(struct conn *c, const struct http_response *resp, struct buf *out);
 void make_request_id(struct worker *w, char *out, size_t len);
+/* A filter's whole 200 JSON response (stream_reply_body) as a cache hit, in the stream's
+ * arena, which both hosts serve like a cached one; NULL when the arena is exhausted. */
+struct cache_hit *body_as_hit(struct stream *st, const char *headers, const char *body, size_t len);
 bool parse_cached_head(struct conn *c, const struct cache_hit *hit, struct http_response *resp);
 bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 		       const struct http_response *resp);
