@@ -325,6 +325,26 @@ def test_roles_split_string_claim(keys, gateway, upstream, base_config, tmp_path
     assert get(gw, "/admin", token(keys, roles=["user admin"])).status == 403
 
 
+def test_token_issued_this_second_is_valid_at_every_instant(keys, gateway, upstream, base_config,
+                                                            tmp_path):
+    """iat = nbf = the current second with no leeway: accepted also in the first milliseconds
+    of a second, when a coarse clock (time(NULL)) would still read the previous one."""
+    up = upstream(name="svc")
+    jwks = tmp_path / "jwks.json"
+    keys.write_jwks(jwks, ["p256"])
+    gw = gateway(auth_config(base_config, up, jwks, jwt_extra={"leeway_s": 0}))
+    refused = []
+    for _ in range(4):
+        time.sleep(1.0 - time.time() % 1.0)
+        for _ in range(5):
+            now = int(time.time())
+            tok = token(keys, iat=now, nbf=now, sub="edge-%d" % len(refused))
+            resp = get(gw, "/jwt/edge", tok)
+            if resp.status != 200:
+                refused.append((now, time.time() % 1.0, resp.status))
+    assert not refused, refused
+
+
 def test_spoofed_identity_headers_are_stripped(keys, gw_keys):
     gw, up, _ = gw_keys
     spoof = {"X-User-Id": "admin", "X-Email": "ceo@example.com", "X-Consumer": "root",

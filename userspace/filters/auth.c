@@ -101,7 +101,7 @@ static void intro_done(void *arg, const struct client_response *resp)
 	struct intro_call *c = arg;
 	enum introspection_outcome outcome = INTROSPECTION_ERROR;
 	enum intro_status status = INTRO_ERROR;
-	time_t now = time(NULL);
+	time_t now = clock_wall_s();
 	json_t *claims = NULL;
 	int64_t expires = 0;
 
@@ -210,7 +210,7 @@ static enum filter_verdict auth_request(struct stream *st, void *state)
 		return FILTER_WAIT; /* woken by something else: the answer is not there yet */
 	memset(ar, 0, sizeof(*ar));
 	auth_check_ex(st->cfg->auth, rc->auth, st->env->jwt_cache, &intro, &st->req,
-		      &st->client_cert, time(NULL), ar);
+		      &st->client_cert, clock_wall_s(), ar);
 	if (ar->reason == AUTH_PENDING) {
 		auth_result_release(ar);
 		/* A second miss after an answer cannot happen; refuse rather than loop. */
