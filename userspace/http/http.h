@@ -148,7 +148,18 @@ int http_parse_response(const char *buf, size_t len, const struct http_limits *l
 /* Case-insensitive header lookup; returns the first match or NULL. */
 const struct http_header *http_find_header(const struct http_header *headers, int n,
 					   const char *name);
-bool http_str_eq_nocase(struct http_str s, const char *lit);
+/* A string literal as an http_str, its length known at compile time. */
+#define HTTP_LIT(s) ((struct http_str){ (s), sizeof(s) - 1 })
+
+/* true when s equals one of the n names in list (case-insensitive). */
+bool http_str_in_nocase(struct http_str s, const struct http_str *list, size_t n);
+bool http_str_eq_nocase_n(struct http_str s, const char *lit, size_t lit_len);
+/* Inline so a literal's length is known at compile time: forwarding compares every header
+ * name with a dozen literals, and a strlen per comparison showed in profiles. */
+static inline bool http_str_eq_nocase(struct http_str s, const char *lit)
+{
+	return http_str_eq_nocase_n(s, lit, __builtin_strlen(lit));
+}
 /* true when `token` is in the comma-separated list `list` (case-insensitive). */
 bool http_list_has_token(struct http_str list, const char *token, size_t token_len);
 /*

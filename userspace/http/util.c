@@ -4,10 +4,8 @@
 #include "http/http.h"
 #include "http/http_internal.h"
 
-bool http_str_eq_nocase(struct http_str s, const char *lit)
+bool http_str_eq_nocase_n(struct http_str s, const char *lit, size_t n)
 {
-	size_t n = strlen(lit);
-
 	if (s.len != n)
 		return false;
 	for (size_t i = 0; i < n; i++)
@@ -54,10 +52,19 @@ bool http_list_has_token(struct http_str list, const char *token, size_t token_l
 	return false;
 }
 
-static const char *const hop_by_hop[] = {
-    "connection",	 "keep-alive",	       "proxy-connection",    "te", "trailer", "upgrade",
-    "transfer-encoding", "proxy-authenticate", "proxy-authorization",
+static const struct http_str hop_by_hop[] = {
+	HTTP_LIT("connection"),		HTTP_LIT("keep-alive"),		HTTP_LIT("proxy-connection"),
+	HTTP_LIT("te"),			HTTP_LIT("trailer"),		HTTP_LIT("upgrade"),
+	HTTP_LIT("transfer-encoding"),	HTTP_LIT("proxy-authenticate"),	HTTP_LIT("proxy-authorization"),
 };
+
+bool http_str_in_nocase(struct http_str s, const struct http_str *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (list[i].len == s.len && http_str_eq_nocase_n(s, list[i].p, list[i].len))
+			return true;
+	return false;
+}
 
 bool http_name_dashed(struct http_str name, char *out, size_t cap, struct http_str *dashed)
 {
@@ -71,9 +78,8 @@ bool http_name_dashed(struct http_str name, char *out, size_t cap, struct http_s
 
 bool http_is_hop_by_hop(struct http_str name, struct http_str connection)
 {
-	for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++)
-		if (http_str_eq_nocase(name, hop_by_hop[i]))
-			return true;
+	if (http_str_in_nocase(name, hop_by_hop, sizeof(hop_by_hop) / sizeof(hop_by_hop[0])))
+		return true;
 	return connection.len && http_list_has_token(connection, name.p, name.len);
 }
 

@@ -107,7 +107,8 @@ void exchange_reset(struct conn *c)
 	}
 	if (!ex)
 		return;
-	free(ex->log_path);
+	if (ex->log_path != ex->log_path_short)
+		free(ex->log_path);
 	free(ex->rb);
 	free(ex->hold_head);
 	free(ex->hold_buf);
@@ -316,7 +317,8 @@ static void note_request(struct conn *c, const struct http_request *req)
 	memcpy(ex->method_str, req->method_str.p, n);
 	ex->method_str[n] = '\0';
 	ex->method = req->method;
-	ex->log_path = malloc(req->path.len + 1);
+	ex->log_path = req->path.len < sizeof(ex->log_path_short) ? ex->log_path_short
+								  : malloc(req->path.len + 1);
 	if (ex->log_path) {
 		memcpy(ex->log_path, req->path.p, req->path.len);
 		ex->log_path[req->path.len] = '\0';

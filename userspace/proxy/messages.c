@@ -2,46 +2,85 @@
  * Bytes the gateway writes itself: its error responses, the rewritten request head sent
  * upstream and the rewritten response head sent to the client.
  */
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 
+#include "common/fmt.h"
 #include "proxy/proxy.h"
 #include "tls/tls.h"
 #include "upstream/dns.h"
 
-/* Appends formatted text; remembers overflow instead of writing past the end. */
+/* Appends text; remembers overflow instead of writing past the end. No printf: this
+ * writes every forwarded head, and a vsnprintf per line cost more than the bytes. */
 struct head_writer {
 	struct buf *b;
 	bool overflow;
 };
 
-static void hw_printf(struct head_writer *hw, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void hw_printf(struct head_writer *hw, const char *fmt, ...)
+static void hw_put(struct head_writer *hw, const char *p, size_t len)
 {
-	va_list ap;
-	int n;
-
-	if (hw->overflow)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(hw->b->data + hw->b->end, buf_space(hw->b), fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= buf_space(hw->b))
+	if (hw->overflow || len >= buf_space(hw->b)) {
 		hw->overflow = true;
-	else
-		hw->b->end += n;
+		return;
+	}
+	memcpy(hw->b->data + hw->b->end, p, len);
+	hw->b->end += len;
+}
+
+static void hw_str(struct head_writer *hw, const char *s)
+{
+	hw_put(hw, s, strlen(s));
+}
+
+static void hw_hs(struct head_writer *hw, struct http_str s)
+{
+	hw_put(hw, s.p, s.len);
+}
+
+static void hw_u64(struct head_writer *hw, uint64_t v)
+{
+	char digits[FMT_U64_MAX];
+
+	hw_put(hw, digits, fmt_u64(digits, v));
+}
+
+/* "Name: value\r\n" */
+static void hw_line(struct head_writer *hw, struct http_str name, struct http_str value)
+{
+	hw_hs(hw, name);
+	hw_put(hw, ": ", 2);
+	hw_hs(hw, value);
+	hw_put(hw, "\r\n", 2);
+}
+
+static void hw_line_z(struct head_writer *hw, const char *name, const char *value)
+{
+	hw_line(hw, (struct http_str){ name, strlen(name) }, (struct http_str){ value, strlen(value) });
 }
 
 static void hw_header(struct head_writer *hw, const struct http_header *h)
 {
-	hw_printf(hw, "%.*s: %.*s\r\n", (int)h->name.len, h->name.p, (int)h->value.len,
-		  h->value.p);
+	hw_line(hw, h->name, h->value);
+}
+
+static void hw_content_length(struct head_writer *hw, uint64_t len)
+{
+	hw_str(hw, "Content-Length: ");
+	hw_u64(hw, len);
+	hw_put(hw, "\r\n", 2);
+}
+
+/* "HTTP/1.1 status reason\r\n" */
+static void hw_status_line(struct head_writer *hw, int status, struct http_str reason)
+{
+	hw_put(hw, "HTTP/1.1 ", 9);
+	hw_u64(hw, (uint64_t)status);
+	hw_put(hw, " ", 1);
+	hw_hs(hw, reason);
+	hw_put(hw, "\r\n", 2);
 }
 
 /* The header lines the stream's filters added (CORS, Vary, Content-Encoding, ...). */
@@ -49,7 +88,7 @@ static void hw_added_headers(struct head_writer *hw, const struct stream *st)
 {
 	for (int i = 0; st && i < st->nresp_edits; i++)
 		if (st->resp_edits[i].value)
-			hw_printf(hw, "%s: %s\r\n", st->resp_edits[i].name, st->resp_edits[i].value);
+			hw_line_z(hw, st->resp_edits[i].name, st->resp_edits[i].value);
 }
 
 static bool header_removed(const struct conn *c, struct http_str name)
@@ -69,8 +108,17 @@ static void process_salt_init(void)
 void make_request_id(struct worker *w, char *out, size_t len)
 {
 	pthread_once(&process_salt_once, process_salt_init);
-	snprintf(out, len, "%08x%02x%014llx", process_salt, w->id & 0xff,
-		 (unsigned long long)++w->req_counter);
+	static const char hex[] = "0123456789abcdef";
+	uint64_t parts[3] = { process_salt, (uint64_t)(w->id & 0xff), ++w->req_counter };
+	const int width[3] = { 8, 2, 14 };
+	size_t n = 0;
+
+	/* 24 hex digits (salt, worker, counter) without a printf per request */
+	for (int i = 0; i < 3; i++)
+		for (int d = width[i] - 1; d >= 0 && n + 1 < len; d--)
+			out[n++] = hex[(parts[i] >> (4 * d)) & 0xf];
+	if (len)
+		out[n] = '\0';
 }
 
 /*
@@ -82,16 +130,17 @@ void make_request_id(struct worker *w, char *out, size_t len)
 static bool controlled_header(const struct fwd_ctx *c, const struct http_request *req,
 			      struct http_str name)
 {
-	static const char *const replaced[] = { "content-length", "transfer-encoding",
-						"x-forwarded-for", "x-forwarded-proto",
-						"x-forwarded-host", "x-forwarded-port",
-						"forwarded", "x-real-ip",
-						"x-request-id", "expect",
-						"http2-settings", NULL };
+	static const struct http_str replaced[] = {
+		HTTP_LIT("content-length"),   HTTP_LIT("transfer-encoding"),
+		HTTP_LIT("x-forwarded-for"),  HTTP_LIT("x-forwarded-proto"),
+		HTTP_LIT("x-forwarded-host"), HTTP_LIT("x-forwarded-port"),
+		HTTP_LIT("forwarded"),	      HTTP_LIT("x-real-ip"),
+		HTTP_LIT("x-request-id"),     HTTP_LIT("expect"),
+		HTTP_LIT("http2-settings"),
+	};
 
-	for (int i = 0; replaced[i]; i++)
-		if (http_str_eq_nocase(name, replaced[i]))
-			return true;
+	if (http_str_in_nocase(name, replaced, sizeof(replaced) / sizeof(replaced[0])))
+		return true;
 	return http_is_hop_by_hop(name, req->connection) ||
 	       auth_is_identity_header(c->cfg->auth, name);
 }
@@ -104,18 +153,16 @@ static bool controlled_header(const struct fwd_ctx *c, const struct http_request
  */
 static bool overrides_request_line(const struct fwd_ctx *c, struct http_str name)
 {
-	static const char *const path_override[] = { "x-original-url", "x-rewrite-url", NULL };
-	static const char *const method_override[] = { "x-http-method-override", "x-http-method",
-						       "x-method-override", NULL };
+	static const struct http_str path_override[] = { HTTP_LIT("x-original-url"),
+							 HTTP_LIT("x-rewrite-url") };
+	static const struct http_str method_override[] = { HTTP_LIT("x-http-method-override"),
+							   HTTP_LIT("x-http-method"),
+							   HTTP_LIT("x-method-override") };
 	const struct route_config *rc = c->route >= 0 ? &c->cfg->routes[c->route] : NULL;
 
-	for (int i = 0; path_override[i]; i++)
-		if (http_str_eq_nocase(name, path_override[i]))
-			return true;
-	for (int i = 0; rc && rc->methods && method_override[i]; i++)
-		if (http_str_eq_nocase(name, method_override[i]))
-			return true;
-	return false;
+	if (http_str_in_nocase(name, path_override, 2))
+		return true;
+	return rc && rc->methods && http_str_in_nocase(name, method_override, 3);
 }
 
 /* Also the names the gateway read to decide on the request: host, credentials, the
@@ -175,8 +222,10 @@ static void hw_query(struct head_writer *hw, const struct fwd_ctx *c, struct htt
 	bool first = true;
 
 	if (!rc || !rc->hide_credentials) {
-		if (q.len)
-			hw_printf(hw, "?%.*s", (int)q.len, q.p);
+		if (q.len) {
+			hw_put(hw, "?", 1);
+			hw_hs(hw, q);
+		}
 		return;
 	}
 	while (p < end) {
@@ -185,7 +234,8 @@ static void hw_query(struct head_writer *hw, const struct fwd_ctx *c, struct htt
 		struct http_str name = { p, (size_t)((eq ? eq : pend) - p) };
 
 		if (!auth_hidden_query_param(c->cfg->auth, rc->auth, name)) {
-			hw_printf(hw, "%s%.*s", first ? "?" : "&", (int)(pend - p), p);
+			hw_put(hw, first ? "?" : "&", 1);
+			hw_put(hw, p, pend - p);
 			first = false;
 		}
 		p = pend + 1;
@@ -205,17 +255,18 @@ static void hw_req_edits(struct head_writer *hw, const struct fwd_ctx *c,
 
 		if (e->value && !controlled_header(c, req, name) &&
 		    !http_str_eq_nocase(name, "host"))
-			hw_printf(hw, "%s: %s\r\n", e->name, e->value);
+			hw_line_z(hw, e->name, e->value);
 	}
 }
 
-/* RFC 7239 node: an IPv6 address is bracketed and quoted. */
-static void forwarded_for(const struct fwd_ctx *c, char *out, size_t len)
+/* RFC 7239: "Forwarded: for=node;proto=..."; an IPv6 node is bracketed and quoted. */
+static void hw_forwarded(struct head_writer *hw, const struct fwd_ctx *c, const char *proto)
 {
-	if (c->ipv6)
-		snprintf(out, len, "\"[%s]\"", c->peer_ip);
-	else
-		snprintf(out, len, "%s", c->peer_ip);
+	hw_str(hw, c->ipv6 ? "Forwarded: for=\"[" : "Forwarded: for=");
+	hw_str(hw, c->peer_ip);
+	hw_str(hw, c->ipv6 ? "]\";proto=" : ";proto=");
+	hw_str(hw, proto);
+	hw_put(hw, "\r\n", 2);
 }
 
 /* The header lines forwarded upstream, whatever carries them (HTTP/1.1 head, h2 client):
@@ -226,7 +277,6 @@ static void hw_forward_lines(struct head_writer *hw, const struct fwd_ctx *c,
 {
 	const struct stream *st = c->st;
 	const char *proto = c->tls ? "https" : "http";
-	char node[INET6_ADDRSTRLEN + 4];
 
 	for (int i = 0; i < req->nheaders; i++)
 		if (!http_str_eq_nocase(req->headers[i].name, "host") &&
@@ -235,15 +285,15 @@ static void hw_forward_lines(struct head_writer *hw, const struct fwd_ctx *c,
 		    !(st && stream_req_header_removed(st, req->headers[i].name)))
 			hw_header(hw, &req->headers[i]);
 	hw_req_edits(hw, c, req, st);
-	forwarded_for(c, node, sizeof(node));
-	hw_printf(hw,
-		  "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Real-IP: %s\r\n"
-		  "Forwarded: for=%s;proto=%s\r\nX-Request-Id: %s\r\n",
-		  c->peer_ip, proto, c->peer_ip, node, proto, c->request_id);
+	hw_line_z(hw, "X-Forwarded-For", c->peer_ip);
+	hw_line_z(hw, "X-Forwarded-Proto", proto);
+	hw_line_z(hw, "X-Real-IP", c->peer_ip);
+	hw_forwarded(hw, c, proto);
+	hw_line_z(hw, "X-Request-Id", c->request_id);
 	for (int i = 0; auth && i < auth->nforward; i++)
-		hw_printf(hw, "%s: %s\r\n", auth->forward[i].name, auth->forward[i].value);
+		hw_line_z(hw, auth->forward[i].name, auth->forward[i].value);
 	if (c->client_subject)
-		hw_printf(hw, AUTH_CLIENT_CERT_HEADER ": %s\r\n", c->client_subject);
+		hw_line_z(hw, AUTH_CLIENT_CERT_HEADER, c->client_subject);
 }
 
 bool build_forward_lines(const struct fwd_ctx *c, const struct http_request *req,
@@ -261,7 +311,7 @@ bool build_forward_target(const struct fwd_ctx *c, const struct http_request *re
 	struct head_writer hw = { .b = out };
 	const struct stream *st = c->st;
 
-	hw_printf(&hw, "%.*s", (int)path_len, path);
+	hw_put(&hw, path, path_len);
 	hw_query(&hw, c, st && st->up_query ? (struct http_str){ st->up_query, st->up_query_len }
 					    : req->query);
 	return !hw.overflow;
@@ -292,31 +342,32 @@ bool build_upstream_head(struct conn *conn, const struct http_request *req, cons
 
 	if (!buf_ensure(out, conn->cfg->limits.max_header_bytes + 16 * 1024))
 		return false;
-	hw_printf(&hw, "%.*s %.*s", (int)req->method_str.len, req->method_str.p, (int)path_len,
-		  path);
+	hw_hs(&hw, req->method_str);
+	hw_put(&hw, " ", 1);
+	hw_put(&hw, path, path_len);
 	hw_query(&hw, c, st && st->up_query ? (struct http_str){ st->up_query, st->up_query_len }
 					    : req->query);
-	hw_printf(&hw, " HTTP/1.1\r\n");
+	hw_str(&hw, " HTTP/1.1\r\n");
 	/* The host the request was routed by is the one Host: the Host field, or for
 	 * absolute-form the authority (RFC 9112 3.2.2: any Host field is ignored then). */
 	if (req->host.len)
-		hw_printf(&hw, "Host: %.*s\r\n", (int)req->host.len, req->host.p);
+		hw_line(&hw, (struct http_str){ "Host", 4 }, req->host);
 	else
-		hw_printf(&hw, "Host: %s\r\n",
+		hw_line_z(&hw, "Host",
 			  upstream_default_host(&conn->cfg->upstreams[conn->ex->upstream]));
 	hw_forward_lines(&hw, c, req, auth);
 	if (st && st->req_body_ready) {
 		/* buffered: the (possibly replaced) body's own length, never chunked */
 		if (st->req_body_len || req->body != HTTP_BODY_NONE)
-			hw_printf(&hw, "Content-Length: %zu\r\n", st->req_body_len);
+			hw_content_length(&hw, st->req_body_len);
 	} else if (req->body == HTTP_BODY_LENGTH)
-		hw_printf(&hw, "Content-Length: %llu\r\n", (unsigned long long)req->content_length);
+		hw_content_length(&hw, req->content_length);
 	else if (req->body == HTTP_BODY_CHUNKED)
-		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
+		hw_str(&hw, "Transfer-Encoding: chunked\r\n");
 	if (upgrade)
-		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+		hw_str(&hw, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
 	else
-		hw_printf(&hw, "Connection: keep-alive\r\n\r\n");
+		hw_str(&hw, "Connection: keep-alive\r\n\r\n");
 	return !hw.overflow;
 }
 
@@ -327,8 +378,7 @@ bool build_client_head(struct conn *c, const struct http_response *resp, struct 
 	bool has_rid = false;
 	const struct http_header *up;
 
-	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
-		  resp->reason.p);
+	hw_status_line(&hw, resp->status, resp->reason);
 	for (int i = 0; i < resp->nheaders; i++) {
 		const struct http_header *h = &resp->headers[i];
 
@@ -339,20 +389,22 @@ bool build_client_head(struct conn *c, const struct http_response *resp, struct 
 	}
 	hw_added_headers(&hw, c->st);
 	if (!has_rid)
-		hw_printf(&hw, "X-Request-Id: %s\r\n", ex->request_id);
+		hw_line_z(&hw, "X-Request-Id", ex->request_id);
 	/* A transformed body has no length we know: chunked, or close-delimited for 1.0. */
 	if (ex->xf ? !ex->client_http10 : resp->body == HTTP_BODY_CHUNKED && !ex->resp_dechunk)
-		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
+		hw_str(&hw, "Transfer-Encoding: chunked\r\n");
 	if (resp->status == 101) {
 		up = http_find_header(resp->headers, resp->nheaders, "upgrade");
-		hw_printf(&hw, "Connection: upgrade\r\nUpgrade: %.*s\r\n\r\n",
-			  up ? (int)up->value.len : 9, up ? up->value.p : "websocket");
+		hw_str(&hw, "Connection: upgrade\r\n");
+		hw_line(&hw, (struct http_str){ "Upgrade", 7 },
+			up ? up->value : (struct http_str){ "websocket", 9 });
+		hw_put(&hw, "\r\n", 2);
 	} else if (!ex->keep_alive || c->close_after || c->cli.w->draining) {
-		hw_printf(&hw, "Connection: close\r\n\r\n");
+		hw_str(&hw, "Connection: close\r\n\r\n");
 	} else if (ex->client_http10) {
-		hw_printf(&hw, "Connection: keep-alive\r\n\r\n");
+		hw_str(&hw, "Connection: keep-alive\r\n\r\n");
 	} else {
-		hw_printf(&hw, "\r\n");
+		hw_put(&hw, "\r\n", 2);
 	}
 	return !hw.overflow;
 }
@@ -414,16 +466,22 @@ void respond_error(struct conn *c, int status, const char *reason, bool close_co
 		buf_compact(&c->cli.out);
 	local_response_edits(c, status, reason != NULL, blen);
 	before = c->cli.out.end;
-	hw_printf(&hw, "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
-	if (reason)
-		hw_printf(&hw, "Content-Type: application/json\r\nContent-Length: %d\r\n", blen);
-	else if (status != 204 && status != 304)
-		hw_printf(&hw, "Content-Length: 0\r\n");
-	hw_printf(&hw, "X-Request-Id: %s\r\n%s", ex->request_id,
-		  extra_headers ? extra_headers : "");
+	hw_status_line(&hw, status, (struct http_str){ http_status_reason(status),
+						       strlen(http_status_reason(status)) });
+	if (reason) {
+		hw_str(&hw, "Content-Type: application/json\r\n");
+		hw_content_length(&hw, (uint64_t)blen);
+	} else if (status != 204 && status != 304) {
+		hw_str(&hw, "Content-Length: 0\r\n");
+	}
+	hw_line_z(&hw, "X-Request-Id", ex->request_id);
+	hw_str(&hw, extra_headers ? extra_headers : "");
 	hw_added_headers(&hw, c->st);
-	hw_printf(&hw, "%s\r\n%s", c->close_after || !ex->keep_alive ? "Connection: close\r\n" : "",
-		  ex->method == HTTP_HEAD ? "" : body);
+	if (c->close_after || !ex->keep_alive)
+		hw_str(&hw, "Connection: close\r\n");
+	hw_put(&hw, "\r\n", 2);
+	if (ex->method != HTTP_HEAD)
+		hw_put(&hw, body, (size_t)blen);
 	if (hw.overflow) {
 		conn_abort(c);
 		return;
@@ -462,18 +520,22 @@ bool write_cached_head(struct conn *c, const struct cache_hit *hit,
 	if (!(c->cli.pending & PEND_SEND))
 		buf_compact(&c->cli.out);
 	before = c->cli.out.end;
-	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
-		  resp->reason.p);
+	hw_status_line(&hw, resp->status, resp->reason);
 	for (int i = 0; i < resp->nheaders; i++)
 		if (!header_removed(c, resp->headers[i].name))
 			hw_header(&hw, &resp->headers[i]);
 	hw_added_headers(&hw, c->st);
 	if (c->ex->xf && !c->ex->client_http10)
-		hw_printf(&hw, "Transfer-Encoding: chunked\r\n");
-	if (!c->ex->no_age)
-		hw_printf(&hw, "Age: %u\r\n", hit->age_s);
-	hw_printf(&hw, "X-Request-Id: %s\r\n%s\r\n", c->ex->request_id,
-		  !c->ex->keep_alive || c->close_after ? "Connection: close\r\n" : "");
+		hw_str(&hw, "Transfer-Encoding: chunked\r\n");
+	if (!c->ex->no_age) {
+		hw_str(&hw, "Age: ");
+		hw_u64(&hw, hit->age_s);
+		hw_put(&hw, "\r\n", 2);
+	}
+	hw_line_z(&hw, "X-Request-Id", c->ex->request_id);
+	if (!c->ex->keep_alive || c->close_after)
+		hw_str(&hw, "Connection: close\r\n");
+	hw_put(&hw, "\r\n", 2);
 	if (hw.overflow) {
 		c->cli.out.end = before;
 		return false;
@@ -489,8 +551,7 @@ size_t build_held_head(const struct http_response *resp, const char *ctype, size
 	struct buf b = { .data = out, .cap = cap };
 	struct head_writer hw = { .b = &b };
 
-	hw_printf(&hw, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
-		  resp->reason.p);
+	hw_status_line(&hw, resp->status, resp->reason);
 	for (int i = 0; i < resp->nheaders; i++) {
 		const struct http_header *h = &resp->headers[i];
 
@@ -504,8 +565,8 @@ size_t build_held_head(const struct http_response *resp, const char *ctype, size
 		hw_header(&hw, h);
 	}
 	if (ctype)
-		hw_printf(&hw, "Content-Type: %s\r\n", ctype);
-	hw_printf(&hw, "Content-Length: %zu\r\n", body_len);
+		hw_line_z(&hw, "Content-Type", ctype);
+	hw_content_length(&hw, body_len);
 	return hw.overflow ? 0 : b.end;
 }
 

@@ -127,8 +127,9 @@ struct exchange {
 	int64_t start_wall_us;
 	enum http_method method;
 	char method_str[16];
-	char *log_path; /* path as received, for the access log */
+	char *log_path; /* path as received, for the access log: log_path_short or malloc'ed */
 	size_t log_path_len;
+	char log_path_short[96];
 	char request_id[HTTP_REQUEST_ID_MAX + 1];
 	char consumer[128];
 	int consumer_slot; /* metrics slot of an API-key consumer; -1 none */

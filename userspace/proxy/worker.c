@@ -667,6 +667,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_unlock(&w->init_lock);
 	if (!ret)
 		run_loop(w);
+	buf_storage_drain();
 	return NULL;
 }
 
@@ -731,4 +732,5 @@ void worker_join(struct worker *w)
 	intro_cache_free(w->intro); /* after the streams: their waiters have left */
 	resp_cache_free(w->cache);
 	config_put(w->cfg);
+	buf_storage_drain(); /* what the frees above gave this thread's cache */
 }

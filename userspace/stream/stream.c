@@ -147,6 +147,16 @@ static void rebase_request(struct http_request *r, const char *from, size_t len,
 	}
 }
 
+/* A struct copy would move all HTTP_MAX_HEADERS slots (3 KiB) for the few in use. */
+static void copy_request(struct http_request *dst, const struct http_request *src)
+{
+	const size_t tail = offsetof(struct http_request, nheaders);
+
+	memcpy(dst, src, offsetof(struct http_request, headers));
+	memcpy(dst->headers, src->headers, (size_t)src->nheaders * sizeof(src->headers[0]));
+	memcpy((char *)dst + tail, (const char *)src + tail, sizeof(*src) - tail);
+}
+
 struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *ops, void *host,
 			   const struct xg_config *cfg, const struct http_request *req,
 			   const char *head, size_t head_len)
@@ -158,9 +168,10 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	if (!st)
 		return NULL;
 	gen = st->gen;
-	/* Only the fields a stream starts with are reset: auth and the chain are large and
-	 * fully rewritten before use. */
-	memset(st, 0, offsetof(struct stream, auth));
+	/* Only the fields a stream starts with are reset: the request is copied over, auth
+	 * and the chain are large and fully rewritten before use. */
+	memset(st, 0, offsetof(struct stream, req));
+	memset(&st->req + 1, 0, (size_t)((char *)&st->auth - (char *)(&st->req + 1)));
 	st->gen = gen;
 	st->auth_done = false;
 	st->consumer[0] = '\0';
@@ -197,7 +208,7 @@ struct stream *stream_open(struct stream_pool *p, const struct stream_host_ops *
 	}
 	copy = stream_alloc(st, head_len);
 	memcpy(copy, head, head_len);
-	st->req = *req;
+	copy_request(&st->req, req);
 	rebase_request(&st->req, head, head_len, copy);
 	p->open++;
 	return st;
