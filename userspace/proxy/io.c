@@ -202,6 +202,8 @@ bool side_arm_recv(struct side *s)
 		return false; /* backpressure: the consumer has not caught up */
 	sqe = worker_sqe(s->w);
 	io_uring_prep_recv(sqe, s->fd, NULL, RECV_CHUNK, 0);
+	if (s->recv_drained)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = BUF_GROUP;
 	set_data(sqe, s, OP_RECV);
@@ -362,6 +364,7 @@ static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
 	s->pending &= ~PEND_RECV;
 	s->cancel_requested = false;
 	timer_del(&s->w->timers, &s->rx_deadline);
+	s->recv_drained = cqe->res > 0 && cqe->res < RECV_CHUNK;
 	if (cqe->res > 0) {
 		int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 

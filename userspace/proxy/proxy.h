@@ -86,6 +86,9 @@ struct side {
 	bool closing;	  /* close requested; freed when inflight reaches 0 */
 	bool shut_wr;	  /* we sent FIN */
 	bool want_shut_wr; /* send FIN once out is flushed */
+	/* The last recv took less than a chunk: the socket was empty after it, so the next
+	 * recv waits for readiness first instead of failing once with EAGAIN. */
+	bool recv_drained;
 	uint32_t send_len;
 	uint32_t recv_timeout_ms; /* timeout for the next armed recv, 0 = none */
 	uint32_t send_timeout_ms;
