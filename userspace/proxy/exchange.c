@@ -1949,5 +1949,5 @@ void conn_on_upconn_event(struct upconn *u)
 	if (u->owner)
 		conn_advance(u->owner);
 	else
-		side_close(&u->s); /* an idle pooled connection has nothing armed: stray event */
+		pool_idle_recv(u->s.w, u);
 }

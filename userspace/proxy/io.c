@@ -365,6 +365,14 @@ static void complete_recv(struct side *s, struct io_uring_cqe *cqe)
 	s->cancel_requested = false;
 	timer_del(&s->w->timers, &s->rx_deadline);
 	s->recv_drained = cqe->res > 0 && cqe->res < RECV_CHUNK;
+	if (cqe->res > 0 && s->before_request) {
+		/* stray bytes of the idle connection: dropped, the attempt fails as a reused
+		 * connection that went bad (retried on a fresh one when safe) */
+		upconn_protocol_error((struct upconn *)s);
+		worker_buf_return(s->w, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		s->failed = true;
+		return;
+	}
 	if (cqe->res > 0) {
 		int bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
@@ -395,6 +403,7 @@ static void complete_send(struct side *s, struct io_uring_cqe *cqe)
 	if (cqe->res > 0) {
 		buf_consume(&s->out, cqe->res);
 		s->bytes_sent += cqe->res;
+		s->before_request = false;
 		if (s->tls)
 			tls_count_ktls_tx_bytes(cqe->res);
 	} else if (cqe->res == -ECANCELED && !s->closing) {

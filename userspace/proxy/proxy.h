@@ -89,6 +89,10 @@ struct side {
 	/* The last recv took less than a chunk: the socket was empty after it, so the next
 	 * recv waits for readiness first instead of failing once with EAGAIN. */
 	bool recv_drained;
+	/* A pooled connection taken for a request whose first bytes have not been sent: its
+	 * recv was armed while idle, and anything it receives now was sent before the
+	 * upstream saw the request (never a response to it). */
+	bool before_request;
 	uint32_t send_len;
 	uint32_t recv_timeout_ms; /* timeout for the next armed recv, 0 = none */
 	uint32_t send_timeout_ms;
@@ -317,6 +321,7 @@ struct upconn *pool_take(struct worker *w, struct target_state *ts);
 void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive);
 /* An idle pooled connection became readable (bytes or FIN): it leaves the pool, closed. */
 void pool_idle_event(struct worker *w, struct upconn *u);
+void pool_idle_recv(struct worker *w, struct upconn *u);
 /* Counts a framing violation by a target whose connection is being dropped for it. */
 void upconn_protocol_error(struct upconn *u);
 struct balance_rr *worker_rr(struct worker *w, const struct xg_config *cfg, int upstream);

@@ -294,8 +294,12 @@ static struct pool *pool_find(struct worker *w, struct target_state *ts, bool cr
  * An idle upstream connection is a byte stream nobody is reading: whatever the upstream
  * sends on it now (bytes after a response that was already complete, or a late segment)
  * would be taken by the next request as its response. So a pooled connection keeps a
- * poll armed and is closed as soon as it becomes readable, and a connection taken from
- * the pool is checked once more (the poll's completion may still be queued).
+ * read armed and is closed as soon as anything arrives, and a connection taken from the
+ * pool is checked once more (bytes may be in the socket with the read's completion not yet
+ * run). A plain connection keeps its recv armed: the next request's response is read by
+ * it, so reuse costs no operation; until the request's first bytes are sent
+ * (side.before_request) whatever it receives is the upstream's framing error. A TLS
+ * connection (reads go through OpenSSL) keeps a readiness poll armed instead.
  */
 void upconn_protocol_error(struct upconn *u)
 {
@@ -355,6 +359,26 @@ static bool pool_unlink(struct pool *p, struct upconn *u)
 	return false;
 }
 
+/* The idle recv of a pooled connection completed (no owner): bytes or EOF end the
+ * connection; a recv that found no buffer (ENOBUFS) or was interrupted is armed again. */
+void pool_idle_recv(struct worker *w, struct upconn *u)
+{
+	struct pool *p = pool_find(w, u->ts, false);
+
+	if (!p || !pool_unlink(p, u)) {
+		side_close(&u->s); /* not pooled (draining): nothing waits for it */
+		return;
+	}
+	if (buf_len(&u->s.in) || u->s.eof || u->s.failed) {
+		upconn_discard(u, buf_len(&u->s.in) ? IDLE_BYTES : IDLE_CLOSED);
+		return;
+	}
+	u->next_idle = p->idle;
+	p->idle = u;
+	p->nidle++;
+	side_arm_recv(&u->s);
+}
+
 void pool_idle_event(struct worker *w, struct upconn *u)
 {
 	struct pool *p = pool_find(w, u->ts, false);
@@ -392,6 +416,7 @@ struct upconn *pool_take(struct worker *w, struct target_state *ts)
 		if (why == IDLE_CLEAN) {
 			u->idle_poll_stale = true;
 			u->reused = true;
+			u->s.before_request = !u->s.tls;
 			return u;
 		}
 		upconn_discard(u, why);
@@ -406,7 +431,8 @@ void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive)
 	u->owner = NULL;
 	/* Unread bytes are more than the response framed (the exchange counted them). */
 	if (!p || p->nidle >= keepalive || u->s.failed || u->s.eof || buf_len(&u->s.in) ||
-	    buf_len(&u->s.out) || (u->s.pending & ~PEND_IDLE_POLL)) {
+	    buf_len(&u->s.out) || (u->s.pending & ~(PEND_IDLE_POLL | PEND_RECV)) ||
+	    (u->s.tls && (u->s.pending & PEND_RECV))) {
 		side_close(&u->s);
 		return;
 	}
@@ -416,7 +442,13 @@ void pool_put(struct worker *w, struct upconn *u, uint32_t keepalive)
 	u->next_idle = p->idle;
 	p->idle = u;
 	p->nidle++;
-	idle_poll_arm(w, u);
+	if (u->s.tls) {
+		idle_poll_arm(w, u);
+		return;
+	}
+	u->s.recv_timeout_ms = 0; /* idle: pool_take enforces the idle timeout */
+	side_retime_recv(&u->s);
+	side_arm_recv(&u->s);
 }
 
 static void pools_close_all(struct worker *w)
