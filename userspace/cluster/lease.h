@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define CLUSTER_LEASE_TTL_MS 100
-#define CLUSTER_LEASE_HORIZON_MS 10
+#define CLUSTER_LEASE_HORIZON_MS 20
 #define CLUSTER_LEASE_WINDOW_MS 20 /* the admission-rate sample */
 #define CLUSTER_LEASE_CAP 1000000  /* k never exceeds this, whatever the burst */
 
