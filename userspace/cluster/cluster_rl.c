@@ -272,8 +272,7 @@ static struct batch *batch_find(struct cluster_rl *rl, uint64_t h, const char *k
 	return NULL;
 }
 
-static struct batch *batch_new(struct cluster_rl *rl, uint64_t h, const char *key,
-			       size_t keylen)
+static struct batch *batch_new(struct cluster_rl *rl, uint64_t h, const char *key, size_t keylen)
 {
 	struct batch *b = calloc(1, sizeof(*b) + keylen + 1);
 
