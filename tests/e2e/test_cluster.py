@@ -191,6 +191,52 @@ def test_shared_limit_holds_across_nodes(upstream, gateway, redis):
     assert metric(gws[0], "xgate_ratelimit_fallback_total", '{route="shared"}') is None
 
 
+def evalsha_calls(r):
+    m = re.search(r"cmdstat_evalsha:calls=(\d+)", r.cli("INFO", "commandstats"))
+    return int(m.group(1)) if m else 0
+
+
+def test_token_leases_admit_most_requests_without_waiting_for_redis(upstream, gateway, redis):
+    up = upstream(name="app")
+    r = redis()
+    gw = gateway(cluster_cfg(up, r.port, nodes=1, per_s=1000000, burst=1000000), env=ENV)
+    assert wait_up(gw), gw.log()
+    counts, slowest, errors = hammer([gw], 2.0, threads_per_gw=4)
+    served = counts.get(200, 0)
+    assert not errors and set(counts) == {200}, (counts, errors[:5])
+    hits = metric(gw, "xgate_cluster_lease_hits_total")
+    waits = metric(gw, "xgate_cluster_lease_waits_total")
+    assert hits + waits == served, (hits, waits, served)
+    # Steady load: nearly every request takes a leased token, and Redis sees a call per
+    # lease refill, not per request.
+    assert hits >= 0.8 * served, (hits, waits, served)
+    calls = evalsha_calls(r)
+    assert 0 < calls <= 0.25 * served, (calls, served)
+    assert metric(gw, "xgate_ratelimit_fallback_total", '{route="shared"}') is None
+
+
+def test_shared_limit_holds_with_leases(upstream, gateway, redis):
+    """A limit large enough for leases (burst/10 over 2 nodes x 1 worker = 40 tokens each):
+    what the leases hold never lets the fleet past burst + per_s * t + 10 %."""
+    up = upstream(name="app")
+    r = redis()
+    per_s, burst = 300, 800
+    gws = [gateway(cluster_cfg(up, r.port, nodes=2, per_s=per_s, burst=burst), env=ENV)
+           for _ in range(2)]
+    for gw in gws:
+        assert wait_up(gw), gw.log()
+    t0 = time.monotonic()
+    counts, slowest, errors = hammer(gws, 3.0)
+    elapsed = time.monotonic() - t0
+    allowed = counts.get(200, 0)
+    assert not errors, errors[:5]
+    assert set(counts) <= {200, 429}, counts
+    assert counts.get(429, 0) > 100, counts
+    assert burst <= allowed <= (burst + per_s * elapsed) * 1.1, (counts, elapsed)
+    assert sum(metric(gw, "xgate_cluster_lease_hits_total") for gw in gws) > 0
+    assert slowest < scaled(1.0), slowest
+
+
 def test_script_cache_flush_reloads_the_script(upstream, gateway, redis):
     up = upstream(name="app")
     r = redis()

@@ -159,3 +159,23 @@ int cluster_metrics_up(void)
 	}
 	return seen ? up : -1;
 }
+
+/* Per worker, each written by its worker only. */
+static _Atomic uint64_t lease_hits[METRICS_MAX_WORKERS], lease_waits[METRICS_MAX_WORKERS];
+
+void cluster_metrics_lease(int worker_id, bool hit)
+{
+	if (worker_id < 0 || worker_id >= METRICS_MAX_WORKERS)
+		return;
+	atomic_fetch_add_explicit(hit ? &lease_hits[worker_id] : &lease_waits[worker_id], 1,
+				  memory_order_relaxed);
+}
+
+void cluster_metrics_lease_totals(uint64_t *hits, uint64_t *waits)
+{
+	*hits = *waits = 0;
+	for (int i = 0; i < METRICS_MAX_WORKERS; i++) {
+		*hits += atomic_load_explicit(&lease_hits[i], memory_order_relaxed);
+		*waits += atomic_load_explicit(&lease_waits[i], memory_order_relaxed);
+	}
+}

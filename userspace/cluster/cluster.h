@@ -45,10 +45,13 @@ void cluster_config_free(struct cluster_config *cc);
 bool cluster_config_same_redis(const struct cluster_config *a, const struct cluster_config *b);
 
 /*
- * Per-worker cluster rate limiting: GCRA in Redis, one EVALSHA per call. Requests of the
- * worker for one key share a call: the first one goes out at once, those arriving while
- * it is in flight are counted and go out together as one call asking for n tokens when
- * it answers. Single-threaded (the worker's).
+ * Per-worker cluster rate limiting: GCRA in Redis, one EVALSHA per call. A busy key gets
+ * a token lease (lease.h): requests take a token from it at once, and a call refilling it
+ * goes out when it falls to half, so they do not wait for Redis. A request finding the
+ * lease empty waits: the first one's call goes out at once (asking for the lease too),
+ * those arriving while a call is in flight are counted and go out together as one call
+ * asking for n tokens when it answers; a reply serves the waiters first, the lease gets
+ * the rest. Single-threaded (the worker's).
  */
 struct io_uring;
 struct timer_heap;
@@ -86,14 +89,16 @@ struct cluster_waiter {
 };
 
 /*
- * Asks for one token of `key` (already prefixed and namespaced) at per_s/burst. Returns
+ * Asks for one token of `key` (already prefixed and namespaced) at per_s/burst, leasing
+ * at most lease_max tokens ahead (cluster_lease_max(); 0: no lease). Returns
  * CLUSTER_PENDING when w was queued: w->wake runs (from a completion or timer, never from
  * inside this call) once w->verdict is set. Any other return value is the verdict now
- * (CLUSTER_FALLBACK when the connection is not up or memory ran out).
+ * (CLUSTER_ALLOW from the lease; CLUSTER_FALLBACK when the connection is not up or memory
+ * ran out).
  */
 enum cluster_verdict cluster_rl_take(struct cluster_rl *rl, struct cluster_waiter *w,
 				     const char *key, size_t keylen, uint64_t per_s,
-				     uint64_t burst);
+				     uint64_t burst, uint32_t lease_max);
 /* Unlinks a waiter whose stream ends while it waits (its token may still be spent). */
 void cluster_waiter_cancel(struct cluster_waiter *w);
 
@@ -105,5 +110,9 @@ void cluster_metrics_set_up(int worker_id, bool up);
 void cluster_metrics_clear(int worker_id);
 /* -1: no worker has a cluster connection; else 1 when every one is up, 0 otherwise. */
 int cluster_metrics_up(void);
+/* xgate_cluster_lease_hits_total / _waits_total: a cluster-limited request admitted from
+ * its worker's lease at once (hit), or waiting for a Redis reply. */
+void cluster_metrics_lease(int worker_id, bool hit);
+void cluster_metrics_lease_totals(uint64_t *hits, uint64_t *waits);
 
 #endif

@@ -1,10 +1,13 @@
-/* Per-worker cluster rate limiting: GCRA in Redis, calls batched per key (cluster.h). */
+/* Per-worker cluster rate limiting: GCRA in Redis, token leases and calls batched per key
+ * (cluster.h, lease.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster/cluster.h"
+#include "cluster/lease.h"
 #include "cluster/redis.h"
+#include "common/clock.h"
 
 #define BATCH_BUCKETS 256
 
@@ -39,16 +42,23 @@ struct cluster_wlist {
 	int n;
 };
 
-/* The call in flight for one key, and the requests waiting for the next one. */
+/*
+ * One key on this worker: its lease, the call in flight (for waiting requests, a refill
+ * or both), and the requests waiting for the next one. Kept while it holds tokens or saw
+ * admissions within a lease TTL; rl_sweep() frees the idle ones.
+ */
 struct batch {
 	struct batch *hnext;
 	struct cluster_rl *rl;
 	struct redis_cmd cmd;
 	uint64_t hash;
 	double t_us, tau_us;
+	struct cluster_lease lease;
+	uint32_t lease_max;
 	struct cluster_wlist sent, next;
-	int asked; /* tokens the call in flight asks for */
-	bool eval; /* re-sent with the script's text after NOSCRIPT */
+	int asked;     /* tokens the call in flight asks for: sent's, then the lease's */
+	bool inflight; /* a call is out (sent may be empty: a refill) */
+	bool eval;     /* re-sent with the script's text after NOSCRIPT */
 	size_t keylen;
 	char key[];
 };
@@ -61,6 +71,7 @@ struct cluster_rl {
 	struct cluster_config cc; /* host, port, db, timeout_ms, password of conn */
 	struct redis_link *links;
 	struct batch *buckets[BATCH_BUCKETS];
+	unsigned sweep; /* the next bucket rl_sweep() looks at */
 };
 
 static uint64_t key_hash(const char *key, size_t len)
@@ -110,10 +121,13 @@ void cluster_waiter_cancel(struct cluster_waiter *w)
 		wlist_remove(w);
 }
 
-/* Gives the first `count` waiters of l the verdict (all when count < 0) and wakes them. */
-static void wlist_settle(struct cluster_wlist *l, int count, enum cluster_verdict v,
-			 uint32_t retry_after_s)
+/* Gives the first `count` waiters of l the verdict (all when count < 0) and wakes them;
+ * returns how many there were. */
+static long long wlist_settle(struct cluster_wlist *l, long long count, enum cluster_verdict v,
+			      uint32_t retry_after_s)
 {
+	long long done = 0;
+
 	while (l->head && count--) {
 		struct cluster_waiter *w = l->head;
 
@@ -121,7 +135,9 @@ static void wlist_settle(struct cluster_wlist *l, int count, enum cluster_verdic
 		w->verdict = v;
 		w->retry_after_s = retry_after_s;
 		w->wake(w);
+		done++;
 	}
+	return done;
 }
 
 static void wlist_move(struct cluster_wlist *to, struct cluster_wlist *from)
@@ -165,6 +181,38 @@ static void batch_unlink(struct batch *b)
 	free(b);
 }
 
+/* Asks for the sent waiters' tokens plus what the lease wants now; false: not sent. */
+static bool batch_call(struct batch *b, uint64_t now)
+{
+	b->asked = b->sent.n + (int)cluster_lease_refill(&b->lease, now, b->lease_max);
+	if (!b->asked || !batch_send(b))
+		return false;
+	b->inflight = true;
+	return true;
+}
+
+static bool batch_idle(const struct batch *b, uint64_t now)
+{
+	return !b->inflight && !b->sent.n && !b->next.n && cluster_lease_idle(&b->lease, now);
+}
+
+/* Frees the idle keys of one bucket per call: keys stay bounded by those in use. */
+static void rl_sweep(struct cluster_rl *rl, uint64_t now)
+{
+	struct batch **pp = &rl->buckets[rl->sweep++ % BATCH_BUCKETS];
+
+	while (*pp) {
+		struct batch *b = *pp;
+
+		if (batch_idle(b, now)) {
+			*pp = b->hnext;
+			free(b);
+		} else {
+			pp = &b->hnext;
+		}
+	}
+}
+
 static bool reply_gcra(const redisReply *r, long long *granted, long long *retry_us)
 {
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -176,9 +224,24 @@ static bool reply_gcra(const redisReply *r, long long *granted, long long *retry
 	return true;
 }
 
+/* A reply: the sent waiters first, then those that arrived meanwhile, then the lease. */
+static void batch_granted(struct batch *b, long long granted, long long retry_us, uint64_t now)
+{
+	uint32_t retry_s = (uint32_t)((retry_us + 999999) / 1000000);
+	long long n = wlist_settle(&b->sent, granted, CLUSTER_ALLOW, 0);
+
+	wlist_settle(&b->sent, -1, CLUSTER_DENY, retry_s ? retry_s : 1);
+	if (granted > n)
+		n += wlist_settle(&b->next, granted - n, CLUSTER_ALLOW, 0);
+	cluster_lease_admitted(&b->lease, now, (uint32_t)n);
+	if (granted > n)
+		cluster_lease_fill(&b->lease, (uint32_t)(granted - n), now);
+}
+
 static void batch_done(struct redis_cmd *cmd, redisReply *r)
 {
 	struct batch *b = (struct batch *)((char *)cmd - offsetof(struct batch, cmd));
+	uint64_t now = clock_mono_ns();
 	long long granted, retry_us;
 
 	if (r && r->type == REDIS_REPLY_ERROR && !b->eval && !strncmp(r->str, "NOSCRIPT", 8)) {
@@ -189,22 +252,16 @@ static void batch_done(struct redis_cmd *cmd, redisReply *r)
 			return;
 	}
 	b->eval = false;
-	if (reply_gcra(r, &granted, &retry_us)) {
-		uint32_t retry_s = (uint32_t)((retry_us + 999999) / 1000000);
-
-		wlist_settle(&b->sent, (int)granted, CLUSTER_ALLOW, 0);
-		wlist_settle(&b->sent, -1, CLUSTER_DENY, retry_s ? retry_s : 1);
-	} else {
+	b->inflight = false;
+	if (reply_gcra(r, &granted, &retry_us))
+		batch_granted(b, granted, retry_us, now);
+	else
 		wlist_settle(&b->sent, -1, CLUSTER_FALLBACK, 0);
-	}
 	if (b->next.n) {
 		wlist_move(&b->sent, &b->next);
-		b->asked = b->sent.n;
-		if (batch_send(b))
-			return;
-		wlist_settle(&b->sent, -1, CLUSTER_FALLBACK, 0);
+		if (!batch_call(b, now))
+			wlist_settle(&b->sent, -1, CLUSTER_FALLBACK, 0);
 	}
-	batch_unlink(b);
 }
 
 static struct batch *batch_find(struct cluster_rl *rl, uint64_t h, const char *key, size_t len)
@@ -215,39 +272,64 @@ static struct batch *batch_find(struct cluster_rl *rl, uint64_t h, const char *k
 	return NULL;
 }
 
-enum cluster_verdict cluster_rl_take(struct cluster_rl *rl, struct cluster_waiter *w,
-				     const char *key, size_t keylen, uint64_t per_s, uint64_t burst)
+static struct batch *batch_new(struct cluster_rl *rl, uint64_t h, const char *key, size_t keylen)
 {
-	uint64_t h = key_hash(key, keylen);
+	struct batch *b = calloc(1, sizeof(*b) + keylen + 1);
+
+	if (!b)
+		return NULL;
+	b->rl = rl;
+	b->cmd.done = batch_done;
+	b->hash = h;
+	b->keylen = keylen;
+	memcpy(b->key, key, keylen);
+	b->hnext = rl->buckets[h % BATCH_BUCKETS];
+	rl->buckets[h % BATCH_BUCKETS] = b;
+	return b;
+}
+
+/* After a token left the lease: refill ahead of need, nobody waits for it. */
+static void batch_refill(struct batch *b, uint64_t now)
+{
+	if (!b->inflight && cluster_lease_refill(&b->lease, now, b->lease_max))
+		batch_call(b, now);
+}
+
+enum cluster_verdict cluster_rl_take(struct cluster_rl *rl, struct cluster_waiter *w,
+				     const char *key, size_t keylen, uint64_t per_s, uint64_t burst,
+				     uint32_t lease_max)
+{
+	uint64_t h = key_hash(key, keylen), now;
 	struct batch *b;
 
 	if (!rl || !redis_conn_up(rl->conn) || !per_s)
 		return CLUSTER_FALLBACK;
-	w->verdict = CLUSTER_PENDING;
+	now = clock_mono_ns();
+	rl_sweep(rl, now);
 	b = batch_find(rl, h, key, keylen);
-	if (b) { /* a call for this key is in flight: join the next one */
-		wlist_push(&b->next, w);
-		return CLUSTER_PENDING;
-	}
-	b = calloc(1, sizeof(*b) + keylen + 1);
-	if (!b)
+	if (!b && !(b = batch_new(rl, h, key, keylen)))
 		return CLUSTER_FALLBACK;
-	b->rl = rl;
-	b->cmd.done = batch_done;
-	b->hash = h;
+	/* A reload may change the limit: the next call uses the new one. */
 	b->t_us = 1e6 / (double)per_s;
 	b->tau_us = b->t_us * (double)burst;
-	b->keylen = keylen;
-	memcpy(b->key, key, keylen);
-	b->asked = 1;
+	b->lease_max = lease_max;
+	if (cluster_lease_take(&b->lease, now)) {
+		cluster_metrics_lease(rl->worker_id, true);
+		batch_refill(b, now);
+		return CLUSTER_ALLOW;
+	}
+	w->verdict = CLUSTER_PENDING;
+	if (b->inflight) { /* a call for this key is out: join the next one */
+		wlist_push(&b->next, w);
+		cluster_metrics_lease(rl->worker_id, false);
+		return CLUSTER_PENDING;
+	}
 	wlist_push(&b->sent, w);
-	if (!batch_send(b)) {
+	if (!batch_call(b, now)) {
 		wlist_remove(w);
-		free(b);
 		return CLUSTER_FALLBACK;
 	}
-	b->hnext = rl->buckets[h % BATCH_BUCKETS];
-	rl->buckets[h % BATCH_BUCKETS] = b;
+	cluster_metrics_lease(rl->worker_id, false);
 	return CLUSTER_PENDING;
 }
 
@@ -270,6 +352,13 @@ struct cluster_rl *cluster_rl_new(struct io_uring *ring, struct timer_heap *time
 	return rl;
 }
 
+static void rl_free_keys(struct cluster_rl *rl)
+{
+	for (int i = 0; i < BATCH_BUCKETS; i++)
+		while (rl->buckets[i])
+			batch_unlink(rl->buckets[i]);
+}
+
 static void rl_disconnect(struct cluster_rl *rl)
 {
 	struct redis_conn *rc = rl->conn;
@@ -279,6 +368,7 @@ static void rl_disconnect(struct cluster_rl *rl)
 	/* The NULL replies of the pending calls try no new ones: conn is gone. */
 	rl->conn = NULL;
 	redis_conn_free(rc);
+	rl_free_keys(rl); /* their calls completed above; leases of that Redis are void */
 	free(rl->cc.password);
 	memset(&rl->cc, 0, sizeof(rl->cc));
 	cluster_metrics_clear(rl->worker_id);
@@ -326,6 +416,7 @@ void cluster_rl_free(struct cluster_rl *rl)
 		rl->conn->ring_dead = true;
 		rl_disconnect(rl);
 	}
+	rl_free_keys(rl);
 	redis_links_free(&rl->links);
 	free(rl);
 }

@@ -1,14 +1,17 @@
 /*
  * Route rate-limit filter: token buckets keyed by client address, identity or route —
  * this node's (ratelimit/), or for "scope": "cluster" every node's, in Redis (cluster/):
- * the request waits for its worker's call, and when Redis cannot answer, on_redis_error
- * decides, per request, from the state of the connection at that moment.
+ * the request takes a token of its worker's lease or waits for its worker's call (each
+ * worker's lease is at most a tenth of the burst over every worker of every node), and
+ * when Redis cannot answer, on_redis_error decides, per request, from the state of the
+ * connection at that moment.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cluster/cluster.h"
+#include "cluster/lease.h"
 #include "common/clock.h"
 #include "config/config.h"
 #include "filters/filters.h"
@@ -89,15 +92,16 @@ static enum cluster_verdict cluster_ask(struct stream *st, struct rl_state *s,
 	const struct cluster_config *cc = st->cfg->cluster;
 	char rkey[RATELIMIT_KEY_MAX + 256];
 	int n = snprintf(rkey, sizeof(rkey), "%srl:%s:%s", cc->key_prefix, rc->name, key);
+	uint64_t per_s = ratelimit_policy_per_s(rc->rate_limit);
+	uint64_t burst = ratelimit_policy_burst(rc->rate_limit);
 
 	if (n < 0 || (size_t)n >= sizeof(rkey))
 		n = sizeof(rkey) - 1; /* over-long identities share a truncated key */
 	s->ref = stream_ref(st);
 	s->w.wake = rl_wake;
 	s->asked = true;
-	return cluster_rl_take(st->env->cluster, &s->w, rkey, n,
-			       ratelimit_policy_per_s(rc->rate_limit),
-			       ratelimit_policy_burst(rc->rate_limit));
+	return cluster_rl_take(st->env->cluster, &s->w, rkey, n, per_s, burst,
+			       cluster_lease_max(burst, cc->nodes, st->cfg->workers));
 }
 
 static enum filter_verdict cluster_request(struct stream *st, struct rl_state *s,

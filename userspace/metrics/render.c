@@ -195,6 +195,19 @@ static void render_waf(struct metrics_buf *b, const bool *cur, int n)
 		}
 }
 
+static void render_leases(struct metrics_buf *b)
+{
+	uint64_t hits, waits;
+
+	cluster_metrics_lease_totals(&hits, &waits);
+	family(b, "xgate_cluster_lease_hits_total", "counter",
+	       "Cluster-limited requests admitted at once from their worker's token lease.");
+	sample_u64(b, "xgate_cluster_lease_hits_total", NULL, hits);
+	family(b, "xgate_cluster_lease_waits_total", "counter",
+	       "Cluster-limited requests that waited for a Redis reply (lease empty).");
+	sample_u64(b, "xgate_cluster_lease_waits_total", NULL, waits);
+}
+
 static void render_fallbacks(struct metrics_buf *b, const bool *cur, int n)
 {
 	int up = cluster_metrics_up();
@@ -203,6 +216,7 @@ static void render_fallbacks(struct metrics_buf *b, const bool *cur, int n)
 		family(b, "xgate_cluster_redis_up", "gauge",
 		       "1 when every worker's Redis connection is ready, 0 otherwise.");
 		sample_u64(b, "xgate_cluster_redis_up", NULL, up);
+		render_leases(b);
 	}
 	family(b, "xgate_ratelimit_fallback_total", "counter",
 	       "Cluster rate limits decided by on_redis_error (Redis unusable), by route.");
