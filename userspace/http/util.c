@@ -53,9 +53,15 @@ bool http_list_has_token(struct http_str list, const char *token, size_t token_l
 }
 
 static const struct http_str hop_by_hop[] = {
-	HTTP_LIT("connection"),		HTTP_LIT("keep-alive"),		HTTP_LIT("proxy-connection"),
-	HTTP_LIT("te"),			HTTP_LIT("trailer"),		HTTP_LIT("upgrade"),
-	HTTP_LIT("transfer-encoding"),	HTTP_LIT("proxy-authenticate"),	HTTP_LIT("proxy-authorization"),
+    HTTP_LIT("connection"),
+    HTTP_LIT("keep-alive"),
+    HTTP_LIT("proxy-connection"),
+    HTTP_LIT("te"),
+    HTTP_LIT("trailer"),
+    HTTP_LIT("upgrade"),
+    HTTP_LIT("transfer-encoding"),
+    HTTP_LIT("proxy-authenticate"),
+    HTTP_LIT("proxy-authorization"),
 };
 
 bool http_str_in_nocase(struct http_str s, const struct http_str *list, size_t n)
