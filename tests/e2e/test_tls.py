@@ -467,3 +467,87 @@ def test_413_reaches_a_tls_client_still_uploading(gateway, upstream, base_config
         responses = parse_responses(got)
         assert responses and responses[0][0] == 413, got[:200]
     assert not up.requests
+
+
+class SClient:
+    """`openssl s_client` on one TLS 1.3 connection: what Python's ssl cannot do (a key
+    update mid-connection, its "K" command). Output collected by a thread."""
+
+    def __init__(self, port):
+        import subprocess
+        self.proc = subprocess.Popen(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
+             "api.test", "-tls1_3", "-crlf", "-brief"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.out = b""
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            chunk = self.proc.stdout.read1(65536)
+            if not chunk:
+                return
+            with self.lock:
+                self.out += chunk
+
+    def send(self, text):
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def wait_for(self, what, count, timeout=10.0):
+        """True once `what` appears `count` times; False when the connection ended first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.out.count(what) >= count:
+                    return True
+            if not self.reader.is_alive():
+                return False
+            time.sleep(0.02)
+        raise AssertionError("s_client: no %r after %.0f s: %r" % (what, timeout, self.out))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_tls13_key_update_is_handled_or_closes_cleanly(gateway, upstream, base_config,
+                                                       free_port, certs):
+    """A client's TLS 1.3 KeyUpdate asking the gateway to update its own keys: with
+    userspace TLS the gateway answers and keeps serving; with kTLS TX (the kernel cannot
+    change a TX key here) the connection ends cleanly after the response in flight. Never
+    a record the client cannot decrypt, never a hang; the next connection works."""
+    up = upstream(name="app")
+    gw = gateway(tls_config(base_config, up, certs, free_port, ktls="auto"))
+    request = "GET /ku/%d HTTP/1.1\nHost: api.test\n\n"
+    cli = SClient(gw.port(1))
+    try:
+        cli.send(request % 1)
+        assert cli.wait_for(b"HTTP/1.1 200", 1), cli.out
+        cli.send("K\n")  # KeyUpdate, update_requested
+        time.sleep(0.2)
+        cli.send(request % 2)
+        answered = cli.wait_for(b"HTTP/1.1 200", 2)
+    finally:
+        cli.close()
+    out = cli.out.decode(errors="replace")
+    assert "KEYUPDATE" in out, out  # s_client sent it
+    assert not re.search(r"bad record mac|decrypt|alert", out, re.I), out
+    tls = status(gw)["tls"]
+    if tls["ktls_tx_connections"] == 0:
+        assert answered, "userspace TLS must answer after a key update: %s" % out
+        assert tls["key_update_closes"] == 0, tls
+    else:
+        assert not answered, out
+        assert tls["key_update_closes"] == 1, tls
+    assert metric(gw, "xgate_tls_key_update_closes_total") == tls["key_update_closes"]
+    assert https_get(gw.port(1), client_ctx(), "api.test")[0] == b"HTTP/1.1 200 OK"

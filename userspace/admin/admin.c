@@ -80,6 +80,7 @@ static void collect_extra(struct gateway *gw, const struct xg_config *cfg, struc
 	x->ktls_tx = tls.ktls_tx;
 	x->ktls_rx = tls.ktls_rx;
 	x->ktls_tx_bytes = tls.ktls_tx_bytes;
+	x->tls_key_update_closes = tls.key_update_closes;
 	/* Zeros without sockmap: "nothing spliced" is a value, not a missing series. */
 	x->have_splice = true;
 	if (gw->splice) {
@@ -192,7 +193,7 @@ static json_t *status_json(struct gateway *gw, const struct xg_config *cfg)
 	gateway_worker_stats(gw, &active);
 	return json_pack(
 	    "{s:s, s:I, s:i, s:{s:I, s:I, s:s, s:b, s:o*}, s:{s:s, s:b, s:b, s:{s:b, s:b}}, "
-	    "s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o*}",
+	    "s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:o*}",
 	    "version", XGATE_VERSION, "uptime_s", (json_int_t)(time(NULL) - gw->started_at),
 	    "workers", gw->nworkers, "config", "generation", (json_int_t)cfg->generation,
 	    "loaded_at", (json_int_t)cfg->loaded_at, "path", cfg->path ? cfg->path : "",
@@ -205,7 +206,8 @@ static json_t *status_json(struct gateway *gw, const struct xg_config *cfg)
 	    "ktls_rx_connections", (json_int_t)tls.ktls_rx, "ktls_tx_bytes",
 	    (json_int_t)tls.ktls_tx_bytes, "ktls_spliced_responses",
 	    (json_int_t)tls.ktls_spliced_responses, "ktls_spliced_bytes",
-	    (json_int_t)tls.ktls_spliced_bytes, "upstreams", status_upstreams(cfg));
+	    (json_int_t)tls.ktls_spliced_bytes, "key_update_closes",
+	    (json_int_t)tls.key_update_closes, "upstreams", status_upstreams(cfg));
 }
 
 static void get_status(void *ctx, const struct admin_call *call, struct admin_response *resp)

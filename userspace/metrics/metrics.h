@@ -112,6 +112,7 @@ struct metrics_xdp_counter {
 struct metrics_extra {
 	bool have_tls;
 	unsigned long tls_handshakes, tls_handshake_failures, ktls_tx, ktls_rx, ktls_tx_bytes;
+	unsigned long tls_key_update_closes;
 	bool have_splice;
 	unsigned long splice_flows_total, splice_flows_active, splice_fallbacks;
 	unsigned long splice_pipe_bytes;

@@ -517,6 +517,9 @@ static void render_extra(struct metrics_buf *b, const struct metrics_extra *x)
 		family(b, "xgate_ktls_tx_bytes_total", "counter",
 		       "Plaintext bytes written to kTLS sockets for the kernel to encrypt.");
 		sample_u64(b, "xgate_ktls_tx_bytes_total", NULL, x->ktls_tx_bytes);
+		family(b, "xgate_tls_key_update_closes_total", "counter",
+		       "kTLS TX connections closed because the peer requested a TLS 1.3 key update.");
+		sample_u64(b, "xgate_tls_key_update_closes_total", NULL, x->tls_key_update_closes);
 	}
 	if (x->have_splice) {
 		family(b, "xgate_splice_flows_total", "counter", "Flows spliced in the kernel.");

@@ -54,6 +54,7 @@ struct tls_conn {
 	struct tls_listener *listener;
 	bool handshake_done, outcome_counted;
 	bool ktls_tx, ktls_rx;
+	bool key_update_refused; /* ended by a KeyUpdate kTLS TX cannot follow */
 	bool peer_verified;
 	char *peer_subject; /* of a verified client certificate */
 	char sni[256];
@@ -61,6 +62,7 @@ struct tls_conn {
 
 static atomic_ulong stat_handshakes, stat_failures, stat_ktls_tx, stat_ktls_rx, stat_resumed;
 static atomic_ulong stat_ktls_tx_bytes, stat_ktls_spliced_responses, stat_ktls_spliced_bytes;
+static atomic_ulong stat_key_update_closes;
 
 static pthread_once_t ticket_key_once = PTHREAD_ONCE_INIT;
 /* One key per process, shared by every context and every reload, so tickets issued before a
@@ -978,15 +980,41 @@ enum tls_io tls_handshake(struct tls_conn *c)
 	return r;
 }
 
+/*
+ * A TLS 1.3 peer's KeyUpdate with update_requested obliges us to send our own KeyUpdate
+ * before any more application data and to encrypt under a new key from then on (RFC 8446
+ * 4.6.3). With kTLS TX the kernel holds the TX key and takes no new one (TLS_TX can be set
+ * once; OpenSSL 3.0 would go on writing under the old key and the peer would reject every
+ * record), so the connection ends instead, like a peer's close: what it read with the
+ * KeyUpdate is dropped, no close_notify is sent, and a client retries on a new connection.
+ */
+static bool ktls_refuses_key_update(struct tls_conn *c)
+{
+	if (!c->ktls_tx || SSL_get_key_update_type(c->ssl) == SSL_KEY_UPDATE_NONE)
+		return false;
+	if (!c->key_update_refused) {
+		c->key_update_refused = true;
+		atomic_fetch_add_explicit(&stat_key_update_closes, 1, memory_order_relaxed);
+	}
+	return true;
+}
+
 enum tls_io tls_read(struct tls_conn *c, void *buf, size_t len, size_t *n)
 {
 	enum tls_io r;
 	int ret;
 
 	*n = 0;
+	if (c->key_update_refused)
+		return TLS_CLOSED;
 	ERR_clear_error();
 	errno = 0;
 	ret = SSL_read_ex(c->ssl, buf, len, n);
+	if (ktls_refuses_key_update(c)) {
+		*n = 0;
+		ERR_clear_error();
+		return TLS_CLOSED;
+	}
 	if (ret == 1)
 		return TLS_OK;
 	r = map_error(c, ret);
@@ -1014,7 +1042,7 @@ enum tls_io tls_write(struct tls_conn *c, const void *buf, size_t len, size_t *n
 
 void tls_shutdown(struct tls_conn *c)
 {
-	if (!c->handshake_done)
+	if (!c->handshake_done || c->key_update_refused)
 		return;
 	ERR_clear_error();
 	/* One attempt: the peer's close_notify is not waited for. */
@@ -1097,6 +1125,7 @@ void tls_stats_get(struct tls_stats *out)
 	    atomic_load_explicit(&stat_ktls_spliced_responses, memory_order_relaxed);
 	out->ktls_spliced_bytes = atomic_load_explicit(&stat_ktls_spliced_bytes, memory_order_relaxed);
 	out->resumed = atomic_load_explicit(&stat_resumed, memory_order_relaxed);
+	out->key_update_closes = atomic_load_explicit(&stat_key_update_closes, memory_order_relaxed);
 }
 
 /* ---- ClientHello SNI peek ---- */

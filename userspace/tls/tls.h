@@ -110,6 +110,7 @@ struct tls_stats {
 	unsigned long handshakes, handshake_failures, ktls_tx, ktls_rx, resumed;
 	unsigned long ktls_tx_bytes;
 	unsigned long ktls_spliced_responses, ktls_spliced_bytes; /* of those, spliced */
+	unsigned long key_update_closes; /* kTLS TX connections ended by a peer's KeyUpdate */
 };
 void tls_count_ktls_tx_bytes(size_t n);
 void tls_count_ktls_spliced_response(void);
