@@ -493,8 +493,13 @@ class SClient:
                 self.out += chunk
 
     def send(self, text):
-        self.proc.stdin.write(text.encode())
-        self.proc.stdin.flush()
+        """False when s_client has already ended (the gateway closed the connection)."""
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+            return True
+        except BrokenPipeError:
+            return False
 
     def wait_for(self, what, count, timeout=10.0):
         """True once `what` appears `count` times; False when the connection ended first."""
