@@ -619,16 +619,22 @@ static struct http_header *copy_fields(struct stream *st, const struct http_head
 }
 
 /* The request body to the upstream as far as it takes it; what it took is acknowledged
- * to the client (WINDOW_UPDATE), so the client is never more than a window ahead. */
+ * to the client (WINDOW_UPDATE), so the client is never more than a window ahead. Runs
+ * inside the session's callbacks too: no conn_advance() here (it would recurse). */
 static void pump(struct h2stream *hs)
 {
 	struct stream *st = hs->st;
-	bool whole = st->req_body_ready, fin = hs->body_done;
-	const char *src = whole ? st->req_body + hs->body_off : hs->body;
-	size_t len = whole ? st->req_body_len - hs->body_off : hs->body_len;
+	bool whole, fin = hs->body_done;
+	const char *src;
+	size_t len;
 	ssize_t k;
 
-	if (hs->mode != FWD_STREAM || !hs->call || hs->fin_sent || (!len && !fin))
+	if (hs->mode != FWD_STREAM || !hs->call || hs->fin_sent || !st)
+		return;
+	whole = st->req_body_ready;
+	src = whole ? st->req_body + hs->body_off : hs->body;
+	len = whole ? st->req_body_len - hs->body_off : hs->body_len;
+	if (!len && !fin)
 		return;
 	k = client_stream_write(hs->call, src ? src : "", len, fin);
 	if (k <= 0 && !(k == 0 && !len))
@@ -642,12 +648,15 @@ static void pump(struct h2stream *hs)
 	}
 	if ((size_t)k == len && fin)
 		hs->fin_sent = true;
-	conn_advance(hs->hc->c);
 }
 
+/* From the client (outside the connection's step): the WINDOW_UPDATEs want a step. */
 static void up_writable(void *arg)
 {
-	pump(arg);
+	struct h2stream *hs = arg;
+
+	pump(hs);
+	conn_advance(hs->hc->c);
 }
 
 static void respond_stream(struct h2stream *hs, int status, struct fields *fs)
@@ -841,6 +850,15 @@ static uint32_t call_timeout_ms(const struct h2stream *hs, const struct upstream
 	return (uint32_t)cap;
 }
 
+static bool streams(const struct h2stream *hs);
+
+static bool te_trailers(const struct http_request *req)
+{
+	const struct http_header *te = http_find_header(req->headers, req->nheaders, "te");
+
+	return te && te->value.len == 8 && !strncasecmp(te->value.p, "trailers", 8);
+}
+
 /* Options for the upstream call (strings in the stream's arena); false: answered. */
 static bool forward_opts(struct h2stream *hs, struct client_request_opts *o)
 {
@@ -883,6 +901,9 @@ static bool forward_opts(struct h2stream *hs, struct client_request_opts *o)
 	     buf_ensure(&target, c->cfg->limits.max_header_bytes + 16) &&
 	     build_forward_lines(&x, req, st->auth_done ? &st->auth : NULL, &lines) &&
 	     build_forward_target(&x, req, up_path, up_len, &target);
+	/* TE is hop-by-hop, but "trailers" is end to end over HTTP/2: gRPC servers want it */
+	if (ok && streams(hs) && te_trailers(req))
+		ok = buf_append(&lines, "te: trailers\r\n", 14);
 	path_s = ok ? arena_str(st, &target) : NULL;
 	lines_s = ok ? arena_str(st, &lines) : NULL;
 	buf_free(&lines);
@@ -958,8 +979,7 @@ static void set_buffered(struct h2stream *hs)
 {
 	if (hs->mode == FWD_UNDECIDED)
 		h2s_hold_window(hs->hc->h, hs->sid, false);
-	hs->mode = FWD_BUFFER;
-	conn_advance(hs->hc->c);
+	hs->mode = FWD_BUFFER; /* the WINDOW_UPDATEs go with the connection's next step */
 }
 
 /* Every filter continued: stream to an HTTP/2 upstream, else the client call carries a
