@@ -179,11 +179,13 @@ def test_grpc_timeout_is_enforced_by_the_gateway(gateway):
     DEADLINE_EXCEEDED trailers-only after ~300 ms and cancels the upstream stream."""
     up = H2Upstream(name="slow")
     try:
-        cfg = base_config(upstreams=[up.config()],
-                          routes=[{"name": "s", "paths": ["/"], "upstream": "slow"}],
-                          access_log=None)
-        cfg["listeners"][0]["http2"] = True
-        gw = gateway(cfg)
+        def config(**up_extra):
+            cfg = base_config(upstreams=[up.config(**up_extra)],
+                              routes=[{"name": "s", "paths": ["/"], "upstream": "slow"}],
+                              access_log=None)
+            cfg["listeners"][0]["http2"] = True
+            return cfg
+        gw = gateway(config())
         cli, sid = grpc_request(gw.port(), "/json?d=3000", "300m")
         t0 = time.monotonic()
         assert cli.pump(lambda: cli.responses[sid]["ended"], timeout=5)
@@ -199,8 +201,7 @@ def test_grpc_timeout_is_enforced_by_the_gateway(gateway):
         assert cli2.responses[sid2]["headers"][":status"] == "200"
         assert "grpc-status" not in cli2.responses[sid2]["headers"]
         # capped by the upstream's timeouts: 10 S asked, read timeout 500 ms
-        cfg["upstreams"][0]["timeouts_ms"] = {"connect": 200, "read": 500}
-        gw2 = gateway(cfg)
+        gw2 = gateway(config(timeouts_ms={"connect": 200, "read": 500}))
         cli3, sid3 = grpc_request(gw2.port(), "/json?d=3000", "10S")
         t0 = time.monotonic()
         assert cli3.pump(lambda: cli3.responses[sid3]["ended"], timeout=5)
