@@ -681,8 +681,7 @@ size_t h2s_stream_write(struct h2s *h, int32_t sid, const char *p, size_t n)
 	return n;
 }
 
-bool h2s_stream_end(struct h2s *h, int32_t sid, const struct http_header *trailers,
-		    int ntrailers)
+bool h2s_stream_end(struct h2s *h, int32_t sid, const struct http_header *trailers, int ntrailers)
 {
 	struct h2st *st = st_get(h, sid);
 

@@ -115,8 +115,7 @@ bool h2s_respond_stream(struct h2s *h, int32_t sid, int status, const struct htt
 			int nfields);
 size_t h2s_stream_room(struct h2s *h, int32_t sid);
 size_t h2s_stream_write(struct h2s *h, int32_t sid, const char *p, size_t n);
-bool h2s_stream_end(struct h2s *h, int32_t sid, const struct http_header *trailers,
-		    int ntrailers);
+bool h2s_stream_end(struct h2s *h, int32_t sid, const struct http_header *trailers, int ntrailers);
 /* Body bytes written but not yet framed. */
 size_t h2s_stream_pending(struct h2s *h, int32_t sid);
 

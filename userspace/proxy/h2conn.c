@@ -608,8 +608,8 @@ static struct http_header *copy_fields(struct stream *st, const struct http_head
 	struct http_header *r = n ? stream_alloc(st, n * sizeof(*r)) : NULL;
 
 	for (int i = 0; r && i < n; i++) {
-		r[i].name = (struct http_str){stream_strdup(st, h[i].name.p, h[i].name.len),
-					      h[i].name.len};
+		r[i].name =
+		    (struct http_str){stream_strdup(st, h[i].name.p, h[i].name.len), h[i].name.len};
 		r[i].value = (struct http_str){stream_strdup(st, h[i].value.p, h[i].value.len),
 					       h[i].value.len};
 		if (!r[i].name.p || !r[i].value.p)
@@ -801,8 +801,8 @@ static void up_done(void *arg, enum client_error err, const char *target)
 	if (err != CLIENT_OK && !hs->responded) {
 		int status = client_error_status(err, &reason);
 
-		local_answer(hs, status, hs->grpc && err == CLIENT_ERR_TIMEOUT ? "deadline exceeded"
-									       : reason,
+		local_answer(hs, status,
+			     hs->grpc && err == CLIENT_ERR_TIMEOUT ? "deadline exceeded" : reason,
 			     NULL);
 	} else if (err != CLIENT_OK) {
 		stream_failed(hs, err);
@@ -813,8 +813,7 @@ static void up_done(void *arg, enum client_error err, const char *target)
 			stream_response_data(st, hs->rbody, hs->rbody_len);
 			hs->trailers = hs->rtrail;
 			hs->ntrailers = hs->nrtrail;
-			send_response(hs, hs->rhead, hs->rbody ? hs->rbody : "", hs->rbody_len,
-				      -1);
+			send_response(hs, hs->rhead, hs->rbody ? hs->rbody : "", hs->rbody_len, -1);
 			hs->trailers = NULL;
 			hs->ntrailers = 0;
 		}
@@ -841,8 +840,8 @@ static const struct client_stream_cbs up_cbs = {
 static uint32_t call_timeout_ms(const struct h2stream *hs, const struct upstream_config *uc)
 {
 	const struct http_request *req = &hs->st->req;
-	const struct http_header *gt = http_find_header(req->headers, req->nheaders,
-							"grpc-timeout");
+	const struct http_header *gt =
+	    http_find_header(req->headers, req->nheaders, "grpc-timeout");
 	uint64_t cap = (uint64_t)uc->connect_timeout_ms + uc->read_timeout_ms, ms;
 
 	if (hs->grpc && gt && h2_grpc_timeout_ms(gt->value, &ms) && ms < cap)
@@ -953,8 +952,8 @@ static void stream_forward(struct h2stream *hs)
 	if (st->req_body_ready)
 		o.body_len = st->req_body_len ? st->req_body_len : CLIENT_BODY_NONE;
 	else
-		o.body_len = hs->body_done && !hs->body_len ? CLIENT_BODY_NONE
-							    : CLIENT_BODY_UNKNOWN;
+		o.body_len =
+		    hs->body_done && !hs->body_len ? CLIENT_BODY_NONE : CLIENT_BODY_UNKNOWN;
 	hs->fin_sent = o.body_len == CLIENT_BODY_NONE;
 	hs->call = client_stream_start(hs->hc->c->cli.w->client, &o, &up_cbs, hs);
 	if (!hs->call) {
