@@ -3,6 +3,7 @@
  * deflater, frames laid out by hand), and a real nghttp2 client for the normal cases.
  */
 #include <nghttp2/nghttp2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,8 @@ struct rec {
 	size_t body_len;
 	int nend, nclose;
 	uint32_t last_close_code;
+	int ntrailers, trailers_before_end;
+	char trailer[64];
 };
 
 static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
@@ -63,7 +66,18 @@ static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 	rc->last_close_code = code;
 }
 
-static const struct h2s_callbacks cbs = {on_request, on_data, on_end, on_close};
+static void on_trailers(void *arg, int32_t sid, void *host, const struct http_header *f, int n)
+{
+	struct rec *rc = arg;
+
+	rc->ntrailers = n;
+	rc->trailers_before_end = rc->nend == 0;
+	if (n && f[0].name.len + f[0].value.len + 1 < sizeof(rc->trailer))
+		snprintf(rc->trailer, sizeof(rc->trailer), "%.*s=%.*s", (int)f[0].name.len,
+			 f[0].name.p, (int)f[0].value.len, f[0].value.p);
+}
+
+static const struct h2s_callbacks cbs = {on_request, on_data, on_end, on_close, on_trailers};
 
 static struct h2s_limits limits(void)
 {
@@ -763,6 +777,34 @@ static void test_streaming_answer(void)
 	h2s_free(h);
 }
 
+/* Request trailers reach the host before the stream's end. */
+static void test_request_trailers(void)
+{
+	struct rec rc = {0};
+	nghttp2_hd_deflater *d;
+	static struct wbuf w;
+	nghttp2_nv tr[] = {NV("x-checksum", "abc123")};
+	uint8_t b[256];
+	struct h2s *h;
+	size_t k;
+
+	nghttp2_hd_deflate_new(&d, 4096);
+	h = post_stream(&rc, d, &w);
+	w.n = 0;
+	frame(&w, NGHTTP2_DATA, 0, 1, "body", 4);
+	k = block(d, tr, 1, b, sizeof(b));
+	frame(&w, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1, b, k);
+	CHECK_EQ(h2s_recv(h, (char *)w.b, w.n, 2), 0);
+	CHECK_EQ(rc.body_len, 4);
+	CHECK_EQ(rc.ntrailers, 1);
+	CHECK_STR(rc.trailer, "x-checksum=abc123");
+	CHECK(rc.trailers_before_end);
+	CHECK_EQ(rc.nend, 1);
+	CHECK_EQ(rc.nrequests, 1);
+	nghttp2_hd_deflate_del(d);
+	h2s_free(h);
+}
+
 static void test_grpc_timeout(void)
 {
 	static const struct {
@@ -815,6 +857,7 @@ int main(void)
 	RUN(test_bad_preface);
 	RUN(test_held_request_window);
 	RUN(test_streaming_answer);
+	RUN(test_request_trailers);
 	RUN(test_grpc_timeout);
 	return CHECK_DONE();
 }

@@ -15,7 +15,8 @@ struct h2st {
 	struct h2st *next, *prev;
 	int32_t sid;
 	void *host;
-	bool in_request; /* decoding the request header block */
+	bool in_request;  /* decoding the request header block */
+	bool in_trailers; /* decoding the request's trailer block */
 	bool too_large;
 	size_t list_bytes; /* decoded size so far (RFC 9113 6.5.2) */
 	char *hbuf;	   /* name\0value\0... of the request fields */
@@ -99,8 +100,19 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
 	struct h2s *h = arg;
 	struct h2st *st;
 
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0; /* trailers: their fields are not kept */
+	if (f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+		/* trailers: kept under the same bounds as the request's fields */
+		st = st_get(h, f->hd.stream_id);
+		if (st && st->host && h->cb.on_trailers) {
+			st->in_trailers = true;
+			st->too_large = false;
+			st->list_bytes = 0;
+			st->nfields = 0;
+		}
+		return 0;
+	}
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -137,7 +149,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	struct h2s *h = arg;
 	struct h2st *st = st_get(h, f->hd.stream_id);
 
-	if (!st || !st->in_request || f->hd.type != NGHTTP2_HEADERS)
+	if (!st || !(st->in_request || st->in_trailers) || f->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	st->list_bytes += namelen + valuelen + 32;
 	if (st->too_large)
@@ -165,21 +177,41 @@ static int on_invalid_header(nghttp2_session *s, const nghttp2_frame *f, const u
 	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
-static void deliver_request(struct h2s *h, struct h2st *st, bool end_stream)
+/* The fields gathered in st->hbuf as views; how many. */
+static int field_views(const struct h2st *st, struct http_header *fields)
 {
-	struct http_header fields[HTTP_MAX_HEADERS];
-	struct h2s_request r = {
-	    .fields = fields, .end_stream = end_stream, .too_large = st->too_large};
 	const char *p = st->hbuf;
 
-	st->in_request = false;
 	for (int i = 0; !st->too_large && i < st->nfields; i++) {
 		fields[i].name = (struct http_str){p, strlen(p)};
 		p += fields[i].name.len + 1;
 		fields[i].value = (struct http_str){p, strlen(p)};
 		p += fields[i].value.len + 1;
 	}
-	r.nfields = st->too_large ? 0 : st->nfields;
+	return st->too_large ? 0 : st->nfields;
+}
+
+static void deliver_trailers(struct h2s *h, struct h2st *st)
+{
+	struct http_header fields[HTTP_MAX_HEADERS];
+	int n = field_views(st, fields);
+
+	st->in_trailers = false;
+	if (n && st->host)
+		h->cb.on_trailers(h->arg, st->sid, st->host, fields, n);
+	free(st->hbuf);
+	st->hbuf = NULL;
+	st->hlen = st->hcap = 0;
+}
+
+static void deliver_request(struct h2s *h, struct h2st *st, bool end_stream)
+{
+	struct http_header fields[HTTP_MAX_HEADERS];
+	struct h2s_request r = {
+	    .fields = fields, .end_stream = end_stream, .too_large = st->too_large};
+
+	st->in_request = false;
+	r.nfields = field_views(st, fields);
 	h->cb.on_request(h->arg, st->sid, &r);
 	free(st->hbuf);
 	st->hbuf = NULL;
@@ -198,6 +230,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		deliver_request(h, st, end);
 		return 0;
 	}
+	if (f->hd.type == NGHTTP2_HEADERS && st->in_trailers)
+		deliver_trailers(h, st);
 	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end && h->cb.on_end &&
 	    st->host)
 		h->cb.on_end(h->arg, st->sid, st->host);

@@ -62,7 +62,7 @@ struct h2s_request {
 
 struct h2s_callbacks {
 	/* A request's header block is complete and valid. The fields are valid only during
-	 * the call. Trailers of a request body are not reported (they are dropped). */
+	 * the call. */
 	void (*on_request)(void *arg, int32_t sid, const struct h2s_request *req);
 	/* Request body bytes of a stream the host set a pointer for (h2s_set_stream_host). */
 	void (*on_data)(void *arg, int32_t sid, void *host, const char *p, size_t n);
@@ -70,6 +70,10 @@ struct h2s_callbacks {
 	void (*on_end)(void *arg, int32_t sid, void *host);
 	/* The stream is closed (response sent, reset by either side, session ending). */
 	void (*on_close)(void *arg, int32_t sid, void *host, uint32_t error_code);
+	/* The request's trailers (valid during the call), before on_end; NULL: they are
+	 * dropped. A block over max_header_bytes is dropped too. */
+	void (*on_trailers)(void *arg, int32_t sid, void *host, const struct http_header *f,
+			    int n);
 };
 
 struct h2s;

@@ -65,8 +65,10 @@ struct h2stream {
 	struct http_response *rhead; /* collect: the origin head, copied to the arena */
 	char *rbody;
 	size_t rbody_len, rbody_cap;
-	struct http_header *rtrail; /* collect: the origin trailers, copied to the arena */
+	struct http_header *rtrail; /* the origin's trailers, copied to the arena */
 	int nrtrail;
+	struct http_header *qtrail; /* the client's request trailers (FWD_STREAM passes them) */
+	int nqtrail;
 	/* the upstream's trailers, during upstream_done only (the client owns them) */
 	const struct http_header *trailers;
 	int ntrailers;
@@ -636,6 +638,11 @@ static void pump(struct h2stream *hs)
 	len = whole ? st->req_body_len - hs->body_off : hs->body_len;
 	if (!len && !fin)
 		return;
+	if (fin && hs->nqtrail) {
+		/* with the body's end: the call keeps them (h2: a trailing HEADERS) */
+		client_stream_trailers(hs->call, hs->qtrail, hs->nqtrail);
+		hs->nqtrail = 0;
+	}
 	k = client_stream_write(hs->call, src ? src : "", len, fin);
 	if (k <= 0 && !(k == 0 && !len))
 		return; /* full (on_writable comes) or failed (on_done comes) */
@@ -1298,6 +1305,16 @@ static void on_end(void *arg, int32_t sid, void *host)
 		do_forward(hs);
 }
 
+static void on_trailers(void *arg, int32_t sid, void *host, const struct http_header *f, int n)
+{
+	struct h2stream *hs = host;
+
+	if (hs->st && !hs->responded && hs->mode != FWD_BUFFER) {
+		hs->qtrail = copy_fields(hs->st, f, n);
+		hs->nqtrail = hs->qtrail ? n : 0;
+	}
+}
+
 static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 {
 	struct h2stream *hs = host;
@@ -1308,7 +1325,8 @@ static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 	hs_free(hs);
 }
 
-static const struct h2s_callbacks h2_callbacks = {on_request, on_data, on_end, on_close};
+static const struct h2s_callbacks h2_callbacks = {on_request, on_data, on_end, on_close,
+						  on_trailers};
 
 /* ---- the connection ---- */
 
