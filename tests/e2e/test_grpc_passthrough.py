@@ -6,6 +6,7 @@ deadline the gateway enforces itself (DEADLINE_EXCEEDED, trailers-only, the upst
 stream cancelled), a 20 MB streamed answer to a slow reader with the gateway's memory
 bounded, and HTTP/1.1 clients on an h2c route (505)."""
 import hashlib
+import json
 import threading
 import time
 from concurrent import futures
@@ -268,3 +269,53 @@ def test_http1_client_on_h2c_route_gets_505(gw):
                      headers={"Content-Type": "application/json"})
     assert r.status == 505, r
     assert r.json()["error"] == "route needs HTTP/2"
+
+
+def h2_gateway(gateway, up, **route):
+    cfg = base_config(upstreams=[up.config()],
+                      routes=[dict({"name": "s", "paths": ["/"], "upstream": up.name}, **route)],
+                      access_log=None)
+    cfg["listeners"][0]["http2"] = True
+    return gateway(cfg)
+
+
+def test_request_body_and_trailers_stream_to_the_upstream(gateway):
+    up = H2Upstream(name="echo")
+    try:
+        gw = h2_gateway(gateway, up)
+        cli = H2Client("127.0.0.1", gw.port())
+        sid = cli.request("/echo", method="POST", headers=[("te", "trailers")],
+                          body=b"part-1.", end=False)
+        # the first part comes back before the request ended: streamed, not gathered
+        assert cli.pump(lambda: cli.responses[sid]["body"] == b"part-1.", timeout=5), \
+            cli.responses[sid]
+        cli.conn.send_data(sid, b"part-2")
+        cli.conn.send_headers(sid, [("x-checksum", "c0ffee")], end_stream=True)
+        cli.flush()
+        assert cli.pump(lambda: cli.responses[sid]["ended"], timeout=5)
+        assert cli.responses[sid]["body"] == b"part-1.part-2"
+        assert ("/echo", {"x-checksum": "c0ffee"}) in up.request_trailers
+    finally:
+        up.stop()
+
+
+def test_response_trailers_and_held_body_filters_on_h2c_route(gateway):
+    up = H2Upstream(name="t")
+    try:
+        gw = h2_gateway(gateway, up)
+        cli = H2Client("127.0.0.1", gw.port())
+        sid = cli.request("/trailers")
+        assert cli.pump(lambda: cli.responses[sid]["ended"], timeout=5)
+        r = cli.responses[sid]
+        assert r["body"] == b"hello" and r["trailers"]["grpc-status"] == "0", r
+        # a filter that rewrites the whole body still gets it whole from an h2c upstream
+        gw2 = h2_gateway(gateway, up, transform={"response": {"body": {
+            "deny": ["conn"], "set": {"v": 2}}}})
+        cli2 = H2Client("127.0.0.1", gw2.port())
+        sid2 = cli2.request("/json")
+        assert cli2.pump(lambda: cli2.responses[sid2]["ended"], timeout=5)
+        r2 = cli2.responses[sid2]
+        assert r2["headers"][":status"] == "200", r2
+        assert json.loads(r2["body"]) == {"path": "/json", "v": 2}, r2
+    finally:
+        up.stop()

@@ -72,8 +72,7 @@ struct h2s_callbacks {
 	void (*on_close)(void *arg, int32_t sid, void *host, uint32_t error_code);
 	/* The request's trailers (valid during the call), before on_end; NULL: they are
 	 * dropped. A block over max_header_bytes is dropped too. */
-	void (*on_trailers)(void *arg, int32_t sid, void *host, const struct http_header *f,
-			    int n);
+	void (*on_trailers)(void *arg, int32_t sid, void *host, const struct http_header *f, int n);
 };
 
 struct h2s;

@@ -62,7 +62,8 @@ struct h2stream {
 	bool collect;	   /* FWD_STREAM, but the answer is gathered whole (hold, transform) */
 	bool head_pending; /* FWD_STREAM: the origin head waits for the first body byte */
 	bool collect_over;
-	struct http_response *rhead; /* collect: the origin head, copied to the arena */
+	struct http_response *rhead; /* the origin head, copied (strings in rhead_mem) */
+	void *rhead_mem;
 	char *rbody;
 	size_t rbody_len, rbody_cap;
 	struct http_header *rtrail; /* the origin's trailers, copied to the arena */
@@ -167,6 +168,10 @@ static void hs_free(struct h2stream *hs)
 	hs->next->prev = hs->prev;
 	free(hs->body);
 	free(hs->rbody);
+	free(hs->rhead);
+	free(hs->rhead_mem);
+	free(hs->rtrail);
+	free(hs->qtrail);
 	free(hs->log_path);
 	free(hs);
 }
@@ -520,7 +525,7 @@ static void finish_hold(struct h2stream *hs, const struct http_response *resp, c
 {
 	struct stream *st = hs->st;
 	const char *reason;
-	struct cache_hit *hit;
+	struct cache_hit hit;
 	size_t cap = 64 * 1024, hl;
 	char *head;
 
@@ -536,15 +541,17 @@ static void finish_hold(struct h2stream *hs, const struct http_response *resp, c
 		body = st->resp_body;
 		len = st->resp_body_len;
 	}
-	hit = stream_alloc(st, sizeof(*hit));
-	head = stream_alloc(st, cap);
+	/* not from the arena (32 KiB pooled): serve_hit copies the head it parses there */
+	head = malloc(cap);
 	hl = head ? build_held_head(resp, st->resp_body_type, len, head, cap) : 0;
-	if (!hit || !hl) {
+	if (!hl) {
+		free(head);
 		local_answer(hs, 502, "upstream response headers too large", NULL);
 		return;
 	}
-	*hit = (struct cache_hit){.head = head, .head_len = hl, .body = body, .body_len = len};
-	serve_hit(hs, hit, false);
+	hit = (struct cache_hit){.head = head, .head_len = hl, .body = body, .body_len = len};
+	serve_hit(hs, &hit, false);
+	free(head);
 }
 
 static void upstream_done(void *arg, const struct client_response *r)
@@ -584,40 +591,56 @@ static const char *arena_str(struct stream *st, struct buf *b)
 
 /* ---- streaming forwarding (h2c/h2 upstreams) ---- */
 
-/* The head, copied into the stream's arena: a collected answer is sent after on_done. */
-static struct http_response *copy_head(struct stream *st, const struct http_response *h)
+/* Fields copied into one malloc'd block after `pre` bytes (the arena is kept for the
+ * filters: a held body's head is built there). NULL on memory exhaustion. */
+static void *copy_block(size_t pre, const struct http_header *h, int n, struct http_header *dst)
 {
-	struct http_response *r = stream_alloc(st, sizeof(*r));
+	size_t mem = pre;
+	char *blk, *p;
+
+	for (int i = 0; i < n; i++)
+		mem += h[i].name.len + h[i].value.len + 2;
+	if (!(blk = malloc(mem)))
+		return NULL;
+	p = blk + pre;
+	if (!dst)
+		dst = (struct http_header *)blk;
+	for (int i = 0; i < n; i++) {
+		struct http_str nm = h[i].name, v = h[i].value;
+
+		memcpy(p, nm.p, nm.len);
+		p[nm.len] = '\0';
+		dst[i].name = (struct http_str){p, nm.len};
+		p += nm.len + 1;
+		memcpy(p, v.p, v.len);
+		p[v.len] = '\0';
+		dst[i].value = (struct http_str){p, v.len};
+		p += v.len + 1;
+	}
+	return blk;
+}
+
+/* The head, copied (its strings in *mem): the answer is sent after on_head returned. */
+static struct http_response *copy_head(const struct http_response *h, void **mem)
+{
+	struct http_response *r = malloc(sizeof(*r));
 
 	if (!r)
 		return NULL;
 	*r = *h;
 	r->reason = (struct http_str){"", 0};
 	r->connection = (struct http_str){"", 0};
-	for (int i = 0; i < r->nheaders; i++) {
-		struct http_header *f = &r->headers[i];
-
-		f->name.p = stream_strdup(st, h->headers[i].name.p, f->name.len);
-		f->value.p = stream_strdup(st, h->headers[i].value.p, f->value.len);
-		if (!f->name.p || !f->value.p)
-			return NULL;
+	*mem = copy_block(0, h->headers, h->nheaders, r->headers);
+	if (!*mem && h->nheaders) {
+		free(r);
+		return NULL;
 	}
 	return r;
 }
 
-static struct http_header *copy_fields(struct stream *st, const struct http_header *h, int n)
+static struct http_header *copy_fields(const struct http_header *h, int n)
 {
-	struct http_header *r = n ? stream_alloc(st, n * sizeof(*r)) : NULL;
-
-	for (int i = 0; r && i < n; i++) {
-		r[i].name =
-		    (struct http_str){stream_strdup(st, h[i].name.p, h[i].name.len), h[i].name.len};
-		r[i].value = (struct http_str){stream_strdup(st, h[i].value.p, h[i].value.len),
-					       h[i].value.len};
-		if (!r[i].name.p || !r[i].value.p)
-			return NULL;
-	}
-	return r;
+	return n ? copy_block(n * sizeof(*h), h, n, NULL) : NULL;
 }
 
 /* The request body to the upstream as far as it takes it; what it took is acknowledged
@@ -692,7 +715,7 @@ static void up_head(void *arg, const struct http_response *head)
 	/* a filter rewrites the whole body, or there is none to stream: gather it */
 	hs->collect = st->hold_filter >= 0 || stream_transforms_body(st) || hs->head ||
 		      head->status == 204 || head->status == 304;
-	hs->rhead = copy_head(st, head);
+	hs->rhead = copy_head(head, &hs->rhead_mem);
 	if (!hs->rhead)
 		local_answer(hs, 502, "upstream response headers too large", NULL);
 	hs->head_pending = hs->rhead && !hs->collect;
@@ -769,7 +792,8 @@ static void up_trailers(void *arg, const struct http_header *h, int n)
 {
 	struct h2stream *hs = arg;
 
-	hs->rtrail = copy_fields(hs->st, h, n);
+	free(hs->rtrail);
+	hs->rtrail = copy_fields(h, n);
 	hs->nrtrail = hs->rtrail ? n : 0;
 }
 
@@ -1309,8 +1333,8 @@ static void on_trailers(void *arg, int32_t sid, void *host, const struct http_he
 {
 	struct h2stream *hs = host;
 
-	if (hs->st && !hs->responded && hs->mode != FWD_BUFFER) {
-		hs->qtrail = copy_fields(hs->st, f, n);
+	if (hs->st && hs->mode != FWD_BUFFER && !hs->fin_sent && !hs->qtrail) {
+		hs->qtrail = copy_fields(f, n);
 		hs->nqtrail = hs->qtrail ? n : 0;
 	}
 }
