@@ -235,6 +235,8 @@ static void respond(struct h2stream *hs, int status, struct fields *fs, const ch
 	hs->responded = true;
 	hs->status = status;
 	hs->bytes_out += len;
+	/* a whole answer: what the client still sends is discarded, its window reopened */
+	h2s_hold_window(hc->h, hs->sid, false);
 	hc->progress_ms = hs_worker(hs)->now_ms;
 	take_stream_result(hs);
 	/* trailers need a DATA frame (maybe empty) before them to end the stream after */
