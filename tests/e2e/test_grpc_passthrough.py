@@ -7,11 +7,13 @@ stream cancelled), a 20 MB streamed answer to a slow reader with the gateway's m
 bounded, and HTTP/1.1 clients on an h2c route (505)."""
 import hashlib
 import json
+import socket
 import threading
 import time
 from concurrent import futures
 
 import grpc
+import h2.events
 import pytest
 
 from conftest import base_config, http_request, run_check
@@ -245,6 +247,7 @@ def test_large_stream_to_slow_reader_is_bounded_and_exact(channel, gw):
     assert n == BIG_MESSAGES
     assert digest.hexdigest() == want.hexdigest()
     # 20 MiB went through; the gateway held at most a few windows of it
+    print("20 MiB streamed, gateway RSS +%d KiB" % (peak - base))
     assert peak - base < 8 * 1024, (base, peak)
 
 
@@ -271,10 +274,12 @@ def test_http1_client_on_h2c_route_gets_505(gw):
     assert r.json()["error"] == "route needs HTTP/2"
 
 
-def h2_gateway(gateway, up, **route):
+def h2_gateway(gateway, up, limits=None, **route):
     cfg = base_config(upstreams=[up.config()],
                       routes=[dict({"name": "s", "paths": ["/"], "upstream": up.name}, **route)],
                       access_log=None)
+    if limits:
+        cfg["limits"] = limits
     cfg["listeners"][0]["http2"] = True
     return gateway(cfg)
 
@@ -317,5 +322,73 @@ def test_response_trailers_and_held_body_filters_on_h2c_route(gateway):
         r2 = cli2.responses[sid2]
         assert r2["headers"][":status"] == "200", r2
         assert json.loads(r2["body"]) == {"path": "/json", "v": 2}, r2
+    finally:
+        up.stop()
+
+
+def test_upload_backpressure_when_nobody_reads(gateway):
+    """The client uploads to /echo and does not read the echo: the client's window to
+    the gateway closes, the echo fills the upstream's 1 MiB, the upstream stops taking
+    the body, the gateway stops acknowledging it — the upload stalls far below its size.
+    Reading again, every byte comes back in order."""
+    total = 12 << 20
+    pattern = bytes(range(251)) * 66  # 16566 bytes, not a multiple of a frame
+    up = H2Upstream(name="echo")
+    try:
+        gw = h2_gateway(gateway, up, limits={"max_body_bytes": 64 << 20})
+        base = rss_kb(gw.pid)
+        cli = H2Client("127.0.0.1", gw.port())
+        sid = cli.request("/echo", method="POST", end=False)
+        sent, got = 0, bytearray()
+        reading = False
+        pending_ack = []
+        last_progress = time.monotonic()
+        stalled_at = None
+        deadline = time.monotonic() + 60
+        while len(got) < total and time.monotonic() < deadline:
+            room = cli.conn.local_flow_control_window(sid) if sent < total else 0
+            if room > 0:
+                k = min(room, cli.conn.max_outbound_frame_size, total - sent)
+                off = sent % len(pattern)
+                chunk = (pattern[off:] + pattern * 2)[:k]
+                cli.conn.send_data(sid, chunk, end_stream=sent + k == total)
+                sent += k
+                cli.flush()
+                last_progress = time.monotonic()
+                continue
+            cli.sock.settimeout(0.05)
+            try:
+                data = cli.sock.recv(1 << 16)
+            except socket.timeout:
+                data = None
+            if data:
+                for ev in cli.conn.receive_data(data):
+                    if isinstance(ev, h2.events.DataReceived):
+                        got += ev.data
+                        if reading:
+                            cli.conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                               sid)
+                        else:
+                            pending_ack.append(ev.flow_controlled_length)
+                    elif isinstance(ev, h2.events.WindowUpdated):
+                        last_progress = time.monotonic()
+                cli.flush()
+            if not reading and time.monotonic() - last_progress > 1.0:
+                stalled_at = sent
+                peak = rss_kb(gw.pid)
+                reading = True
+                for n in pending_ack:
+                    cli.conn.acknowledge_received_data(n, sid)
+                cli.flush()
+            if not reading and sent == total:
+                break
+        assert stalled_at is not None, "the upload never stalled (sent %d)" % sent
+        print("upload stalled at %d bytes, gateway RSS +%d KiB" % (stalled_at, peak - base))
+        assert stalled_at < 6 << 20, stalled_at
+        print("20 MiB streamed, gateway RSS +%d KiB" % (peak - base))
+    assert peak - base < 8 * 1024, (base, peak)
+        assert len(got) == total, (len(got), sent)
+        expect = (pattern * (total // len(pattern) + 1))[:total]
+        assert hashlib.sha256(bytes(got)).digest() == hashlib.sha256(expect).digest()
     finally:
         up.stop()
