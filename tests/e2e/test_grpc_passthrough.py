@@ -391,3 +391,21 @@ def test_upload_backpressure_when_nobody_reads(gateway):
         assert hashlib.sha256(bytes(got)).digest() == hashlib.sha256(expect).digest()
     finally:
         up.stop()
+
+
+def test_request_body_filter_on_h2c_route(gateway):
+    """transform.request.body reads the whole body first; the call then sends the new one."""
+    up = H2Upstream(name="echo")
+    try:
+        gw = h2_gateway(gateway, up, transform={"request": {"body": {
+            "remove": ["secret"], "set": {"v": 2}}}})
+        cli = H2Client("127.0.0.1", gw.port())
+        sid = cli.request("/echo", method="POST",
+                          headers=[("content-type", "application/json")],
+                          body=json.dumps({"a": 1, "secret": "x"}).encode())
+        assert cli.pump(lambda: cli.responses[sid]["ended"], timeout=5)
+        r = cli.responses[sid]
+        assert r["headers"][":status"] == "200", r
+        assert json.loads(r["body"]) == {"a": 1, "v": 2}, r
+    finally:
+        up.stop()

@@ -6,14 +6,22 @@
  *
  * A request's header block, once nghttp2 validated it, is written as an HTTP/1.1 head
  * and parsed by http/ (its strictness and normalisation, the struct http_request the
- * filters read). Streams are forwarded with the worker's HTTP client (client/client.h)
- * once the request body is whole; the answer goes back as one HEADERS and DATA frames
- * read from the buffered body at the pace of the stream's flow-control window.
+ * filters read). Once every filter continued, a stream to an h2c/h2 upstream is forwarded
+ * as it comes (client_stream_start): request DATA is acknowledged to the client only as
+ * the upstream call takes it (the stream's window is held from the request on), response
+ * DATA goes into the session's per-stream buffer only as far as it has room (the call is
+ * paused, and resumed once half of it went out), trailers pass both ways, a gRPC
+ * grpc-timeout is the call's deadline. A filter that needs the whole response body
+ * (hold, transform) gets it gathered; one that reads the whole request body gets it first
+ * (the call then takes the body from there). HTTP/1.1 upstreams get the buffered call
+ * (client_request), the answer sent as one HEADERS and DATA frames read from the buffered
+ * body at the pace of the window.
  *
  * Memory per connection is bounded: the client socket is read only while nghttp2's output
  * is flushed to the side's buffer (SETTINGS/PING floods meet the ACK bound), request
- * bodies by limits.max_body_bytes (or a filter's bound: 413), response bodies by the
- * client's max body (H2_MAX_RESPONSE_BYTES).
+ * bodies by one stream window when streamed, else by limits.max_body_bytes (or a filter's
+ * bound: 413), response bodies by H2S_STREAM_BUF plus the client's window when streamed,
+ * else by the client's max body (H2_MAX_RESPONSE_BYTES).
  */
 #include <string.h>
 #include <time.h>
