@@ -236,9 +236,9 @@ static void test_upstream_protocol_errors(void)
 		 " {\"upstream\": \"h\", \"weight\": 1}]}]}");
 	memset(&errs, 0, sizeof(errs));
 	cfg = load(text, &errs);
-	CHECK(cfg == NULL);
-	CHECK(errs.text && strstr(errs.text, "routes[0].upstream: upstream \"h\" speaks h2c"));
-	CHECK(errs.text && strstr(errs.text, "routes[1].split[1].upstream: upstream \"h\" speaks h2c"));
+	/* proxied routes reach h2c/h2 upstreams from HTTP/2 clients (h2conn.c streams) */
+	CHECK(cfg != NULL);
+	CHECK(cfg && cfg->upstreams[cfg->routes[0].upstream].protocol == UPSTREAM_H2C);
 	if (errs.text)
 		fprintf(stderr, "%s\n", errs.text);
 	config_put(cfg);

@@ -3,6 +3,7 @@
  * deflater, frames laid out by hand), and a real nghttp2 client for the normal cases.
  */
 #include <nghttp2/nghttp2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,8 @@ struct rec {
 	size_t body_len;
 	int nend, nclose;
 	uint32_t last_close_code;
+	int ntrailers, trailers_before_end;
+	char trailer[64];
 };
 
 static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
@@ -63,7 +66,18 @@ static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 	rc->last_close_code = code;
 }
 
-static const struct h2s_callbacks cbs = {on_request, on_data, on_end, on_close};
+static void on_trailers(void *arg, int32_t sid, void *host, const struct http_header *f, int n)
+{
+	struct rec *rc = arg;
+
+	rc->ntrailers = n;
+	rc->trailers_before_end = rc->nend == 0;
+	if (n && f[0].name.len + f[0].value.len + 1 < sizeof(rc->trailer))
+		snprintf(rc->trailer, sizeof(rc->trailer), "%.*s=%.*s", (int)f[0].name.len,
+			 f[0].name.p, (int)f[0].value.len, f[0].value.p);
+}
+
+static const struct h2s_callbacks cbs = {on_request, on_data, on_end, on_close, on_trailers};
 
 static struct h2s_limits limits(void)
 {
@@ -654,6 +668,178 @@ static void test_bad_preface(void)
 	h2s_free(h);
 }
 
+/* A POST stream's HEADERS (no END_STREAM) on a fresh session; the host is rc. */
+static struct h2s *post_stream(struct rec *rc, nghttp2_hd_deflater *d, struct wbuf *w)
+{
+	struct h2s_limits l = limits();
+	struct h2s *h = h2s_new(&l, &cbs, rc);
+	nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":path", "/p"),
+			   NV(":authority", "x")};
+	uint8_t b[512];
+	size_t k = block(d, nv, 4, b, sizeof(b));
+
+	w->n = 0;
+	preface(w);
+	frame(w, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, b, k);
+	CHECK_EQ(h2s_recv(h, (char *)w->b, w->n, 1), 0);
+	h2s_set_stream_host(h, 1, rc);
+	drain(h);
+	return h;
+}
+
+/* A held stream's window opens only as far as the host consumed; the connection's at once. */
+static void test_held_request_window(void)
+{
+	struct rec rc = {0};
+	nghttp2_hd_deflater *d;
+	static struct wbuf w;
+	static char data[16384];
+	const uint8_t *p;
+	struct h2s *h;
+	size_t n;
+
+	nghttp2_hd_deflate_new(&d, 4096);
+	h = post_stream(&rc, d, &w);
+	h2s_hold_window(h, 1, true);
+	w.n = 0;
+	for (int i = 0; i < 3; i++)
+		frame(&w, NGHTTP2_DATA, 0, 1, data, sizeof(data));
+	CHECK_EQ(h2s_recv(h, (char *)w.b, w.n, 2), 0);
+	n = drain(h);
+	CHECK(find_frame(out, n, NGHTTP2_WINDOW_UPDATE, 0, &p) == 4);
+	CHECK(find_frame(out, n, NGHTTP2_WINDOW_UPDATE, 1, &p) < 0);
+	h2s_consume(h, 1, 3 * sizeof(data));
+	n = drain(h);
+	CHECK(find_frame(out, n, NGHTTP2_WINDOW_UPDATE, 1, &p) == 4);
+	CHECK(find_frame(out, n, NGHTTP2_WINDOW_UPDATE, 1, &p) == 4 && be32(p) == 3 * sizeof(data));
+	/* released: what comes next is acknowledged without the host */
+	h2s_hold_window(h, 1, false);
+	w.n = 0;
+	for (int i = 0; i < 3; i++)
+		frame(&w, NGHTTP2_DATA, 0, 1, data, sizeof(data));
+	CHECK_EQ(h2s_recv(h, (char *)w.b, w.n, 3), 0);
+	n = drain(h);
+	CHECK(find_frame(out, n, NGHTTP2_WINDOW_UPDATE, 1, &p) == 4);
+	nghttp2_hd_deflate_del(d);
+	h2s_free(h);
+}
+
+/* A streaming answer: HEADERS at once, DATA as written (bounded), trailers at the end. */
+static void test_streaming_answer(void)
+{
+	struct rec rc = {0};
+	nghttp2_hd_deflater *d;
+	static struct wbuf w;
+	static char big[H2S_STREAM_BUF + 100];
+	struct http_header tr[] = {{{"grpc-status", 11}, {"5", 1}}};
+	const uint8_t *p;
+	struct h2s *h;
+	size_t n, total = 0, i;
+
+	nghttp2_hd_deflate_new(&d, 4096);
+	h = post_stream(&rc, d, &w);
+	CHECK(h2s_respond_stream(h, 1, 200, NULL, 0));
+	CHECK(!h2s_respond(h, 1, 200, NULL, 0, "x", 1, true, NULL, 0));
+	n = drain(h);
+	CHECK(find_frame(out, n, NGHTTP2_HEADERS, 1, &p) > 0);
+	CHECK(find_frame(out, n, NGHTTP2_DATA, 1, &p) < 0);
+	CHECK_EQ(h2s_stream_write(h, 1, "abc", 3), 3);
+	n = drain(h);
+	CHECK(find_frame(out, n, NGHTTP2_DATA, 1, &p) == 3 && !memcmp(p, "abc", 3));
+	CHECK_EQ(h2s_stream_room(h, 1), H2S_STREAM_BUF);
+	/* the client's window (65535) has 65532 left: the rest waits in the stream's buffer */
+	CHECK_EQ(h2s_stream_write(h, 1, big, sizeof(big)), H2S_STREAM_BUF);
+	CHECK_EQ(h2s_stream_room(h, 1), 0);
+	CHECK_EQ(h2s_stream_write(h, 1, big, 10), 0);
+	n = drain(h);
+	for (i = 0; i + 9 <= n; i += 9 + ((size_t)out[i] << 16 | out[i + 1] << 8 | out[i + 2]))
+		if (out[i + 3] == NGHTTP2_DATA)
+			total += (size_t)out[i] << 16 | out[i + 1] << 8 | out[i + 2];
+	CHECK_EQ(total, 65532);
+	CHECK_EQ(h2s_stream_pending(h, 1), H2S_STREAM_BUF - 65532);
+	CHECK(h2s_stream_end(h, 1, tr, 1));
+	CHECK(!h2s_stream_end(h, 1, NULL, 0));
+	CHECK_EQ(rc.nclose, 0);
+	/* the client opens its window: the rest, then the trailers ending the stream */
+	w.n = 0;
+	{
+		uint8_t inc[4] = {0, 0, 0x10, 0};
+
+		frame(&w, NGHTTP2_WINDOW_UPDATE, 0, 1, inc, 4);
+		frame(&w, NGHTTP2_WINDOW_UPDATE, 0, 0, inc, 4);
+	}
+	CHECK_EQ(h2s_recv(h, (char *)w.b, w.n, 2), 0);
+	n = drain(h);
+	CHECK(find_frame(out, n, NGHTTP2_DATA, 1, &p) == H2S_STREAM_BUF - 65532);
+	CHECK(find_frame(out, n, NGHTTP2_HEADERS, 1, &p) > 0);
+	CHECK(find_frame(out, n, NGHTTP2_HEADERS, 1, &p) > 0 && (p[-5] & NGHTTP2_FLAG_END_STREAM));
+	nghttp2_hd_deflate_del(d);
+	h2s_free(h);
+}
+
+/* Request trailers reach the host before the stream's end. */
+static void test_request_trailers(void)
+{
+	struct rec rc = {0};
+	nghttp2_hd_deflater *d;
+	static struct wbuf w;
+	nghttp2_nv tr[] = {NV("x-checksum", "abc123")};
+	uint8_t b[256];
+	struct h2s *h;
+	size_t k;
+
+	nghttp2_hd_deflate_new(&d, 4096);
+	h = post_stream(&rc, d, &w);
+	w.n = 0;
+	frame(&w, NGHTTP2_DATA, 0, 1, "body", 4);
+	k = block(d, tr, 1, b, sizeof(b));
+	frame(&w, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1, b, k);
+	CHECK_EQ(h2s_recv(h, (char *)w.b, w.n, 2), 0);
+	CHECK_EQ(rc.body_len, 4);
+	CHECK_EQ(rc.ntrailers, 1);
+	CHECK_STR(rc.trailer, "x-checksum=abc123");
+	CHECK(rc.trailers_before_end);
+	CHECK_EQ(rc.nend, 1);
+	CHECK_EQ(rc.nrequests, 1);
+	nghttp2_hd_deflate_del(d);
+	h2s_free(h);
+}
+
+static void test_grpc_timeout(void)
+{
+	static const struct {
+		const char *v;
+		bool ok;
+		uint64_t ms;
+	} cases[] = {
+	    {"100m", true, 100},
+	    {"5S", true, 5000},
+	    {"2M", true, 120000},
+	    {"1H", true, 3600000},
+	    {"1500u", true, 2},
+	    {"1n", true, 1},
+	    {"99999999m", true, 99999999},
+	    {"0m", true, 0},
+	    {"m", false, 0},
+	    {"123456789m", false, 0},
+	    {"10x", false, 0},
+	    {"1.5S", false, 0},
+	    {"-1S", false, 0},
+	    {"", false, 0},
+	    {"10 S", false, 0},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t ms = 7;
+		bool ok =
+		    h2_grpc_timeout_ms((struct http_str){cases[i].v, strlen(cases[i].v)}, &ms);
+
+		CHECK_EQ(ok, cases[i].ok);
+		if (ok)
+			CHECK_EQ(ms, cases[i].ms);
+	}
+}
+
 int main(void)
 {
 	RUN(test_simple_get);
@@ -669,5 +855,9 @@ int main(void)
 	RUN(test_max_concurrent);
 	RUN(test_graceful_goaway);
 	RUN(test_bad_preface);
+	RUN(test_held_request_window);
+	RUN(test_streaming_answer);
+	RUN(test_request_trailers);
+	RUN(test_grpc_timeout);
 	return CHECK_DONE();
 }

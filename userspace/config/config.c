@@ -677,35 +677,6 @@ static void parse_route(json_t *r, const char *path, int idx, struct xg_config *
 	(void)root_auth;
 }
 
-/*
- * The proxy forwards HTTP/1.1 only, so a proxied route cannot reach an h2c/h2 upstream;
- * the gateway's own calls (compose) go through client/, which speaks every protocol.
- */
-static void check_route_protocols(const struct route_config *rc, const char *path,
-				  const struct xg_config *cfg, struct cfg_errs *errs)
-{
-	static const char *const names[] = { "http1", "h2c", "h2" };
-	char p[CFG_PATH_MAX], ep[CFG_PATH_MAX];
-
-	if (rc->compose || rc->grpc_json)
-		return; /* both call their upstream through client/ */
-	if (rc->upstream >= 0 && cfg->upstreams[rc->upstream].protocol != UPSTREAM_HTTP1)
-		cfg_err(errs, cfg_path_key(p, path, "upstream"),
-			"upstream \"%s\" speaks %s; proxied routes forward HTTP/1.1 (use it "
-			"from \"compose\")",
-			cfg->upstreams[rc->upstream].name, names[cfg->upstreams[rc->upstream].protocol]);
-	for (int i = 0; rc->split && i < rc->split->n; i++) {
-		const struct upstream_config *uc = &cfg->upstreams[rc->split->entries[i].upstream];
-
-		if (uc->protocol == UPSTREAM_HTTP1)
-			continue;
-		cfg_path_idx(ep, cfg_path_key(p, path, "split"), i);
-		cfg_err(errs, cfg_path_key(p, ep, "upstream"),
-			"upstream \"%s\" speaks %s; proxied routes forward HTTP/1.1", uc->name,
-			names[uc->protocol]);
-	}
-}
-
 static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *errs)
 {
 	json_t *arr = cfg_get_array(root, "routes", "", errs), *r;
@@ -720,7 +691,6 @@ static void parse_routes(json_t *root, struct xg_config *cfg, struct cfg_errs *e
 	json_array_foreach(arr, i, r) {
 		cfg_path_idx(p, "routes", i);
 		parse_route(r, p, i, cfg, json_object_get(root, "auth"), errs);
-		check_route_protocols(&cfg->routes[i], p, cfg, errs);
 		if (auth_route_uses_mtls(cfg->routes[i].auth) && !any_mtls_listener(root))
 			cfg_err(errs, cfg_path_key(np, p, "auth"),
 				"mtls needs a listener with tls.client_ca (no client could "

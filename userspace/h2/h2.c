@@ -15,7 +15,8 @@ struct h2st {
 	struct h2st *next, *prev;
 	int32_t sid;
 	void *host;
-	bool in_request; /* decoding the request header block */
+	bool in_request;  /* decoding the request header block */
+	bool in_trailers; /* decoding the request's trailer block */
 	bool too_large;
 	size_t list_bytes; /* decoded size so far (RFC 9113 6.5.2) */
 	char *hbuf;	   /* name\0value\0... of the request fields */
@@ -27,6 +28,13 @@ struct h2st {
 	nghttp2_nv *trailers;
 	size_t ntrailers;
 	char *trailer_buf;
+	/* request flow control held by the host (h2s_hold_window): DATA not yet consumed */
+	bool hold;
+	size_t held;
+	/* a streaming answer (h2s_respond_stream): body bytes not yet framed */
+	bool streaming, s_eof, s_deferred;
+	char *sbuf;
+	size_t s_len, s_off;
 };
 
 struct h2s {
@@ -70,6 +78,7 @@ static void st_free(struct h2s *h, struct h2st *st)
 	free(st->body);
 	free(st->trailers);
 	free(st->trailer_buf);
+	free(st->sbuf);
 	free(st);
 }
 
@@ -91,8 +100,19 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
 	struct h2s *h = arg;
 	struct h2st *st;
 
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0; /* trailers: their fields are not kept */
+	if (f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	if (f->headers.cat != NGHTTP2_HCAT_REQUEST) {
+		/* trailers: kept under the same bounds as the request's fields */
+		st = st_get(h, f->hd.stream_id);
+		if (st && st->host && h->cb.on_trailers) {
+			st->in_trailers = true;
+			st->too_large = false;
+			st->list_bytes = 0;
+			st->nfields = 0;
+		}
+		return 0;
+	}
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -129,7 +149,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	struct h2s *h = arg;
 	struct h2st *st = st_get(h, f->hd.stream_id);
 
-	if (!st || !st->in_request || f->hd.type != NGHTTP2_HEADERS)
+	if (!st || !(st->in_request || st->in_trailers) || f->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	st->list_bytes += namelen + valuelen + 32;
 	if (st->too_large)
@@ -157,21 +177,41 @@ static int on_invalid_header(nghttp2_session *s, const nghttp2_frame *f, const u
 	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
-static void deliver_request(struct h2s *h, struct h2st *st, bool end_stream)
+/* The fields gathered in st->hbuf as views; how many. */
+static int field_views(const struct h2st *st, struct http_header *fields)
 {
-	struct http_header fields[HTTP_MAX_HEADERS];
-	struct h2s_request r = {
-	    .fields = fields, .end_stream = end_stream, .too_large = st->too_large};
 	const char *p = st->hbuf;
 
-	st->in_request = false;
 	for (int i = 0; !st->too_large && i < st->nfields; i++) {
 		fields[i].name = (struct http_str){p, strlen(p)};
 		p += fields[i].name.len + 1;
 		fields[i].value = (struct http_str){p, strlen(p)};
 		p += fields[i].value.len + 1;
 	}
-	r.nfields = st->too_large ? 0 : st->nfields;
+	return st->too_large ? 0 : st->nfields;
+}
+
+static void deliver_trailers(struct h2s *h, struct h2st *st)
+{
+	struct http_header fields[HTTP_MAX_HEADERS];
+	int n = field_views(st, fields);
+
+	st->in_trailers = false;
+	if (n && st->host)
+		h->cb.on_trailers(h->arg, st->sid, st->host, fields, n);
+	free(st->hbuf);
+	st->hbuf = NULL;
+	st->hlen = st->hcap = 0;
+}
+
+static void deliver_request(struct h2s *h, struct h2st *st, bool end_stream)
+{
+	struct http_header fields[HTTP_MAX_HEADERS];
+	struct h2s_request r = {
+	    .fields = fields, .end_stream = end_stream, .too_large = st->too_large};
+
+	st->in_request = false;
+	r.nfields = field_views(st, fields);
 	h->cb.on_request(h->arg, st->sid, &r);
 	free(st->hbuf);
 	st->hbuf = NULL;
@@ -190,6 +230,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		deliver_request(h, st, end);
 		return 0;
 	}
+	if (f->hd.type == NGHTTP2_HEADERS && st->in_trailers)
+		deliver_trailers(h, st);
 	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && end && h->cb.on_end &&
 	    st->host)
 		h->cb.on_end(h->arg, st->sid, st->host);
@@ -202,6 +244,13 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
 	struct h2s *h = arg;
 	struct h2st *st = st_get(h, sid);
 
+	/* the connection window is granted at once: one held stream must not stall the
+	 * others; a stream's own window only when its host took the bytes */
+	nghttp2_session_consume_connection(s, len);
+	if (st && st->hold)
+		st->held += len;
+	else
+		nghttp2_session_consume_stream(s, sid, len);
 	if (st && st->host && h->cb.on_data)
 		h->cb.on_data(h->arg, sid, st->host, (const char *)data, len);
 	return 0;
@@ -248,6 +297,7 @@ struct h2s *h2s_new(const struct h2s_limits *lim, const struct h2s_callbacks *cb
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	nghttp2_option_set_max_outbound_ack(opt, lim->max_outbound_ack);
+	nghttp2_option_set_no_auto_window_update(opt, 1);
 	/* the scanner enforces both first; these are nghttp2's own backstops */
 	nghttp2_option_set_max_continuations(opt, lim->max_continuations + 1);
 	nghttp2_option_set_stream_reset_rate_limit(opt, (uint64_t)lim->reset_burst * 2,
@@ -475,6 +525,36 @@ static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
 	return n;
 }
 
+/* A streaming answer's body: what the host wrote so far; DEFERRED until more comes. */
+static ssize_t read_stream(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t length,
+			   uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+	struct h2st *st = src->ptr;
+	size_t n = st->s_len - st->s_off;
+
+	if (n > length)
+		n = length;
+	memcpy(buf, st->sbuf + st->s_off, n);
+	st->s_off += n;
+	if (st->s_off == st->s_len)
+		st->s_off = st->s_len = 0;
+	if (st->s_len)
+		return n;
+	if (!st->s_eof) {
+		if (n)
+			return n;
+		st->s_deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (st->ntrailers) {
+		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (nghttp2_submit_trailer(s, sid, st->trailers, st->ntrailers))
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	return n;
+}
+
 /* Fields HTTP/2 forbids (RFC 9113 8.2.2), never sent. */
 static bool connection_specific(struct http_str name)
 {
@@ -518,55 +598,166 @@ static size_t make_nv(const struct http_header *f, int n, nghttp2_nv *nv, char *
 	return k;
 }
 
-bool h2s_respond(struct h2s *h, int32_t sid, int status, const struct http_header *fields,
-		 int nfields, const char *body, size_t len, bool has_body,
-		 const struct http_header *trailers, int ntrailers)
+/* Copies trailers into the stream's nv array, sent after the last DATA. */
+static bool set_trailers(struct h2st *st, const struct http_header *trailers, int ntrailers)
 {
-	struct h2st *st = st_get(h, sid);
-	nghttp2_nv *nv = NULL;
-	nghttp2_data_provider prd;
+	size_t n;
+
+	if (!ntrailers)
+		return true;
+	if (st->trailers)
+		return false;
+	st->trailers = malloc(sizeof(*st->trailers) * ntrailers);
+	if (!st->trailers)
+		return false;
+	n = make_nv(trailers, ntrailers, st->trailers, &st->trailer_buf);
+	if (n == (size_t)-1)
+		return false;
+	st->ntrailers = n;
+	return true;
+}
+
+/* HEADERS with :status and the fields, then DATA from prd (NULL: HEADERS ends it). */
+static bool submit_head(struct h2s *h, int32_t sid, int status, const struct http_header *fields,
+			int nfields, nghttp2_data_provider *prd)
+{
+	nghttp2_nv *nv = malloc(sizeof(*nv) * (nfields + 1));
 	char code[4], *store = NULL;
 	size_t n;
-	int rv;
+	int rv = -1;
 
-	if (!st || status < 100 || status > 999)
-		return false;
-	nv = malloc(sizeof(*nv) * (nfields + 1));
 	if (!nv)
 		return false;
 	snprintf(code, sizeof(code), "%d", status);
 	nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
 	n = make_nv(fields, nfields, nv + 1, &store);
-	if (n == (size_t)-1)
-		goto fail;
-	if (has_body) {
-		if (len && !(st->body = malloc(len)))
-			goto fail;
-		if (len)
-			memcpy(st->body, body, len);
-		st->body_len = len;
-		if (ntrailers) {
-			st->trailers = malloc(sizeof(*st->trailers) * ntrailers);
-			if (!st->trailers)
-				goto fail;
-			st->ntrailers =
-			    make_nv(trailers, ntrailers, st->trailers, &st->trailer_buf);
-			if (st->ntrailers == (size_t)-1) {
-				st->ntrailers = 0;
-				goto fail;
-			}
-		}
-		prd.source.ptr = st;
-		prd.read_callback = read_body;
-	}
-	rv = nghttp2_submit_response(h->s, sid, nv, n + 1, has_body ? &prd : NULL);
+	if (n != (size_t)-1)
+		rv = nghttp2_submit_response(h->s, sid, nv, n + 1, prd);
 	free(store);
 	free(nv);
 	return rv == 0;
-fail:
-	free(store);
-	free(nv);
-	return false;
+}
+
+bool h2s_respond(struct h2s *h, int32_t sid, int status, const struct http_header *fields,
+		 int nfields, const char *body, size_t len, bool has_body,
+		 const struct http_header *trailers, int ntrailers)
+{
+	struct h2st *st = st_get(h, sid);
+	nghttp2_data_provider prd;
+
+	if (!st || status < 100 || status > 999 || st->streaming)
+		return false;
+	if (has_body) {
+		if (len && !(st->body = malloc(len)))
+			return false;
+		if (len)
+			memcpy(st->body, body, len);
+		st->body_len = len;
+		if (!set_trailers(st, trailers, ntrailers))
+			return false;
+		prd.source.ptr = st;
+		prd.read_callback = read_body;
+	}
+	return submit_head(h, sid, status, fields, nfields, has_body ? &prd : NULL);
+}
+
+bool h2s_respond_stream(struct h2s *h, int32_t sid, int status, const struct http_header *fields,
+			int nfields)
+{
+	struct h2st *st = st_get(h, sid);
+	nghttp2_data_provider prd;
+
+	if (!st || status < 100 || status > 999 || st->streaming || st->body_len)
+		return false;
+	if (!st->sbuf && !(st->sbuf = malloc(H2S_STREAM_BUF)))
+		return false;
+	st->streaming = true;
+	prd.source.ptr = st;
+	prd.read_callback = read_stream;
+	return submit_head(h, sid, status, fields, nfields, &prd);
+}
+
+/* The stream's answer body after a write or its end: frame it when nghttp2 waits. */
+static void stream_kick(struct h2s *h, struct h2st *st)
+{
+	if (st->s_deferred) {
+		st->s_deferred = false;
+		nghttp2_session_resume_data(h->s, st->sid);
+	}
+}
+
+size_t h2s_stream_room(struct h2s *h, int32_t sid)
+{
+	struct h2st *st = st_get(h, sid);
+
+	if (!st || !st->streaming || st->s_eof)
+		return 0;
+	return H2S_STREAM_BUF - (st->s_len - st->s_off);
+}
+
+size_t h2s_stream_write(struct h2s *h, int32_t sid, const char *p, size_t n)
+{
+	struct h2st *st = st_get(h, sid);
+	size_t room = h2s_stream_room(h, sid);
+
+	if (!room)
+		return 0;
+	if (n > room)
+		n = room;
+	if (st->s_off) {
+		memmove(st->sbuf, st->sbuf + st->s_off, st->s_len - st->s_off);
+		st->s_len -= st->s_off;
+		st->s_off = 0;
+	}
+	memcpy(st->sbuf + st->s_len, p, n);
+	st->s_len += n;
+	stream_kick(h, st);
+	return n;
+}
+
+bool h2s_stream_end(struct h2s *h, int32_t sid, const struct http_header *trailers, int ntrailers)
+{
+	struct h2st *st = st_get(h, sid);
+
+	if (!st || !st->streaming || st->s_eof)
+		return false;
+	st->s_eof = true;
+	if (!set_trailers(st, trailers, ntrailers))
+		return false;
+	stream_kick(h, st);
+	return true;
+}
+
+size_t h2s_stream_pending(struct h2s *h, int32_t sid)
+{
+	struct h2st *st = st_get(h, sid);
+
+	return st && st->streaming ? st->s_len - st->s_off : 0;
+}
+
+void h2s_hold_window(struct h2s *h, int32_t sid, bool hold)
+{
+	struct h2st *st = st_get(h, sid);
+
+	if (!st)
+		return;
+	st->hold = hold;
+	if (!hold && st->held) {
+		nghttp2_session_consume_stream(h->s, sid, st->held);
+		st->held = 0;
+	}
+}
+
+void h2s_consume(struct h2s *h, int32_t sid, size_t n)
+{
+	struct h2st *st = st_get(h, sid);
+
+	if (!st || !n)
+		return;
+	if (n > st->held)
+		n = st->held;
+	st->held -= n;
+	nghttp2_session_consume_stream(h->s, sid, n);
 }
 
 void h2s_reset(struct h2s *h, int32_t sid, uint32_t error_code)
@@ -587,4 +778,42 @@ void h2s_goaway(struct h2s *h)
 void h2s_terminate(struct h2s *h, uint32_t error_code, const char *why)
 {
 	fail(h, error_code, why);
+}
+
+bool h2_grpc_timeout_ms(struct http_str v, uint64_t *ms)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	/* gRPC over HTTP/2: TimeoutValue is 1 to 8 ASCII digits, then one unit letter */
+	if (v.len < 2 || v.len > 9)
+		return false;
+	for (i = 0; i + 1 < v.len; i++) {
+		if (v.p[i] < '0' || v.p[i] > '9')
+			return false;
+		n = n * 10 + (v.p[i] - '0');
+	}
+	switch (v.p[v.len - 1]) {
+	case 'H':
+		n *= 3600000;
+		break;
+	case 'M':
+		n *= 60000;
+		break;
+	case 'S':
+		n *= 1000;
+		break;
+	case 'm':
+		break;
+	case 'u':
+		n = (n + 999) / 1000;
+		break;
+	case 'n':
+		n = (n + 999999) / 1000000;
+		break;
+	default:
+		return false;
+	}
+	*ms = n;
+	return true;
 }

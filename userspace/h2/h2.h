@@ -62,7 +62,7 @@ struct h2s_request {
 
 struct h2s_callbacks {
 	/* A request's header block is complete and valid. The fields are valid only during
-	 * the call. Trailers of a request body are not reported (they are dropped). */
+	 * the call. */
 	void (*on_request)(void *arg, int32_t sid, const struct h2s_request *req);
 	/* Request body bytes of a stream the host set a pointer for (h2s_set_stream_host). */
 	void (*on_data)(void *arg, int32_t sid, void *host, const char *p, size_t n);
@@ -70,6 +70,9 @@ struct h2s_callbacks {
 	void (*on_end)(void *arg, int32_t sid, void *host);
 	/* The stream is closed (response sent, reset by either side, session ending). */
 	void (*on_close)(void *arg, int32_t sid, void *host, uint32_t error_code);
+	/* The request's trailers (valid during the call), before on_end; NULL: they are
+	 * dropped. A block over max_header_bytes is dropped too. */
+	void (*on_trailers)(void *arg, int32_t sid, void *host, const struct http_header *f, int n);
 };
 
 struct h2s;
@@ -103,6 +106,31 @@ size_t h2s_open_streams(const struct h2s *h);
 bool h2s_respond(struct h2s *h, int32_t sid, int status, const struct http_header *fields,
 		 int nfields, const char *body, size_t len, bool has_body,
 		 const struct http_header *trailers, int ntrailers);
+/*
+ * A streaming answer: HEADERS now, DATA as the host writes it, paced by the client's
+ * flow-control window. At most H2S_STREAM_BUF bytes wait per stream: h2s_stream_write
+ * takes what fits (h2s_stream_room) and the host holds the rest back until the room
+ * grows (after h2s_send framed some). h2s_stream_end ends the body, with trailers
+ * (copied; NULL/0: none). Each false on memory exhaustion or a closed stream.
+ */
+#define H2S_STREAM_BUF (64 * 1024)
+bool h2s_respond_stream(struct h2s *h, int32_t sid, int status, const struct http_header *fields,
+			int nfields);
+size_t h2s_stream_room(struct h2s *h, int32_t sid);
+size_t h2s_stream_write(struct h2s *h, int32_t sid, const char *p, size_t n);
+bool h2s_stream_end(struct h2s *h, int32_t sid, const struct http_header *trailers, int ntrailers);
+/* Body bytes written but not yet framed. */
+size_t h2s_stream_pending(struct h2s *h, int32_t sid);
+
+/*
+ * Request flow control: a held stream's DATA is not acknowledged (no WINDOW_UPDATE for
+ * the stream) until the host consumed it, so a client sends at most one stream window
+ * ahead of what the host passed on. The connection window is granted as DATA arrives.
+ * hold false: everything held so far is consumed, and later DATA at once.
+ */
+void h2s_hold_window(struct h2s *h, int32_t sid, bool hold);
+void h2s_consume(struct h2s *h, int32_t sid, size_t n);
+
 /* Resets a stream (e.g. a request body over its bound after the answer was sent). */
 void h2s_reset(struct h2s *h, int32_t sid, uint32_t error_code);
 /* Graceful shutdown: GOAWAY NO_ERROR naming the last stream taken; those finish, no new
@@ -110,5 +138,9 @@ void h2s_reset(struct h2s *h, int32_t sid, uint32_t error_code);
 void h2s_goaway(struct h2s *h);
 /* Immediate GOAWAY with an error (idle timeout, mitigations). */
 void h2s_terminate(struct h2s *h, uint32_t error_code, const char *why);
+
+/* A grpc-timeout value ("100m", "5S"; gRPC over HTTP/2) in milliseconds (rounded up);
+ * false when it is malformed. */
+bool h2_grpc_timeout_ms(struct http_str v, uint64_t *ms);
 
 #endif

@@ -564,6 +564,11 @@ static void stream_forward_host(struct stream *st)
 	size_t up_len = st->path_len, off;
 
 	take_stream_result(c, st);
+	if (c->cfg->upstreams[ex->upstream].protocol != UPSTREAM_HTTP1) {
+		/* an h2c/h2 upstream is reached from HTTP/2 clients (h2conn.c) only */
+		reject(c, 505, "route needs HTTP/2", 0, NULL);
+		return;
+	}
 	if (st->up_path) {
 		up_path = st->up_path; /* a filter rewrote it (transform.request.path) */
 		up_len = st->up_path_len;

@@ -6,14 +6,22 @@
  *
  * A request's header block, once nghttp2 validated it, is written as an HTTP/1.1 head
  * and parsed by http/ (its strictness and normalisation, the struct http_request the
- * filters read). Streams are forwarded with the worker's HTTP client (client/client.h)
- * once the request body is whole; the answer goes back as one HEADERS and DATA frames
- * read from the buffered body at the pace of the stream's flow-control window.
+ * filters read). Once every filter continued, a stream to an h2c/h2 upstream is forwarded
+ * as it comes (client_stream_start): request DATA is acknowledged to the client only as
+ * the upstream call takes it (the stream's window is held from the request on), response
+ * DATA goes into the session's per-stream buffer only as far as it has room (the call is
+ * paused, and resumed once half of it went out), trailers pass both ways, a gRPC
+ * grpc-timeout is the call's deadline. A filter that needs the whole response body
+ * (hold, transform) gets it gathered; one that reads the whole request body gets it first
+ * (the call then takes the body from there). HTTP/1.1 upstreams get the buffered call
+ * (client_request), the answer sent as one HEADERS and DATA frames read from the buffered
+ * body at the pace of the window.
  *
  * Memory per connection is bounded: the client socket is read only while nghttp2's output
  * is flushed to the side's buffer (SETTINGS/PING floods meet the ACK bound), request
- * bodies by limits.max_body_bytes (or a filter's bound: 413), response bodies by the
- * client's max body (H2_MAX_RESPONSE_BYTES).
+ * bodies by one stream window when streamed, else by limits.max_body_bytes (or a filter's
+ * bound: 413), response bodies by H2S_STREAM_BUF plus the client's window when streamed,
+ * else by the client's max body (H2_MAX_RESPONSE_BYTES).
  */
 #include <string.h>
 #include <time.h>
@@ -52,6 +60,24 @@ struct h2stream {
 	bool responded;
 	bool grpc;
 	bool head; /* HEAD request */
+	/* how the stream is forwarded: undecided while the filters run (the request
+	 * window is held meanwhile), the whole body with client_request(), or streamed */
+	enum { FWD_UNDECIDED, FWD_BUFFER, FWD_STREAM } mode;
+	size_t body_total; /* request body bytes received (limits.max_body_bytes) */
+	size_t body_off;   /* FWD_STREAM from a filter's whole body: bytes handed on */
+	bool fin_sent;	   /* the upstream has the request body's end */
+	bool up_paused;	   /* on_data took less than offered: resume once there is room */
+	bool collect;	   /* FWD_STREAM, but the answer is gathered whole (hold, transform) */
+	bool head_pending; /* FWD_STREAM: the origin head waits for the first body byte */
+	bool collect_over;
+	struct http_response *rhead; /* the origin head, copied (strings in rhead_mem) */
+	void *rhead_mem;
+	char *rbody;
+	size_t rbody_len, rbody_cap;
+	struct http_header *rtrail; /* the origin's trailers, copied to the arena */
+	int nrtrail;
+	struct http_header *qtrail; /* the client's request trailers (FWD_STREAM passes them) */
+	int nqtrail;
 	/* the upstream's trailers, during upstream_done only (the client owns them) */
 	const struct http_header *trailers;
 	int ntrailers;
@@ -149,6 +175,11 @@ static void hs_free(struct h2stream *hs)
 	hs->prev->next = hs->next;
 	hs->next->prev = hs->prev;
 	free(hs->body);
+	free(hs->rbody);
+	free(hs->rhead);
+	free(hs->rhead_mem);
+	free(hs->rtrail);
+	free(hs->qtrail);
 	free(hs->log_path);
 	free(hs);
 }
@@ -212,6 +243,8 @@ static void respond(struct h2stream *hs, int status, struct fields *fs, const ch
 	hs->responded = true;
 	hs->status = status;
 	hs->bytes_out += len;
+	/* a whole answer: what the client still sends is discarded, its window reopened */
+	h2s_hold_window(hc->h, hs->sid, false);
 	hc->progress_ms = hs_worker(hs)->now_ms;
 	take_stream_result(hs);
 	/* trailers need a DATA frame (maybe empty) before them to end the stream after */
@@ -363,6 +396,34 @@ static char *transform_body(struct stream *st, const char *in, size_t n, size_t 
 	return NULL;
 }
 
+/* The origin head's fields for the client: hop-by-hop and removed ones dropped, the
+ * filters' edits added, x-request-id kept or made. drop_len: a transform rewrites the
+ * body, its length is the host's. */
+static bool origin_fields(struct h2stream *hs, const struct http_response *resp, struct fields *fs,
+			  bool drop_len)
+{
+	struct stream *st = hs->st;
+	bool has_rid = false, has_len = false;
+
+	fs->n = 0;
+	for (int i = 0; i < resp->nheaders; i++) {
+		const struct http_header *h = &resp->headers[i];
+
+		if (http_is_hop_by_hop(h->name, resp->connection) ||
+		    (st && stream_resp_header_removed(st, h->name)) ||
+		    http_str_eq_nocase(h->name, "transfer-encoding") ||
+		    (http_str_eq_nocase(h->name, "content-length") && (drop_len || has_len)))
+			continue;
+		has_rid |= http_str_eq_nocase(h->name, "x-request-id");
+		has_len |= http_str_eq_nocase(h->name, "content-length");
+		field(fs, h->name.p, h->name.len, h->value.p, h->value.len);
+	}
+	edit_fields(fs, st);
+	if (!has_rid)
+		fieldz(fs, "x-request-id", hs->request_id);
+	return has_len;
+}
+
 /* An origin (or cached) head and its whole body, after the filters' on_response. */
 static void send_response(struct h2stream *hs, const struct http_response *resp, const char *body,
 			  size_t len, int age)
@@ -370,7 +431,7 @@ static void send_response(struct h2stream *hs, const struct http_response *resp,
 	struct fields fs;
 	struct stream *st = hs->st;
 	char *xf = NULL, clen[24], agebuf[16];
-	bool has_rid = false, has_len = false, xform = stream_transforms_body(st);
+	bool has_len, xform = stream_transforms_body(st);
 
 	if (xform) {
 		xf = transform_body(st, body, len, &len);
@@ -382,22 +443,7 @@ static void send_response(struct h2stream *hs, const struct http_response *resp,
 		}
 		body = xf;
 	}
-	fs.n = 0;
-	for (int i = 0; i < resp->nheaders; i++) {
-		const struct http_header *h = &resp->headers[i];
-
-		if (http_is_hop_by_hop(h->name, resp->connection) ||
-		    (st && stream_resp_header_removed(st, h->name)) ||
-		    http_str_eq_nocase(h->name, "transfer-encoding") ||
-		    (http_str_eq_nocase(h->name, "content-length") && (xform || has_len)))
-			continue;
-		has_rid |= http_str_eq_nocase(h->name, "x-request-id");
-		has_len |= http_str_eq_nocase(h->name, "content-length");
-		field(&fs, h->name.p, h->name.len, h->value.p, h->value.len);
-	}
-	edit_fields(&fs, st);
-	if (!has_rid)
-		fieldz(&fs, "x-request-id", hs->request_id);
+	has_len = origin_fields(hs, resp, &fs, xform);
 	if (age >= 0) {
 		snprintf(agebuf, sizeof(agebuf), "%d", age);
 		fieldz(&fs, "age", agebuf);
@@ -489,7 +535,7 @@ static void finish_hold(struct h2stream *hs, const struct http_response *resp, c
 {
 	struct stream *st = hs->st;
 	const char *reason;
-	struct cache_hit *hit;
+	struct cache_hit hit;
 	size_t cap = 64 * 1024, hl;
 	char *head;
 
@@ -505,15 +551,17 @@ static void finish_hold(struct h2stream *hs, const struct http_response *resp, c
 		body = st->resp_body;
 		len = st->resp_body_len;
 	}
-	hit = stream_alloc(st, sizeof(*hit));
-	head = stream_alloc(st, cap);
+	/* not from the arena (32 KiB pooled): serve_hit copies the head it parses there */
+	head = malloc(cap);
 	hl = head ? build_held_head(resp, st->resp_body_type, len, head, cap) : 0;
-	if (!hit || !hl) {
+	if (!hl) {
+		free(head);
 		local_answer(hs, 502, "upstream response headers too large", NULL);
 		return;
 	}
-	*hit = (struct cache_hit){.head = head, .head_len = hl, .body = body, .body_len = len};
-	serve_hit(hs, hit, false);
+	hit = (struct cache_hit){.head = head, .head_len = hl, .body = body, .body_len = len};
+	serve_hit(hs, &hit, false);
+	free(head);
 }
 
 static void upstream_done(void *arg, const struct client_response *r)
@@ -551,7 +599,308 @@ static const char *arena_str(struct stream *st, struct buf *b)
 	return stream_strdup(st, buf_head(b), buf_len(b));
 }
 
-static void do_forward(struct h2stream *hs)
+/* ---- streaming forwarding (h2c/h2 upstreams) ---- */
+
+/* Fields copied into one malloc'd block after `pre` bytes (the arena is kept for the
+ * filters: a held body's head is built there). NULL on memory exhaustion. */
+static void *copy_block(size_t pre, const struct http_header *h, int n, struct http_header *dst)
+{
+	size_t mem = pre;
+	char *blk, *p;
+
+	for (int i = 0; i < n; i++)
+		mem += h[i].name.len + h[i].value.len + 2;
+	if (!(blk = malloc(mem)))
+		return NULL;
+	p = blk + pre;
+	if (!dst)
+		dst = (struct http_header *)blk;
+	for (int i = 0; i < n; i++) {
+		struct http_str nm = h[i].name, v = h[i].value;
+
+		memcpy(p, nm.p, nm.len);
+		p[nm.len] = '\0';
+		dst[i].name = (struct http_str){p, nm.len};
+		p += nm.len + 1;
+		memcpy(p, v.p, v.len);
+		p[v.len] = '\0';
+		dst[i].value = (struct http_str){p, v.len};
+		p += v.len + 1;
+	}
+	return blk;
+}
+
+/* The head, copied (its strings in *mem): the answer is sent after on_head returned. */
+static struct http_response *copy_head(const struct http_response *h, void **mem)
+{
+	struct http_response *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	*r = *h;
+	r->reason = (struct http_str){"", 0};
+	r->connection = (struct http_str){"", 0};
+	*mem = copy_block(0, h->headers, h->nheaders, r->headers);
+	if (!*mem && h->nheaders) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static struct http_header *copy_fields(const struct http_header *h, int n)
+{
+	return n ? copy_block(n * sizeof(*h), h, n, NULL) : NULL;
+}
+
+/* The request body to the upstream as far as it takes it; what it took is acknowledged
+ * to the client (WINDOW_UPDATE), so the client is never more than a window ahead. Runs
+ * inside the session's callbacks too: no conn_advance() here (it would recurse). */
+static void pump(struct h2stream *hs)
+{
+	struct stream *st = hs->st;
+	bool whole, fin = hs->body_done;
+	const char *src;
+	size_t len;
+	ssize_t k;
+
+	if (hs->mode != FWD_STREAM || !hs->call || hs->fin_sent || !st)
+		return;
+	whole = st->req_body_ready;
+	src = whole ? st->req_body + hs->body_off : hs->body;
+	len = whole ? st->req_body_len - hs->body_off : hs->body_len;
+	if (!len && !fin)
+		return;
+	if (fin && hs->nqtrail) {
+		/* with the body's end: the call keeps them (h2: a trailing HEADERS) */
+		client_stream_trailers(hs->call, hs->qtrail, hs->nqtrail);
+		hs->nqtrail = 0;
+	}
+	k = client_stream_write(hs->call, src ? src : "", len, fin);
+	if (k <= 0 && !(k == 0 && !len))
+		return; /* full (on_writable comes) or failed (on_done comes) */
+	if (whole) {
+		hs->body_off += k;
+	} else {
+		memmove(hs->body, hs->body + k, len - k);
+		hs->body_len -= k;
+		h2s_consume(hs->hc->h, hs->sid, k);
+	}
+	if ((size_t)k == len && fin)
+		hs->fin_sent = true;
+}
+
+/* From the client (outside the connection's step): the WINDOW_UPDATEs want a step. */
+static void up_writable(void *arg)
+{
+	struct h2stream *hs = arg;
+
+	pump(hs);
+	conn_advance(hs->hc->c);
+}
+
+static void respond_stream(struct h2stream *hs, int status, struct fields *fs)
+{
+	struct h2conn *hc = hs->hc;
+
+	hs->responded = true;
+	hs->status = status;
+	hc->progress_ms = hs_worker(hs)->now_ms;
+	take_stream_result(hs);
+	if (!h2s_respond_stream(hc->h, hs->sid, status, fs->f, fs->n))
+		h2s_reset(hc->h, hs->sid, H2_INTERNAL_ERROR);
+}
+
+/* The head goes out with the first body byte: an answer that ends without one is sent
+ * whole (a gRPC trailers-only answer stays one HEADERS frame with END_STREAM). */
+static void up_head(void *arg, const struct http_response *head)
+{
+	struct h2stream *hs = arg;
+	struct stream *st = hs->st;
+
+	if (hs->responded)
+		return;
+	st->resp_local = false;
+	stream_response(st, head);
+	/* a filter rewrites the whole body, or there is none to stream: gather it */
+	hs->collect = st->hold_filter >= 0 || stream_transforms_body(st) || hs->head ||
+		      head->status == 204 || head->status == 304;
+	hs->rhead = copy_head(head, &hs->rhead_mem);
+	if (!hs->rhead)
+		local_answer(hs, 502, "upstream response headers too large", NULL);
+	hs->head_pending = hs->rhead && !hs->collect;
+}
+
+static void send_head(struct h2stream *hs)
+{
+	struct fields fs;
+
+	hs->head_pending = false;
+	origin_fields(hs, hs->rhead, &fs, false);
+	respond_stream(hs, hs->rhead->status, &fs);
+}
+
+/* The whole answer had no body: its head (and trailers) in one go. */
+static void send_bodiless(struct h2stream *hs)
+{
+	struct fields fs;
+
+	hs->head_pending = false;
+	origin_fields(hs, hs->rhead, &fs, false);
+	hs->st->completed = true;
+	hs->trailers = hs->rtrail;
+	hs->ntrailers = hs->nrtrail;
+	respond(hs, hs->rhead->status, &fs, NULL, 0, false);
+	hs->trailers = NULL;
+	hs->ntrailers = 0;
+}
+
+static size_t up_data(void *arg, const char *p, size_t n)
+{
+	struct h2stream *hs = arg;
+	size_t k;
+
+	if (hs->collect) {
+		size_t bound = hs->st->hold_filter >= 0 ? hs->st->hold_max : H2_MAX_RESPONSE_BYTES;
+
+		if (hs->collect_over || hs->rbody_len + n > bound) {
+			hs->collect_over = true;
+			return n;
+		}
+		if (hs->rbody_len + n > hs->rbody_cap) {
+			size_t cap = hs->rbody_cap ? hs->rbody_cap : 16384;
+			char *nb;
+
+			while (cap < hs->rbody_len + n)
+				cap *= 2;
+			if (!(nb = realloc(hs->rbody, cap))) {
+				hs->collect_over = true;
+				return n;
+			}
+			hs->rbody = nb;
+			hs->rbody_cap = cap;
+		}
+		memcpy(hs->rbody + hs->rbody_len, p, n);
+		hs->rbody_len += n;
+		return n;
+	}
+	if (hs->head_pending)
+		send_head(hs);
+	if (!n)
+		return 0;
+	k = h2s_stream_write(hs->hc->h, hs->sid, p, n);
+	stream_response_data(hs->st, p, k);
+	hs->bytes_out += k;
+	hs->hc->progress_ms = hs_worker(hs)->now_ms;
+	if (k < n)
+		hs->up_paused = true; /* the client's window is closed: resumed from step */
+	conn_advance(hs->hc->c);
+	return k;
+}
+
+static void up_trailers(void *arg, const struct http_header *h, int n)
+{
+	struct h2stream *hs = arg;
+
+	free(hs->rtrail);
+	hs->rtrail = copy_fields(h, n);
+	hs->nrtrail = hs->rtrail ? n : 0;
+}
+
+/* The upstream failed after the head went out: a gRPC stream ends with a gRPC status
+ * in trailers, anything else is reset (the client sees the body was cut). */
+static void stream_failed(struct h2stream *hs, enum client_error err)
+{
+	struct fields fs;
+	const char *reason;
+	char gs[8];
+	int status = client_error_status(err, &reason);
+
+	hs->st->completed = false;
+	if (!hs->grpc) {
+		h2s_reset(hs->hc->h, hs->sid, H2_INTERNAL_ERROR);
+		return;
+	}
+	fs.n = 0;
+	snprintf(gs, sizeof(gs), "%d", err == CLIENT_ERR_TIMEOUT ? 4 : grpc_status(status));
+	fieldz(&fs, "grpc-status", gs);
+	fieldz(&fs, "grpc-message", reason);
+	if (!h2s_stream_end(hs->hc->h, hs->sid, fs.f, fs.n))
+		h2s_reset(hs->hc->h, hs->sid, H2_INTERNAL_ERROR);
+}
+
+static void up_done(void *arg, enum client_error err, const char *target)
+{
+	struct h2stream *hs = arg;
+	struct stream *st = hs->st;
+	const char *reason;
+
+	hs->call = NULL;
+	snprintf(hs->target, sizeof(hs->target), "%s", target ? target : "");
+	if (err == CLIENT_OK && hs->collect && hs->collect_over)
+		err = CLIENT_ERR_TOO_LARGE;
+	if (err != CLIENT_OK && !hs->responded) {
+		int status = client_error_status(err, &reason);
+
+		local_answer(hs, status,
+			     hs->grpc && err == CLIENT_ERR_TIMEOUT ? "deadline exceeded" : reason,
+			     NULL);
+	} else if (err != CLIENT_OK) {
+		stream_failed(hs, err);
+	} else if (hs->collect && hs->rhead) {
+		if (st->hold_filter >= 0) {
+			finish_hold(hs, hs->rhead, hs->rbody, hs->rbody_len);
+		} else {
+			stream_response_data(st, hs->rbody, hs->rbody_len);
+			hs->trailers = hs->rtrail;
+			hs->ntrailers = hs->nrtrail;
+			send_response(hs, hs->rhead, hs->rbody ? hs->rbody : "", hs->rbody_len, -1);
+			hs->trailers = NULL;
+			hs->ntrailers = 0;
+		}
+	} else if (hs->head_pending) {
+		send_bodiless(hs);
+	} else if (hs->responded) {
+		st->completed = true;
+		if (!h2s_stream_end(hs->hc->h, hs->sid, hs->rtrail, hs->nrtrail))
+			h2s_reset(hs->hc->h, hs->sid, H2_INTERNAL_ERROR);
+	}
+	conn_advance(hs->hc->c);
+}
+
+static const struct client_stream_cbs up_cbs = {
+    .on_head = up_head,
+    .on_data = up_data,
+    .on_trailers = up_trailers,
+    .on_done = up_done,
+    .on_writable = up_writable,
+};
+
+/* The deadline of a call: the upstream's (connect + read), or the client's grpc-timeout
+ * when that is sooner. */
+static uint32_t call_timeout_ms(const struct h2stream *hs, const struct upstream_config *uc)
+{
+	const struct http_request *req = &hs->st->req;
+	const struct http_header *gt =
+	    http_find_header(req->headers, req->nheaders, "grpc-timeout");
+	uint64_t cap = (uint64_t)uc->connect_timeout_ms + uc->read_timeout_ms, ms;
+
+	if (hs->grpc && gt && h2_grpc_timeout_ms(gt->value, &ms) && ms < cap)
+		return ms ? (uint32_t)ms : 1;
+	return (uint32_t)cap;
+}
+
+static bool streams(const struct h2stream *hs);
+
+static bool te_trailers(const struct http_request *req)
+{
+	const struct http_header *te = http_find_header(req->headers, req->nheaders, "te");
+
+	return te && te->value.len == 8 && !strncasecmp(te->value.p, "trailers", 8);
+}
+
+/* Options for the upstream call (strings in the stream's arena); false: answered. */
+static bool forward_opts(struct h2stream *hs, struct client_request_opts *o)
 {
 	struct stream *st = hs->st;
 	struct conn *c = hs->hc->c;
@@ -567,7 +916,6 @@ static void do_forward(struct h2stream *hs)
 	    .request_id = hs->request_id,
 	    .st = st,
 	};
-	struct client_request_opts o = {0};
 	struct buf lines = {0}, target = {0};
 	const char *up_path = st->path, *path_s, *lines_s;
 	size_t up_len = st->path_len, off;
@@ -593,20 +941,35 @@ static void do_forward(struct h2stream *hs)
 	     buf_ensure(&target, c->cfg->limits.max_header_bytes + 16) &&
 	     build_forward_lines(&x, req, st->auth_done ? &st->auth : NULL, &lines) &&
 	     build_forward_target(&x, req, up_path, up_len, &target);
+	/* TE is hop-by-hop, but "trailers" is end to end over HTTP/2: gRPC servers want it */
+	if (ok && streams(hs) && te_trailers(req))
+		ok = buf_append(&lines, "te: trailers\r\n", 14);
 	path_s = ok ? arena_str(st, &target) : NULL;
 	lines_s = ok ? arena_str(st, &lines) : NULL;
 	buf_free(&lines);
 	buf_free(&target);
 	if (!path_s || !lines_s) {
 		local_answer(hs, 431, "request headers too large", NULL);
-		return;
+		return false;
 	}
-	o.cfg = c->cfg;
-	o.upstream = st->upstream;
-	o.method = stream_strdup(st, req->method_str.p, req->method_str.len);
-	o.path = path_s;
-	o.host = req->host.len ? stream_strdup(st, req->host.p, req->host.len) : NULL;
-	o.headers = lines_s;
+	memset(o, 0, sizeof(*o));
+	o->cfg = c->cfg;
+	o->upstream = st->upstream;
+	o->method = stream_strdup(st, req->method_str.p, req->method_str.len);
+	o->path = path_s;
+	o->host = req->host.len ? stream_strdup(st, req->host.p, req->host.len) : NULL;
+	o->headers = lines_s;
+	o->timeout_ms = call_timeout_ms(hs, &c->cfg->upstreams[st->upstream]);
+	return true;
+}
+
+static void do_forward(struct h2stream *hs)
+{
+	struct stream *st = hs->st;
+	struct client_request_opts o;
+
+	if (!forward_opts(hs, &o))
+		return;
 	if (st->req_body_ready) {
 		o.body = st->req_body;
 		o.body_len = st->req_body_len;
@@ -615,16 +978,62 @@ static void do_forward(struct h2stream *hs)
 		o.body_len = hs->body_len;
 	}
 	o.max_body_bytes = H2_MAX_RESPONSE_BYTES;
-	hs->call = client_request(c->cli.w->client, &o, upstream_done, hs);
+	hs->call = client_request(hs->hc->c->cli.w->client, &o, upstream_done, hs);
 	if (!hs->call)
 		local_answer(hs, 503, "out of memory", NULL);
 }
 
-/* Every filter continued. The client call carries a whole body: wait for its end. */
+static void stream_forward(struct h2stream *hs)
+{
+	struct stream *st = hs->st;
+	struct client_request_opts o;
+
+	if (!forward_opts(hs, &o))
+		return;
+	if (st->req_body_ready)
+		o.body_len = st->req_body_len ? st->req_body_len : CLIENT_BODY_NONE;
+	else
+		o.body_len =
+		    hs->body_done && !hs->body_len ? CLIENT_BODY_NONE : CLIENT_BODY_UNKNOWN;
+	hs->fin_sent = o.body_len == CLIENT_BODY_NONE;
+	hs->call = client_stream_start(hs->hc->c->cli.w->client, &o, &up_cbs, hs);
+	if (!hs->call) {
+		local_answer(hs, 503, "out of memory", NULL);
+		return;
+	}
+	pump(hs);
+}
+
+/* The upstream speaks HTTP/2: the client streams both ways (HTTP/1.1 upstreams get the
+ * whole body with client_request(), whose h1 side has no streaming call). */
+static bool streams(const struct h2stream *hs)
+{
+	const struct xg_config *cfg = hs->hc->c->cfg;
+
+	return hs->st->upstream >= 0 && hs->st->upstream < cfg->nupstreams &&
+	       cfg->upstreams[hs->st->upstream].protocol != UPSTREAM_HTTP1;
+}
+
+/* Buffered from here on: what the client sent is acknowledged, the rest at once. */
+static void set_buffered(struct h2stream *hs)
+{
+	if (hs->mode == FWD_UNDECIDED)
+		h2s_hold_window(hs->hc->h, hs->sid, false);
+	hs->mode = FWD_BUFFER; /* the WINDOW_UPDATEs go with the connection's next step */
+}
+
+/* Every filter continued: stream to an HTTP/2 upstream, else the client call carries a
+ * whole body (wait for its end). */
 static void h2_forward(struct stream *st)
 {
 	struct h2stream *hs = host_of(st);
 
+	if (streams(hs)) {
+		hs->mode = FWD_STREAM;
+		stream_forward(hs);
+		return;
+	}
+	set_buffered(hs);
 	if (!hs->body_done) {
 		hs->want_forward = true;
 		return;
@@ -648,6 +1057,7 @@ static void h2_read_body(struct stream *st)
 	struct h2stream *hs = host_of(st);
 
 	hs->reading_body = true;
+	set_buffered(hs);
 	if (hs->body_done)
 		give_body(hs);
 }
@@ -827,6 +1237,8 @@ static void on_request(void *arg, int32_t sid, const struct h2s_request *r)
 	hc->head.next->prev = hs;
 	hc->head.next = hs;
 	h2s_set_stream_host(hc->h, sid, hs);
+	if (!r->end_stream)
+		h2s_hold_window(hc->h, sid, true); /* until it is known how it is forwarded */
 	hc->progress_ms = w->now_ms;
 	if (r->too_large) {
 		local_answer(hs, 431, "request headers too large", NULL);
@@ -873,16 +1285,25 @@ static size_t body_bound(const struct h2stream *hs)
 static void on_data(void *arg, int32_t sid, void *host, const char *p, size_t n)
 {
 	struct h2stream *hs = host;
+	bool streaming = hs->mode == FWD_STREAM && hs->call && !hs->fin_sent;
 
 	hs->hc->progress_ms = hs_worker(hs)->now_ms;
 	hs->bytes_in += n;
-	if (hs->body_over || hs->responded)
-		return; /* answered already: the rest is discarded */
-	if (hs->body_len + n > body_bound(hs)) {
-		hs->body_over = true;
-		local_answer(hs, 413, "request body too large", NULL);
+	if (hs->body_over || (hs->responded && !streaming) ||
+	    (hs->mode == FWD_STREAM && !streaming)) {
+		/* answered already, or the upstream is gone: the rest is discarded */
+		h2s_consume(hs->hc->h, sid, n);
 		return;
 	}
+	if (hs->body_total + n > body_bound(hs)) {
+		hs->body_over = true;
+		if (hs->responded)
+			h2s_reset(hs->hc->h, sid, H2_CANCEL);
+		else
+			local_answer(hs, 413, "request body too large", NULL);
+		return;
+	}
+	hs->body_total += n;
 	if (hs->body_len + n > hs->body_cap) {
 		size_t cap = hs->body_cap ? hs->body_cap : 4096;
 		char *nb;
@@ -898,6 +1319,7 @@ static void on_data(void *arg, int32_t sid, void *host, const char *p, size_t n)
 	}
 	memcpy(hs->body + hs->body_len, p, n);
 	hs->body_len += n;
+	pump(hs);
 }
 
 static void on_end(void *arg, int32_t sid, void *host)
@@ -905,12 +1327,26 @@ static void on_end(void *arg, int32_t sid, void *host)
 	struct h2stream *hs = host;
 
 	hs->body_done = true;
+	if (hs->mode == FWD_STREAM) {
+		pump(hs);
+		return;
+	}
 	if (hs->responded || !hs->st)
 		return;
 	if (hs->reading_body)
 		give_body(hs);
 	else if (hs->want_forward)
 		do_forward(hs);
+}
+
+static void on_trailers(void *arg, int32_t sid, void *host, const struct http_header *f, int n)
+{
+	struct h2stream *hs = host;
+
+	if (hs->st && hs->mode != FWD_BUFFER && !hs->fin_sent && !hs->qtrail) {
+		hs->qtrail = copy_fields(f, n);
+		hs->nqtrail = hs->qtrail ? n : 0;
+	}
 }
 
 static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
@@ -923,7 +1359,8 @@ static void on_close(void *arg, int32_t sid, void *host, uint32_t code)
 	hs_free(hs);
 }
 
-static const struct h2s_callbacks h2_callbacks = {on_request, on_data, on_end, on_close};
+static const struct h2s_callbacks h2_callbacks = {on_request, on_data, on_end, on_close,
+						  on_trailers};
 
 /* ---- the connection ---- */
 
@@ -989,9 +1426,20 @@ void h2conn_drain(struct conn *c)
 static bool busy(const struct h2conn *hc)
 {
 	for (const struct h2stream *hs = hc->head.next; hs != &hc->head; hs = hs->next)
-		if (!hs->responded)
+		if (!hs->responded || hs->call)
 			return true;
 	return false;
+}
+
+/* Upstream bodies paused on a full stream buffer go on once half of it went out. */
+static void resume_paused(struct h2conn *hc)
+{
+	for (struct h2stream *hs = hc->head.next; hs != &hc->head; hs = hs->next)
+		if (hs->up_paused && hs->call &&
+		    h2s_stream_room(hc->h, hs->sid) >= H2S_STREAM_BUF / 2) {
+			hs->up_paused = false;
+			client_stream_resume(hs->call);
+		}
 }
 
 bool h2conn_step(struct conn *c)
@@ -1033,6 +1481,7 @@ bool h2conn_step(struct conn *c)
 		n = h2s_send(hc->h, s->out.data + s->out.end, buf_space(&s->out));
 		s->out.end += n;
 		progress |= n > 0;
+		resume_paused(hc);
 	}
 	if (h2s_done(hc->h) && !buf_len(&s->out)) {
 		h2conn_free(c);

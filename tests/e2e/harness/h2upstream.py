@@ -35,6 +35,7 @@ class H2Upstream:
         self.paths = []
         self.conn_of = []  # the connection number of each request
         self.max_concurrent = 0
+        self.request_trailers = []  # (path, {name: value}) per request that had trailers
         self._active = 0
         self._stop = False
         self._goaway_done = False
@@ -153,6 +154,11 @@ class _Conn:
                 st.pending_ack = getattr(st, "pending_ack", 0) + ev.flow_controlled_length
             else:
                 self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            st = self.streams.get(ev.stream_id)
+            with self.srv.lock:
+                self.srv.request_trailers.append(
+                    (st.path if st else "", {k.decode(): v.decode() for k, v in ev.headers}))
         elif isinstance(ev, h2.events.StreamEnded):
             st = self.streams.get(ev.stream_id)
             if st is not None and st.path.startswith("/echo"):
