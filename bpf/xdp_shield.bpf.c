@@ -8,6 +8,10 @@
  * all packets) → pass. Every verdict counts one packet in "stats" under its reason (one
  * per-CPU entry, a counter per reason). All runtime settings live in maps
  * (maps/xdp_shield.h), so changing them never reloads or detaches the program.
+ *
+ * A source this CPU just refused is refused again from the drop cache before the list
+ * lookups (the flood path): the cached verdict names the config and lists generations it
+ * was computed under, so it is exactly the verdict of the order above.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -99,6 +103,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xdp_drop_cache);
 } drop_cache SEC(".maps");
+
+/* See struct xdp_drop_cache: replaced by every writer of the deny/allow lists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lists_gen SEC(".maps");
 
 /* What the parser learnt about a packet; only what the verdict needs. */
 struct pkt {
@@ -382,27 +394,34 @@ static __always_inline __u8 packet_class(const struct pkt *p)
 	return XDP_CLASS_OTHER;
 }
 
+/* The whole source address as two words (IPv4: the first 4 bytes, the rest 0). */
 static __always_inline void cache_key(const struct pkt *p, __u64 key[2])
 {
 	key[0] = 0;
-	if (p->family == 4) {
+	key[1] = 0;
+	if (p->family == 4)
 		__builtin_memcpy(&key[0], p->src, 4);
-		key[1] = 0;
-	} else {
-		__builtin_memcpy(&key[0], p->src, 8);
-		key[1] = 1;
-	}
+	else
+		__builtin_memcpy(key, p->src, 16);
+}
+
+/* Whether the cache entry and the packet share a bucket (IPv6: the /64 in key[0]). */
+static __always_inline bool same_bucket(const struct xdp_drop_cache *dc, const struct pkt *p,
+					const __u64 key[2])
+{
+	return dc->family == p->family && dc->key[0] == key[0] &&
+	       (p->family == 6 || dc->key[1] == key[1]);
 }
 
 /* Adds the cache's pending drops to the source they belong to: v when it is that source's
  * entry, else the entry looked up (a source that stopped sending; gone if evicted). */
 static __always_inline void cache_flush(struct xdp_drop_cache *dc, struct rate_value *v,
-					 const __u64 key[2])
+					const struct pkt *p, const __u64 key[2])
 {
 	if (!dc->pending)
 		return;
-	if (dc->key[0] != key[0] || dc->key[1] != key[1]) {
-		if (dc->key[1]) {
+	if (!same_bucket(dc, p, key)) {
+		if (dc->family == 6) {
 			struct rate_v6_key k6;
 
 			__builtin_memcpy(k6.prefix, &dc->key[0], 8);
@@ -423,13 +442,15 @@ static __always_inline void cache_flush(struct xdp_drop_cache *dc, struct rate_v
 
 /* Remembers a refusal: until the bucket that refused holds a token again, packets of the
  * same source and class get the same verdict from the cache. */
-static __always_inline void cache_refusal(const struct xdp_config *cfg,
+static __always_inline void cache_refusal(const struct xdp_config *cfg, __u64 lists_generation,
 					  struct xdp_drop_cache *dc, struct rate_value *v,
-					  const __u64 key[2], __u8 class, enum xdp_reason reason,
-					  __u64 wait_ns, __u64 now)
+					  const struct pkt *p, const __u64 key[2], __u8 class,
+					  enum xdp_reason reason, __u64 wait_ns, __u64 now)
 {
-	cache_flush(dc, v, key);
+	cache_flush(dc, v, p, key);
 	dc->generation = cfg->generation;
+	dc->lists_generation = lists_generation;
+	dc->family = p->family;
 	dc->key[0] = key[0];
 	dc->key[1] = key[1];
 	dc->class = class;
@@ -437,26 +458,60 @@ static __always_inline void cache_refusal(const struct xdp_config *cfg,
 	dc->until_ns = now + wait_ns;
 }
 
-/* Whether the cached refusal applies to this packet at time now. */
-static __always_inline bool cache_hit(const struct xdp_config *cfg,
-				      const struct xdp_drop_cache *dc, const __u64 key[2],
-				      __u8 class, __u64 now)
+/* Whether the cached refusal applies to this packet's bucket at time now (the packet
+ * passed the lists and the port policy). */
+static __always_inline bool cache_hit(const struct xdp_config *cfg, const struct xdp_drop_cache *dc,
+				      const struct pkt *p, const __u64 key[2], __u8 class,
+				      __u64 now)
 {
-	return now < dc->until_ns && dc->key[0] == key[0] && dc->key[1] == key[1] &&
-	       dc->class == class && dc->generation == cfg->generation;
+	return now < dc->until_ns && same_bucket(dc, p, key) && dc->class == class &&
+	       dc->generation == cfg->generation;
 }
 
-static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p)
+/* A hit after the lists: this address just passed the lists of lists_generation, so the
+ * entry now names it (the same bucket) and that generation, for early_refusal. */
+static __always_inline enum xdp_reason cache_repeat(struct xdp_drop_cache *dc, const __u64 key[2],
+						    __u64 lists_generation)
 {
-	__u8 class = packet_class(p);
-	enum xdp_reason reason = XDP_REASON_PASS;
-	struct xdp_drop_cache *dc;
-	struct rate_value *v;
-	__u64 key[2], wait = 0, now;
-	__u32 zero = 0;
+	dc->key[0] = key[0];
+	dc->key[1] = key[1];
+	dc->lists_generation = lists_generation;
+	dc->pending++;
+	return dc->reason;
+}
 
-	cache_key(p, key);
-	dc = bpf_map_lookup_elem(&drop_cache, &zero);
+/*
+ * The flood path, before the lists: a refusal of this very address, class, config and
+ * lists generation that lasts beyond the coarse clock plus its slack is the verdict the
+ * full path would give. ND packets are never refused; a SYN the port policy refuses is
+ * refused for that reason. Only the coarse clock is read: anything else takes the full
+ * path, whose own cache check uses the exact clock.
+ */
+static __always_inline enum xdp_reason early_refusal(const struct xdp_config *cfg,
+						     struct xdp_drop_cache *dc, const struct pkt *p,
+						     const __u64 key[2], __u8 class,
+						     __u64 lists_generation)
+{
+	if (dc->key[0] != key[0] || dc->key[1] != key[1] || dc->family != p->family ||
+	    dc->class != class || dc->generation != cfg->generation ||
+	    dc->lists_generation != lists_generation || p->nd || !cfg->coarse_slack_ns)
+		return XDP_REASON_PASS;
+	if (class == XDP_CLASS_SYN && !port_allowed(cfg, p->dport))
+		return XDP_REASON_PASS;
+	if (bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns + cfg->coarse_slack_ns >= dc->until_ns)
+		return XDP_REASON_PASS;
+	dc->pending++;
+	return dc->reason;
+}
+
+static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p,
+						   struct xdp_drop_cache *dc, const __u64 key[2],
+						   __u8 class, __u64 lists_generation)
+{
+	enum xdp_reason reason = XDP_REASON_PASS;
+	struct rate_value *v;
+	__u64 wait = 0, now;
+
 	/*
 	 * The coarse clock (the last tick) costs a fraction of the exact one but lags it by up
 	 * to coarse_slack_ns: a hit by it plus the slack is a hit by the exact clock too. Only
@@ -464,22 +519,18 @@ static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg,
 	 */
 	if (dc && cfg->coarse_slack_ns) {
 		now = bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
-		if (cache_hit(cfg, dc, key, class, now + cfg->coarse_slack_ns)) {
-			dc->pending++;
-			return dc->reason;
-		}
+		if (cache_hit(cfg, dc, p, key, class, now + cfg->coarse_slack_ns))
+			return cache_repeat(dc, key, lists_generation);
 	}
 	now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
-	if (dc && cache_hit(cfg, dc, key, class, now)) {
-		dc->pending++;
-		return dc->reason;
-	}
+	if (dc && cache_hit(cfg, dc, p, key, class, now))
+		return cache_repeat(dc, key, lists_generation);
 	v = source_entry(cfg, p, now);
 	/* The LRU map always makes room: no entry means the new-source budget is spent. */
 	if (!v)
 		return XDP_REASON_NEW_SOURCE;
 	if (dc)
-		cache_flush(dc, v, key);
+		cache_flush(dc, v, p, key);
 	__sync_fetch_and_add(&v->packets, 1);
 	if (class == XDP_CLASS_SYN && !tb_take(&v->syn_tat, &cfg->syn, now)) {
 		reason = XDP_REASON_SYN_RATE;
@@ -498,7 +549,7 @@ static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg,
 		return reason;
 	__sync_fetch_and_add(&v->drops, 1);
 	if (dc && wait)
-		cache_refusal(cfg, dc, v, key, class, reason, wait, now);
+		cache_refusal(cfg, lists_generation, dc, v, p, key, class, reason, wait, now);
 	return reason;
 }
 
@@ -507,25 +558,39 @@ int xdp_shield(struct xdp_md *ctx)
 {
 	struct pkt p = {};
 	const struct xdp_config *cfg;
+	struct xdp_drop_cache *dc;
+	__u64 key[2], lists = 0, *gen;
 	enum xdp_reason reason;
 	__u32 zero = 0;
+	__u8 class;
 
 	reason = parse(ctx, &p);
 	if (reason != XDP_REASON_PASS)
 		return verdict(reason);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	dc = bpf_map_lookup_elem(&drop_cache, &zero);
+	/* Read before the lists: a writer replaces it after its change (see lists_gen). */
+	gen = bpf_map_lookup_elem(&lists_gen, &zero);
+	if (gen)
+		lists = *(volatile __u64 *)gen;
+	class = packet_class(&p);
+	cache_key(&p, key);
+	if (cfg && dc) {
+		reason = early_refusal(cfg, dc, &p, key, class, lists);
+		if (reason != XDP_REASON_PASS)
+			return verdict(reason);
+	}
 	if (in_list(&p, &deny_v4, &deny_v6))
 		return verdict(XDP_REASON_DENY);
 	if (in_list(&p, &allow_v4, &allow_v6))
 		return verdict(XDP_REASON_ALLOW);
 	if (p.nd)
 		return verdict(XDP_REASON_ND);
-	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return verdict(XDP_REASON_PASS);
-	if (p.l4 == IPPROTO_TCP && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN &&
-	    !port_allowed(cfg, p.dport))
+	if (class == XDP_CLASS_SYN && !port_allowed(cfg, p.dport))
 		return verdict(XDP_REASON_PORT);
-	return verdict(take_tokens(cfg, &p));
+	return verdict(take_tokens(cfg, &p, dc, key, class, lists));
 }
 
 char LICENSE[] SEC("license") = "GPL";
