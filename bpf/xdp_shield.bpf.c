@@ -456,6 +456,14 @@ static __always_inline void cache_refusal(const struct xdp_config *cfg, __u64 li
 	dc->class = class;
 	dc->reason = reason;
 	dc->until_ns = now + wait_ns;
+	dc->until_jiffies = 0;
+	/*
+	 * Jiffies j are read at or after tick j and before tick j + 1 is processed, which may
+	 * be one tick late (the coarse clock's assumption too). A hit at jiffies jn < jr +
+	 * wait/tick - 2 is therefore less than (jn - jr + 2) ticks <= wait_ns after now.
+	 */
+	if (cfg->tick_ns && wait_ns / cfg->tick_ns > 2)
+		dc->until_jiffies = bpf_jiffies64() + wait_ns / cfg->tick_ns - 2;
 }
 
 /* Whether the cached refusal applies to this packet's bucket at time now (the packet
@@ -482,10 +490,10 @@ static __always_inline enum xdp_reason cache_repeat(struct xdp_drop_cache *dc, c
 
 /*
  * The flood path, before the lists: a refusal of this very address, class, config and
- * lists generation that lasts beyond the coarse clock plus its slack is the verdict the
- * full path would give. ND packets are never refused; a SYN the port policy refuses is
- * refused for that reason. Only the coarse clock is read: anything else takes the full
- * path, whose own cache check uses the exact clock.
+ * lists generation that has not ended is the verdict the full path would give. ND
+ * packets are never refused; a SYN the port policy refuses is refused for that reason.
+ * Time is judged by jiffies (an inlined load, see cache_refusal): a refusal ending within
+ * two ticks, and anything else, takes the full path, whose own check reads the clocks.
  */
 static __always_inline enum xdp_reason early_refusal(const struct xdp_config *cfg,
 						     struct xdp_drop_cache *dc, const struct pkt *p,
@@ -494,11 +502,11 @@ static __always_inline enum xdp_reason early_refusal(const struct xdp_config *cf
 {
 	if (dc->key[0] != key[0] || dc->key[1] != key[1] || dc->family != p->family ||
 	    dc->class != class || dc->generation != cfg->generation ||
-	    dc->lists_generation != lists_generation || p->nd || !cfg->coarse_slack_ns)
+	    dc->lists_generation != lists_generation || p->nd)
 		return XDP_REASON_PASS;
 	if (class == XDP_CLASS_SYN && !port_allowed(cfg, p->dport))
 		return XDP_REASON_PASS;
-	if (bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns + cfg->coarse_slack_ns >= dc->until_ns)
+	if (bpf_jiffies64() >= dc->until_jiffies)
 		return XDP_REASON_PASS;
 	dc->pending++;
 	return dc->reason;

@@ -118,6 +118,9 @@ struct xdp_drop_cache {
 	__u64 until_ns;
 	__u64 pending;
 	__u64 lists_generation; /* the lists_gen word it was computed under */
+	/* Before the lists, the cache is judged by jiffies (an inlined load, no helper call):
+	 * it applies while jiffies < until_jiffies, set two ticks short of until_ns. */
+	__u64 until_jiffies;
 	__u32 generation;	/* xdp_config.generation it was computed under */
 	__u8 class;		/* enum xdp_pkt_class of the packets it applies to */
 	__u8 reason;		/* the verdict to repeat */
@@ -167,6 +170,8 @@ struct xdp_config {
 	 * clock.
 	 */
 	__u64 coarse_slack_ns;
+	/* One jiffy in ns (the coarse clock's resolution); 0: no jiffies-judged cache hits. */
+	__u64 tick_ns;
 };
 
 #define XDP_LPM_MAX_ENTRIES 16384

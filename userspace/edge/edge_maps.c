@@ -90,6 +90,7 @@ int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock
 	init_new_source_budget(&cfg->new_source, &c->new_sources);
 	cfg->clock_offset_ns = clock_offset_ns;
 	cfg->coarse_slack_ns = coarse_slack_ns();
+	cfg->tick_ns = cfg->coarse_slack_ns / 2;
 	if (c->port_policy)
 		cfg->flags |= XDP_CFG_PORT_POLICY;
 	for (i = 0; i < c->ntcp_ports; i++)
