@@ -93,7 +93,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct xdp_new_sources);
 } new_sources SEC(".maps");
 
 /* This CPU's last refused source (struct xdp_drop_cache). */
@@ -329,26 +329,60 @@ static __always_inline int in_list(struct pkt *p, void *map_v4, void *map_v6)
 	}
 }
 
+/* The exact clock, read at most once per packet and only by the paths that need it. */
+struct clock {
+	const struct xdp_config *cfg;
+	__u64 now;
+	bool known;
+};
+
+static __always_inline __u64 clock_now(struct clock *c)
+{
+	if (!c->known) {
+		c->now = bpf_ktime_get_ns() + c->cfg->clock_offset_ns;
+		c->known = true;
+	}
+	return c->now;
+}
+
+/* Jiffies before which a wait of wait_ns that starts now has surely not ended, or 0
+ * (see cache_refusal for why two ticks are given away). */
+static __always_inline __u64 jiffies_until(const struct xdp_config *cfg, __u64 wait_ns)
+{
+	if (!cfg->tick_ns || wait_ns / cfg->tick_ns <= 2)
+		return 0;
+	return bpf_jiffies64() + wait_ns / cfg->tick_ns - 2;
+}
+
 /* Whether this CPU may start tracking one more source now. */
-static __always_inline bool admit_source(const struct xdp_config *cfg, __u64 now)
+static __always_inline bool admit_source(const struct xdp_config *cfg, struct clock *clk)
 {
 	__u32 zero = 0;
-	__u64 *word = bpf_map_lookup_elem(&new_sources, &zero);
+	struct xdp_new_sources *ns = bpf_map_lookup_elem(&new_sources, &zero);
+	__u64 now;
 
 	if (!cfg->new_source.interval)
 		return true;
-	if (!word)
+	if (!ns)
 		return false;
-	if (!*word)
-		*word = tb_init(now);
-	return tb_take(word, &cfg->new_source, now);
+	if (ns->generation == cfg->generation && ns->until_jiffies &&
+	    bpf_jiffies64() < ns->until_jiffies)
+		return false;
+	now = clock_now(clk);
+	if (!ns->word)
+		ns->word = tb_init(now);
+	if (tb_take(&ns->word, &cfg->new_source, now))
+		return true;
+	ns->generation = cfg->generation;
+	ns->until_jiffies = jiffies_until(cfg, tb_wait_ns(ns->word, &cfg->new_source, now));
+	return false;
 }
 
 /* A source's entry, or NULL when it is new and the new-source budget is spent. New sources
  * start with full buckets. Losing the insert race to another CPU is fine: the second lookup
  * finds its entry. One call site per map keeps the verifier's lookup inlining. */
 static __always_inline struct rate_value *source_entry(const struct xdp_config *cfg,
-						       struct pkt *p, __u64 now)
+						       struct pkt *p, struct clock *clk)
 {
 	struct rate_value fresh = {};
 	struct rate_value *v;
@@ -358,9 +392,10 @@ static __always_inline struct rate_value *source_entry(const struct xdp_config *
 
 		__builtin_memcpy(k4.addr, p->src, 4);
 		v = bpf_map_lookup_elem(&rate_v4, &k4);
-		if (v || !admit_source(cfg, now))
+		if (v || !admit_source(cfg, clk))
 			return v;
-		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat = tb_init(now);
+		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat =
+		    tb_init(clock_now(clk));
 		bpf_map_update_elem(&rate_v4, &k4, &fresh, BPF_NOEXIST);
 		return bpf_map_lookup_elem(&rate_v4, &k4);
 	} else {
@@ -368,9 +403,10 @@ static __always_inline struct rate_value *source_entry(const struct xdp_config *
 
 		__builtin_memcpy(k6.prefix, p->src, 8);
 		v = bpf_map_lookup_elem(&rate_v6, &k6);
-		if (v || !admit_source(cfg, now))
+		if (v || !admit_source(cfg, clk))
 			return v;
-		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat = tb_init(now);
+		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat =
+		    tb_init(clock_now(clk));
 		bpf_map_update_elem(&rate_v6, &k6, &fresh, BPF_NOEXIST);
 		return bpf_map_lookup_elem(&rate_v6, &k6);
 	}
@@ -456,24 +492,21 @@ static __always_inline void cache_refusal(const struct xdp_config *cfg, __u64 li
 	dc->class = class;
 	dc->reason = reason;
 	dc->until_ns = now + wait_ns;
-	dc->until_jiffies = 0;
 	/*
 	 * Jiffies j are read at or after tick j and before tick j + 1 is processed, which may
 	 * be one tick late (the coarse clock's assumption too). A hit at jiffies jn < jr +
 	 * wait/tick - 2 is therefore less than (jn - jr + 2) ticks <= wait_ns after now.
 	 */
-	if (cfg->tick_ns && wait_ns / cfg->tick_ns > 2)
-		dc->until_jiffies = bpf_jiffies64() + wait_ns / cfg->tick_ns - 2;
+	dc->until_jiffies = jiffies_until(cfg, wait_ns);
 }
 
-/* Whether the cached refusal applies to this packet's bucket at time now (the packet
- * passed the lists and the port policy). */
-static __always_inline bool cache_hit(const struct xdp_config *cfg, const struct xdp_drop_cache *dc,
-				      const struct pkt *p, const __u64 key[2], __u8 class,
-				      __u64 now)
+/* Whether the cached refusal is about this packet's bucket and class under this config
+ * (the packet passed the lists and the port policy); its time is checked by the caller. */
+static __always_inline bool cache_matches(const struct xdp_config *cfg,
+					  const struct xdp_drop_cache *dc, const struct pkt *p,
+					  const __u64 key[2], __u8 class)
 {
-	return now < dc->until_ns && same_bucket(dc, p, key) && dc->class == class &&
-	       dc->generation == cfg->generation;
+	return same_bucket(dc, p, key) && dc->class == class && dc->generation == cfg->generation;
 }
 
 /* A hit after the lists: this address just passed the lists of lists_generation, so the
@@ -517,26 +550,29 @@ static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg,
 						   __u8 class, __u64 lists_generation)
 {
 	enum xdp_reason reason = XDP_REASON_PASS;
+	struct clock clk = {.cfg = cfg};
 	struct rate_value *v;
 	__u64 wait = 0, now;
 
 	/*
 	 * The coarse clock (the last tick) costs a fraction of the exact one but lags it by up
 	 * to coarse_slack_ns: a hit by it plus the slack is a hit by the exact clock too. Only
-	 * a refusal ending sooner than that (or a miss) pays for the exact read.
+	 * a refusal ending sooner than that pays for the exact read here; a packet the entry
+	 * is not about reads no clock at all until it needs one.
 	 */
-	if (dc && cfg->coarse_slack_ns) {
-		now = bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
-		if (cache_hit(cfg, dc, p, key, class, now + cfg->coarse_slack_ns))
+	if (dc && cache_matches(cfg, dc, p, key, class)) {
+		if (cfg->coarse_slack_ns &&
+		    bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns + cfg->coarse_slack_ns <
+			dc->until_ns)
+			return cache_repeat(dc, key, lists_generation);
+		if (clock_now(&clk) < dc->until_ns)
 			return cache_repeat(dc, key, lists_generation);
 	}
-	now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
-	if (dc && cache_hit(cfg, dc, p, key, class, now))
-		return cache_repeat(dc, key, lists_generation);
-	v = source_entry(cfg, p, now);
+	v = source_entry(cfg, p, &clk);
 	/* The LRU map always makes room: no entry means the new-source budget is spent. */
 	if (!v)
 		return XDP_REASON_NEW_SOURCE;
+	now = clock_now(&clk);
 	if (dc)
 		cache_flush(dc, v, p, key);
 	__sync_fetch_and_add(&v->packets, 1);

@@ -138,6 +138,19 @@ struct xdp_drop_cache {
  * bucket refills (at most one token interval).
  */
 
+/*
+ * Each CPU's entry of "new_sources": its bucket of sources it may start tracking, and a
+ * memo of its last refusal so a flood of untracked sources (each a miss of the rate maps)
+ * is refused without reading the exact clock: while jiffies < until_jiffies under config
+ * generation, the bucket (spent only by this CPU) holds no token.
+ */
+struct xdp_new_sources {
+	__u64 word;
+	__u64 until_jiffies;
+	__u32 generation;
+	__u32 pad;
+};
+
 /* Which bucket decides a packet's fate after the all-packets one. */
 enum xdp_pkt_class {
 	XDP_CLASS_SYN,
