@@ -568,6 +568,54 @@ static void test_new_source_budget(void)
 	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
 }
 
+/*
+ * A spent new-source budget is remembered per CPU (until_jiffies, two ticks short of the
+ * next token) so a flood of untracked sources reads no clock; in real time (no config write
+ * in between) the next token is still granted once it is due.
+ */
+static void test_new_source_memo(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int ncpu = libbpf_num_possible_cpus(), cpu = sched_getcpu();
+	struct xdp_new_sources *ns = calloc(ncpu, sizeof(*ns));
+	struct edge_config c = base_cfg;
+	struct timespec pause = {0, 600000000};
+	struct xdp_config cfg;
+	cpu_set_t one, all;
+	struct frame f;
+	__u32 zero = 0;
+
+	/* Each CPU: 2 new sources/s (one per 500 ms: many ticks at any HZ, and room for a
+	 * slow emulated guest between two runs), burst 1. */
+	c.new_sources = (struct edge_rate){2 * cpus, cpus};
+	CHECK_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	/* Full buckets: the earlier test's tokens are still owed under these rates. */
+	CHECK(ns && !bpf_map_update_elem(bpf_map__fd(skel->maps.new_sources), &zero, ns, BPF_ANY));
+	push_config(&c);
+	CHECK_EQ(bpf_map_lookup_elem(bpf_map__fd(skel->maps.config), &zero, &cfg), 0);
+	f = tcp4("198.18.12.1", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.12.2", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	CHECK(ns && !bpf_map_lookup_elem(bpf_map__fd(skel->maps.new_sources), &zero, ns));
+	if (ns) {
+		CHECK_EQ(ns[cpu].generation, cfg.generation);
+		CHECK(cfg.tick_ns && 500000000 / cfg.tick_ns <= 2 ? 1 : ns[cpu].until_jiffies != 0);
+	}
+	f = tcp4("198.18.12.3", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	nanosleep(&pause, NULL);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.12.4", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	free(ns);
+	push_config(&base_cfg);
+	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 static void test_packet_bucket(void)
 {
 	struct edge_config c = base_cfg;
@@ -1245,6 +1293,7 @@ int main(void)
 		RUN(test_syn_bucket_and_refill);
 		RUN(test_packet_bucket);
 		RUN(test_new_source_budget);
+		RUN(test_new_source_memo);
 		RUN(test_udp_and_icmp_buckets);
 		RUN(test_neighbour_discovery_never_limited);
 		RUN(test_ipv6_bucket_per_64);
