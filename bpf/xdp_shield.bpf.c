@@ -8,6 +8,10 @@
  * all packets) → pass. Every verdict counts one packet in "stats" under its reason (one
  * per-CPU entry, a counter per reason). All runtime settings live in maps
  * (maps/xdp_shield.h), so changing them never reloads or detaches the program.
+ *
+ * A source this CPU just refused is refused again from the drop cache before the list
+ * lookups (the flood path): the cached verdict names the config and lists generations it
+ * was computed under, so it is exactly the verdict of the order above.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -89,7 +93,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct xdp_new_sources);
 } new_sources SEC(".maps");
 
 /* This CPU's last refused source (struct xdp_drop_cache). */
@@ -99,6 +103,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct xdp_drop_cache);
 } drop_cache SEC(".maps");
+
+/* See struct xdp_drop_cache: replaced by every writer of the deny/allow lists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lists_gen SEC(".maps");
 
 /* What the parser learnt about a packet; only what the verdict needs. */
 struct pkt {
@@ -135,11 +147,14 @@ static __always_inline __u32 len16(__be16 field)
 
 static __always_inline void count(enum xdp_reason reason)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, i = reason;
 	struct xdp_stats *s = bpf_map_lookup_elem(&stats, &zero);
 
-	if (s && reason < XDP_REASON_MAX)
-		((__u64 *)s)[reason] += 1; /* per-CPU entry: no atomic needed */
+	/* One register checked and used: the 6.1 verifier does not carry a bound learnt on
+	 * one stack refill (a reason read from the drop cache) over to the next. */
+	barrier_var(i);
+	if (s && i < XDP_REASON_MAX)
+		((__u64 *)s)[i] += 1; /* per-CPU entry: no atomic needed */
 }
 
 static __always_inline int verdict(enum xdp_reason reason)
@@ -317,26 +332,60 @@ static __always_inline int in_list(struct pkt *p, void *map_v4, void *map_v6)
 	}
 }
 
+/* The exact clock, read at most once per packet and only by the paths that need it. */
+struct clock {
+	const struct xdp_config *cfg;
+	__u64 now;
+	bool known;
+};
+
+static __always_inline __u64 clock_now(struct clock *c)
+{
+	if (!c->known) {
+		c->now = bpf_ktime_get_ns() + c->cfg->clock_offset_ns;
+		c->known = true;
+	}
+	return c->now;
+}
+
+/* Jiffies before which a wait of wait_ns that starts now has surely not ended, or 0
+ * (see cache_refusal for why two ticks are given away). */
+static __always_inline __u64 jiffies_until(const struct xdp_config *cfg, __u64 wait_ns)
+{
+	if (!cfg->tick_ns || wait_ns / cfg->tick_ns <= 2)
+		return 0;
+	return bpf_jiffies64() + wait_ns / cfg->tick_ns - 2;
+}
+
 /* Whether this CPU may start tracking one more source now. */
-static __always_inline bool admit_source(const struct xdp_config *cfg, __u64 now)
+static __always_inline bool admit_source(const struct xdp_config *cfg, struct clock *clk)
 {
 	__u32 zero = 0;
-	__u64 *word = bpf_map_lookup_elem(&new_sources, &zero);
+	struct xdp_new_sources *ns = bpf_map_lookup_elem(&new_sources, &zero);
+	__u64 now;
 
 	if (!cfg->new_source.interval)
 		return true;
-	if (!word)
+	if (!ns)
 		return false;
-	if (!*word)
-		*word = tb_init(now);
-	return tb_take(word, &cfg->new_source, now);
+	if (ns->generation == cfg->generation && ns->until_jiffies &&
+	    bpf_jiffies64() < ns->until_jiffies)
+		return false;
+	now = clock_now(clk);
+	if (!ns->word)
+		ns->word = tb_init(now);
+	if (tb_take(&ns->word, &cfg->new_source, now))
+		return true;
+	ns->generation = cfg->generation;
+	ns->until_jiffies = jiffies_until(cfg, tb_wait_ns(ns->word, &cfg->new_source, now));
+	return false;
 }
 
 /* A source's entry, or NULL when it is new and the new-source budget is spent. New sources
  * start with full buckets. Losing the insert race to another CPU is fine: the second lookup
  * finds its entry. One call site per map keeps the verifier's lookup inlining. */
 static __always_inline struct rate_value *source_entry(const struct xdp_config *cfg,
-						       struct pkt *p, __u64 now)
+						       struct pkt *p, struct clock *clk)
 {
 	struct rate_value fresh = {};
 	struct rate_value *v;
@@ -346,9 +395,10 @@ static __always_inline struct rate_value *source_entry(const struct xdp_config *
 
 		__builtin_memcpy(k4.addr, p->src, 4);
 		v = bpf_map_lookup_elem(&rate_v4, &k4);
-		if (v || !admit_source(cfg, now))
+		if (v || !admit_source(cfg, clk))
 			return v;
-		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat = tb_init(now);
+		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat =
+		    tb_init(clock_now(clk));
 		bpf_map_update_elem(&rate_v4, &k4, &fresh, BPF_NOEXIST);
 		return bpf_map_lookup_elem(&rate_v4, &k4);
 	} else {
@@ -356,9 +406,10 @@ static __always_inline struct rate_value *source_entry(const struct xdp_config *
 
 		__builtin_memcpy(k6.prefix, p->src, 8);
 		v = bpf_map_lookup_elem(&rate_v6, &k6);
-		if (v || !admit_source(cfg, now))
+		if (v || !admit_source(cfg, clk))
 			return v;
-		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat = tb_init(now);
+		fresh.syn_tat = fresh.pkt_tat = fresh.udp_tat = fresh.icmp_tat =
+		    tb_init(clock_now(clk));
 		bpf_map_update_elem(&rate_v6, &k6, &fresh, BPF_NOEXIST);
 		return bpf_map_lookup_elem(&rate_v6, &k6);
 	}
@@ -382,27 +433,34 @@ static __always_inline __u8 packet_class(const struct pkt *p)
 	return XDP_CLASS_OTHER;
 }
 
+/* The whole source address as two words (IPv4: the first 4 bytes, the rest 0). */
 static __always_inline void cache_key(const struct pkt *p, __u64 key[2])
 {
 	key[0] = 0;
-	if (p->family == 4) {
+	key[1] = 0;
+	if (p->family == 4)
 		__builtin_memcpy(&key[0], p->src, 4);
-		key[1] = 0;
-	} else {
-		__builtin_memcpy(&key[0], p->src, 8);
-		key[1] = 1;
-	}
+	else
+		__builtin_memcpy(key, p->src, 16);
+}
+
+/* Whether the cache entry and the packet share a bucket (IPv6: the /64 in key[0]). */
+static __always_inline bool same_bucket(const struct xdp_drop_cache *dc, const struct pkt *p,
+					const __u64 key[2])
+{
+	return dc->family == p->family && dc->key[0] == key[0] &&
+	       (p->family == 6 || dc->key[1] == key[1]);
 }
 
 /* Adds the cache's pending drops to the source they belong to: v when it is that source's
  * entry, else the entry looked up (a source that stopped sending; gone if evicted). */
 static __always_inline void cache_flush(struct xdp_drop_cache *dc, struct rate_value *v,
-					 const __u64 key[2])
+					const struct pkt *p, const __u64 key[2])
 {
 	if (!dc->pending)
 		return;
-	if (dc->key[0] != key[0] || dc->key[1] != key[1]) {
-		if (dc->key[1]) {
+	if (!same_bucket(dc, p, key)) {
+		if (dc->family == 6) {
 			struct rate_v6_key k6;
 
 			__builtin_memcpy(k6.prefix, &dc->key[0], 8);
@@ -423,63 +481,103 @@ static __always_inline void cache_flush(struct xdp_drop_cache *dc, struct rate_v
 
 /* Remembers a refusal: until the bucket that refused holds a token again, packets of the
  * same source and class get the same verdict from the cache. */
-static __always_inline void cache_refusal(const struct xdp_config *cfg,
+static __always_inline void cache_refusal(const struct xdp_config *cfg, __u64 lists_generation,
 					  struct xdp_drop_cache *dc, struct rate_value *v,
-					  const __u64 key[2], __u8 class, enum xdp_reason reason,
-					  __u64 wait_ns, __u64 now)
+					  const struct pkt *p, const __u64 key[2], __u8 class,
+					  enum xdp_reason reason, __u64 wait_ns, __u64 now)
 {
-	cache_flush(dc, v, key);
+	cache_flush(dc, v, p, key);
 	dc->generation = cfg->generation;
+	dc->lists_generation = lists_generation;
+	dc->family = p->family;
 	dc->key[0] = key[0];
 	dc->key[1] = key[1];
 	dc->class = class;
 	dc->reason = reason;
 	dc->until_ns = now + wait_ns;
+	/*
+	 * Jiffies j are read at or after tick j and before tick j + 1 is processed, which may
+	 * be one tick late (the coarse clock's assumption too). A hit at jiffies jn < jr +
+	 * wait/tick - 2 is therefore less than (jn - jr + 2) ticks <= wait_ns after now.
+	 */
+	dc->until_jiffies = jiffies_until(cfg, wait_ns);
 }
 
-/* Whether the cached refusal applies to this packet at time now. */
-static __always_inline bool cache_hit(const struct xdp_config *cfg,
-				      const struct xdp_drop_cache *dc, const __u64 key[2],
-				      __u8 class, __u64 now)
+/* Whether the cached refusal is about this packet's bucket and class under this config
+ * (the packet passed the lists and the port policy); its time is checked by the caller. */
+static __always_inline bool cache_matches(const struct xdp_config *cfg,
+					  const struct xdp_drop_cache *dc, const struct pkt *p,
+					  const __u64 key[2], __u8 class)
 {
-	return now < dc->until_ns && dc->key[0] == key[0] && dc->key[1] == key[1] &&
-	       dc->class == class && dc->generation == cfg->generation;
+	return same_bucket(dc, p, key) && dc->class == class && dc->generation == cfg->generation;
 }
 
-static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p)
+/* A hit after the lists: this address just passed the lists of lists_generation, so the
+ * entry now names it (the same bucket) and that generation, for early_refusal. */
+static __always_inline enum xdp_reason cache_repeat(struct xdp_drop_cache *dc, const __u64 key[2],
+						    __u64 lists_generation)
 {
-	__u8 class = packet_class(p);
+	dc->key[0] = key[0];
+	dc->key[1] = key[1];
+	dc->lists_generation = lists_generation;
+	dc->pending++;
+	return dc->reason;
+}
+
+/*
+ * The flood path, before the lists: a refusal of this very address, class, config and
+ * lists generation that has not ended is the verdict the full path would give. ND
+ * packets are never refused; a SYN the port policy refuses is refused for that reason.
+ * Time is judged by jiffies (an inlined load, see cache_refusal): a refusal ending within
+ * two ticks, and anything else, takes the full path, whose own check reads the clocks.
+ */
+static __always_inline enum xdp_reason early_refusal(const struct xdp_config *cfg,
+						     struct xdp_drop_cache *dc, const struct pkt *p,
+						     const __u64 key[2], __u8 class,
+						     __u64 lists_generation)
+{
+	if (dc->key[0] != key[0] || dc->key[1] != key[1] || dc->family != p->family ||
+	    dc->class != class || dc->generation != cfg->generation ||
+	    dc->lists_generation != lists_generation || p->nd)
+		return XDP_REASON_PASS;
+	if (class == XDP_CLASS_SYN && !port_allowed(cfg, p->dport))
+		return XDP_REASON_PASS;
+	if (bpf_jiffies64() >= dc->until_jiffies)
+		return XDP_REASON_PASS;
+	dc->pending++;
+	return dc->reason;
+}
+
+static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg, struct pkt *p,
+						   struct xdp_drop_cache *dc, const __u64 key[2],
+						   __u8 class, __u64 lists_generation)
+{
 	enum xdp_reason reason = XDP_REASON_PASS;
-	struct xdp_drop_cache *dc;
+	struct clock clk = {.cfg = cfg};
 	struct rate_value *v;
-	__u64 key[2], wait = 0, now;
-	__u32 zero = 0;
+	__u64 wait = 0, now;
 
-	cache_key(p, key);
-	dc = bpf_map_lookup_elem(&drop_cache, &zero);
 	/*
 	 * The coarse clock (the last tick) costs a fraction of the exact one but lags it by up
 	 * to coarse_slack_ns: a hit by it plus the slack is a hit by the exact clock too. Only
-	 * a refusal ending sooner than that (or a miss) pays for the exact read.
+	 * a refusal ending sooner than that pays for the exact read here; a packet the entry
+	 * is not about reads no clock at all until it needs one.
 	 */
-	if (dc && cfg->coarse_slack_ns) {
-		now = bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns;
-		if (cache_hit(cfg, dc, key, class, now + cfg->coarse_slack_ns)) {
-			dc->pending++;
-			return dc->reason;
-		}
+	if (dc && cache_matches(cfg, dc, p, key, class)) {
+		if (cfg->coarse_slack_ns &&
+		    bpf_ktime_get_coarse_ns() + cfg->clock_offset_ns + cfg->coarse_slack_ns <
+			dc->until_ns)
+			return cache_repeat(dc, key, lists_generation);
+		if (clock_now(&clk) < dc->until_ns)
+			return cache_repeat(dc, key, lists_generation);
 	}
-	now = bpf_ktime_get_ns() + cfg->clock_offset_ns;
-	if (dc && cache_hit(cfg, dc, key, class, now)) {
-		dc->pending++;
-		return dc->reason;
-	}
-	v = source_entry(cfg, p, now);
+	v = source_entry(cfg, p, &clk);
 	/* The LRU map always makes room: no entry means the new-source budget is spent. */
 	if (!v)
 		return XDP_REASON_NEW_SOURCE;
+	now = clock_now(&clk);
 	if (dc)
-		cache_flush(dc, v, key);
+		cache_flush(dc, v, p, key);
 	__sync_fetch_and_add(&v->packets, 1);
 	if (class == XDP_CLASS_SYN && !tb_take(&v->syn_tat, &cfg->syn, now)) {
 		reason = XDP_REASON_SYN_RATE;
@@ -498,7 +596,7 @@ static __always_inline enum xdp_reason take_tokens(const struct xdp_config *cfg,
 		return reason;
 	__sync_fetch_and_add(&v->drops, 1);
 	if (dc && wait)
-		cache_refusal(cfg, dc, v, key, class, reason, wait, now);
+		cache_refusal(cfg, lists_generation, dc, v, p, key, class, reason, wait, now);
 	return reason;
 }
 
@@ -507,25 +605,39 @@ int xdp_shield(struct xdp_md *ctx)
 {
 	struct pkt p = {};
 	const struct xdp_config *cfg;
+	struct xdp_drop_cache *dc;
+	__u64 key[2], lists = 0, *gen;
 	enum xdp_reason reason;
 	__u32 zero = 0;
+	__u8 class;
 
 	reason = parse(ctx, &p);
 	if (reason != XDP_REASON_PASS)
 		return verdict(reason);
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	dc = bpf_map_lookup_elem(&drop_cache, &zero);
+	/* Read before the lists: a writer replaces it after its change (see lists_gen). */
+	gen = bpf_map_lookup_elem(&lists_gen, &zero);
+	if (gen)
+		lists = *(volatile __u64 *)gen;
+	class = packet_class(&p);
+	cache_key(&p, key);
+	if (cfg && dc) {
+		reason = early_refusal(cfg, dc, &p, key, class, lists);
+		if (reason != XDP_REASON_PASS)
+			return verdict(reason);
+	}
 	if (in_list(&p, &deny_v4, &deny_v6))
 		return verdict(XDP_REASON_DENY);
 	if (in_list(&p, &allow_v4, &allow_v6))
 		return verdict(XDP_REASON_ALLOW);
 	if (p.nd)
 		return verdict(XDP_REASON_ND);
-	cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return verdict(XDP_REASON_PASS);
-	if (p.l4 == IPPROTO_TCP && (p.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN &&
-	    !port_allowed(cfg, p.dport))
+	if (class == XDP_CLASS_SYN && !port_allowed(cfg, p.dport))
 		return verdict(XDP_REASON_PORT);
-	return verdict(take_tokens(cfg, &p));
+	return verdict(take_tokens(cfg, &p, dc, key, class, lists));
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -103,20 +103,52 @@ struct rate_value {
 /*
  * The single entry of the per-CPU "drop_cache" array: the last source this CPU refused
  * and until when its bucket stays empty. A flood from one source then costs one per-CPU
- * lookup and a compare instead of the shared LRU lookup: the shared bucket cannot hold a
- * token before until_ns (other CPUs only spend tokens), so the verdict is the one the full
- * path would give, as long as the config (rates) is the one it was computed under. key: IPv4 address in key[0] with key[1] = 0, or the IPv6 /64 in key[0]
- * with key[1] = 1. pending counts packets dropped from the cache and not yet added to the
- * source's rate_value (added on its next full-path visit; readers add it themselves).
+ * lookup and a compare instead of the list lookups and the shared LRU lookup: the shared
+ * bucket cannot hold a token before until_ns (other CPUs only spend tokens), so the verdict
+ * is the one the full path would give, as long as the config (rates, ports) and the
+ * deny/allow lists are the ones it was computed under (generation, lists_generation).
+ * key: the whole source address, IPv4 in its first 4 bytes (the rest 0). The check made
+ * before the lists needs the address itself (a list entry may single out one IPv6 address
+ * of a /64); the one made after them matches the source's bucket (its /64 for IPv6).
+ * pending counts packets dropped from the cache and not yet added to the source's
+ * rate_value (added on its next full-path visit; readers add it themselves).
  */
 struct xdp_drop_cache {
 	__u64 key[2];
 	__u64 until_ns;
 	__u64 pending;
-	__u32 generation; /* xdp_config.generation it was computed under */
-	__u8 class;	  /* enum xdp_pkt_class of the packets it applies to */
-	__u8 reason;	  /* the verdict to repeat */
-	__u8 pad[2];
+	__u64 lists_generation; /* the lists_gen word it was computed under */
+	/* Before the lists, the cache is judged by jiffies (an inlined load, no helper call):
+	 * it applies while jiffies < until_jiffies, set two ticks short of until_ns. */
+	__u64 until_jiffies;
+	__u32 generation;	/* xdp_config.generation it was computed under */
+	__u8 class;		/* enum xdp_pkt_class of the packets it applies to */
+	__u8 reason;		/* the verdict to repeat */
+	__u8 family;		/* 4 or 6; 0: empty */
+	__u8 pad;
+};
+
+/*
+ * The one __u64 of the "lists_gen" array: a value that every writer of deny_v4/deny_v6/
+ * allow_v4/allow_v6 replaces with a fresh random one after its change (edge_lists_changed),
+ * so the drop cache, checked before the lists, never repeats a verdict for a source the
+ * lists now treat differently. Random rather than incremented: writers need no
+ * read-modify-write, so a reload and an xgatectl racing cannot lose a change. A list
+ * edited by hand (bpftool) without writing it keeps a cached refusal until the source's
+ * bucket refills (at most one token interval).
+ */
+
+/*
+ * Each CPU's entry of "new_sources": its bucket of sources it may start tracking, and a
+ * memo of its last refusal so a flood of untracked sources (each a miss of the rate maps)
+ * is refused without reading the exact clock: while jiffies < until_jiffies under config
+ * generation, the bucket (spent only by this CPU) holds no token.
+ */
+struct xdp_new_sources {
+	__u64 word;
+	__u64 until_jiffies;
+	__u32 generation;
+	__u32 pad;
 };
 
 /* Which bucket decides a packet's fate after the all-packets one. */
@@ -151,6 +183,8 @@ struct xdp_config {
 	 * clock.
 	 */
 	__u64 coarse_slack_ns;
+	/* One jiffy in ns (the coarse clock's resolution); 0: no jiffies-judged cache hits. */
+	__u64 tick_ns;
 };
 
 #define XDP_LPM_MAX_ENTRIES 16384

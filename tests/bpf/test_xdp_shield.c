@@ -568,6 +568,54 @@ static void test_new_source_budget(void)
 	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
 }
 
+/*
+ * A spent new-source budget is remembered per CPU (until_jiffies, two ticks short of the
+ * next token) so a flood of untracked sources reads no clock; in real time (no config write
+ * in between) the next token is still granted once it is due.
+ */
+static void test_new_source_memo(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int ncpu = libbpf_num_possible_cpus(), cpu = sched_getcpu();
+	struct xdp_new_sources *ns = calloc(ncpu, sizeof(*ns));
+	struct edge_config c = base_cfg;
+	struct timespec pause = {0, 600000000};
+	struct xdp_config cfg;
+	cpu_set_t one, all;
+	struct frame f;
+	__u32 zero = 0;
+
+	/* Each CPU: 2 new sources/s (one per 500 ms: many ticks at any HZ, and room for a
+	 * slow emulated guest between two runs), burst 1. */
+	c.new_sources = (struct edge_rate){2 * cpus, cpus};
+	CHECK_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	/* Full buckets: the earlier test's tokens are still owed under these rates. */
+	CHECK(ns && !bpf_map_update_elem(bpf_map__fd(skel->maps.new_sources), &zero, ns, BPF_ANY));
+	push_config(&c);
+	CHECK_EQ(bpf_map_lookup_elem(bpf_map__fd(skel->maps.config), &zero, &cfg), 0);
+	f = tcp4("198.18.12.1", ACK, 80);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.12.2", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	CHECK(ns && !bpf_map_lookup_elem(bpf_map__fd(skel->maps.new_sources), &zero, ns));
+	if (ns) {
+		CHECK_EQ(ns[cpu].generation, cfg.generation);
+		CHECK(cfg.tick_ns && 500000000 / cfg.tick_ns <= 2 ? 1 : ns[cpu].until_jiffies != 0);
+	}
+	f = tcp4("198.18.12.3", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	nanosleep(&pause, NULL);
+	EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	f = tcp4("198.18.12.4", ACK, 80);
+	EXPECT(&f, XDP_DROP, XDP_REASON_NEW_SOURCE);
+	free(ns);
+	push_config(&base_cfg);
+	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 static void test_packet_bucket(void)
 {
 	struct edge_config c = base_cfg;
@@ -787,6 +835,110 @@ static void test_drop_cache(void)
 		EXPECT(&b, XDP_PASS, XDP_REASON_PASS);
 		push_config(&base_cfg);
 	}
+	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
+/* Refuses src's SYNs until its source is in this CPU's drop cache. */
+static void fill_drop_cache(const char *src, bool v6)
+{
+	struct frame f = v6 ? tcp6(src, SYN, 80) : tcp4(src, SYN, 80);
+	int i;
+
+	for (i = 0; i < 5; i++)
+		EXPECT(&f, XDP_PASS, XDP_REASON_PASS);
+	for (i = 0; i < 3; i++)
+		EXPECT(&f, XDP_DROP, XDP_REASON_SYN_RATE);
+}
+
+/*
+ * The drop cache is checked before the deny/allow lists: a change to the lists (through
+ * edge_list_add/del, which write lists_gen) applies at once to a source being refused from
+ * it, and so do the port policy and ND. A list entry written without touching lists_gen
+ * (bpftool by hand) is not seen until lists_gen changes: the cache really comes first.
+ */
+static void test_drop_cache_before_lists(void)
+{
+	struct frame a = tcp4("198.18.4.20", SYN, 80);
+	struct lpm_v4_key k = {.prefixlen = 32, .addr = {198, 18, 4, 20}};
+	struct cidr_value v = {.from_operator = 1};
+	struct xdp_drop_cache dc;
+	cpu_set_t one, all;
+	char err[256];
+	int cpu = sched_getcpu(), gen_fd = bpf_map__fd(skel->maps.lists_gen);
+
+	CHECK_EQ(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+	fill_drop_cache("198.18.4.20", false);
+	dc = cpu_drop_cache(cpu);
+	CHECK(dc.family == 4 && memcmp(dc.key, (uint8_t[]){198, 18, 4, 20}, 4) == 0);
+	/* Allowed: passes at once, and only the allow counter moves. */
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_ALLOW, "198.18.4.20", err, sizeof(err)), 0);
+	EXPECT(&a, XDP_PASS, XDP_REASON_ALLOW);
+	EXPECT(&a, XDP_PASS, XDP_REASON_ALLOW);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_ALLOW, "198.18.4.20", err, sizeof(err)), 0);
+	EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	/* Denied: counted as denied, not as rate-limited. */
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_DENY, "198.18.4.0/24", err, sizeof(err)), 0);
+	EXPECT(&a, XDP_DROP, XDP_REASON_DENY);
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_DENY, "198.18.4.0/24", err, sizeof(err)), 0);
+	EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	/* A SYN to a closed port is refused by the port policy, from the cache's source too. */
+	{
+		struct frame closed = tcp4("198.18.4.20", SYN, 22);
+
+		EXPECT(&closed, XDP_DROP, XDP_REASON_PORT);
+		EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	}
+	/* Written behind the gateway's back: the cache still answers, until lists_gen moves. */
+	CHECK_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.allow_v4), &k, &v, BPF_ANY), 0);
+	EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+	CHECK_EQ(edge_lists_changed(gen_fd), 0);
+	EXPECT(&a, XDP_PASS, XDP_REASON_ALLOW);
+	CHECK_EQ(bpf_map_delete_elem(bpf_map__fd(skel->maps.allow_v4), &k), 0);
+	CHECK_EQ(edge_lists_changed(gen_fd), 0);
+	EXPECT(&a, XDP_DROP, XDP_REASON_SYN_RATE);
+
+	/* IPv6: an allowed /128 inside a refused /64 passes; its neighbours stay refused
+	 * (the bucket is the /64's). ND from the refused source is never limited. */
+	fill_drop_cache("2001:db8:7::1", true);
+	CHECK_EQ(edge_list_add(pin_dir, EDGE_LIST_ALLOW, "2001:db8:7::2", err, sizeof(err)), 0);
+	{
+		struct frame x = tcp6("2001:db8:7::1", SYN, 80), y = tcp6("2001:db8:7::2", SYN, 80),
+			     z = tcp6("2001:db8:7::3", SYN, 80);
+		struct spec nd = {.family = F_V6,
+				  .src = "2001:db8:7::1",
+				  .l4 = IPPROTO_ICMPV6,
+				  .icmp_type = 135,
+				  .hop_limit = 255};
+		struct frame ndf;
+
+		EXPECT(&x, XDP_DROP, XDP_REASON_SYN_RATE);
+		EXPECT(&y, XDP_PASS, XDP_REASON_ALLOW);
+		EXPECT(&z, XDP_DROP, XDP_REASON_SYN_RATE);
+		struct spec echo = nd;
+		struct frame echof;
+		int i;
+
+		EXPECT(&x, XDP_DROP, XDP_REASON_SYN_RATE);
+		/* ICMPv6 echo refused from the cache; ND of the same class is not. */
+		echo.icmp_type = 128;
+		echo.hop_limit = 64;
+		build(&echof, &echo);
+		build(&ndf, &nd);
+		for (i = 0; i < 2; i++)
+			EXPECT(&echof, XDP_PASS, XDP_REASON_PASS);
+		for (i = 0; i < 3; i++)
+			EXPECT(&echof, XDP_DROP, XDP_REASON_ICMP_RATE);
+		dc = cpu_drop_cache(cpu);
+		CHECK(dc.family == 6 && dc.class == XDP_CLASS_ICMP);
+		EXPECT(&ndf, XDP_PASS, XDP_REASON_ND);
+		EXPECT(&echof, XDP_DROP, XDP_REASON_ICMP_RATE);
+	}
+	CHECK_EQ(edge_list_del(pin_dir, EDGE_LIST_ALLOW, "2001:db8:7::2", err, sizeof(err)), 0);
 	CHECK_EQ(sched_setaffinity(0, sizeof(all), &all), 0);
 }
 
@@ -1141,12 +1293,14 @@ int main(void)
 		RUN(test_syn_bucket_and_refill);
 		RUN(test_packet_bucket);
 		RUN(test_new_source_budget);
+		RUN(test_new_source_memo);
 		RUN(test_udp_and_icmp_buckets);
 		RUN(test_neighbour_discovery_never_limited);
 		RUN(test_ipv6_bucket_per_64);
 		RUN(test_top_sources);
 		RUN(test_drop_cache);
 		RUN(test_drop_cache_coarse_clock);
+		RUN(test_drop_cache_before_lists);
 		RUN(test_list_operations);
 		RUN(test_reload_rule);
 		RUN(test_stats_reading_and_btf_names);

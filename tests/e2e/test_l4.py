@@ -226,3 +226,81 @@ def test_stalled_receiver_memory_bounded(gateway, base_config, splice):
         sock.close()
     finally:
         server.stop()
+
+
+class SendThenCloseServer:
+    """Per connection: sends `total` pattern bytes without reading, then closes the socket
+    (an upstream that dies in the middle of a large response)."""
+
+    def __init__(self, total):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.total = total
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        # A moment first: the gateway splices a socket only while its receive queue is
+        # empty when it joins (see client_transfer).
+        time.sleep(0.3)
+        try:
+            for piece in pattern_stream(self.total, seed=b"server"):
+                conn.sendall(piece)
+        except OSError:
+            pass  # the harness's readiness probe leaves at once
+        conn.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def active_connections(gw, listener):
+    text = urllib.request.urlopen(gw.admin_url + "/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('xgate_connections_active{') and
+               'listener="%s"' % listener in line)
+
+
+@pytest.mark.parametrize("splice", ["auto", "sockmap"])
+def test_upstream_closes_mid_splice(gateway, base_config, splice):
+    # The upstream sends 20 MB and closes while the flow is spliced: the client gets exactly
+    # those bytes, then EOF (no loss, no hang), and the gateway forgets the connection.
+    total = 20 << 20
+    server = SendThenCloseServer(total)
+    try:
+        gw = gateway(l4_config(base_config, server, splice))
+        bytes_before = metric(gw, "xgate_splice_bytes_total")
+        flows_before = metric(gw, "xgate_splice_flows_total")
+        sock = socket.create_connection(("127.0.0.1", gw.port(1)), timeout=scaled(30))
+        digest, received = hashlib.sha256(), 0
+        while True:
+            data = sock.recv(1 << 20)  # a hang fails on the socket timeout
+            if not data:
+                break
+            if not received:  # the gauge counts this flow (so its return to 0 means something)
+                assert active_connections(gw, "l4") >= 1
+            digest.update(data)
+            received += len(data)
+        assert received == total
+        assert digest.hexdigest() == pattern_sha256(total, seed=b"server")
+        assert metric(gw, "xgate_splice_flows_total") - flows_before >= 1
+        if splice == "auto":  # pipe bytes; sockmap moves them without counting
+            assert metric(gw, "xgate_splice_bytes_total") - bytes_before >= total - (1 << 20)
+        sock.close()
+        deadline = time.time() + scaled(10)
+        while time.time() < deadline and (active_connections(gw, "l4") or
+                                          metric(gw, "xgate_splice_flows_active")):
+            time.sleep(0.1)
+        assert active_connections(gw, "l4") == 0
+        assert metric(gw, "xgate_splice_flows_active") == 0
+    finally:
+        server.stop()

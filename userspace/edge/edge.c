@@ -38,7 +38,7 @@ struct edge {
 	char *pin_dir;
 	struct edge_link *links;
 	int nlinks;
-	int config_fd, stats_fd, deny_v4_fd, deny_v6_fd, allow_v4_fd, allow_v6_fd;
+	int config_fd, stats_fd, deny_v4_fd, deny_v6_fd, allow_v4_fd, allow_v6_fd, lists_gen_fd;
 };
 
 /*
@@ -354,6 +354,7 @@ static void edge_free(struct edge *e)
 	close_fd(&e->deny_v6_fd);
 	close_fd(&e->allow_v4_fd);
 	close_fd(&e->allow_v6_fd);
+	close_fd(&e->lists_gen_fd);
 	free(e->links);
 	free(e->pin_dir);
 	free(e);
@@ -366,9 +367,10 @@ static int open_maps(struct edge *e, char *err, size_t errlen)
 		int *fd;
 		const char *name;
 	} maps[] = {
-	    {&e->config_fd, EDGE_MAP_CONFIG},	  {&e->stats_fd, EDGE_MAP_STATS},
-	    {&e->deny_v4_fd, EDGE_MAP_DENY_V4},	  {&e->deny_v6_fd, EDGE_MAP_DENY_V6},
-	    {&e->allow_v4_fd, EDGE_MAP_ALLOW_V4}, {&e->allow_v6_fd, EDGE_MAP_ALLOW_V6},
+	    {&e->config_fd, EDGE_MAP_CONFIG},	    {&e->stats_fd, EDGE_MAP_STATS},
+	    {&e->deny_v4_fd, EDGE_MAP_DENY_V4},	    {&e->deny_v6_fd, EDGE_MAP_DENY_V6},
+	    {&e->allow_v4_fd, EDGE_MAP_ALLOW_V4},   {&e->allow_v6_fd, EDGE_MAP_ALLOW_V6},
+	    {&e->lists_gen_fd, EDGE_MAP_LISTS_GEN},
 	};
 	size_t i;
 
@@ -417,7 +419,7 @@ struct edge *edge_start(const struct edge_config *c, char *err, size_t errlen)
 	libxdp_set_print(libxdp_log);
 	libbpf_set_print(libbpf_log);
 	e->config_fd = e->stats_fd = e->deny_v4_fd = e->deny_v6_fd = -1;
-	e->allow_v4_fd = e->allow_v6_fd = -1;
+	e->allow_v4_fd = e->allow_v6_fd = e->lists_gen_fd = -1;
 	ret = resolve_interfaces(e, c, err, errlen);
 	if (!ret)
 		ret = prepare_pin_dir(c->pin_dir, err, errlen);
@@ -447,6 +449,24 @@ static void warn_restart_needed(const struct edge *e, const struct edge_config *
 		log_warn("edge", "edge.interfaces/pin_dir changed: takes effect after a restart");
 }
 
+/* One list (both families), then the word that invalidates the refusals the program
+ * cached under the old lists: written even after a partial update. */
+static int sync_list(struct edge *e, const char *name, const struct edge_cidr *cidrs, int n,
+		     bool keep_operator_entries, char *err, size_t errlen)
+{
+	bool deny = name[0] == 'd';
+	int ret, gen;
+
+	ret =
+	    edge_sync_list(deny ? e->deny_v4_fd : e->allow_v4_fd,
+			   deny ? e->deny_v6_fd : e->allow_v6_fd, cidrs, n, keep_operator_entries);
+	gen = edge_lists_changed(e->lists_gen_fd);
+	if (ret || gen)
+		snprintf(err, errlen, "cannot update the %s lists: %s", name,
+			 strerror(-(ret ?: gen)));
+	return ret ?: gen;
+}
+
 int edge_apply(struct edge *e, const struct edge_config *c, char *err, size_t errlen)
 {
 	int ret;
@@ -457,18 +477,12 @@ int edge_apply(struct edge *e, const struct edge_config *c, char *err, size_t er
 		snprintf(err, errlen, "cannot update %s/config: %s", e->pin_dir, strerror(-ret));
 		return ret;
 	}
-	ret = edge_sync_list(e->deny_v4_fd, e->deny_v6_fd, c->deny, c->ndeny,
-			     c->keep_operator_entries);
-	if (ret) {
-		snprintf(err, errlen, "cannot update the deny lists: %s", strerror(-ret));
+	ret = sync_list(e, "deny", c->deny, c->ndeny, c->keep_operator_entries, err, errlen);
+	if (!ret)
+		ret = sync_list(e, "allow", c->allow, c->nallow, c->keep_operator_entries, err,
+				errlen);
+	if (ret)
 		return ret;
-	}
-	ret = edge_sync_list(e->allow_v4_fd, e->allow_v6_fd, c->allow, c->nallow,
-			     c->keep_operator_entries);
-	if (ret) {
-		snprintf(err, errlen, "cannot update the allow lists: %s", strerror(-ret));
-		return ret;
-	}
 	log_info("edge",
 		 "applied: syn %llu/s burst %llu, packets %llu/s burst %llu, udp %llu/s, "
 		 "icmp %llu/s, %d tcp ports%s, %d deny, %d allow",

@@ -18,6 +18,7 @@
 #define EDGE_MAP_RATE_V4 "rate_v4"
 #define EDGE_MAP_RATE_V6 "rate_v6"
 #define EDGE_MAP_DROP_CACHE "drop_cache"
+#define EDGE_MAP_LISTS_GEN "lists_gen"
 
 /* Opens pin_dir/name; -errno with a message naming the path. */
 int edge_pin_open(const char *pin_dir, const char *name, char *err, size_t errlen);
@@ -28,5 +29,9 @@ int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock
 /* Applies the reload rule of edge.h to one list (both families). 0 or -errno. */
 int edge_sync_list(int v4_fd, int v6_fd, const struct edge_cidr *cidrs, int n,
 		   bool keep_operator_entries);
+
+/* Tells the program the deny/allow lists changed (call after the change): cached
+ * refusals computed under the old lists stop applying. 0 or -errno. */
+int edge_lists_changed(int lists_gen_fd);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,7 @@ int edge_write_config(int config_fd, const struct edge_config *c, uint64_t clock
 	init_new_source_budget(&cfg->new_source, &c->new_sources);
 	cfg->clock_offset_ns = clock_offset_ns;
 	cfg->coarse_slack_ns = coarse_slack_ns();
+	cfg->tick_ns = cfg->coarse_slack_ns / 2;
 	if (c->port_policy)
 		cfg->flags |= XDP_CFG_PORT_POLICY;
 	for (i = 0; i < c->ntcp_ports; i++)
@@ -277,6 +279,39 @@ int edge_sync_list(int v4_fd, int v6_fd, const struct edge_cidr *cidrs, int n,
 	return ret;
 }
 
+int edge_lists_changed(int lists_gen_fd)
+{
+	__u64 fresh = 0;
+	__u32 zero = 0;
+
+	/* A random value, not an increment: concurrent writers need no read-modify-write,
+	 * and 2^64 values make a repeat (which would revive a stale entry) negligible. */
+	if (getrandom(&fresh, sizeof(fresh), 0) != sizeof(fresh)) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fresh = (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	}
+	return bpf_map_update_elem(lists_gen_fd, &zero, &fresh, BPF_ANY) ? -errno : 0;
+}
+
+/* edge_lists_changed through the pin; a shield from before lists_gen has nothing to tell. */
+static int lists_changed(const char *pin_dir, char *err, size_t errlen)
+{
+	int fd = edge_pin_open(pin_dir, EDGE_MAP_LISTS_GEN, err, errlen), ret;
+
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	ret = edge_lists_changed(fd);
+	if (ret)
+		snprintf(err, errlen, "cannot update %s/%s: %s", pin_dir, EDGE_MAP_LISTS_GEN,
+			 strerror(-ret));
+	close(fd);
+	return ret;
+}
+
 static int open_list(const char *pin_dir, enum edge_list list, int family, char *err, size_t errlen)
 {
 	const char *name;
@@ -323,7 +358,7 @@ int edge_list_add(const char *pin_dir, enum edge_list list, const char *cidr, ch
 			 ret == -ENOSPC ? " (list full)" : "");
 	}
 	close(fd);
-	return ret;
+	return ret ?: lists_changed(pin_dir, err, errlen);
 }
 
 int edge_list_del(const char *pin_dir, enum edge_list list, const char *cidr, char *err,
@@ -353,7 +388,7 @@ int edge_list_del(const char *pin_dir, enum edge_list list, const char *cidr, ch
 			snprintf(err, errlen, "cannot delete %s: %s", text, strerror(-ret));
 	}
 	close(fd);
-	return ret;
+	return ret ?: lists_changed(pin_dir, err, errlen);
 }
 
 static int read_family(int fd, int family, int (*fn)(const struct edge_list_entry *, void *),
@@ -493,8 +528,8 @@ static void add_cached_drops(const char *pin_dir, struct source_vec *sv)
 	}
 	for (cpu = 0; cpu < ncpu; cpu++) {
 		const struct xdp_drop_cache *dc = &per_cpu[cpu];
-		int family = dc->key[1] ? AF_INET6 : AF_INET;
-		size_t len = dc->key[1] ? 8 : 4;
+		int family = dc->family == 6 ? AF_INET6 : AF_INET;
+		size_t len = dc->family == 6 ? 8 : 4; /* the bucket: /32 or /64 */
 
 		for (i = 0; dc->pending && i < sv->n; i++) {
 			struct edge_source *s = &sv->v[i];
