@@ -161,10 +161,12 @@ def test_a_record_change_moves_traffic_with_no_failed_request(dns, upstream, gat
     statuses, bodies = [], []
     stop = threading.Event()
 
+    # Bounded by time, not by count: a fast gateway finishes any fixed count before the
+    # next resolution (interval 1 s) and the loop would end with no request left to move.
+    give_up = time.monotonic() + scaled(20)
+
     def loop():
-        for _ in range(5000):
-            if stop.is_set():
-                return
+        while not stop.is_set() and time.monotonic() < give_up:
             resp = http_request("GET", gw.url("/x"))
             statuses.append(resp.status)
             bodies.append(resp.body)
