@@ -264,12 +264,22 @@ bool side_arm_send(struct side *s)
 
 	if (!side_usable(s) || !buf_len(&s->out) || (s->pending & (PEND_SEND | PEND_POLL_OUT)))
 		return false;
+	if (s->tls && !s->tls_done)
+		return false;
+	if (!s->upstream && !s->w->flushing) {
+		if (!s->flush_queued) {
+			s->flush_queued = true;
+			s->flush_next = s->w->flush_list;
+			s->w->flush_list = s;
+		}
+		return false;
+	}
 	/* With kTLS TX the kernel frames and encrypts: the plaintext goes to the socket
 	 * through the ring like a plain side's, not through SSL_write (one write(2) per
 	 * 16 KiB record, outside the ring). OpenSSL has nothing queued once the handshake
 	 * returned OK, and its own later writes (close_notify) are whole control records. */
-	if (s->tls && !(s->tls_done && tls_conn_ktls_tx(s->tls)))
-		return s->tls_done && side_tls_pump(s);
+	if (s->tls && !tls_conn_ktls_tx(s->tls))
+		return side_tls_pump(s);
 	sqe = worker_sqe(s->w);
 	s->send_len = buf_len(&s->out);
 	io_uring_prep_send(sqe, s->fd, buf_head(&s->out), s->send_len, MSG_NOSIGNAL);
@@ -345,6 +355,22 @@ void side_close(struct side *s)
 		return;
 	}
 	side_retire(s);
+}
+
+void worker_flush_sends(struct worker *w)
+{
+	w->flushing = true;
+	while (w->flush_list) {
+		struct side *s = w->flush_list;
+
+		w->flush_list = s->flush_next;
+		s->flush_queued = false;
+		/* A TLS write that freed room or failed moves its connection on (a close after
+		 * the last byte, more of a response); a ring send does that on completion. */
+		if (side_arm_send(s))
+			conn_advance((struct conn *)((char *)s - offsetof(struct conn, cli)));
+	}
+	w->flushing = false;
 }
 
 void worker_bury(struct worker *w)

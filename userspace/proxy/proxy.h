@@ -108,6 +108,8 @@ struct side {
 	uint64_t splice_handled;   /* last total reported with splice_handled() */
 	struct __kernel_timespec timer_ts;
 	struct side *grave_next; /* on the worker's list of sides to free after this batch */
+	bool flush_queued;	 /* on the worker's list of client sides to write at batch end */
+	struct side *flush_next;
 } __attribute__((aligned(16)));
 
 enum conn_state {
@@ -312,6 +314,11 @@ struct worker {
 	 * the stack (a state machine step that just closed its connection) never touches
 	 * freed memory. */
 	struct side *graveyard;
+	/* Client sides with bytes to send: written once at the end of the batch, so what many
+	 * streams (HTTP/2) or events finished in one batch leaves in one send or SSL_write
+	 * instead of one each, and the peer gets fewer, fuller segments (worker_flush_sends). */
+	struct side *flush_list;
+	bool flushing; /* worker_flush_sends runs: client sides send at once */
 	atomic_ulong active_conns; /* read by /status */
 };
 
@@ -340,6 +347,7 @@ void side_arm_shutdown(struct side *s);
 void side_arm_timer(struct side *s, uint32_t ms);
 void side_close(struct side *s); /* frees the owning struct once nothing is in flight */
 void worker_bury(struct worker *w); /* frees the sides closed during this batch */
+void worker_flush_sends(struct worker *w); /* sends for the sides side_arm_send queued */
 void side_complete(struct side *s, enum op op, struct io_uring_cqe *cqe);
 bool side_idle(const struct side *s);
 void upconn_connect(struct upconn *u, uint32_t timeout_ms);

@@ -566,6 +566,7 @@ static void process_completions(struct worker *w, struct __kernel_timespec *wait
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
+	worker_flush_sends(w); /* what the loop itself queued (GOAWAY on drain) */
 	io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, wait, NULL);
 	w->now_ms = clock_mono_ms();
 	io_uring_for_each_cqe(&w->ring, head, cqe) {
@@ -575,7 +576,10 @@ static void process_completions(struct worker *w, struct __kernel_timespec *wait
 	io_uring_cq_advance(&w->ring, n);
 	timer_run(&w->timers, w->now_ms);
 	/* Streams woken by this batch run now, outside any completion handler. */
-	stream_runq_drain(w->streams, w->now_ms);
+	do {
+		stream_runq_drain(w->streams, w->now_ms);
+		worker_flush_sends(w);
+	} while (!stream_runq_empty(w->streams));
 	worker_bury(w);
 	atomic_store_explicit(&w->active_conns, w->nconns, memory_order_relaxed);
 }

@@ -376,6 +376,11 @@ static SSL_CTX *new_ctx(struct tls_listener *t, const struct tls_opts *o, const 
 	/* Partial writes and a moving buffer let the worker retry from its own queue. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 				  SSL_MODE_RELEASE_BUFFERS);
+	/* Without kTLS, read whole socket buffers into OpenSSL's record buffer: one read(2)
+	 * per batch of records instead of two (header, then body) per record. kTLS RX needs
+	 * OpenSSL to hold no bytes past the handshake, so it keeps reading record by record. */
+	if (!t->ktls_enabled)
+		SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_min_proto_version(ctx, o->min_version);
 	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
 	/* Stateless tickets only: nothing per-context to lose on reload, no cross-thread lock. */
